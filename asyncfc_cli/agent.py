@@ -1,0 +1,179 @@
+"""The agent loop: model turn, tool calls, repeat until an answer or a limit.
+
+The loop knows nothing about terminals: it reads a :class:`RunSpec`-like
+:class:`AgentRun`, talks to a :class:`~asyncfc_cli.model.ModelClient`,
+hands calls to the executor and reports everything as trace events.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from asyncfc_cli import executor
+from asyncfc_cli.executor import CallRecord, Limits
+from asyncfc_cli.model import FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
+from asyncfc_cli.trace import Trace, digest
+
+# How a run ended; the CLI maps these to exit codes.
+OK, ERROR, MAX_TURNS, TIMEOUT, INTERRUPTED = "ok", "error", "max_turns", "timeout", "interrupted"
+
+
+@dataclass
+class AgentRun:
+    """The parts of a validated spec the loop needs."""
+
+    prompt: str
+    instructions: str
+    tools: dict[str, Any]  # name -> Tool
+    mode: str
+    max_turns: int
+    timeout: float | None
+    max_concurrency: int
+
+
+@dataclass
+class RunResult:
+    status: str
+    answer: str | None
+    calls: list[CallRecord] = field(default_factory=list)
+    error: str | None = None
+    turns: int = 0
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    wall: float = 0.0
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if run.instructions.strip():
+        messages.append({"role": "system", "content": run.instructions.strip()})
+    messages.append({"role": "user", "content": run.prompt})
+    return messages
+
+
+async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResult:
+    """Run the loop to an answer, a limit, or cancellation; always writes a summary.
+
+    A ``KeyboardInterrupt`` or outer cancellation still closes the trace with
+    status ``interrupted`` before it propagates.
+    """
+    if run.mode == "async":
+        raise NotImplementedError("async mode is not available yet")
+    result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
+    schemas = [tool.openai_schema() for tool in run.tools.values()]
+    limits = Limits(run.tools, run.max_concurrency)
+    started = trace.now()
+    try:
+        with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
+            await _loop(run, client, trace, result, schemas, limits)
+        if scope.cancelled_caught:
+            result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
+    except ModelError as exc:
+        result.status, result.error = ERROR, f"model error: {exc}"
+    except (KeyboardInterrupt, trio.Cancelled):
+        result.status, result.error = INTERRUPTED, "interrupted"
+        raise
+    finally:
+        result.wall = trace.now() - started
+        trace.emit(
+            "summary",
+            status=result.status,
+            answer_chars=len(result.answer or ""),
+            turns=result.turns,
+            requests=result.requests,
+            tool_calls=len(result.calls),
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            wall=round(result.wall, 6),
+            **({"error": result.error} if result.error else {}),
+        )
+    return result
+
+
+async def _loop(
+    run: AgentRun,
+    client: ModelClient,
+    trace: Trace,
+    result: RunResult,
+    schemas: list[dict],
+    limits: Limits,
+) -> None:
+    messages = result.messages
+    for _turn in range(run.max_turns):
+        result.turns += 1
+        done = await _model_turn(client, messages, schemas, trace, result)
+        assistant: dict[str, Any] = {"role": "assistant", "content": done.content or None}
+        if done.tool_calls:
+            assistant["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in done.tool_calls
+            ]
+        messages.append(assistant)
+        if not done.tool_calls:
+            result.status, result.answer = OK, done.content
+            return
+        records = [executor.new_record(call, result.requests) for call in done.tool_calls]
+        result.calls.extend(records)
+        if run.mode == "parallel":
+            await executor.run_parallel(records, run.tools, limits, trace)
+        else:
+            await executor.run_sync(records, run.tools, limits, trace)
+        messages.extend(record.tool_message() for record in records)
+    result.status = MAX_TURNS
+    result.error = f"no final answer after {run.max_turns} turns (max_turns)"
+
+
+async def _model_turn(
+    client: ModelClient,
+    messages: list[dict[str, Any]],
+    schemas: list[dict],
+    trace: Trace,
+    result: RunResult,
+) -> StreamDone:
+    result.requests += 1
+    request = result.requests
+    trace.emit("model_begin", request=request, messages=len(messages))
+    begin = trace.now()
+    ttft: float | None = None
+    done: StreamDone | None = None
+    status, error = "ok", None
+    try:
+        async with aclosing(client.stream(list(messages), schemas)) as stream:
+            async for event in stream:
+                if isinstance(event, FirstToken):
+                    ttft = trace.now() - begin
+                    trace.emit("model_first_token", request=request)
+                elif isinstance(event, ToolCallReady):
+                    trace.emit("call_ready", request=request, call_id=event.id, tool=event.name,
+                               args_digest=digest(event.arguments))
+                elif isinstance(event, StreamDone):
+                    done = event
+                elif isinstance(event, TextDelta):
+                    pass
+    except ModelError as exc:
+        status, error = "error", str(exc)
+        raise
+    except BaseException:
+        status = "cancelled"
+        raise
+    finally:
+        fields: dict[str, Any] = {}
+        if done is not None:
+            result.tokens_in += done.prompt_tokens
+            result.tokens_out += done.completion_tokens
+            fields = dict(tokens_in=done.prompt_tokens, tokens_out=done.completion_tokens,
+                          finish_reason=done.finish_reason, tool_calls=len(done.tool_calls))
+        if error:
+            fields["error"] = error
+        trace.emit("model_end", request=request, status=status,
+                   ttft=None if ttft is None else round(ttft, 6), **fields)
+    if done is None:
+        raise ModelError("the stream ended without a final chunk")
+    return done

@@ -1,0 +1,241 @@
+"""The ``asyncfc`` command line.
+
+Each command is thin: it parses options, calls the engine, and maps the
+outcome to output and an exit code. Human output goes to stderr; stdout
+holds only the answer, or with ``--json`` one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from asyncfc_cli import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES_HELP = """
+Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
+2 usage or spec error; 3 expectations in the task not met; 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="asyncfc",
+    help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+sim_app = typer.Typer(help="The embedded simulated model.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"asyncfc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+@app.command()
+def run(
+    task: Annotated[Path, typer.Argument(help="The task file (task.toml).", show_default=False)],
+    agents: Annotated[Optional[Path], typer.Option(
+        "--agents", help="agents.toml to use (default: next to the task or in a parent directory, "
+        "then the current directory).")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help='Override the agent\'s model: a [models] name, "sim", or any LiteLLM '
+        "model string such as openai/gpt-4o-mini.")] = None,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", help="Execution mode: sync, parallel or async (default: the agent's).")] = None,
+    trace: Annotated[Optional[Path], typer.Option(
+        "--trace", help="Where to write the JSONL trace (default .asyncfc/runs/<run-id>.jsonl).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    sets: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Run an agent on a task and print its answer.
+
+    Progress goes to stderr, the answer to stdout (or, with --json, one object
+    with status, answer, tool calls and timings, token usage, wall time and
+    the trace path).
+    """
+    from asyncfc_cli import runner, spec as spec_mod
+    from asyncfc_cli.expectations import unmet
+    from asyncfc_cli.trace import default_trace_path, new_run_id
+
+    try:
+        overrides = spec_mod.parse_set(sets or [])
+        if mode == "async":
+            raise spec_mod.SpecError(None, "--mode", "async mode is not available yet in this version",
+                                     "use --mode sync or --mode parallel")
+        run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
+                                        mode_override=mode, overrides=overrides, timeout_override=timeout)
+        if run_spec.agent.mode == "async":
+            raise spec_mod.SpecError(run_spec.agents_path, f"agents.{run_spec.agent_name}.mode",
+                                     "async mode is not available yet in this version",
+                                     "set mode = \"sync\" or \"parallel\", or pass --mode")
+    except spec_mod.SpecError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+
+    run_id = new_run_id()
+    trace_path = trace or default_trace_path(run_id)
+    try:
+        writer = runner.open_trace_file(trace_path)
+    except OSError as exc:
+        raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
+                    "choose another path with --trace", EXIT_USAGE) from None
+
+    sinks = []
+    if not quiet and not as_json:
+        from asyncfc_cli.progress import ProgressPrinter
+
+        err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model {escape(run_spec.model.name)}"
+                  f" · mode {run_spec.agent.mode}", highlight=False)
+        sinks.append(ProgressPrinter(err))
+    try:
+        outcome = runner.execute(run_spec, writer, sinks, run_id)
+    except KeyboardInterrupt:
+        if as_json:
+            print(json.dumps({"status": "interrupted", "trace": str(trace_path)}))
+        err.print(f"[yellow]interrupted[/]; trace: {trace_path}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    result = outcome.result
+    failures = unmet(run_spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
+    code = EXIT_OK if result.status == "ok" else EXIT_FAILED
+    if code == EXIT_OK and failures:
+        code = EXIT_EXPECT
+    if as_json:
+        print(json.dumps(_json_report(run_spec, outcome, failures, code), ensure_ascii=False))
+    else:
+        if result.answer is not None:
+            print(result.answer)
+        if not quiet:
+            _print_footer(result, failures, trace_path)
+        elif result.status != "ok" or failures:
+            _print_footer(result, failures, trace_path)
+    raise typer.Exit(code)
+
+
+def _print_footer(result: Any, failures: list[str], trace_path: Path) -> None:
+    if result.status == "ok":
+        err.print(f"[green]done[/] in {result.wall:.2f}s · {len(result.calls)} tool calls · "
+                  f"{result.requests} model requests · tokens {result.tokens_in} in / {result.tokens_out} out")
+    else:
+        err.print(f"[red]{result.status}[/]: {escape(result.error or '')}")
+    for failure in failures:
+        err.print(f"[red]expectation not met:[/] {escape(failure)}")
+    err.print(f"[dim]trace: {trace_path}[/]")
+
+
+def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) -> dict[str, Any]:
+    result = outcome.result
+    return {
+        "status": result.status,
+        "exit_code": code,
+        "answer": result.answer,
+        "error": result.error,
+        "task": str(run_spec.task_path),
+        "agent": run_spec.agent_name,
+        "model": run_spec.model.name,
+        "mode": run_spec.agent.mode,
+        "wall": round(result.wall, 6),
+        "turns": result.turns,
+        "usage": {"requests": result.requests, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out},
+        "tool_calls": [
+            {
+                "id": c.call_id,
+                "tool": c.tool,
+                "arguments": c.arguments if c.arguments is not None else c.raw_arguments,
+                "status": c.status,
+                "error": c.error,
+                "start": None if c.start is None else round(c.start, 6),
+                "end": None if c.end is None else round(c.end, 6),
+                "duration": None if c.duration is None else round(c.duration, 6),
+            }
+            for c in result.calls
+        ],
+        "expectations": {"met": not failures, "failures": failures},
+        "trace": str(outcome.trace_path),
+    }
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="agents.toml and task files to check.", show_default=False)],
+) -> None:
+    """Check agents and task files without running anything (exit 2 on the first bad file)."""
+    from asyncfc_cli import spec as spec_mod
+
+    bad = 0
+    for path in files:
+        try:
+            summary = spec_mod.validate_file(path)
+            err.print(f"[green]ok[/] {escape(str(path))}: {escape(summary)}")
+        except spec_mod.SpecError as exc:
+            bad += 1
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+    raise typer.Exit(EXIT_USAGE if bad else EXIT_OK)
+
+
+@sim_app.command("serve")
+def sim_serve(
+    task: Annotated[Path, typer.Argument(help="A task file whose [sim] plan the model follows.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8765,
+) -> None:
+    """Serve the simulated model as an OpenAI-compatible endpoint on 127.0.0.1."""
+    from asyncfc_cli import spec as spec_mod
+    from asyncfc_cli.sim.server import SimServer
+
+    try:
+        task_spec = spec_mod.load_task(task)
+        if task_spec.sim is None:
+            raise spec_mod.SpecError(task, "sim", "this task has no [sim] plan", "add a [sim] section")
+        plan = spec_mod.load_sim_plan(task_spec.sim, task)
+    except spec_mod.SpecError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    with SimServer(plan, port=port) as server:
+        err.print(f"simulated model at {server.base_url} (model name: anything; api key: anything). Ctrl-C stops.")
+        try:
+            while True:
+                import time
+
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C outside a run (e.g. during startup)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""One run from a validated spec: trace file, model endpoint, agent loop.
+
+This is the seam between the CLI and the engine. It starts the simulated
+model's server when the agent uses it, opens the asyncio thread that owns
+LiteLLM's requests, and makes sure all of it is gone when the run ends,
+however it ends.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from asyncfc_cli.agent import AgentRun, RunResult, run_agent
+from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig
+from asyncfc_cli.spec import RunSpec
+from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
+
+SIM_MODEL_NAME = "openai/asyncfc-sim"
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    trace_path: Path
+    run_id: str
+    trace: Trace
+
+
+def open_trace_file(path: Path) -> TraceWriter:
+    """Open the trace before anything runs, so a bad path fails early."""
+    return TraceWriter(path)
+
+
+@contextmanager
+def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
+    """The LiteLLM configuration for the run's model, serving the simulated one if needed."""
+    m = spec.model
+    if m.is_sim:
+        from asyncfc_cli.sim.server import SimServer
+
+        with SimServer(spec.sim_plan) as server:
+            # The simulated model is reached like any local OpenAI-compatible server.
+            yield ModelConfig(model=SIM_MODEL_NAME, api_base=server.base_url, api_key="sim-no-key",
+                              retries=m.retries, stream_timeout=m.request_timeout)
+        return
+    yield ModelConfig(model=m.model, api_base=m.api_base, api_key=m.api_key, params=dict(m.params),
+                      retries=m.retries, stream_timeout=m.request_timeout)
+
+
+def agent_run(spec: RunSpec) -> AgentRun:
+    return AgentRun(
+        prompt=spec.prompt,
+        instructions=spec.agent.instructions,
+        tools=spec.tools,
+        mode=spec.agent.mode,
+        max_turns=spec.agent.max_turns,
+        timeout=spec.agent.timeout,
+        max_concurrency=spec.agent.max_concurrency,
+    )
+
+
+def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: str | None = None) -> RunOutcome:
+    """Run the task to completion in a fresh trio run; the trace is closed afterwards.
+
+    ``KeyboardInterrupt`` (and SIGTERM, turned into one) propagates after the
+    trace has been closed with status ``interrupted``.
+    """
+    run_id = run_id or new_run_id()
+    trace = Trace(secrets=[spec.model.api_key])
+    trace.sinks.append(writer)
+    trace.sinks.extend(sinks)
+    outcome: list[RunOutcome] = []
+    try:
+        with ExitStack() as stack:
+            config = stack.enter_context(model_endpoint(spec))
+            loop_thread = stack.enter_context(AsyncioThread())
+            trace.emit(
+                "header",
+                **header_fields(
+                    run_id,
+                    task=str(spec.task_path),
+                    agent=spec.agent_name,
+                    model=spec.model.name,
+                    mode=spec.agent.mode,
+                    spec_digest=spec.digest,
+                    tools=sorted(spec.tools),
+                ),
+            )
+
+            def on_retry(attempt: int, error: str) -> None:
+                trace.emit("retry", attempt=attempt, error=error)
+
+            client = LiteLLMClient(config, loop_thread, on_retry=on_retry)
+
+            async def main() -> None:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_sigterm_to_interrupt, nursery.cancel_scope)
+                    result = await run_agent(agent_run(spec), client, trace)
+                    outcome.append(RunOutcome(result, writer.path, run_id, trace))
+                    nursery.cancel_scope.cancel()
+
+            trio.run(main)
+    finally:
+        writer.close()
+    if not outcome:
+        raise KeyboardInterrupt
+    return outcome[0]
+
+
+async def _sigterm_to_interrupt(scope: trio.CancelScope) -> None:
+    # SIGTERM ends a run the way Ctrl-C does: everything cancelled, trace closed.
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            raise KeyboardInterrupt

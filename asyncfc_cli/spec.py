@@ -1,0 +1,501 @@
+"""agents.toml and task.toml: parsing, validation, and the errors users read.
+
+Every problem with a spec becomes a :class:`SpecError` that names the file,
+the key path inside it and what would be valid; the CLI prints it and exits 2.
+
+How a task finds its agents file, first match wins:
+
+1. ``--agents FILE`` on the command line;
+2. ``agents_file = "..."`` in the task (relative to the task file);
+3. ``agents.toml`` in the task's directory or the nearest parent directory
+   that has one (so ``tasks/x.toml`` finds the project's ``agents.toml``);
+4. ``agents.toml`` in the current directory.
+
+A task whose agent is written inline (``[agent]``) with a LiteLLM model string
+and its own ``[tools]`` needs no agents file at all.
+
+``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
+environment. Only the sections a run uses are interpolated, so an agent for a
+hosted model whose key is unset does not stop the quickstart from running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Mode = Literal["sync", "parallel", "async"]
+SIM_MODEL = "sim"
+DEFAULT_MODE: Mode = "sync"
+
+
+class SpecError(Exception):
+    """A spec problem: ``file: key: message`` plus how to fix it."""
+
+    def __init__(self, file: Path | str | None, key: str, message: str, fix: str = "") -> None:
+        self.file, self.key, self.message, self.fix = file, key, message, fix
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ": ".join(str(p) for p in (self.file, self.key) if p)
+        text = f"{where}: {self.message}" if where else self.message
+        return f"{text}\n  fix: {self.fix}" if self.fix else text
+
+
+# --- the schema --------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """``[models.NAME]``: how to reach one model through LiteLLM."""
+
+    model: str = Field(description='LiteLLM model string, e.g. "openai/gpt-4o-mini", or "sim"')
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable with the key")
+    api_key: str | None = Field(None, description='the key itself, normally "${SOME_VAR}"')
+    params: dict[str, Any] = Field(default_factory=dict, description="extra LiteLLM arguments")
+    retries: int = Field(3, ge=0, le=10)
+    request_timeout: float = Field(120.0, gt=0)
+
+
+class AgentSpec(_Strict):
+    """``[agents.NAME]`` (or ``[agent]`` inline in a task)."""
+
+    model: str = Field(description="a [models] name or a LiteLLM model string")
+    instructions: str = ""
+    tools: list[str] = Field(default_factory=list)
+    mode: Mode = DEFAULT_MODE
+    max_turns: int = Field(16, ge=1)
+    timeout: float | None = Field(300.0, gt=0, description="seconds for the whole run")
+    tool_timeout: float | None = Field(60.0, gt=0, description="default per-tool timeout")
+    max_concurrency: int = Field(32, ge=1, description="tool calls running at once, all tools")
+
+
+class Expectations(_Strict):
+    """``[expect]``: what a successful run looks like (exit 3 if not met)."""
+
+    contains: list[str] = Field(default_factory=list)
+    not_contains: list[str] = Field(default_factory=list)
+    matches: str | None = None
+    tools_called: list[str] = Field(default_factory=list)
+
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class AgentsFile(_Strict):
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    agents: dict[str, AgentSpec] = Field(default_factory=dict)
+    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class TaskFile(_Strict):
+    agent: str | AgentSpec
+    agents_file: str | None = None
+    prompt: str
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    expect: Expectations = Field(default_factory=Expectations)
+    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sim: dict[str, Any] | None = None
+    description: str = ""
+
+
+# --- interpolation -----------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
+    env = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise SpecError(
+                file, key, f"environment variable {name} is not set",
+                f"export {name}=..., or write ${{{name}:-default}} to give a default",
+            )
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, file, f"{key}.{k}" if key else k, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, file, f"{key}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, "", "file not found", "check the path") from None
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(path, "", f"TOML syntax error: {exc}", "fix the syntax at that line") from None
+
+
+def validate_as(model: type[BaseModel], data: dict[str, Any], file: Path | None, prefix: str = "") -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise spec_error_from(exc, model, file, prefix) from None
+
+
+def spec_error_from(exc: ValidationError, model: type[BaseModel] | None, file: Path | None, prefix: str = "") -> SpecError:
+    """Turn pydantic's first error into a message that names the key and the fix."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(([prefix] if prefix else []) + loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _field_names(model, err["loc"][:-1]) if model else []
+        fix = f"valid keys here: {', '.join(valid)}" if valid else "remove it"
+        return SpecError(file, key, "unknown key", fix)
+    if kind == "missing":
+        return SpecError(file, key, "required key is missing", f"add {loc[-1]} = ...")
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, dict) else "a table"
+    message = err["msg"][0].lower() + err["msg"][1:]
+    if message.startswith("value error, "):
+        message = message[len("value error, "):]
+    return SpecError(file, key, f"{message} (got {shown})", _fix_for(model, err["loc"]))
+
+
+def _fix_for(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    info = _field_at(model, loc) if model else None
+    if info is None:
+        return ""
+    hint = info.description or ""
+    ann = _describe_type(info.annotation)
+    return f"expected {ann}" + (f": {hint}" if hint else "")
+
+
+def _describe_type(ann: Any) -> str:
+    origin = typing.get_origin(ann)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
+    if ann in (int, float, str, bool):
+        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[ann]
+    return str(ann).replace("typing.", "")
+
+
+def _field_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    current: Any = model
+    info = None
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            args = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not args:
+                return info
+            current = args[0]
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+    return info
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        info = _field_at(current, (part,)) if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if info is not None:
+            current = info.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+    for candidate in [current, *typing.get_args(current)]:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return list(candidate.model_fields)
+    return []
+
+
+def load_agents_file(path: Path) -> AgentsFile:
+    raw = read_toml(path)
+    return validate_as(AgentsFile, _interpolate_leniently(raw), path)
+
+
+def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
+    # Structure is validated up front; missing variables are only an error
+    # in the sections a run actually uses (see resolve_run).
+    def keep(value: Any) -> Any:
+        if isinstance(value, str):
+            return _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or m.group(0)), value)
+        if isinstance(value, dict):
+            return {k: keep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [keep(v) for v in value]
+        return value
+
+    return keep(raw)
+
+
+def find_agents_file(task_path: Path, task: TaskFile, explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise SpecError(explicit, "", "agents file not found", "check the --agents path")
+        return explicit
+    if task.agents_file:
+        path = (task_path.parent / task.agents_file).resolve()
+        if not path.is_file():
+            raise SpecError(task_path, "agents_file", f"{path} does not exist", "point agents_file at an agents.toml")
+        return path
+    for directory in [task_path.resolve().parent, *task_path.resolve().parent.parents]:
+        candidate = directory / "agents.toml"
+        if candidate.is_file():
+            return candidate
+    cwd = Path.cwd() / "agents.toml"
+    return cwd if cwd.is_file() else None
+
+
+# --- the resolved run --------------------------------------------------------------------
+
+
+@dataclass
+class ResolvedModel:
+    name: str  # the [models] key or the model string as given
+    model: str  # LiteLLM model string, or "sim"
+    api_base: str | None = None
+    api_key: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    retries: int = 3
+    request_timeout: float = 120.0
+
+    @property
+    def is_sim(self) -> bool:
+        return self.model == SIM_MODEL
+
+    def __repr__(self) -> str:
+        return f"ResolvedModel(name={self.name!r}, model={self.model!r})"
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, validated; what the CLI hands the agent loop."""
+
+    task_path: Path
+    agents_path: Path | None
+    agent_name: str
+    agent: AgentSpec
+    model: ResolvedModel
+    prompt: str
+    tools: dict[str, Any]  # name -> asyncfc_cli.tools.Tool
+    expect: Expectations
+    sim_plan: Any | None  # asyncfc_cli.sim.plan.SimPlan
+    digest: str
+
+
+def parse_set(pairs: list[str]) -> dict[str, str]:
+    """``--set key=value`` pairs."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(None, "--set", f"{pair!r} is not key=value", "write --set name=value")
+        out[key.strip()] = value
+    return out
+
+
+def render_prompt(template: str, params: dict[str, Any], file: Path) -> str:
+    names = set(re.findall(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})", template))
+    missing = sorted(names - set(params))
+    if missing:
+        raise SpecError(
+            file, "prompt", f"parameter {{{missing[0]}}} has no value",
+            f"add it under [params] or pass --set {missing[0]}=...",
+        )
+    out = template
+    for name in names:
+        out = re.sub(r"(?<!\{)\{" + name + r"\}(?!\})", lambda _m, v=params[name]: str(v), out)
+    return out.replace("{{", "{").replace("}}", "}")
+
+
+def load_task(path: Path) -> TaskFile:
+    raw = read_toml(path)
+    return validate_as(TaskFile, _interpolate_leniently(raw), path)
+
+
+def resolve_run(
+    task_path: Path,
+    *,
+    agents_path: Path | None = None,
+    model_override: str | None = None,
+    mode_override: str | None = None,
+    overrides: dict[str, str] | None = None,
+    timeout_override: float | None = None,
+) -> RunSpec:
+    """Load a task and its agent, strictly interpolated, tools built."""
+    from asyncfc_cli import tools as tools_mod
+
+    task_path = Path(task_path)
+    raw_task = read_toml(task_path)
+    task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
+    found = find_agents_file(task_path, task, agents_path)
+    raw_agents = read_toml(found) if found else {}
+    agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found) if found else AgentsFile()
+
+    if isinstance(task.agent, str):
+        if task.agent not in agents.agents:
+            known = ", ".join(sorted(agents.agents)) or "none"
+            where = found or "no agents.toml found"
+            raise SpecError(task_path, "agent", f"agent {task.agent!r} is not defined in {where}",
+                            f"use one of: {known}, or write an inline [agent] table")
+        agent_name = task.agent
+        raw_agent = interpolate(raw_agents["agents"][agent_name], found, f"agents.{agent_name}")
+        agent = validate_as(AgentSpec, raw_agent, found, f"agents.{agent_name}")
+    else:
+        agent_name = "inline"
+        agent = validate_as(AgentSpec, interpolate(raw_task["agent"], task_path, "agent"), task_path, "agent")
+    if mode_override:
+        if mode_override not in typing.get_args(Mode):
+            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
+        agent = agent.model_copy(update={"mode": mode_override})
+    if timeout_override is not None:
+        if timeout_override <= 0:
+            raise SpecError(None, "--timeout", "must be positive", "give seconds, e.g. --timeout 60")
+        agent = agent.model_copy(update={"timeout": timeout_override})
+
+    model = _resolve_model(model_override or agent.model, raw_agents, found,
+                           "--model" if model_override else f"agents.{agent_name}.model")
+
+    tools = {}
+    for name in agent.tools:
+        if name in task.tools:
+            raw, file, base = raw_task["tools"][name], task_path, task_path.parent
+        elif name in agents.tools:
+            raw, file, base = raw_agents["tools"][name], found, found.parent  # type: ignore[union-attr]
+        else:
+            known = ", ".join(sorted({*agents.tools, *task.tools})) or "none"
+            raise SpecError(found or task_path, f"agents.{agent_name}.tools",
+                            f"tool {name!r} is not defined", f"define [tools.{name}] or use one of: {known}")
+        raw = interpolate(raw, file, f"tools.{name}")
+        try:
+            tool = tools_mod.build_tool(name, raw, Path(base).resolve())
+        except ValidationError as exc:
+            raise spec_error_from(exc, None, file, f"tools.{name}") from None
+        except tools_mod.ToolLoadError as exc:
+            raise SpecError(file, f"tools.{name}", str(exc)) from None
+        if agent.tool_timeout is not None and tool.timeout is None:
+            tool.timeout = agent.tool_timeout
+        tools[name] = tool
+
+    params: dict[str, Any] = dict(task.params)
+    params.update(overrides or {})
+    prompt = render_prompt(task.prompt, params, task_path)
+
+    sim_plan = None
+    if model.is_sim:
+        if task.sim is None:
+            raise SpecError(task_path, "sim", "the simulated model needs a [sim] plan in the task",
+                            "add a [sim] section with steps, or choose a real model with --model")
+        sim_plan = load_sim_plan(task.sim, task_path)
+
+    from asyncfc_cli.trace import digest
+
+    return RunSpec(
+        task_path=task_path,
+        agents_path=found,
+        agent_name=agent_name,
+        agent=agent,
+        model=model,
+        prompt=prompt,
+        tools=tools,
+        expect=task.expect,
+        sim_plan=sim_plan,
+        digest=digest({"task": raw_task, "agents": raw_agents.get("agents", {}).get(agent_name),
+                       "mode": agent.mode, "model": model.model}),
+    )
+
+
+def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
+    from asyncfc_cli.sim.plan import SimPlan
+
+    try:
+        return SimPlan.model_validate(raw)
+    except ValidationError as exc:
+        raise spec_error_from(exc, SimPlan, file, "sim") from None
+
+
+def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None, key: str) -> ResolvedModel:
+    models = raw_agents.get("models", {})
+    if ref in models:
+        spec = validate_as(ModelSpec, interpolate(models[ref], file, f"models.{ref}"), file, f"models.{ref}")
+        api_key = spec.api_key
+        if spec.api_key_env:
+            api_key = os.environ.get(spec.api_key_env) or None
+            if api_key is None:
+                raise SpecError(file, f"models.{ref}.api_key_env",
+                                f"environment variable {spec.api_key_env} is not set",
+                                f"export {spec.api_key_env}=<your key>")
+        return ResolvedModel(ref, spec.model, spec.api_base or None, api_key, spec.params,
+                             spec.retries, spec.request_timeout)
+    if ref == SIM_MODEL or "/" in ref or ref.startswith(("gpt-", "claude", "gemini")):
+        return ResolvedModel(ref, ref)
+    known = ", ".join(sorted(models)) or "none defined"
+    raise SpecError(file, key, f"{ref!r} is neither a [models] entry nor a LiteLLM model string",
+                    f"use one of: {known}, \"sim\", or a provider/model string like openai/gpt-4o-mini")
+
+
+def validate_file(path: Path) -> str:
+    """Check one agents or task file without running anything; returns a summary."""
+    from asyncfc_cli import tools as tools_mod
+
+    raw = read_toml(path)
+    if "prompt" in raw or "agent" in raw:
+        task = validate_as(TaskFile, _interpolate_leniently(raw), path)
+        if task.sim is not None:
+            load_sim_plan(task.sim, path)
+        resolve_run(path)
+        return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
+    agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
+    for name, agent in agents.agents.items():
+        for tool in agent.tools:
+            if tool not in agents.tools:
+                raise SpecError(path, f"agents.{name}.tools", f"tool {tool!r} is not defined",
+                                f"define [tools.{tool}] or use one of: {', '.join(sorted(agents.tools))}")
+        model = agent.model
+        if model not in agents.models and model != SIM_MODEL and "/" not in model:
+            raise SpecError(path, f"agents.{name}.model", f"unknown model {model!r}",
+                            f"use one of: {', '.join(sorted(agents.models))}, \"sim\" or a LiteLLM model string")
+    for name, tool_raw in agents.tools.items():
+        try:
+            tools_mod.build_tool(name, _interpolate_leniently(tool_raw), path.parent.resolve())
+        except ValidationError as exc:
+            raise spec_error_from(exc, None, path, f"tools.{name}") from None
+        except tools_mod.ToolLoadError as exc:
+            raise SpecError(path, f"tools.{name}", str(exc)) from None
+    return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
