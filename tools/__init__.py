@@ -1,0 +1,1 @@
+"""Example tools for agents.toml and the examples: ordinary, unmodified callables."""
