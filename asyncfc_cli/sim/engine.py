@@ -1,0 +1,502 @@
+"""Decision logic and stream rendering of the simulated model; no I/O.
+
+``decide`` looks at the conversation it is sent, the way a model does, and
+picks its next step from the plan. ``render`` turns that reply into timed
+stream deltas, which the HTTP server sleeps with ``time.sleep`` and an
+in-process client could sleep with ``trio.sleep``.
+
+The stream interleaves content and tool calls in plan order (think text,
+call, think text, call, ...): that is how decode time between calls is
+simulated.
+
+What litellm 1.110 does with such a stream (``openai/`` provider,
+``CustomStreamWrapper``; checked in tests/test_sim.py and by reading
+litellm_core_utils/streaming_handler.py):
+
+- Interleaving is handled correctly. Every upstream chunk whose delta has
+  non-empty content or any ``tool_calls`` is passed on, in order, with the
+  delta intact; content that arrives between one call's fragments and the
+  next call's header is neither dropped nor reordered. Argument fragments
+  are passed through byte-exact, even when they split a JSON escape
+  (``\\`` | ``n``) or sit next to multi-byte characters.
+- ``stream_chunk_builder`` joins *all* content deltas into one string (the
+  think text of every step, in order) and merges fragments by ``index``,
+  taking id and name from whichever fragment has them.
+- ``raise_on_model_repetition``: 100 consecutive identical content deltas
+  longer than two characters abort the stream with ``MidStreamFallbackError``
+  (``REPEATED_STREAMING_CHUNK_LIMIT``). An answer holding a long run of one
+  character (about 400 ``=``) hits that with one-token deltas, so ``render`` never
+  sends the same content delta twice in a row (see ``_content_pieces``).
+- A ``finish_reason`` of ``"stop"`` is rewritten to ``"tool_calls"`` when the
+  response streamed any tool call (``_normalize_tool_call_finish_reason``).
+- The usage chunk (``choices: []``) comes out as a chunk with empty
+  ``choices`` and ``usage`` set: consumers must not index ``choices[0]``
+  blindly.
+- The first request in a process costs ~0.5 s of lazy setup inside litellm,
+  before the server sees anything; later requests add ~1 ms per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .plan import Ref, SimPlan, SimStep, parse_template
+
+FinishReason = Literal["tool_calls", "stop"]
+
+CALL_PREFIX = "call_"
+
+
+def count_tokens(text: str) -> int:
+    """The sim's tokenizer: one token per four characters, at least one."""
+    if not text:
+        return 0
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Reply:
+    segments: list[Text | Call] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+
+    @property
+    def content(self) -> str | None:
+        texts = [s.text for s in self.segments if isinstance(s, Text)]
+        return "".join(texts) if texts else None
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": s.id,
+                "type": "function",
+                "function": {"name": s.name, "arguments": s.arguments},
+            }
+            for s in self.segments
+            if isinstance(s, Call)
+        ]
+
+    @property
+    def calls(self) -> list[Call]:
+        return [s for s in self.segments if isinstance(s, Call)]
+
+
+# --- reading the conversation ----------------------------------------------
+
+
+@dataclass
+class Conversation:
+    """What the sim has learnt from the messages it was sent."""
+
+    turn: int  # assistant messages so far
+    issued: dict[str, list[str]]  # step id -> call ids, in issue order
+    results: dict[str, Any]  # call id -> value
+
+    def known(self, step_id: str) -> bool:
+        return any(c in self.results for c in self.issued.get(step_id, ()))
+
+    def value(self, step_id: str) -> Any:
+        # The latest result wins if a step was ever issued twice.
+        for call_id in reversed(self.issued.get(step_id, [])):
+            if call_id in self.results:
+                return self.results[call_id]
+        raise KeyError(step_id)
+
+
+def step_of_call(call_id: str, plan: SimPlan) -> str | None:
+    """The plan step a tool-call id names, if the sim issued it."""
+    if not call_id.startswith(CALL_PREFIX) or "_" not in call_id[len(CALL_PREFIX):]:
+        return None
+    step_id = call_id[len(CALL_PREFIX):].rsplit("_", 1)[0]
+    return step_id if plan.step(step_id) is not None else None
+
+
+def message_text(content: Any) -> str:
+    """Text of a message content, which may be a string or a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "") if isinstance(p, dict) else str(p) for p in content
+        )
+    return str(content)
+
+
+def result_value(content: Any) -> Any:
+    text = message_text(content)
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def read_conversation(plan: SimPlan, messages: list[dict]) -> Conversation:
+    issued: dict[str, list[str]] = {}
+    results: dict[str, Any] = {}
+    for message in messages:
+        role = message.get("role")
+        if role == "assistant":
+            for call in message.get("tool_calls") or ():
+                call_id = call.get("id") or ""
+                step_id = step_of_call(call_id, plan)
+                if step_id is not None:
+                    issued.setdefault(step_id, []).append(call_id)
+        elif role == "tool":
+            call_id = message.get("tool_call_id") or ""
+            if step_of_call(call_id, plan) is not None:
+                results[call_id] = result_value(message.get("content"))
+    return Conversation(turn=assistant_turns(messages), issued=issued, results=results)
+
+
+# --- substitution ----------------------------------------------------------
+
+
+class _Missing(Exception):
+    pass
+
+
+def resolve(ref: Ref, conv: Conversation) -> Any:
+    try:
+        value = conv.value(ref.id)
+        for key in ref.path:
+            value = _index(value, key)
+        return value
+    except (_Missing, KeyError):
+        return f"<missing {ref.text}>"
+
+
+def _index(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        if key in value:
+            return value[key]
+        raise _Missing
+    if isinstance(value, list):
+        try:
+            return value[int(key)]
+        except (ValueError, IndexError):
+            raise _Missing from None
+    raise _Missing
+
+
+def substitute(value: Any, conv: Conversation) -> Any:
+    """Fill references in a JSON-like value with the results the sim has seen."""
+    if isinstance(value, dict):
+        return {k: substitute(v, conv) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, conv) for v in value]
+    if not isinstance(value, str):
+        return value
+    parts = parse_template(value)
+    # A string that is one reference and nothing else passes the value through
+    # with its JSON type, the way a model would copy a number or a list.
+    if len(parts) == 1 and isinstance(parts[0], Ref):
+        return resolve(parts[0], conv)
+    return "".join(p if isinstance(p, str) else _as_text(resolve(p, conv)) for p in parts)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+# --- think text ------------------------------------------------------------
+
+_OPENERS = ["Checking", "Reading", "Comparing", "Collecting", "Looking at", "Weighing"]
+_OBJECTS = [
+    "the inputs", "the results so far", "the arguments", "what is known",
+    "the request", "the remaining steps", "the plan", "the values",
+]
+_LINKS = ["before", "ahead of", "to prepare", "while planning", "in order to set up"]
+_TARGETS = ["the next call", "the answer", "the following step", "what comes next"]
+# One word of each length 1..10, so any short remainder can be filled exactly.
+_BY_LENGTH = ["", "a", "ok", "now", "next", "check", "inputs", "results",
+              "argument", "carefully", "everything"]
+
+
+def _sentence(rng: random.Random) -> str:
+    return (
+        f"{rng.choice(_OPENERS)} {rng.choice(_OBJECTS)} "
+        f"{rng.choice(_LINKS)} {rng.choice(_TARGETS)}."
+    )
+
+
+def _exact_sentence(length: int, rng: random.Random) -> str:
+    """A sentence of exactly ``length`` characters (length >= 1)."""
+    words: list[str] = []
+    remaining = length
+    while remaining > len(_BY_LENGTH):
+        word = rng.choice(_BY_LENGTH[3:9])
+        words.append(word)
+        remaining -= len(word) + 1
+    words.append(_BY_LENGTH[remaining - 1])
+    text = " ".join(words) + "."
+    return text[0].upper() + text[1:] if text[0] != "." else text
+
+
+def think_text(tokens: int, rng: random.Random) -> str:
+    """Filler prose of exactly ``tokens`` tokens, ending in a newline."""
+    if tokens <= 0:
+        return ""
+    target = 4 * tokens - 1  # the newline takes the last character
+    text = ""
+    while True:
+        sentence = _sentence(rng)
+        candidate = f"{text} {sentence}" if text else sentence
+        if len(candidate) > target:
+            break
+        text = candidate
+    remaining = target - len(text)
+    if remaining >= 3 and text:
+        text += " " + _exact_sentence(remaining - 1, rng)
+    elif remaining >= 1 and not text:
+        text = _exact_sentence(remaining, rng)
+    else:
+        text += " " * remaining
+    return text + "\n"
+
+
+# --- the decision ----------------------------------------------------------
+
+
+def assistant_turns(messages: list[dict]) -> int:
+    return sum(1 for m in messages if m.get("role") == "assistant")
+
+
+def reply_rng(plan: SimPlan, turn: int) -> random.Random:
+    """Seeded per turn so a replayed conversation gets the same reply."""
+    return random.Random(f"{plan.seed}:{turn}")
+
+
+def timing_rng(plan: SimPlan, turn: int) -> random.Random:
+    # Separate from reply_rng so jitter does not echo the think-text choices.
+    return random.Random(f"{plan.seed}:{turn}:timing")
+
+
+def decide(plan: SimPlan, messages: list[dict]) -> Reply:
+    """The model's next reply to ``messages`` under sync semantics.
+
+    Steps go out in plan order; from the first step not yet issued, every
+    step whose references are already known goes into this reply, up to the
+    first one that still needs a result.
+    """
+    conv = read_conversation(plan, messages)
+    rng = reply_rng(plan, conv.turn)
+    ready = _ready_steps(plan, conv)
+    if ready:
+        segments: list[Text | Call] = []
+        for step in ready:
+            if step.think:
+                segments.append(Text(think_text(step.think, rng)))
+            segments.append(_call(step, conv, rng))
+        return Reply(segments, "tool_calls")
+    blocked = [s for s in plan.steps if s.id not in conv.issued]
+    needed = blocked[0].refs() if blocked else plan.final.refs()
+    missing = sorted(r for r in needed if not conv.known(r))
+    if missing:
+        return Reply([Text(_missing_text(missing, conv))], "stop")
+    segments = []
+    if plan.final.think:
+        segments.append(Text(think_text(plan.final.think, rng)))
+    segments.append(Text(substitute(plan.final.answer, conv)))
+    return Reply(segments, "stop")
+
+
+def _ready_steps(plan: SimPlan, conv: Conversation) -> list[SimStep]:
+    ready: list[SimStep] = []
+    remaining = [s for s in plan.steps if s.id not in conv.issued]
+    for step in remaining:
+        if not all(conv.known(r) for r in step.refs()):
+            break
+        ready.append(step)
+    return ready
+
+
+def _call(step: SimStep, conv: Conversation, rng: random.Random) -> Call:
+    call_id = f"{CALL_PREFIX}{step.id}_{rng.getrandbits(24):06x}"
+    args = substitute(step.args, conv)
+    return Call(call_id, step.tool, json.dumps(args, ensure_ascii=False))
+
+
+def _missing_text(missing: list[str], conv: Conversation) -> str:
+    described = []
+    for step_id in missing:
+        call_ids = conv.issued.get(step_id)
+        described.append(f"{step_id} ({', '.join(call_ids)})" if call_ids else step_id)
+    return (
+        "I cannot continue yet: I have not seen the results of "
+        + ", ".join(described)
+        + ". Send a tool message for each of my tool calls."
+    )
+
+
+# --- token accounting ------------------------------------------------------
+
+
+def prompt_tokens(messages: list[dict], tools: list[dict] | None) -> int:
+    total = 0
+    for message in messages:
+        total += count_tokens(message_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            total += count_tokens((call.get("function") or {}).get("arguments") or "")
+    if tools:
+        total += count_tokens(json.dumps(tools))
+    return total
+
+
+def completion_tokens(reply: Reply) -> int:
+    total = 0
+    for segment in reply.segments:
+        if isinstance(segment, Text):
+            total += count_tokens(segment.text)
+        else:
+            total += count_tokens(segment.name) + count_tokens(segment.arguments)
+    return total
+
+
+# --- rendering -------------------------------------------------------------
+
+
+def _jittered(delay: float, plan: SimPlan, rng: random.Random) -> float:
+    if not plan.jitter or delay <= 0:
+        return delay
+    return max(0.0, delay * (1.0 + plan.jitter * rng.uniform(-1.0, 1.0)))
+
+
+def render(
+    reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    """Timed stream of ``reply``: ``(delay_before, choice)`` pairs.
+
+    ``choice`` is ``{"delta": {...}, "finish_reason": None | str}``, i.e. the
+    ``choices[0]`` of an OpenAI ``chat.completion.chunk`` without its index.
+    The delay is slept *before* sending that chunk.
+    """
+    token = 1.0 / plan.decode_tps
+    first = plan.ttft + prompt_tokens / plan.prefill_tps
+    yield _jittered(first, plan, rng), _choice({"role": "assistant", "content": ""})
+    index = 0
+    previous = None
+    for segment in reply.segments:
+        if isinstance(segment, Text):
+            for piece, tokens in _content_pieces(segment.text, previous):
+                yield _jittered(tokens * token, plan, rng), _choice({"content": piece})
+                previous = piece
+            continue
+        previous = None
+        header = {
+            "index": index,
+            "id": segment.id,
+            "type": "function",
+            "function": {"name": segment.name, "arguments": ""},
+        }
+        yield _jittered(token, plan, rng), _choice({"tool_calls": [header]})
+        step = plan.chunk_chars
+        for start in range(0, len(segment.arguments), step):
+            fragment = {
+                "index": index,
+                "function": {"arguments": segment.arguments[start:start + step]},
+            }
+            yield _jittered(token, plan, rng), _choice({"tool_calls": [fragment]})
+        index += 1
+    yield 0.0, {"delta": {}, "finish_reason": reply.finish_reason}
+
+
+def _content_pieces(text: str, previous: str | None) -> Iterator[tuple[str, int]]:
+    """One token (four characters) per delta, never the same delta twice running.
+
+    litellm aborts a stream after 100 identical consecutive content deltas
+    (``REPEATED_STREAMING_CHUNK_LIMIT``), which an answer holding a long run
+    of one character would hit. A repeat is glued to the next token instead,
+    so the text and its decode time stay exact.
+    """
+    pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
+    i = 0
+    while i < len(pieces):
+        if pieces[i] == previous and i + 1 < len(pieces):
+            piece, tokens = pieces[i] + pieces[i + 1], 2
+        else:
+            piece, tokens = pieces[i], 1
+        yield piece, tokens
+        previous = piece
+        i += tokens
+
+
+def _choice(delta: dict[str, Any]) -> dict[str, Any]:
+    return {"delta": delta, "finish_reason": None}
+
+
+def total_delay(reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random) -> float:
+    return sum(delay for delay, _ in render(reply, plan, prompt_tokens, rng))
+
+
+# --- OpenAI wire objects ---------------------------------------------------
+
+
+def chunk_object(
+    choice: dict[str, Any], *, completion_id: str, created: int, model: str
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, **choice}],
+    }
+
+
+def usage(reply: Reply, prompt: int) -> dict[str, int]:
+    completion = completion_tokens(reply)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def usage_chunk(
+    reply: Reply, prompt: int, *, completion_id: str, created: int, model: str
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage(reply, prompt),
+    }
+
+
+def completion_object(
+    reply: Reply, prompt: int, *, completion_id: str, created: int, model: str
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = reply.tool_calls
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+        ],
+        "usage": usage(reply, prompt),
+    }

@@ -1,0 +1,181 @@
+"""The plan a simulated model follows, as written under ``[sim]`` in a task.
+
+A plan is a list of tool-call steps and a final answer. Argument strings and
+the answer are templates: ``{id}`` or ``{id.key.0}`` stands for the result of
+an earlier step (or a part of it), ``{{`` and ``}}`` for literal braces. The
+references, together with ``needs``, are what the model must have *seen*
+before it can decode a step, so they define the plan's dataflow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+_ID_RE = re.compile(ID_PATTERN)
+# A path segment is anything up to the next dot or closing brace, so dict keys
+# with spaces or list indices both work without a quoting syntax.
+_REF_RE = re.compile(rf"({ID_PATTERN})((?:\.[^.{{}}]+)*)}}")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One ``{id.path}`` reference inside a template."""
+
+    id: str
+    path: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return ".".join((self.id, *self.path))
+
+
+def parse_template(template: str) -> list[str | Ref]:
+    """Split a template into literal text and references.
+
+    Raises ValueError for a lone brace, because a typo such as
+    ``{count words}`` would otherwise silently reach the model as text.
+    """
+    parts: list[str | Ref] = []
+    literal: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        ch = template[i]
+        if ch == "{" and template.startswith("{{", i):
+            literal.append("{")
+            i += 2
+        elif ch == "}" and template.startswith("}}", i):
+            literal.append("}")
+            i += 2
+        elif ch == "{":
+            match = _REF_RE.match(template, i + 1)
+            if match is None:
+                raise ValueError(
+                    f"bad reference at position {i} in {template!r}: expected "
+                    "{id} or {id.key} (write {{ for a literal brace)"
+                )
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            path = tuple(match.group(2).split(".")[1:]) if match.group(2) else ()
+            parts.append(Ref(match.group(1), path))
+            i = match.end()
+        elif ch == "}":
+            raise ValueError(
+                f"lone '}}' at position {i} in {template!r} (write }}}} for a literal brace)"
+            )
+        else:
+            literal.append(ch)
+            i += 1
+    if literal:
+        parts.append("".join(literal))
+    return parts
+
+
+def template_refs(template: str) -> set[str]:
+    """Step ids referenced by one template string."""
+    return {p.id for p in parse_template(template) if isinstance(p, Ref)}
+
+
+def value_refs(value: Any) -> set[str]:
+    """Step ids referenced anywhere inside a JSON-like value."""
+    if isinstance(value, str):
+        return template_refs(value)
+    if isinstance(value, dict):
+        return set().union(*(value_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(value_refs(v) for v in value))
+    return set()
+
+
+class SimStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ""
+    think: int = Field(default=0, ge=0)
+    tool: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    needs: list[str] = Field(default_factory=list)
+
+    @field_validator("args")
+    @classmethod
+    def _json_only(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # TOML also has dates and times, which a tool call cannot carry.
+        try:
+            json.dumps(args)
+        except TypeError as exc:
+            raise ValueError(f"args must be JSON values (strings, numbers, ...): {exc}") from None
+        return args
+
+    def refs(self) -> set[str]:
+        return value_refs(self.args) | set(self.needs)
+
+
+class SimFinal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    think: int = Field(default=0, ge=0)
+    answer: str
+    # Lets an answer wait for results it does not quote, e.g. a side effect.
+    needs: list[str] = Field(default_factory=list)
+
+    def refs(self) -> set[str]:
+        return template_refs(self.answer) | set(self.needs)
+
+
+class SimPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decode_tps: float = Field(default=40.0, gt=0)
+    ttft: float = Field(default=0.15, ge=0)
+    prefill_tps: float = Field(default=4000.0, gt=0)
+    jitter: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
+    chunk_chars: int = Field(default=4, ge=1)
+    steps: list[SimStep] = Field(default_factory=list)
+    final: SimFinal
+
+    @model_validator(mode="after")
+    def _check_dataflow(self) -> SimPlan:
+        seen: list[str] = []
+        for position, step in enumerate(self.steps, start=1):
+            if not step.id:
+                step.id = f"s{position}"
+            if not _ID_RE.fullmatch(step.id):
+                raise ValueError(
+                    f"step {position}: id {step.id!r} must match {ID_PATTERN}"
+                )
+            if step.id in seen:
+                raise ValueError(f"step {position}: duplicate id {step.id!r}")
+            try:
+                refs = step.refs()
+            except ValueError as exc:
+                raise ValueError(f"step {step.id!r}: {exc}") from None
+            for ref in sorted(refs - set(seen)):
+                raise ValueError(
+                    f"step {step.id!r} references {ref!r}, which is not an earlier "
+                    f"step; valid ids here: {_listing(seen)}"
+                )
+            seen.append(step.id)
+        try:
+            refs = self.final.refs()
+        except ValueError as exc:
+            raise ValueError(f"final: {exc}") from None
+        for ref in sorted(refs - set(seen)):
+            raise ValueError(
+                f"final references {ref!r}, which is not a step; "
+                f"valid ids: {_listing(seen)}"
+            )
+        return self
+
+    def step(self, step_id: str) -> SimStep | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+
+def _listing(ids: list[str]) -> str:
+    return ", ".join(ids) if ids else "(none)"
