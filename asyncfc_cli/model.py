@@ -33,7 +33,6 @@ import asyncio
 import os
 import random
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -355,7 +354,8 @@ class LiteLLMClient:
                         delta = _get(choice, "delta")
                         text = _get(delta, "content") if delta is not None else None
                         fragments = (_get(delta, "tool_calls") if delta is not None else None) or []
-                        if first and (text or fragments):
+                        thinking = _get(delta, "reasoning_content") if delta is not None else None
+                        if first and (text or fragments or thinking):
                             first = False
                             yield FirstToken()
                         if text:
@@ -395,7 +395,3 @@ def redact(text: str, secrets: list[str | None]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 import trio
 
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
-from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig
+from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
@@ -72,6 +72,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     trace has been closed with status ``interrupted``.
     """
     run_id = run_id or new_run_id()
+    import_litellm()  # seconds of import: before the run's clock starts
     trace = Trace(secrets=[spec.model.api_key])
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)

@@ -62,6 +62,10 @@ def count_tokens(text: str) -> int:
 @dataclass
 class Text:
     text: str
+    # Thinking streams as ``reasoning_content`` (as reasoning models do): it
+    # costs decode time and tokens but stays out of the message content, so
+    # the final answer is only the answer.
+    reasoning: bool = False
 
 
 @dataclass
@@ -78,7 +82,7 @@ class Reply:
 
     @property
     def content(self) -> str | None:
-        texts = [s.text for s in self.segments if isinstance(s, Text)]
+        texts = [s.text for s in self.segments if isinstance(s, Text) and not s.reasoning]
         return "".join(texts) if texts else None
 
     @property
@@ -304,7 +308,7 @@ def decide(plan: SimPlan, messages: list[dict]) -> Reply:
         segments: list[Text | Call] = []
         for step in ready:
             if step.think:
-                segments.append(Text(think_text(step.think, rng)))
+                segments.append(Text(think_text(step.think, rng), reasoning=True))
             segments.append(_call(step, conv, rng))
         return Reply(segments, "tool_calls")
     blocked = [s for s in plan.steps if s.id not in conv.issued]
@@ -314,7 +318,7 @@ def decide(plan: SimPlan, messages: list[dict]) -> Reply:
         return Reply([Text(_missing_text(missing, conv))], "stop")
     segments = []
     if plan.final.think:
-        segments.append(Text(think_text(plan.final.think, rng)))
+        segments.append(Text(think_text(plan.final.think, rng), reasoning=True))
     segments.append(Text(substitute(plan.final.answer, conv)))
     return Reply(segments, "stop")
 
@@ -396,8 +400,9 @@ def render(
     previous = None
     for segment in reply.segments:
         if isinstance(segment, Text):
+            key = "reasoning_content" if segment.reasoning else "content"
             for piece, tokens in _content_pieces(segment.text, previous):
-                yield _jittered(tokens * token, plan, rng), _choice({"content": piece})
+                yield _jittered(tokens * token, plan, rng), _choice({key: piece})
                 previous = piece
             continue
         previous = None
