@@ -8,14 +8,15 @@ hands calls to the executor and reports everything as trace events.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from asyncfc_cli import executor
-from asyncfc_cli.executor import CallRecord, Limits
+from asyncfc_cli import executor, futures
+from asyncfc_cli.executor import AsyncExecutor, CallRecord, Limits
 from asyncfc_cli.model import FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
 
@@ -34,6 +35,7 @@ class AgentRun:
     max_turns: int
     timeout: float | None
     max_concurrency: int
+    futures_instruction: str | None = None  # None: futures.INSTRUCTION
 
 
 @dataclass
@@ -52,8 +54,12 @@ class RunResult:
 
 def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    if run.instructions.strip():
-        messages.append({"role": "system", "content": run.instructions.strip()})
+    system = run.instructions.strip()
+    if run.mode == "async":
+        instruction = futures.INSTRUCTION if run.futures_instruction is None else run.futures_instruction
+        system = "\n\n".join(p for p in (system, instruction.strip()) if p)
+    if system:
+        messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": run.prompt})
     return messages
 
@@ -64,15 +70,18 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     A ``KeyboardInterrupt`` or outer cancellation still closes the trace with
     status ``interrupted`` before it propagates.
     """
-    if run.mode == "async":
-        raise NotImplementedError("async mode is not available yet")
     result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
     schemas = [tool.openai_schema() for tool in run.tools.values()]
+    if run.mode == "async":
+        schemas.append(futures.WAIT_SCHEMA)
     limits = Limits(run.tools, run.max_concurrency)
     started = trace.now()
     try:
         with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
-            await _loop(run, client, trace, result, schemas, limits)
+            if run.mode == "async":
+                await _async_loop(run, client, trace, result, schemas, limits)
+            else:
+                await _loop(run, client, trace, result, schemas, limits)
         if scope.cancelled_caught:
             result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
     except ModelError as exc:
@@ -109,13 +118,7 @@ async def _loop(
     for _turn in range(run.max_turns):
         result.turns += 1
         done = await _model_turn(client, messages, schemas, trace, result)
-        assistant: dict[str, Any] = {"role": "assistant", "content": done.content or None}
-        if done.tool_calls:
-            assistant["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in done.tool_calls
-            ]
-        messages.append(assistant)
+        messages.append(assistant_message(done))
         if not done.tool_calls:
             result.status, result.answer = OK, done.content
             return
@@ -130,12 +133,76 @@ async def _loop(
     result.error = f"no final answer after {run.max_turns} turns (max_turns)"
 
 
+def assistant_message(done: StreamDone) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": done.content or None}
+    if done.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in done.tool_calls
+        ]
+    return message
+
+
+async def _async_loop(
+    run: AgentRun,
+    client: ModelClient,
+    trace: Trace,
+    result: RunResult,
+    schemas: list[dict],
+    limits: Limits,
+) -> None:
+    """Async mode: calls start mid-stream; the model waits only when it asks to.
+
+    The finish rule keeps accuracy equal to sync: an answer given while any
+    future is unresolved or unseen is held, the outcomes are delivered, and
+    the model gets one more turn to confirm or revise.
+    """
+    messages = result.messages
+    async with trio.open_nursery() as nursery:
+        ex = AsyncExecutor(run.tools, limits, trace, nursery)
+        records: dict[str, CallRecord] = {}
+
+        def on_call(call: ToolCallReady) -> None:
+            if call.name != futures.WAIT_TOOL:
+                records[call.id] = ex.start(call, result.requests)
+                result.calls.append(records[call.id])
+
+        for _turn in range(run.max_turns):
+            result.turns += 1
+            resolved = ex.take_resolved("message")
+            if resolved:
+                messages.append(futures.delivery_message(resolved))
+            done = await _model_turn(client, messages, schemas, trace, result, on_call)
+            messages.append(assistant_message(done))
+            if done.tool_calls:
+                # Handles (or fast results) first, so nothing waits on a wait.
+                replies = {c.id: ex.tool_message(records[c.id]) for c in done.tool_calls if c.id in records}
+                for call in done.tool_calls:
+                    if call.id not in records:
+                        replies[call.id] = {"role": "tool", "tool_call_id": call.id,
+                                            "content": await ex.wait(call)}
+                messages.extend(replies[c.id] for c in done.tool_calls)
+                continue
+            if ex.outstanding():
+                trace.emit("finish_held", outstanding=ex.outstanding())
+                await ex.settle()
+                messages.append(futures.delivery_message(ex.take_resolved("message"), finishing=True))
+                continue
+            result.status, result.answer = OK, done.content
+            nursery.cancel_scope.cancel()
+            return
+        nursery.cancel_scope.cancel()
+    result.status = MAX_TURNS
+    result.error = f"no final answer after {run.max_turns} turns (max_turns)"
+
+
 async def _model_turn(
     client: ModelClient,
     messages: list[dict[str, Any]],
     schemas: list[dict],
     trace: Trace,
     result: RunResult,
+    on_call: Callable[[ToolCallReady], None] | None = None,
 ) -> StreamDone:
     result.requests += 1
     request = result.requests
@@ -153,6 +220,8 @@ async def _model_turn(
                 elif isinstance(event, ToolCallReady):
                     trace.emit("call_ready", request=request, call_id=event.id, tool=event.name,
                                args_digest=digest(event.arguments))
+                    if on_call is not None:
+                        on_call(event)
                 elif isinstance(event, StreamDone):
                     done = event
                 elif isinstance(event, TextDelta):

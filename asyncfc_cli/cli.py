@@ -68,7 +68,9 @@ def run(
         "--model", help='Override the agent\'s model: a [models] name, "sim", or any LiteLLM '
         "model string such as openai/gpt-4o-mini.")] = None,
     mode: Annotated[Optional[str], typer.Option(
-        "--mode", help="Execution mode: sync, parallel or async (default: the agent's).")] = None,
+        "--mode", help="Execution mode: async (futures: tools run while the model decodes), "
+        "parallel (calls of one message run together, the model waits) or sync (one call at a "
+        "time). Default: the agent's mode, async unless set.")] = None,
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", help="Where to write the JSONL trace (default .asyncfc/runs/<run-id>.jsonl).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -90,15 +92,8 @@ def run(
 
     try:
         overrides = spec_mod.parse_set(sets or [])
-        if mode == "async":
-            raise spec_mod.SpecError(None, "--mode", "async mode is not available yet in this version",
-                                     "use --mode sync or --mode parallel")
         run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
                                         mode_override=mode, overrides=overrides, timeout_override=timeout)
-        if run_spec.agent.mode == "async":
-            raise spec_mod.SpecError(run_spec.agents_path, f"agents.{run_spec.agent_name}.mode",
-                                     "async mode is not available yet in this version",
-                                     "set mode = \"sync\" or \"parallel\", or pass --mode")
     except spec_mod.SpecError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
 

@@ -8,8 +8,8 @@ call it:
 
 ``sync``      one call after another, in the order the model wrote them;
 ``parallel``  all calls of one assistant message at once, the model waits for all;
-``async``     (futures, see ``futures.py``) each call as soon as its arguments
-              are complete in the stream.
+``async``     each call as soon as its arguments are complete in the stream,
+              as a future (:class:`AsyncExecutor`; protocol in ``futures.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.futures import Future, PathError, find_references, handle, parse_future_id, substitute
 from asyncfc_cli.model import ToolCallReady
 from asyncfc_cli.trace import Trace, digest, summarize_args
 
@@ -169,3 +170,150 @@ async def run_parallel(records: list[CallRecord], tools: dict[str, Any], limits:
     async with trio.open_nursery() as nursery:
         for record in records:
             nursery.start_soon(run_call, record, tools, limits, trace)
+
+
+class AsyncExecutor:
+    """Async mode: every call becomes a future that starts the moment it is ready.
+
+    Calls run as tasks in the run's nursery, so leaving the run cancels them.
+    A call waits inside its task for the futures it references (dataflow) and,
+    for ``ordered`` tools, for the previous ordered call; the model never
+    waits unless it calls ``wait`` or answers with futures outstanding.
+    """
+
+    def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace, nursery: trio.Nursery) -> None:
+        self.tools, self.limits, self.trace, self.nursery = tools, limits, trace, nursery
+        self.futures: dict[str, Future] = {}
+        self._by_call: dict[str, Future] = {}
+        self._last_ordered: trio.Event | None = None
+
+    # -- issuing ---------------------------------------------------------------------
+
+    def start(self, call: ToolCallReady, request: int) -> CallRecord:
+        """Create the call's future and start it; returns its record."""
+        record = new_record(call, request)
+        future_id = f"f{len(self.futures) + 1}"
+        refs = find_references(record.arguments) if record.arguments is not None else []
+        deps = list(dict.fromkeys(ref.future for ref in refs))
+        future = Future(future_id, call.id, call.name, deps, record=record)
+        record.extra.update(future=future_id, deps=deps)
+        unknown = [d for d in deps if d not in self.futures]
+        if unknown and record.status != "error":
+            known = ", ".join(self.futures) or "none yet"
+            record.status = "error"
+            record.error = f"unknown future ${unknown[0]} (futures issued so far: {known})"
+        after: trio.Event | None = None
+        tool = self.tools.get(call.name)
+        if tool is not None and getattr(tool, "ordered", False):
+            after, self._last_ordered = self._last_ordered, future.resolved
+        self.futures[future_id] = future
+        self._by_call[call.id] = future
+        self.trace.emit("future_created", future=future_id, call_id=call.id, tool=call.name, deps=deps,
+                        request=request, ordered_after=bool(after))
+        self.nursery.start_soon(self._run, future, after)
+        return record
+
+    async def _run(self, future: Future, after: trio.Event | None) -> None:
+        record = future.record
+        try:
+            if record.status != "error" and future.deps:
+                future.state = "waiting"
+                for dep in future.deps:
+                    await self.futures[dep].resolved.wait()
+                self._bind_inputs(future)
+            if after is not None:
+                await after.wait()
+            future.state = "running"
+            await run_call(record, self.tools, self.limits, self.trace, future=future.id, deps=future.deps)
+        except trio.Cancelled:
+            if record.status in ("pending", "ok"):
+                record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
+            raise
+        finally:
+            future.state, future.value, future.error = record.status, record.value, record.error
+            future.resolved.set()
+            self.trace.emit("future_resolved", future=future.id, status=record.status)
+
+    def _bind_inputs(self, future: Future) -> None:
+        record = future.record
+        failed = [d for d in future.deps if self.futures[d].state != "ok"]
+        if failed:
+            dep = self.futures[failed[0]]
+            record.status = "error"
+            record.error = f"dependency ${dep.id} ({dep.tool}) failed: {dep.error or dep.state}"
+            return
+        try:
+            record.arguments = substitute(record.arguments, {d: self.futures[d].value for d in future.deps})
+        except PathError as exc:
+            record.status, record.error = "error", f"bad reference in arguments: {exc}"
+
+    # -- what the model sees --------------------------------------------------------
+
+    def tool_message(self, record: CallRecord) -> dict[str, Any]:
+        """The result itself if the call already finished, else a pending handle."""
+        future = self._by_call[record.call_id]
+        if future.done and not future.delivered:
+            self._mark([future], "result")
+            content = record.content()
+        else:
+            content = handle(future.id)
+        return {"role": "tool", "tool_call_id": record.call_id, "content": content}
+
+    def take_resolved(self, via: str = "message") -> dict[str, Any]:
+        """Outcomes resolved but not yet shown to the model, marked as delivered."""
+        ready = [f for f in self.futures.values() if f.done and not f.delivered]
+        self._mark(ready, via)
+        return {f.id: f.outcome() for f in ready}
+
+    def outstanding(self) -> list[str]:
+        """Futures the model has not seen the outcome of."""
+        return [f.id for f in self.futures.values() if not f.delivered]
+
+    async def settle(self) -> None:
+        for future in list(self.futures.values()):
+            await future.resolved.wait()
+
+    async def wait(self, call: ToolCallReady) -> str:
+        """Serve one ``wait`` call: block on the chosen futures, return their outcomes."""
+        args, error = parse_arguments(call.arguments)
+        if error:
+            return json.dumps({"error": f"wait: {error}"})
+        raw_ids = args.get("futures")
+        if isinstance(raw_ids, str):
+            raw_ids = [raw_ids]
+        if not isinstance(raw_ids, list) or not raw_ids:
+            return json.dumps({"error": 'wait needs futures=["f1", ...]: the ids of the handles to wait for'})
+        timeout = args.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            return json.dumps({"error": "wait: timeout must be a non-negative number of seconds"})
+        ids = [parse_future_id(r) for r in raw_ids]
+        found = [self.futures[i] for i in ids if i in self.futures]
+        self.trace.emit("wait_begin", call_id=call.id, futures=[f.id for f in found], timeout=timeout)
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            for future in found:
+                await future.resolved.wait()
+        out: dict[str, Any] = {}
+        pending: list[str] = []
+        fresh: list[Future] = []
+        for raw, fid in zip(raw_ids, ids):
+            future = self.futures.get(fid) if fid else None
+            if future is None:
+                out[str(raw)] = {"error": f"unknown future {raw!r}; issued: {', '.join(self.futures) or 'none'}"}
+            elif not future.done:
+                pending.append(future.id)
+            elif future.delivered:
+                out[future.id] = {"note": f"already delivered ({future.delivered})"}
+            else:
+                out[future.id] = future.outcome()
+                fresh.append(future)
+        self._mark(fresh, "wait")
+        if pending:
+            out["pending"] = pending
+        self.trace.emit("wait_end", call_id=call.id, ready=[f.id for f in fresh], pending=pending)
+        return json.dumps(out, ensure_ascii=False)
+
+    def _mark(self, futures: list[Future], via: str) -> None:
+        for future in futures:
+            future.delivered = via
+        if futures:
+            self.trace.emit("delivery", futures=[f.id for f in futures], via=via)

@@ -62,6 +62,7 @@ def agent_run(spec: RunSpec) -> AgentRun:
         max_turns=spec.agent.max_turns,
         timeout=spec.agent.timeout,
         max_concurrency=spec.agent.max_concurrency,
+        futures_instruction=getattr(spec.agent, "futures_instruction", None),
     )
 
 

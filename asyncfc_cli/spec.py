@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 Mode = Literal["sync", "parallel", "async"]
 SIM_MODEL = "sim"
-DEFAULT_MODE: Mode = "sync"
+DEFAULT_MODE: Mode = "async"
 
 
 class SpecError(Exception):
@@ -79,6 +79,8 @@ class AgentSpec(_Strict):
     timeout: float | None = Field(300.0, gt=0, description="seconds for the whole run")
     tool_timeout: float | None = Field(60.0, gt=0, description="default per-tool timeout")
     max_concurrency: int = Field(32, ge=1, description="tool calls running at once, all tools")
+    futures_instruction: str | None = Field(
+        None, description="replaces the futures instruction added to the system prompt in async mode")
 
 
 class Expectations(_Strict):

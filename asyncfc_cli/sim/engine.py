@@ -45,6 +45,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from asyncfc_cli.futures import DELIVERY_PREFIX, WAIT_TOOL
+
 from .plan import Ref, SimPlan, SimStep, parse_template
 
 FinishReason = Literal["tool_calls", "stop"]
@@ -112,16 +114,40 @@ class Conversation:
     turn: int  # assistant messages so far
     issued: dict[str, list[str]]  # step id -> call ids, in issue order
     results: dict[str, Any]  # call id -> value
+    # Async mode: call id -> future id from a pending handle, and values that
+    # arrived for futures through wait results or delivery messages.
+    futures: dict[str, str] = field(default_factory=dict)
+    future_values: dict[str, Any] = field(default_factory=dict)
+    answered_early: bool = False
+
+    def _value_of_call(self, call_id: str) -> Any:
+        if call_id in self.results:
+            return self.results[call_id]
+        future = self.futures.get(call_id)
+        if future is not None and future in self.future_values:
+            return self.future_values[future]
+        raise KeyError(call_id)
 
     def known(self, step_id: str) -> bool:
-        return any(c in self.results for c in self.issued.get(step_id, ()))
+        try:
+            self.value(step_id)
+        except KeyError:
+            return False
+        return True
 
     def value(self, step_id: str) -> Any:
         # The latest result wins if a step was ever issued twice.
         for call_id in reversed(self.issued.get(step_id, [])):
-            if call_id in self.results:
-                return self.results[call_id]
+            try:
+                return self._value_of_call(call_id)
+            except KeyError:
+                continue
         raise KeyError(step_id)
+
+    def future_of(self, step_id: str) -> str | None:
+        """The future id of the step's latest call, if the executor gave one."""
+        calls = self.issued.get(step_id) or []
+        return self.futures.get(calls[-1]) if calls else None
 
 
 def step_of_call(call_id: str, plan: SimPlan) -> str | None:
@@ -155,20 +181,51 @@ def result_value(content: Any) -> Any:
 
 def read_conversation(plan: SimPlan, messages: list[dict]) -> Conversation:
     issued: dict[str, list[str]] = {}
-    results: dict[str, Any] = {}
+    conv = Conversation(turn=assistant_turns(messages), issued=issued, results={})
+    waits: set[str] = set()
     for message in messages:
         role = message.get("role")
         if role == "assistant":
+            if not message.get("tool_calls"):
+                conv.answered_early = True
             for call in message.get("tool_calls") or ():
                 call_id = call.get("id") or ""
                 step_id = step_of_call(call_id, plan)
                 if step_id is not None:
                     issued.setdefault(step_id, []).append(call_id)
+                elif (call.get("function") or {}).get("name") == WAIT_TOOL:
+                    waits.add(call_id)
         elif role == "tool":
             call_id = message.get("tool_call_id") or ""
-            if step_of_call(call_id, plan) is not None:
-                results[call_id] = result_value(message.get("content"))
-    return Conversation(turn=assistant_turns(messages), issued=issued, results=results)
+            value = result_value(message.get("content"))
+            if call_id in waits and isinstance(value, dict):
+                _learn_futures(conv, value)
+            elif step_of_call(call_id, plan) is not None:
+                if _is_handle(value):
+                    conv.futures[call_id] = value["future"]
+                else:
+                    conv.results[call_id] = value
+        elif role == "user":
+            text = message_text(message.get("content"))
+            if text.startswith(DELIVERY_PREFIX):
+                try:
+                    _learn_futures(conv, json.loads(text[len(DELIVERY_PREFIX):].split("\n", 1)[0]))
+                except ValueError:
+                    pass
+    return conv
+
+
+def _is_handle(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"future", "status"} and value["status"] == "pending"
+
+
+def _learn_futures(conv: Conversation, values: Any) -> None:
+    if not isinstance(values, dict):
+        return
+    for key, value in values.items():
+        if key == "pending" or (isinstance(value, dict) and set(value) == {"note"}):
+            continue
+        conv.future_values[key] = value
 
 
 # --- substitution ----------------------------------------------------------
@@ -294,13 +351,18 @@ def timing_rng(plan: SimPlan, turn: int) -> random.Random:
     return random.Random(f"{plan.seed}:{turn}:timing")
 
 
-def decide(plan: SimPlan, messages: list[dict]) -> Reply:
-    """The model's next reply to ``messages`` under sync semantics.
+def decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None = None) -> Reply:
+    """The model's next reply to ``messages``.
+
+    When the request offers the futures ``wait`` tool the sim follows the
+    futures protocol (see :func:`decide_async`); otherwise sync semantics:
 
     Steps go out in plan order; from the first step not yet issued, every
     step whose references are already known goes into this reply, up to the
     first one that still needs a result.
     """
+    if any(_tool_name(t) == WAIT_TOOL for t in tools or ()):
+        return decide_async(plan, messages)
     conv = read_conversation(plan, messages)
     rng = reply_rng(plan, conv.turn)
     ready = _ready_steps(plan, conv)
@@ -321,6 +383,119 @@ def decide(plan: SimPlan, messages: list[dict]) -> Reply:
         segments.append(Text(think_text(plan.final.think, rng), reasoning=True))
     segments.append(Text(substitute(plan.final.answer, conv)))
     return Reply(segments, "stop")
+
+
+def _tool_name(tool: Any) -> str | None:
+    if isinstance(tool, dict):
+        return (tool.get("function") or {}).get("name") or tool.get("name")
+    return None
+
+
+# Errors the executor reports for the model's own protocol mistakes; the sim
+# fixes its call and issues it again, once, as a real model would.
+_OWN_MISTAKES = ("unknown future", "not valid JSON")
+
+
+def _needs_reissue(step: SimStep, conv: Conversation) -> bool:
+    calls = conv.issued.get(step.id) or []
+    if not calls:
+        return True
+    if len(calls) >= 2 or calls[-1] not in conv.results:
+        return False
+    value = conv.results[calls[-1]]
+    error = value.get("error") if isinstance(value, dict) else None
+    return isinstance(error, str) and any(m in error for m in _OWN_MISTAKES)
+
+
+def decide_async(plan: SimPlan, messages: list[dict]) -> Reply:
+    """The next reply under the futures protocol.
+
+    Like a model that was told about futures: it issues every step it can,
+    passes ``$fN`` for values it only forwards, and calls ``wait`` for the
+    futures whose values it must read before it can go on (``needs``, or
+    the final answer's references). A step that depends on a call made in
+    this same reply has no future id yet, so the reply ends there and the
+    next request, after the handles, continues.
+    """
+    conv = read_conversation(plan, messages)
+    rng = reply_rng(plan, conv.turn)
+    misbehave = set(plan.misbehave)
+    segments: list[Text | Call] = []
+    blocking: set[str] = set()
+    first_call = not conv.issued
+    for step in plan.steps:
+        if not _needs_reissue(step, conv):
+            continue
+        unreadable = {r for r in step.needs if not conv.known(r)}
+        unforwardable = {r for r in step.arg_refs() if not conv.known(r) and conv.future_of(r) is None}
+        if unreadable or unforwardable:
+            blocking = unreadable | unforwardable
+            break
+        if step.think:
+            segments.append(Text(think_text(step.think, rng), reasoning=True))
+        call = _forwarding_call(step, conv, rng, misbehave, fresh=not conv.issued.get(step.id))
+        if first_call and "malformed_json" in misbehave:
+            call.arguments = call.arguments[:-1]  # the closing brace never came
+        first_call = False
+        segments.append(call)
+    else:
+        blocking = {r for r in plan.final.refs() if not conv.known(r)}
+        if not segments and (not blocking or ("early_answer" in misbehave and not conv.answered_early)):
+            return _final(plan, conv, rng)
+    waitable = sorted({f for r in blocking if (f := conv.future_of(r))}, key=lambda f: int(f[1:]))
+    if waitable and not any(isinstance(s, Call) and step_of_call(s.id, plan) in blocking for s in segments):
+        segments.append(Call(f"wait_{rng.getrandbits(24):06x}", WAIT_TOOL,
+                             json.dumps({"futures": waitable})))
+    if segments:
+        return Reply(segments, "tool_calls")
+    missing = sorted(blocking)
+    return Reply([Text(_missing_text(missing, conv))], "stop")
+
+
+def _final(plan: SimPlan, conv: Conversation, rng: random.Random) -> Reply:
+    segments: list[Text | Call] = []
+    if plan.final.think:
+        segments.append(Text(think_text(plan.final.think, rng), reasoning=True))
+    segments.append(Text(substitute(plan.final.answer, conv)))
+    return Reply(segments, "stop")
+
+
+def _forwarding_call(step: SimStep, conv: Conversation, rng: random.Random,
+                     misbehave: set[str], fresh: bool) -> Call:
+    """A call whose unknown values are passed as future references."""
+    state = {"spoiled": "unknown_future" not in misbehave or not fresh}
+
+    def ref_text(ref: Ref) -> str | None:
+        future = conv.future_of(ref.id)
+        if future is None or (conv.known(ref.id) and "forward_failed" not in misbehave):
+            return None
+        if not state["spoiled"]:
+            state["spoiled"] = True
+            future = "f999"
+        return "$" + ".".join((future, *ref.path))
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        parts = parse_template(value)
+        if len(parts) == 1 and isinstance(parts[0], Ref):
+            text = ref_text(parts[0])
+            return text if text is not None else resolve(parts[0], conv)
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                text = ref_text(part)
+                out.append(text if text is not None else _as_text(resolve(part, conv)))
+        return "".join(out)
+
+    call_id = f"{CALL_PREFIX}{step.id}_{rng.getrandbits(24):06x}"
+    return Call(call_id, step.tool, json.dumps(fill(step.args), ensure_ascii=False))
 
 
 def _ready_steps(plan: SimPlan, conv: Conversation) -> list[SimStep]:

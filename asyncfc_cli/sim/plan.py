@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -115,6 +115,10 @@ class SimStep(BaseModel):
     def refs(self) -> set[str]:
         return value_refs(self.args) | set(self.needs)
 
+    def arg_refs(self) -> set[str]:
+        """Steps whose values only flow into the arguments (forwardable as futures)."""
+        return value_refs(self.args)
+
 
 class SimFinal(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -137,6 +141,10 @@ class SimPlan(BaseModel):
     jitter: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     chunk_chars: int = Field(default=4, ge=1)
+    # Ways real models break the futures protocol, for testing the executor:
+    # early_answer, unknown_future, forward_failed, malformed_json.
+    misbehave: list[Literal["early_answer", "unknown_future", "forward_failed", "malformed_json"]] = Field(
+        default_factory=list)
     steps: list[SimStep] = Field(default_factory=list)
     final: SimFinal
 

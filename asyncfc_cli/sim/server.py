@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         plan = sim.plan
         sim._record(messages)
         try:
-            reply = engine.decide(plan, messages)
+            reply = engine.decide(plan, messages, body.get("tools"))
             prompt = engine.prompt_tokens(messages, body.get("tools"))
         except Exception as exc:  # noqa: BLE001 - report it to the client, not to stderr
             self._error(500, f"simulated model failed: {exc!r}", "server_error")
