@@ -62,14 +62,16 @@ class Trace:
     live timeline) are others, so renderers see exactly what the file holds.
     """
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self.t0 = time.monotonic()
+    def __init__(self, secrets: Iterable[str | None] = (), clock: Callable[[], float] = time.monotonic) -> None:
+        # Tests pass trio.current_time so MockClock runs have exact timestamps.
+        self.clock = clock
+        self.t0 = clock()
         self.sinks: list[Sink] = []
         self.events: list[Event] = []
         self._secrets = [s for s in secrets if s and len(s) >= 4]
 
     def now(self) -> float:
-        return time.monotonic() - self.t0
+        return self.clock() - self.t0
 
     def emit(self, type: str, **fields: Any) -> Event:
         event: Event = {"type": type, "t": round(self.now(), 6), **fields}
