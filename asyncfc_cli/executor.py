@@ -102,15 +102,7 @@ async def run_call(
     cancellation propagates, after the call is recorded as cancelled.
     """
     tool = tools.get(record.tool)
-    trace.emit(
-        "tool_begin",
-        call_id=record.call_id,
-        tool=record.tool,
-        args_digest=digest(record.raw_arguments),
-        args_summary=summarize_args(record.arguments if record.arguments is not None else record.raw_arguments),
-        **trace_fields,
-    )
-    record.start = trace.now()
+    _begin(record, trace, trace_fields)
     try:
         if record.status == "error":
             pass  # malformed arguments: recorded, nothing to run
@@ -149,6 +141,18 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits) -> None:
         finally:
             if per_tool is not None:
                 per_tool.release_on_behalf_of(record)
+
+
+def _begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
+    trace.emit(
+        "tool_begin",
+        call_id=record.call_id,
+        tool=record.tool,
+        args_digest=digest(record.raw_arguments),
+        args_summary=summarize_args(record.arguments if record.arguments is not None else record.raw_arguments),
+        **fields,
+    )
+    record.start = trace.now()
 
 
 def _finish(record: CallRecord, trace: Trace) -> None:
@@ -209,9 +213,24 @@ class AsyncExecutor:
         self.futures[future_id] = future
         self._by_call[call.id] = future
         self.trace.emit("future_created", future=future_id, call_id=call.id, tool=call.name, deps=deps,
-                        request=request, ordered_after=bool(after))
-        self.nursery.start_soon(self._run, future, after)
+                        request=request, ordered_after=after is not None)
+        if record.status == "error":
+            # Malformed arguments or a bad reference: resolved on the spot, so
+            # the model reads the error in this call's own tool message.
+            _begin(record, self.trace, {"future": future_id, "deps": deps})
+            _finish(record, self.trace)
+            self._resolve(future)
+            if after is not None:
+                self._last_ordered = after  # nothing ran: the chain goes on from the previous call
+        else:
+            self.nursery.start_soon(self._run, future, after)
         return record
+
+    def _resolve(self, future: Future) -> None:
+        record = future.record
+        future.state, future.value, future.error = record.status, record.value, record.error
+        future.resolved.set()
+        self.trace.emit("future_resolved", future=future.id, status=record.status)
 
     async def _run(self, future: Future, after: trio.Event | None) -> None:
         record = future.record
@@ -230,9 +249,7 @@ class AsyncExecutor:
                 record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
             raise
         finally:
-            future.state, future.value, future.error = record.status, record.value, record.error
-            future.resolved.set()
-            self.trace.emit("future_resolved", future=future.id, status=record.status)
+            self._resolve(future)
 
     def _bind_inputs(self, future: Future) -> None:
         record = future.record

@@ -136,13 +136,12 @@ class Conversation:
         return True
 
     def value(self, step_id: str) -> Any:
-        # The latest result wins if a step was ever issued twice.
-        for call_id in reversed(self.issued.get(step_id, [])):
-            try:
-                return self._value_of_call(call_id)
-            except KeyError:
-                continue
-        raise KeyError(step_id)
+        # A step issued again (to fix a mistake) supersedes its earlier call:
+        # only the latest call's outcome counts, even while it is pending.
+        calls = self.issued.get(step_id)
+        if not calls:
+            raise KeyError(step_id)
+        return self._value_of_call(calls[-1])
 
     def future_of(self, step_id: str) -> str | None:
         """The future id of the step's latest call, if the executor gave one."""
@@ -381,7 +380,7 @@ def decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None = None)
     segments = []
     if plan.final.think:
         segments.append(Text(think_text(plan.final.think, rng), reasoning=True))
-    segments.append(Text(substitute(plan.final.answer, conv)))
+    segments.append(Text(_as_text(substitute(plan.final.answer, conv))))
     return Reply(segments, "stop")
 
 
@@ -400,9 +399,12 @@ def _needs_reissue(step: SimStep, conv: Conversation) -> bool:
     calls = conv.issued.get(step.id) or []
     if not calls:
         return True
-    if len(calls) >= 2 or calls[-1] not in conv.results:
+    if len(calls) >= 2:
         return False
-    value = conv.results[calls[-1]]
+    try:
+        value = conv._value_of_call(calls[-1])
+    except KeyError:
+        return False
     error = value.get("error") if isinstance(value, dict) else None
     return isinstance(error, str) and any(m in error for m in _OWN_MISTAKES)
 
@@ -456,7 +458,7 @@ def _final(plan: SimPlan, conv: Conversation, rng: random.Random) -> Reply:
     segments: list[Text | Call] = []
     if plan.final.think:
         segments.append(Text(think_text(plan.final.think, rng), reasoning=True))
-    segments.append(Text(substitute(plan.final.answer, conv)))
+    segments.append(Text(_as_text(substitute(plan.final.answer, conv))))
     return Reply(segments, "stop")
 
 
