@@ -15,8 +15,16 @@ A task whose agent is written inline (``[agent]``) with a LiteLLM model string
 and its own ``[tools]`` needs no agents file at all.
 
 ``${VAR}`` and ``${VAR:-default}`` in any string value are replaced from the
-environment. Only the sections a run uses are interpolated, so an agent for a
-hosted model whose key is unset does not stop the quickstart from running.
+environment (a variable set to the empty string counts as unset). Only the
+sections a run uses are interpolated strictly: the task's prompt, params,
+expect and agents_file, the run's agent, its model, its tools, and the [sim]
+plan when the model is the simulated one. An unset variable anywhere else is
+left alone, so an agent for a hosted model whose key is unset does not stop
+the quickstart from running.
+
+Prompt parameters are ``{name}`` placeholders filled from ``[params]`` and
+``--set name=value``; a placeholder without a value, and a ``--set`` for a
+name the prompt does not have (usually a typo), are errors.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +97,7 @@ class Expectations(_Strict):
 
     contains: list[str] = Field(default_factory=list)
     not_contains: list[str] = Field(default_factory=list)
-    matches: str | None = None
+    matches: str | None = Field(None, description="a Python regular expression the answer must match (re.search)")
     tools_called: list[str] = Field(default_factory=list)
 
     @field_validator("matches")
@@ -109,7 +118,7 @@ class AgentsFile(_Strict):
 
 
 class TaskFile(_Strict):
-    agent: str | AgentSpec
+    agent: str | AgentSpec = Field(description="an [agents] name from agents.toml, or an inline [agent] table")
     agents_file: str | None = None
     prompt: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -168,79 +177,158 @@ def validate_as(model: type[BaseModel], data: dict[str, Any], file: Path | None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise spec_error_from(exc, model, file, prefix) from None
+        raise spec_error_from(exc, model, file, prefix, data) from None
 
 
-def spec_error_from(exc: ValidationError, model: type[BaseModel] | None, file: Path | None, prefix: str = "") -> SpecError:
-    """Turn pydantic's first error into a message that names the key and the fix."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join(([prefix] if prefix else []) + loc)
+def spec_error_from(
+    exc: ValidationError,
+    model: type[BaseModel] | None,
+    file: Path | None,
+    prefix: str = "",
+    data: Any = None,
+) -> SpecError:
+    """Turn pydantic's errors into one message that names the key and the fix.
+
+    Pydantic reports a union field (``agent = "name" | {table}``, a param's
+    ``str | int | ...``) once per member, with the member's type name inside
+    the location (``agent.str``, ``agent.AgentSpec.max_turns``). Those tags
+    are dropped, and the error that got furthest into the user's data wins:
+    for an ``[agent]`` table that is the bad key inside it, not "should be a
+    string".
+    """
+    errors = exc.errors()
+    cleaned = [(err, _real_loc(err, data)) for err in errors]
+    first_top = cleaned[0][1][:1]
+    group = [(err, loc) for err, loc in cleaned if loc[:1] == first_top]
+    depth = max(len(loc) for _, loc in group)
+    deepest = [(err, loc) for err, loc in group if len(loc) == depth]
+    err, loc = next(((e, l) for e, l in deepest if e["type"] == "extra_forbidden"), deepest[0])
+    names = [str(p) for p in loc]
+    key = ".".join(([prefix] if prefix else []) + names)
     kind = err["type"]
     if kind == "extra_forbidden":
-        valid = _field_names(model, err["loc"][:-1]) if model else []
+        valid = _field_names(model, loc[:-1]) if model else []
         fix = f"valid keys here: {', '.join(valid)}" if valid else "remove it"
         return SpecError(file, key, "unknown key", fix)
     if kind == "missing":
-        return SpecError(file, key, "required key is missing", f"add {loc[-1]} = ...")
+        return SpecError(file, key, "required key is missing", f"add {names[-1]} = ...")
     got = err.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a table"
+    shown = "a table" if isinstance(got, dict) else repr(got)
+    fix = _fix_for(model, loc)
+    if sum(1 for _, other in deepest if other == loc) > 1:
+        # Every member of a union refused the value: its type is wrong.
+        return SpecError(file, key, f"wrong type (got {shown})", fix)
     message = err["msg"][0].lower() + err["msg"][1:]
     if message.startswith("value error, "):
         message = message[len("value error, "):]
-    return SpecError(file, key, f"{message} (got {shown})", _fix_for(model, err["loc"]))
+    if kind == "value_error" and isinstance(got, dict):
+        # A check on a whole table (e.g. a [sim] plan's references): the
+        # message says what is wrong, showing the table would not help.
+        message, sep, valid = message.partition("; valid ")
+        fix = f"valid {valid}" if sep else f"correct the [{key}] table as the message says"
+        return SpecError(file, key, message, fix)
+    return SpecError(file, key, f"{message} (got {shown})", fix)
+
+
+def _real_loc(err: Any, data: Any) -> tuple[Any, ...]:
+    """``err["loc"]`` without the union-member tags pydantic puts in it."""
+    loc = tuple(err["loc"])
+    if data is None:
+        return tuple(p for p in loc if not _looks_like_tag(p))
+    out: list[Any] = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict) and part in current:
+            out.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            out.append(part)
+            current = current[part]
+        elif last and err["type"] == "missing" or not _looks_like_tag(part):
+            out.append(part)
+            current = None
+        # else: a union tag, the data stays where it is
+    return tuple(out)
+
+
+def _looks_like_tag(part: Any) -> bool:
+    return isinstance(part, str) and (
+        part in ("str", "int", "float", "bool", "none") or "[" in part or part[:1].isupper()
+    )
 
 
 def _fix_for(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
-    info = _field_at(model, loc) if model else None
-    if info is None:
+    if model is None:
         return ""
-    hint = info.description or ""
-    ann = _describe_type(info.annotation)
-    return f"expected {ann}" + (f": {hint}" if hint else "")
+    ann, info = _annotation_at(model, loc)
+    if ann is None:
+        return ""
+    hint = info.description if info is not None and info.description else ""
+    return f"expected {_describe_type(ann)}" + (f": {hint}" if hint else "")
 
 
 def _describe_type(ann: Any) -> str:
     origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(ann))
-    if ann in (int, float, str, bool):
-        return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[ann]
-    return str(ann).replace("typing.", "")
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        members = [_describe_type(a) for a in args if a is not type(None)]
+        return members[0] if len(members) == 1 else ", ".join(members[:-1]) + " or " + members[-1]
+    if origin is list:
+        return f"a list of {_plural(_describe_type(args[0]))}" if args else "a list"
+    if origin is dict:
+        return f"a table of {_plural(_describe_type(args[-1]))}" if args else "a table"
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return "a table"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(ann, str(ann).replace("typing.", ""))
 
 
-def _field_at(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+def _plural(description: str) -> str:
+    if description.startswith(("a ", "an ")):
+        word = description.split(" ", 1)[1]
+        return word if " or " in word or "," in word else word + "s"
+    return description
+
+
+def _annotation_at(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The type annotation (and field info) at a tag-free location inside ``model``."""
     current: Any = model
     info = None
     for part in loc:
+        current = _unwrap(current, part)
         if isinstance(current, type) and issubclass(current, BaseModel):
             info = current.model_fields.get(str(part))
             if info is None:
-                return None
+                return None, None
             current = info.annotation
         elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
+            current = typing.get_args(current)[-1] if typing.get_args(current) else Any
+            info = None
         else:
-            args = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
-            if not args:
-                return info
-            current = args[0]
-            info = current.model_fields.get(str(part))
-            if info is None:
-                return None
-            current = info.annotation
-    return info
+            return None, None
+    return current, info
+
+
+def _unwrap(ann: Any, part: Any) -> Any:
+    # From a union, the member that can hold ``part``: a model for a key,
+    # a dict/list for an entry.
+    if typing.get_origin(ann) not in (typing.Union, types.UnionType):
+        return ann
+    for member in typing.get_args(ann):
+        if isinstance(member, type) and issubclass(member, BaseModel) and str(part) in member.model_fields:
+            return member
+    for member in typing.get_args(ann):
+        if typing.get_origin(member) in (dict, list):
+            return member
+    return ann
 
 
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    current: Any = model
-    for part in loc:
-        info = _field_at(current, (part,)) if isinstance(current, type) and issubclass(current, BaseModel) else None
-        if info is not None:
-            current = info.annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-    for candidate in [current, *typing.get_args(current)]:
+    ann = _annotation_at(model, loc)[0] if loc else model
+    for candidate in [ann, *typing.get_args(ann)]:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return list(candidate.model_fields)
     return []
@@ -256,7 +344,8 @@ def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     # in the sections a run actually uses (see resolve_run).
     def keep(value: Any) -> Any:
         if isinstance(value, str):
-            return _VAR.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or m.group(0)), value)
+            return _VAR.sub(lambda m: os.environ.get(m.group(1))
+                            or (m.group(2) if m.group(2) is not None else m.group(0)), value)
         if isinstance(value, dict):
             return {k: keep(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -332,8 +421,13 @@ def parse_set(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def prompt_parameters(template: str) -> set[str]:
+    """The ``{name}`` placeholders of a prompt (``{{`` and ``}}`` are literal braces)."""
+    return set(re.findall(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})", template))
+
+
 def render_prompt(template: str, params: dict[str, Any], file: Path) -> str:
-    names = set(re.findall(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})", template))
+    names = prompt_parameters(template)
     missing = sorted(names - set(params))
     if missing:
         raise SpecError(
@@ -366,6 +460,11 @@ def resolve_run(
     task_path = Path(task_path)
     raw_task = read_toml(task_path)
     task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
+    # The parts of the task every run uses are interpolated strictly, so an
+    # unset ${VAR} in the prompt is an error rather than literal text.
+    strict = {key: interpolate(raw_task[key], task_path, key)
+              for key in ("agents_file", "prompt", "params", "expect") if key in raw_task}
+    task = validate_as(TaskFile, {**_interpolate_leniently(raw_task), **strict}, task_path)
     found = find_agents_file(task_path, task, agents_path)
     raw_agents = read_toml(found) if found else {}
     agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found) if found else AgentsFile()
@@ -373,14 +472,17 @@ def resolve_run(
     if isinstance(task.agent, str):
         if task.agent not in agents.agents:
             known = ", ".join(sorted(agents.agents)) or "none"
-            where = found or "no agents.toml found"
+            where = found or "no agents.toml found (looked next to the task, in its parents and in the current directory)"
             raise SpecError(task_path, "agent", f"agent {task.agent!r} is not defined in {where}",
-                            f"use one of: {known}, or write an inline [agent] table")
+                            f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
         agent_name = task.agent
-        raw_agent = interpolate(raw_agents["agents"][agent_name], found, f"agents.{agent_name}")
-        agent = validate_as(AgentSpec, raw_agent, found, f"agents.{agent_name}")
+        # Where the agent is written: errors about it point there.
+        agent_file, agent_key = found, f"agents.{agent_name}"
+        raw_agent = interpolate(raw_agents["agents"][agent_name], found, agent_key)
+        agent = validate_as(AgentSpec, raw_agent, found, agent_key)
     else:
         agent_name = "inline"
+        agent_file, agent_key = task_path, "agent"
         agent = validate_as(AgentSpec, interpolate(raw_task["agent"], task_path, "agent"), task_path, "agent")
     if mode_override:
         if mode_override not in typing.get_args(Mode):
@@ -391,31 +493,39 @@ def resolve_run(
             raise SpecError(None, "--timeout", "must be positive", "give seconds, e.g. --timeout 60")
         agent = agent.model_copy(update={"timeout": timeout_override})
 
-    model = _resolve_model(model_override or agent.model, raw_agents, found,
-                           "--model" if model_override else f"agents.{agent_name}.model")
+    if model_override:
+        model = _resolve_model(model_override, raw_agents, found, None, "--model")
+    else:
+        model = _resolve_model(agent.model, raw_agents, found, agent_file, f"{agent_key}.model")
 
     tools = {}
-    for name in agent.tools:
+    for index, name in enumerate(agent.tools):
         if name in task.tools:
             raw, file, base = raw_task["tools"][name], task_path, task_path.parent
         elif name in agents.tools:
             raw, file, base = raw_agents["tools"][name], found, found.parent  # type: ignore[union-attr]
         else:
             known = ", ".join(sorted({*agents.tools, *task.tools})) or "none"
-            raise SpecError(found or task_path, f"agents.{agent_name}.tools",
-                            f"tool {name!r} is not defined", f"define [tools.{name}] or use one of: {known}")
+            raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
+                            f"tool {name!r} is not defined",
+                            f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
         raw = interpolate(raw, file, f"tools.{name}")
         try:
             tool = tools_mod.build_tool(name, raw, Path(base).resolve())
         except ValidationError as exc:
             raise spec_error_from(exc, None, file, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
-            raise SpecError(file, f"tools.{name}", str(exc)) from None
+            raise tool_spec_error(exc, name, file) from None
         if agent.tool_timeout is not None and tool.timeout is None:
             tool.timeout = agent.tool_timeout
         tools[name] = tool
 
     params: dict[str, Any] = dict(task.params)
+    unused = sorted(set(overrides or {}) - prompt_parameters(task.prompt))
+    if unused:
+        known = ", ".join(sorted(prompt_parameters(task.prompt))) or "none"
+        raise SpecError(None, "--set", f"the prompt of {task_path} has no parameter {{{unused[0]}}}",
+                        f"parameters of this prompt: {known}")
     params.update(overrides or {})
     prompt = render_prompt(task.prompt, params, task_path)
 
@@ -424,7 +534,7 @@ def resolve_run(
         if task.sim is None:
             raise SpecError(task_path, "sim", "the simulated model needs a [sim] plan in the task",
                             "add a [sim] section with steps, or choose a real model with --model")
-        sim_plan = load_sim_plan(task.sim, task_path)
+        sim_plan = load_sim_plan(interpolate(raw_task["sim"], task_path, "sim"), task_path)
 
     from asyncfc_cli.trace import digest
 
@@ -452,7 +562,15 @@ def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
         raise spec_error_from(exc, SimPlan, file, "sim") from None
 
 
-def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None, key: str) -> ResolvedModel:
+def is_model_string(ref: str) -> bool:
+    """Whether ``ref`` reads as a LiteLLM model string (or the simulated model)."""
+    return ref == SIM_MODEL or "/" in ref or ref.startswith(("gpt-", "claude", "gemini"))
+
+
+def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
+                   ref_file: Path | None, key: str) -> ResolvedModel:
+    # ``file`` holds the [models] tables; ``ref_file``/``key`` say where the
+    # reference itself is written (an agent in either file, or --model).
     models = raw_agents.get("models", {})
     if ref in models:
         spec = validate_as(ModelSpec, interpolate(models[ref], file, f"models.{ref}"), file, f"models.{ref}")
@@ -465,11 +583,26 @@ def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None, key:
                                 f"export {spec.api_key_env}=<your key>")
         return ResolvedModel(ref, spec.model, spec.api_base or None, api_key, spec.params,
                              spec.retries, spec.request_timeout)
-    if ref == SIM_MODEL or "/" in ref or ref.startswith(("gpt-", "claude", "gemini")):
+    if is_model_string(ref):
         return ResolvedModel(ref, ref)
-    known = ", ".join(sorted(models)) or "none defined"
-    raise SpecError(file, key, f"{ref!r} is neither a [models] entry nor a LiteLLM model string",
-                    f"use one of: {known}, \"sim\", or a provider/model string like openai/gpt-4o-mini")
+    raise SpecError(ref_file, key, f"{ref!r} is neither a [models] entry nor a LiteLLM model string",
+                    _model_fix(models))
+
+
+def _model_fix(models: Any) -> str:
+    names = [n for n in sorted(models) if n != SIM_MODEL]
+    defined = f"a [models] name ({', '.join(names)}), " if names else ""
+    return f'use {defined}"sim", or a provider/model string like openai/gpt-4o-mini'
+
+
+def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
+    """A :class:`~asyncfc_cli.tools.ToolLoadError` as a spec error with its fix apart."""
+    text = str(exc)
+    prefix = f"tool {name!r}: "
+    if text.startswith(prefix):
+        text = text[len(prefix):]
+    message, sep, fix = text.partition(". Fix: ")
+    return SpecError(file, f"tools.{name}", message, fix if sep else "")
 
 
 def validate_file(path: Path) -> str:
@@ -485,19 +618,20 @@ def validate_file(path: Path) -> str:
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
     agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
     for name, agent in agents.agents.items():
-        for tool in agent.tools:
+        for index, tool in enumerate(agent.tools):
             if tool not in agents.tools:
-                raise SpecError(path, f"agents.{name}.tools", f"tool {tool!r} is not defined",
-                                f"define [tools.{tool}] or use one of: {', '.join(sorted(agents.tools))}")
+                raise SpecError(path, f"agents.{name}.tools[{index}]", f"tool {tool!r} is not defined",
+                                f"define [tools.{tool}] or use one of: {', '.join(sorted(agents.tools)) or 'none'}")
         model = agent.model
-        if model not in agents.models and model != SIM_MODEL and "/" not in model:
-            raise SpecError(path, f"agents.{name}.model", f"unknown model {model!r}",
-                            f"use one of: {', '.join(sorted(agents.models))}, \"sim\" or a LiteLLM model string")
+        if model not in agents.models and not is_model_string(model):
+            raise SpecError(path, f"agents.{name}.model",
+                            f"{model!r} is neither a [models] entry nor a LiteLLM model string",
+                            _model_fix(agents.models))
     for name, tool_raw in agents.tools.items():
         try:
             tools_mod.build_tool(name, _interpolate_leniently(tool_raw), path.parent.resolve())
         except ValidationError as exc:
             raise spec_error_from(exc, None, path, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
-            raise SpecError(path, f"tools.{name}", str(exc)) from None
+            raise tool_spec_error(exc, name, path) from None
     return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
