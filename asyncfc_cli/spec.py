@@ -203,6 +203,10 @@ def spec_error_from(
     depth = max(len(loc) for _, loc in group)
     deepest = [(err, loc) for err, loc in group if len(loc) == depth]
     err, loc = next(((e, l) for e, l in deepest if e["type"] == "extra_forbidden"), deepest[0])
+    if err["type"] == "missing":
+        # A missing key next to an unknown one is usually a typo of it.
+        err, loc = next(((e, l) for e, l in cleaned if e["type"] == "extra_forbidden" and l[:-1] == loc[:-1]),
+                        (err, loc))
     names = [str(p) for p in loc]
     key = ".".join(([prefix] if prefix else []) + names)
     kind = err["type"]

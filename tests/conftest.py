@@ -1,0 +1,183 @@
+"""Shared test helpers: the LiteLLM import (once per session), fast sim plans,
+and a scripted OpenAI-style HTTP endpoint for what the simulated model cannot
+do on purpose (HTTP errors, broken tool-call JSON, secrets echoed back)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything imports litellm: no cost-map download, no retry thread.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# The command tool in tests/data/agents.toml runs this interpreter.
+os.environ.setdefault("ASYNCFC_TEST_PYTHON", sys.executable)
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="session")
+def litellm():
+    """LiteLLM, imported once for the whole session (it takes seconds)."""
+    from asyncfc_cli.model import import_litellm
+
+    return import_litellm()
+
+
+def make_plan(**data: Any):
+    """A SimPlan that decodes fast and starts at once unless told otherwise."""
+    from asyncfc_cli.sim.plan import SimPlan
+
+    data.setdefault("decode_tps", 2000.0)
+    data.setdefault("ttft", 0.0)
+    data.setdefault("final", {"answer": "done"})
+    return SimPlan.model_validate(data)
+
+
+def free_port() -> int:
+    """A port nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def handler_threads() -> list[threading.Thread]:
+    """Request-handler threads of the stdlib HTTP servers still running."""
+    return [t for t in threading.enumerate() if "process_request" in t.name]
+
+
+# --- a scripted OpenAI-compatible endpoint -------------------------------------------
+
+
+def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "scripted",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def text_stream(text: str) -> list[dict[str, Any]]:
+    return [chunk({"role": "assistant", "content": ""}), chunk({"content": text}), chunk({}, "stop")]
+
+
+def tool_call_stream(calls: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """``calls`` as (id, name, raw arguments), each sent as a header plus one fragment."""
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    for index, (call_id, name, arguments) in enumerate(calls):
+        chunks.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                             "function": {"name": name, "arguments": ""}}]}))
+        chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}))
+    chunks.append(chunk({}, "tool_calls"))
+    return chunks
+
+
+class Reply:
+    """One scripted answer: an SSE stream of chunks, or a JSON body with a status."""
+
+    def __init__(self, status: int = 200, chunks: list[dict] | None = None, body: dict | None = None):
+        self.status, self.chunks, self.body = status, chunks, body
+
+    @classmethod
+    def error(cls, status: int, message: str) -> Reply:
+        return cls(status, body={"error": {"message": message, "type": "server_error"}})
+
+
+Script = Reply | Callable[[dict[str, Any]], Reply]
+
+
+class ScriptedServer:
+    """Answers the n-th POST with ``script[n]`` (the last entry repeats).
+
+    A script entry may be a callable that gets the request (``headers``,
+    ``body``) and returns a :class:`Reply`. ``requests`` holds every request.
+    """
+
+    def __init__(self, script: list[Script]):
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                request = {"headers": dict(self.headers), "body": body}
+                with outer._lock:
+                    outer.requests.append(request)
+                    entry = outer.script[min(len(outer.requests), len(outer.script)) - 1]
+                reply = entry(request) if callable(entry) else entry
+                if reply.chunks is None:
+                    data = json.dumps(reply.body or {}).encode()
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for item in reply.chunks:
+                    self.wfile.write(b"data: " + json.dumps(item).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._thread.join()
+        self._httpd.server_close()
+
+
+@contextmanager
+def client_for(base_url: str, **config: Any) -> Iterator[Any]:
+    """A LiteLLMClient on its own asyncio thread, pointed at ``base_url``."""
+    from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig
+
+    on_retry = config.pop("on_retry", None)
+    config.setdefault("model", "openai/test")
+    config.setdefault("api_key", "test-key")
+    config.setdefault("retries", 0)
+    with AsyncioThread() as loop_thread:
+        yield LiteLLMClient(ModelConfig(api_base=base_url, **config), loop_thread, on_retry=on_retry)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
