@@ -36,7 +36,9 @@ app = typer.Typer(
 sim_app = typer.Typer(help="The embedded simulated model.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 
-err = Console(stderr=True, highlight=False)
+# soft_wrap: a message is never broken at the console width, so a file path or
+# key in an error stays greppable in CI logs (non-terminals get 80 columns).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
