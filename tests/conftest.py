@@ -103,7 +103,7 @@ class ScriptedServer:
     """Answers the n-th POST with ``script[n]`` (the last entry repeats).
 
     A script entry may be a callable that gets the request (``headers``,
-    ``body``) and returns a :class:`Reply`. ``requests`` holds every request.
+    ``body``; header names lower-cased) and returns a :class:`Reply`. ``requests`` holds every request.
     """
 
     def __init__(self, script: list[Script]):
@@ -121,7 +121,7 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null")
-                request = {"headers": dict(self.headers), "body": body}
+                request = {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                 with outer._lock:
                     outer.requests.append(request)
                     entry = outer.script[min(len(outer.requests), len(outer.script)) - 1]
