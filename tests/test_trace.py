@@ -1,0 +1,131 @@
+"""Trace files: flushed line by line, readable after a crash, free of secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asyncfc_cli import runner
+from asyncfc_cli.spec import resolve_run
+from asyncfc_cli.trace import Trace, TraceError, TraceWriter, header_fields, parse_trace, read_trace
+from conftest import DATA, free_port, make_plan
+
+SECRET = "sk-test-PLANTED-123"
+
+
+def lines(*events: dict) -> str:
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
+HEADER = {"type": "header", "t": 0.0, "version": 1, "run_id": "r", "mode": "sync"}
+EVENTS = [
+    {"type": "model_begin", "t": 0.1, "request": 1, "messages": 2},
+    {"type": "model_first_token", "t": 0.3, "request": 1},
+    {"type": "model_end", "t": 0.5, "request": 1, "status": "ok", "ttft": 0.2},
+    {"type": "tool_begin", "t": 0.6, "call_id": "c1", "tool": "nap"},
+    {"type": "tool_begin", "t": 0.6, "call_id": "c2", "tool": "nap"},
+    {"type": "tool_end", "t": 0.9, "call_id": "c1", "tool": "nap", "status": "ok"},
+]
+SUMMARY = {"type": "summary", "t": 1.0, "status": "ok"}
+
+
+def test_a_complete_trace():
+    data = parse_trace(lines(HEADER, *EVENTS, SUMMARY))
+    assert not data.truncated and data.summary == SUMMARY and data.header == HEADER
+    assert data.events == EVENTS
+    (model,) = data.spans("model")
+    assert (model.start, model.end, model.marks, model.status) == (0.1, 0.5, {"first_token": 0.3}, "ok")
+
+
+def test_a_trace_cut_mid_line():
+    text = lines(HEADER, *EVENTS) + '{"type": "tool_end", "t": 1.2, "call_id": "c2", "sta'
+    data = parse_trace(text)
+    assert data.truncated and data.summary is None
+    assert data.events == EVENTS  # everything before the cut
+    c1, c2 = data.spans("tool")
+    assert (c1.key, c1.end, c1.status) == ("c1", 0.9, "ok")
+    assert (c2.key, c2.end, c2.finish, c2.status) == ("c2", None, None, "unfinished")
+
+
+def test_a_trace_without_summary(tmp_path):
+    path = tmp_path / "died.jsonl"
+    path.write_text(lines(HEADER, *EVENTS[:4]))
+    data = read_trace(path)
+    assert data.truncated and data.summary is None and data.path == path
+    (model,) = data.spans("model")
+    assert model.end == 0.5
+    (tool,) = data.spans("tool")
+    assert tool.end is None and tool.status == "unfinished"
+
+
+def test_what_is_not_a_trace(tmp_path):
+    with pytest.raises(TraceError, match="line 2 is not JSON"):
+        parse_trace(lines(HEADER) + "garbage\n" + lines(SUMMARY))
+    with pytest.raises(TraceError, match="no header"):
+        parse_trace(lines(*EVENTS))
+    with pytest.raises(TraceError, match="no header"):
+        parse_trace("")
+    with pytest.raises(TraceError, match="cannot read trace"):
+        read_trace(tmp_path / "missing.jsonl")
+
+
+def test_every_event_is_on_disk_as_soon_as_it_is_emitted(tmp_path):
+    path = tmp_path / "live.jsonl"
+    writer = TraceWriter(path)
+    trace = Trace()
+    trace.sinks.append(writer)
+    trace.emit("header", **header_fields("r1", mode="sync"))
+    trace.emit("tool_begin", call_id="c1", tool="nap")
+    # Read while the writer is still open, as after a crash.
+    data = read_trace(path)
+    assert data.header["run_id"] == "r1" and data.truncated
+    assert [e["type"] for e in data.events] == ["tool_begin"]
+    writer.close()
+
+
+def test_secrets_are_scrubbed_from_every_event(tmp_path):
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    trace = Trace(secrets=[SECRET, None, ""])
+    trace.sinks.append(writer)
+    seen = []
+    trace.sinks.append(seen.append)
+    trace.emit("header", **header_fields("r", model="m"))
+    trace.emit("tool_begin", call_id="c", tool="t", args_summary=f'key="{SECRET}"',
+               nested={"list": [f"Bearer {SECRET}", 1, None], SECRET[:3]: True})
+    trace.emit("summary", status="error", error=f"401 for key {SECRET}{SECRET}")
+    writer.close()
+    text = path.read_text()
+    assert SECRET not in text and "***" in text
+    assert SECRET not in json.dumps(trace.events) and SECRET not in json.dumps(seen)
+    data = read_trace(path)
+    assert data.events[0]["nested"]["list"] == ["Bearer ***", 1, None]
+    assert data.summary["error"] == "401 for key ******"
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_model_api_key_never_enters_a_run_trace(tmp_path, monkeypatch, litellm, reachable):
+    """A real-model run whose key the model even repeats back: not in the trace."""
+    from asyncfc_cli.sim.server import SimServer
+
+    # The "model" echoes the key into a tool argument and its answer.
+    plan = make_plan(steps=[{"id": "e", "tool": "echo", "args": {"text": f"my key is {SECRET}"}}],
+                     final={"answer": "{e}"})
+    with SimServer(plan) as server:
+        base = server.base_url if reachable else f"http://127.0.0.1:{free_port()}/v1"
+        monkeypatch.setenv("ASYNCFC_TEST_API_BASE", base)
+        monkeypatch.setenv("ASYNCFC_TEST_API_KEY", SECRET)
+        spec = resolve_run(DATA / "ok.toml", model_override="counter", mode_override="sync")
+        assert spec.model.api_key == SECRET and SECRET not in repr(spec.model)
+        path = tmp_path / "run.jsonl"
+        outcome = runner.execute(spec, runner.open_trace_file(path))
+    text = path.read_text()
+    assert SECRET not in text
+    data = read_trace(path)
+    if reachable:
+        assert outcome.result.status == "ok" and SECRET in outcome.result.answer
+        assert data.of_type("tool_begin")[0]["args_summary"] == 'text="my key is ***"'
+    else:
+        assert outcome.result.status == "error"
+        assert data.of_type("model_end")[0]["status"] == "error" and data.summary["error"]
