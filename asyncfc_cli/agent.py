@@ -52,6 +52,13 @@ class RunResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C or cancellation from outside, possibly wrapped by trio nurseries."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_interrupt(e) for e in exc.exceptions)
+    return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))
+
+
 def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     system = run.instructions.strip()
@@ -86,8 +93,11 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
             result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
     except ModelError as exc:
         result.status, result.error = ERROR, f"model error: {exc}"
-    except (KeyboardInterrupt, trio.Cancelled):
-        result.status, result.error = INTERRUPTED, "interrupted"
+    except BaseException as exc:
+        if is_interrupt(exc):
+            result.status, result.error = INTERRUPTED, "interrupted"
+        else:
+            result.status, result.error = ERROR, f"internal error: {type(exc).__name__}: {exc}"
         raise
     finally:
         result.wall = trace.now() - started

@@ -111,7 +111,9 @@ async def run_call(
             record.status, record.error = "error", f"unknown tool {record.tool!r}; available tools: {known}"
         else:
             await _invoke(record, tool, limits)
-    except trio.Cancelled:
+    except BaseException:
+        # Only cancellation gets here (tool failures were caught in _invoke),
+        # possibly grouped by a nursery inside the tool.
         record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
         _finish(record, trace)
         raise
@@ -244,8 +246,8 @@ class AsyncExecutor:
                 await after.wait()
             future.state = "running"
             await run_call(record, self.tools, self.limits, self.trace, future=future.id, deps=future.deps)
-        except trio.Cancelled:
-            if record.status in ("pending", "ok"):
+        except BaseException:
+            if record.status == "pending":
                 record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
             raise
         finally:

@@ -30,6 +30,7 @@ the async executor can start the tool while the model is still decoding.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import threading
@@ -103,20 +104,33 @@ class ToolCallAssembler:
     """Rebuilds tool calls from OpenAI-style delta fragments.
 
     ``id`` and ``name`` come only on a call's first fragment; later fragments
-    carry ``index`` and argument text. Indices only grow within a stream, so a
-    higher index completes every lower open one.
+    carry ``index`` and argument text. A call is complete, and reported at
+    once, at the first of:
+
+    - its arguments parse as a JSON object (nothing valid can follow it);
+    - a higher index begins, or content arrives after it;
+    - the finish reason arrives.
+
+    The first rule matters when a model thinks between calls: the index rule
+    alone would hold a finished call until the next call's header, after the
+    thinking, and the tool would start that much later.
     """
 
     def __init__(self) -> None:
         self._open: dict[int, _Partial] = {}
+        self._closed: set[int] = set()
         self.done: list[ToolCallReady] = []
 
-    def feed(self, fragments: list[Any]) -> list[ToolCallReady]:
+    def feed(self, fragments: list[Any], text: str | None = None) -> list[ToolCallReady]:
         ready: list[ToolCallReady] = []
+        if text:
+            ready.extend(self.finish())
         for frag in fragments:
             index = _get(frag, "index")
             if index is None:
                 index = max(self._open, default=len(self.done))
+            if index in self._closed:
+                continue  # e.g. whitespace after a complete object
             for lower in sorted(i for i in self._open if i < index):
                 ready.append(self._close(lower))
             part = self._open.setdefault(index, _Partial())
@@ -126,8 +140,11 @@ class ToolCallAssembler:
             if fn is not None:
                 if _get(fn, "name"):
                     part.name = _get(fn, "name")
-                if _get(fn, "arguments"):
-                    part.arguments.append(_get(fn, "arguments"))
+                piece = _get(fn, "arguments")
+                if piece:
+                    part.arguments.append(piece)
+                    if piece.rstrip().endswith("}") and part.name and _is_object("".join(part.arguments)):
+                        ready.append(self._close(index))
         return ready
 
     def finish(self) -> list[ToolCallReady]:
@@ -135,6 +152,7 @@ class ToolCallAssembler:
 
     def _close(self, index: int) -> ToolCallReady:
         part = self._open.pop(index)
+        self._closed.add(index)
         call = ToolCallReady(
             index=index,
             id=part.id or f"call_{index}",
@@ -143,6 +161,13 @@ class ToolCallAssembler:
         )
         self.done.append(call)
         return call
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -299,10 +324,18 @@ class LiteLLMClient:
         token = trio.lowlevel.current_trio_token()
         send, receive = trio.open_memory_channel[tuple[str, Any]](float("inf"))
 
+        def deliver(item: tuple[str, Any]) -> None:
+            # Runs in trio. The reader may be gone (cancelled, stream closed):
+            # an exception here would crash trio itself, so the item is dropped.
+            try:
+                send.send_nowait(item)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
         def hand_over(kind: str, value: Any) -> None:
             # Runs in the asyncio thread; never blocks it.
             try:
-                token.run_sync_soon(send.send_nowait, (kind, value))
+                token.run_sync_soon(deliver, (kind, value))
             except trio.RunFinishedError:
                 pass
 
@@ -361,7 +394,7 @@ class LiteLLMClient:
                         if text:
                             content.append(text)
                             yield TextDelta(text)
-                        for call in assembler.feed(fragments):
+                        for call in assembler.feed(fragments, text):
                             yield call
                         if _get(choice, "finish_reason"):
                             finish_reason = _get(choice, "finish_reason")

@@ -100,23 +100,40 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
 
             client = LiteLLMClient(config, loop_thread, on_retry=on_retry)
 
+            interrupted: list[int] = []
+
             async def main() -> None:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_sigterm_to_interrupt, nursery.cancel_scope)
+                    nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
                     result = await run_agent(agent_run(spec), client, trace)
                     outcome.append(RunOutcome(result, writer.path, run_id, trace))
                     nursery.cancel_scope.cancel()
 
-            trio.run(main)
+            try:
+                trio.run(main)
+            except BaseExceptionGroup as group:
+                # Nurseries wrap Ctrl-C; callers should see the plain interrupt.
+                if group.subgroup(KeyboardInterrupt) is not None:
+                    raise KeyboardInterrupt from None
+                raise
     finally:
         writer.close()
-    if not outcome:
+    if not outcome or outcome[0].result.status == "interrupted":
         raise KeyboardInterrupt
     return outcome[0]
 
 
-async def _sigterm_to_interrupt(scope: trio.CancelScope) -> None:
-    # SIGTERM ends a run the way Ctrl-C does: everything cancelled, trace closed.
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            raise KeyboardInterrupt
+async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) -> None:
+    """Ctrl-C and SIGTERM cancel the run: every task sees ``Cancelled`` at a
+    checkpoint, tools are recorded as cancelled and the trace is closed.
+
+    Without this, trio raises ``KeyboardInterrupt`` wherever the code happens
+    to be, possibly inside a tool, skipping its bookkeeping. A second signal
+    while shutting down interrupts at once.
+    """
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+            scope.cancel()

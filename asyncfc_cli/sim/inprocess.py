@@ -47,7 +47,7 @@ class InProcessSim:
             if text:
                 content.append(text)
                 yield TextDelta(text)
-            for call in assembler.feed(fragments):
+            for call in assembler.feed(fragments, text):
                 yield call
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
