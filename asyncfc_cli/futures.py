@@ -32,26 +32,22 @@ WAIT_TOOL = "wait"
 # (``futures_instruction``). Kept short: every token of it is prefilled on
 # every request. Its size is documented in docs/futures.md.
 INSTRUCTION = (
-    "Tools run asynchronously. A call may return a handle "
-    '{"future":"f1","status":"pending"} instead of its result; keep working meanwhile: '
-    'make independent calls at once, and pass "$f1" (or "$f1.key") as an argument to '
-    "use a result you only forward. Call wait(futures=[\"f1\"]) when you must read values "
-    "to continue. Results that arrive meanwhile are sent to you in a message. "
-    "Answer only when you have every result you need."
+    'Tool calls run asynchronously and may return a handle {"future":"f1","status":"pending"}. '
+    'Keep going: make independent calls at once, and pass "$f1" (or "$f1.key") as an argument '
+    "to forward a result. Call wait(futures=[\"f1\"]) only when you must read a value. "
+    "Results that arrive are sent to you in a message. Answer once you have every result you need."
 )
 
 WAIT_SCHEMA: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": WAIT_TOOL,
-        "description": "Block until the given futures resolve and return their values.",
+        "description": "Block until futures resolve; returns their values.",
         "parameters": {
             "type": "object",
             "properties": {
-                "futures": {"type": "array", "items": {"type": "string"},
-                            "description": 'future ids, e.g. ["f1", "f2"]'},
-                "timeout": {"type": "number", "description": "seconds to wait at most; "
-                            "then return what is ready and list what is not"},
+                "futures": {"type": "array", "items": {"type": "string"}, "description": 'ids, e.g. ["f1"]'},
+                "timeout": {"type": "number", "description": "max seconds; then returns what is ready"},
             },
             "required": ["futures"],
         },
