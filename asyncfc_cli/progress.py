@@ -26,14 +26,16 @@ class ProgressPrinter:
         kind, t = event["type"], event["t"]
         if kind == "tool_begin":
             self._starts[event["call_id"]] = t
-            label = f"{event['tool']}({escape(event.get('args_summary', ''))})"
+            # The tool name comes from the model (it may name a tool that does
+            # not exist), so it is text, never Rich markup.
+            label = f"{escape(event['tool'])}({escape(event.get('args_summary', ''))})"
             self.console.print(f"[dim]{t:7.2f}s[/] → {label}", highlight=False)
         elif kind == "tool_end":
             took = t - self._starts.pop(event["call_id"], t)
             mark = _MARK.get(event["status"], "?")
             detail = f" [dim]{escape(event['error'][:120])}[/]" if event.get("error") else ""
             self.console.print(
-                f"[dim]{t:7.2f}s[/] {mark} {event['tool']} {event['status']} in {took:.2f}s{detail}",
+                f"[dim]{t:7.2f}s[/] {mark} {escape(event['tool'])} {escape(event['status'])} in {took:.2f}s{detail}",
                 highlight=False,
             )
         elif kind == "retry":
