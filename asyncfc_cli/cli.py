@@ -8,7 +8,10 @@ holds only the answer, or with ``--json`` one JSON object.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -92,35 +95,42 @@ def run(
     from asyncfc_cli.expectations import unmet
     from asyncfc_cli.trace import default_trace_path, new_run_id
 
-    try:
-        overrides = spec_mod.parse_set(sets or [])
-        run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
-                                        mode_override=mode, overrides=overrides, timeout_override=timeout)
-    except spec_mod.SpecError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
+    # Until the answer is printed, anything written to stdout (a python tool's
+    # print(), a library's banner, a child process) goes to stderr instead:
+    # stdout is the answer or the JSON object, nothing else.
+    with _stdout_to_stderr():
+        try:
+            overrides = spec_mod.parse_set(sets or [])
+            run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
+                                            mode_override=mode, overrides=overrides, timeout_override=timeout)
+        except spec_mod.SpecError as exc:
+            raise _fail(str(exc), EXIT_USAGE) from None
 
-    run_id = new_run_id()
-    trace_path = trace or default_trace_path(run_id)
-    try:
-        writer = runner.open_trace_file(trace_path)
-    except OSError as exc:
-        raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
-                    "choose another path with --trace", EXIT_USAGE) from None
+        run_id = new_run_id()
+        trace_path = trace or default_trace_path(run_id)
+        try:
+            writer = runner.open_trace_file(trace_path)
+        except OSError as exc:
+            raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
+                        "choose another path with --trace", EXIT_USAGE) from None
 
-    sinks = []
-    if not quiet and not as_json:
-        from asyncfc_cli.progress import ProgressPrinter
+        sinks = []
+        if not quiet and not as_json:
+            from asyncfc_cli.progress import ProgressPrinter
 
-        err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model {escape(run_spec.model.name)}"
-                  f" · mode {run_spec.agent.mode}", highlight=False)
-        sinks.append(ProgressPrinter(err))
-    try:
-        outcome = runner.execute(run_spec, writer, sinks, run_id)
-    except KeyboardInterrupt:
+            err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model {escape(run_spec.model.name)}"
+                      f" · mode {run_spec.agent.mode}", highlight=False)
+            sinks.append(ProgressPrinter(err))
+        outcome = None
+        try:
+            outcome = runner.execute(run_spec, writer, sinks, run_id)
+        except KeyboardInterrupt:
+            pass
+    if outcome is None:
         if as_json:
             print(json.dumps({"status": "interrupted", "trace": str(trace_path)}))
-        err.print(f"[yellow]interrupted[/]; trace: {trace_path}")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        err.print(f"[yellow]interrupted[/]; trace: {escape(str(trace_path))}")
+        raise typer.Exit(EXIT_INTERRUPTED)
 
     result = outcome.result
     failures = unmet(run_spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
@@ -137,6 +147,28 @@ def run(
         elif result.status != "ok" or failures:
             _print_footer(result, failures, trace_path)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr for the duration (fd level, so child
+    processes and C code are covered too); a no-op if either is unusable."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _print_footer(result: Any, failures: list[str], trace_path: Path) -> None:

@@ -10,6 +10,7 @@ validate, --help) never import LiteLLM and are cheap.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -221,7 +222,10 @@ def test_json_output_and_hostile_arguments_stay_one_argv_element(runs):
     assert 0 < report["wall"] < 30
     assert report["expectations"] == {"met": True, "failures": []}
 
-    (call,) = report["tool_calls"]
+    call, chatty = report["tool_calls"]
+    assert chatty["tool"] == "chatty" and chatty["status"] == "ok"
+    # What the python tool printed went to stderr, not into the JSON.
+    assert "chatty: print() noise" in done.stderr and "chatty: fd 1 noise" in done.stderr
     assert call["tool"] == "argv" and call["status"] == "ok" and call["error"] is None
     assert call["arguments"] == {"first": HOSTILE_FIRST, "second": HOSTILE_SECOND}
     assert 0 <= call["start"] <= call["end"] <= report["wall"]
@@ -270,3 +274,29 @@ def test_ctrl_c_exits_130_and_the_trace_says_interrupted(runs):
     assert trace.summary is not None and trace.summary["status"] == "interrupted"
     (nap,) = trace.spans("tool")
     assert nap.status == "cancelled"
+
+
+# --- progress lines (in process) ------------------------------------------------------------
+
+
+def test_progress_prints_model_supplied_names_as_text():
+    # A model may call a tool that does not exist, with any name: "[/]" as
+    # Rich markup raised MarkupError inside the trace sink and killed the run.
+    from rich.console import Console
+
+    from asyncfc_cli.progress import ProgressPrinter
+
+    out = io.StringIO()
+    printer = ProgressPrinter(Console(file=out, width=300, color_system=None, soft_wrap=True))
+    printer({"type": "tool_begin", "t": 0.5, "call_id": "c1", "tool": "[/]", "args_summary": 'x="[bold]"'})
+    printer({"type": "tool_end", "t": 0.75, "call_id": "c1", "tool": "[/]", "status": "error",
+             "error": "unknown tool '[/]'; [red]"})
+    printer({"type": "retry", "t": 1.0, "attempt": 1, "error": "[/] upstream"})
+    printer({"type": "model_end", "t": 1.5, "status": "error", "error": "[/x] gone"})
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        '   0.50s → [/](x="[bold]")',
+        "   0.75s ✗ [/] error in 0.25s unknown tool '[/]'; [red]",
+        "   1.00s retrying model request (attempt 1): [/] upstream",
+        "   1.50s model error: [/x] gone",
+    ]

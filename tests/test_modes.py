@@ -61,7 +61,7 @@ def test_tool_errors_go_back_to_the_model_and_the_run_continues(tmp_path):
     assert result.status == "ok" and result.requests == 2
     # The sim's answer quotes what it saw in each tool message.
     assert "raised: RuntimeError: kaboom" in result.answer
-    assert "unknown: unknown tool 'no_such_tool'; available tools: argv, boom, echo, nap, sleep_for" in result.answer
+    assert "unknown: unknown tool 'no_such_tool'; available tools: argv, boom, chatty, echo, nap, sleep_for" in result.answer
     assert "badargs: invalid arguments for 'sleep_for': argument 'seconds'" in result.answer
     assert [(c.tool, c.status) for c in result.calls] == [
         ("boom", "error"), ("no_such_tool", "error"), ("sleep_for", "error")]

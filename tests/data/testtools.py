@@ -3,6 +3,7 @@ or echo on purpose, so tests can see timing, errors and arguments."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import trio
@@ -43,4 +44,15 @@ def echo(text: str) -> str:
     Args:
         text: Anything.
     """
+    return text
+
+
+def chatty(text: str) -> str:
+    """Write to stdout the way careless tools do, then return the text.
+
+    Args:
+        text: Anything.
+    """
+    print("chatty: print() noise")
+    os.write(1, b"chatty: fd 1 noise\n")
     return text
