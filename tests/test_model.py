@@ -29,6 +29,7 @@ from asyncfc_cli.sim.server import SimServer
 from conftest import (
     Reply,
     ScriptedServer,
+    chunk,
     client_for,
     free_port,
     handler_threads,
@@ -135,6 +136,30 @@ async def test_a_call_is_ready_when_its_arguments_end_not_after_the_next_think(l
     assert ready["a"] < done_at - 0.3, (ready, done_at)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "model.py ToolCallAssembler.feed: a server that omits tool_calls[].index (allowed by "
+    "several OpenAI-compatible servers) reaches us through LiteLLM with index 0 on every call, "
+    "because litellm.types.utils.Delta fills a missing index with the position inside the "
+    "chunk. Call 0 closes when its JSON completes, its index goes into _closed, and every later "
+    "call - new id, new name - is skipped by `if index in self._closed: continue`, so the "
+    "model's second call silently vanishes (before the JSON-completion rule it was merged into "
+    "the first instead). Fix: a fragment whose id differs from the id at that index starts a "
+    "new call at the next free index."))
+async def test_calls_from_a_server_that_omits_the_index_are_all_kept(litellm):
+    def call(call_id, name, arguments):
+        return chunk({"tool_calls": [{"id": call_id, "type": "function",
+                                      "function": {"name": name, "arguments": arguments}}]})
+
+    stream = [chunk({"role": "assistant", "content": ""}),
+              call("call_a", "echo", '{"x": 1}'), call("call_b", "fetch", '{"y": 2}'),
+              chunk({}, "tool_calls")]
+    with ScriptedServer([Reply(chunks=stream)]) as server, client_for(server.base_url) as client:
+        events = [e for _, e in await collect(client)]
+    done = events[-1]
+    assert [(c.id, c.name, c.arguments) for c in done.tool_calls] == [
+        ("call_a", "echo", '{"x": 1}'), ("call_b", "fetch", '{"y": 2}')]
+
+
 # --- the assembler on hand-built fragments -------------------------------------------------
 
 
@@ -174,17 +199,16 @@ def test_assembler_higher_index_completes_lower_ones():
     assert ready == asm.done[1:]
 
 
-def test_assembler_keeps_a_call_open_across_content_only_chunks():
-    # A chunk with only text (no tool_calls) between fragments of one call
-    # must not lose or split the call.
+def test_assembler_with_content_between_fragments():
+    # Chunks without tool-call fragments (role, usage, empty content) keep a
+    # call open; answer text after a call means the call is over.
     asm = ToolCallAssembler()
-    asm.feed([frag(0, "c0", "echo", '{"text": "')])
-    asm.feed([])
-    asm.feed([frag(0, arguments='hi"}')])
-    asm.feed([])
-    ready = asm.finish()
-    assert [(c.id, c.name, c.arguments) for c in asm.done] == [("c0", "echo", '{"text": "hi"}')]
-    assert len(asm.done) == 1 and (ready == asm.done or ready == [])
+    assert asm.feed([frag(0, "c0", "echo", '{"text": "')]) == []
+    assert asm.feed([]) == [] and asm.feed([], "") == []
+    assert asm.feed([frag(0, arguments='hi", "n": 1')]) == []
+    ready = asm.feed([], "Now the answer: ")
+    assert ready == [ToolCallReady(0, "c0", "echo", '{"text": "hi", "n": 1')]
+    assert asm.finish() == [] and asm.done == ready
 
 
 def test_assembler_without_index_continues_the_open_call():
