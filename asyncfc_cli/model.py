@@ -119,6 +119,7 @@ class ToolCallAssembler:
     def __init__(self) -> None:
         self._open: dict[int, _Partial] = {}
         self._closed: set[int] = set()
+        self._alias: dict[int, int] = {}  # index as sent -> slot, for reused indices
         self.done: list[ToolCallReady] = []
 
     def feed(self, fragments: list[Any], text: str | None = None) -> list[ToolCallReady]:
@@ -129,7 +130,16 @@ class ToolCallAssembler:
             index = _get(frag, "index")
             if index is None:
                 index = max(self._open, default=len(self.done))
-            if index in self._closed:
+            index = self._alias.get(index, index)
+            new_id = _get(frag, "id")
+            taken = index in self._closed or (index in self._open and self._open[index].id not in ("", new_id))
+            if new_id and taken:
+                # A new call reusing an index (some servers send none, and
+                # LiteLLM fills in 0 for all): give it the next free slot.
+                slot = max([*self._closed, *self._open]) + 1
+                self._alias[_get(frag, "index") if _get(frag, "index") is not None else index] = slot
+                index = slot
+            elif index in self._closed:
                 continue  # e.g. whitespace after a complete object
             for lower in sorted(i for i in self._open if i < index):
                 ready.append(self._close(lower))

@@ -136,15 +136,8 @@ async def test_a_call_is_ready_when_its_arguments_end_not_after_the_next_think(l
     assert ready["a"] < done_at - 0.3, (ready, done_at)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model.py ToolCallAssembler.feed: a server that omits tool_calls[].index (allowed by "
-    "several OpenAI-compatible servers) reaches us through LiteLLM with index 0 on every call, "
-    "because litellm.types.utils.Delta fills a missing index with the position inside the "
-    "chunk. Call 0 closes when its JSON completes, its index goes into _closed, and every later "
-    "call - new id, new name - is skipped by `if index in self._closed: continue`, so the "
-    "model's second call silently vanishes (before the JSON-completion rule it was merged into "
-    "the first instead). Fix: a fragment whose id differs from the id at that index starts a "
-    "new call at the next free index."))
+# A server that omits tool_calls[].index reaches us through LiteLLM with index 0
+# on every call; each new id must still start a new call.
 async def test_calls_from_a_server_that_omits_the_index_are_all_kept(litellm):
     def call(call_id, name, arguments):
         return chunk({"tool_calls": [{"id": call_id, "type": "function",
