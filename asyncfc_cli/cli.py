@@ -89,7 +89,7 @@ def run(
 
     Progress goes to stderr, the answer to stdout (or, with --json, one object
     with status, answer, tool calls and timings, token usage, wall time and
-    the trace path).
+    the trace path and the conversation as the model saw it).
     """
     from asyncfc_cli import runner, spec as spec_mod
     from asyncfc_cli.expectations import unmet
@@ -211,6 +211,8 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
         ],
         "expectations": {"met": not failures, "failures": failures},
         "trace": str(outcome.trace_path),
+        # The whole conversation as the model saw it: handles, deliveries, waits.
+        "messages": result.messages,
     }
 
 
