@@ -22,10 +22,11 @@ The alternatives (sync ``completion`` in ``trio.to_thread``, trio-asyncio)
 were worse: a blocked read on a stalled stream does not wake on close, and
 trio-asyncio needs private patches (see DESIGN.md, "Measured facts").
 
-Tool calls are assembled incrementally: a call's arguments are complete when
-a higher ``tool_calls[].index`` begins or a ``finish_reason`` arrives, and
-:class:`ToolCallReady` is emitted at that moment, before the stream ends, so
-the async executor can start the tool while the model is still decoding.
+Tool calls are assembled incrementally (:class:`ToolCallAssembler`): a
+call's arguments are complete when they parse as a JSON object, a higher
+``tool_calls[].index`` or content begins, or a ``finish_reason`` arrives,
+and :class:`ToolCallReady` is emitted at that moment, before the stream
+ends, so the async executor can start the tool while the model decodes.
 """
 
 from __future__ import annotations
