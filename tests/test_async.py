@@ -272,3 +272,25 @@ def test_wait_with_timeout_returns_what_is_ready_and_names_the_rest():
     assert again["f1"] == {"note": "already delivered (wait)"}  # never twice
     assert "unknown future" in again["f7"]["error"]
     assert "wait needs futures" in empty["error"]
+
+
+def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
+    from asyncfc_cli import futures, spec
+    from asyncfc_cli.agent import initial_messages
+
+    def system(mode, instruction=None):
+        run = AgentRun(prompt="p", instructions="Be brief.", tools={}, mode=mode, max_turns=1,
+                       timeout=None, max_concurrency=1, futures_instruction=instruction)
+        return initial_messages(run)[0]["content"]
+
+    assert system("sync") == system("parallel") == "Be brief."
+    assert system("async") == "Be brief.\n\n" + futures.INSTRUCTION
+    assert system("async", "Use $fN.") == "Be brief.\n\nUse $fN."
+    assert system("async", "") == "Be brief."
+    # And from agents.toml through to the run.
+    (tmp_path / "agents.toml").write_text(
+        '[agents.a]\nmodel = "sim"\nfutures_instruction = "Handles are futures."\n')
+    (tmp_path / "task.toml").write_text(
+        'agent = "a"\nprompt = "p"\n[sim]\n[sim.final]\nanswer = "x"\n')
+    from asyncfc_cli.runner import agent_run
+    assert agent_run(spec.resolve_run(tmp_path / "task.toml")).futures_instruction == "Handles are futures."
