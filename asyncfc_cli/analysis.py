@@ -1,0 +1,592 @@
+"""Span maths over trace events: what a run did, and what it saved.
+
+Everything here is computed from trace events only (the same list a live
+sink receives, or a file read back by :func:`asyncfc_cli.trace.read_trace`),
+so the live timeline, ``asyncfc trace``, the exporters and the benchmarks
+agree on every number. Times are seconds on the trace's clock.
+
+Spans
+-----
+
+*Model request*: ``model_begin`` .. ``model_end`` of one request; its time
+to first token is ``model_first_token - model_begin`` and the rest is
+decoding. *Tool execution*: ``tool_begin`` .. ``tool_end`` of one call (this
+includes any time spent waiting for a concurrency limit, since the executor
+emits ``tool_begin`` before it acquires one). A call is *issued* when its
+arguments completed in the stream (``call_ready``, or ``future_created`` in
+async mode); between issue and ``tool_begin`` it is *pending* (on the
+futures it references in async mode, on the end of the response and the
+calls before it in sync/parallel mode). A span without its end (the run was
+killed) is *unfinished* and ends, for all sums, at the last event of the
+trace (or at "now" for a live run).
+
+Metrics (all clipped to the run window ``[run start, run end]``: from the
+``header`` event to the ``summary`` event, or to the last event of a
+truncated trace)
+--------------------------------------------------------------------------
+
+``wall``
+    run end - run start.
+``model time``
+    the measure of the union of model requests (they are sequential, so
+    this is also their sum).
+``tool time``
+    the sum of tool execution durations (each call counted fully, even when
+    calls run at once).
+``model blocked``
+    time when no model request is in flight but the run is not finished:
+    ``wall - model time``. The model is waiting for tools (sync/parallel
+    mode, ``wait``, the finish rule) or for the agent loop's bookkeeping
+    between two requests.
+``overlap``
+    time during which at least two spans are active at once, of any kind.
+    It is split into ``model‖tool`` (a model request in flight and at
+    least one tool running: decoding overlapped with execution, the point
+    of async mode) and ``tool‖tool`` (at least two tools running at once,
+    what parallel mode also gives); a moment can count in both, so
+    ``overlap <= model‖tool + tool‖tool``.
+``sequential-equivalent``
+    ``model time + tool time``: what the same spans would cost one after
+    another, as sync semantics run them (ignoring the small gaps between
+    spans).
+``achieved speedup``
+    ``sequential-equivalent / wall``. About 1.0 for a sync run (slightly
+    less: gaps), above 1 when spans overlapped.
+``critical path``
+    the shortest wall time any executor could reach with the same span
+    durations and dependencies: the longest chain through this graph,
+    with every span starting as soon as its dependencies allow:
+
+    - model requests are sequential: request *k* starts after request
+      *k-1* ends, and after every tool whose result it received (async:
+      the futures listed by ``delivery`` events before it began, whether
+      via a fast result, ``wait`` or a delivery message; sync/parallel:
+      every call whose ``tool_end`` came before its ``model_begin``);
+    - a tool starts when its arguments completed in the stream
+      (``call_ready``, at the same offset into its request as observed)
+      and after the tools whose futures it references (``deps``).
+
+    Approximations: a request is assumed to need every result it received
+    (it may not have); ordering constraints of ``ordered`` tools are not
+    in the trace and are ignored; a sync trace's tools may start at
+    ``call_ready`` in this bound, so a sync run's critical path shows what
+    an overlapping executor could reach with sync's dependencies.
+    ``ideal speedup = sequential-equivalent / critical path``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncfc_cli.trace import Event, TraceData
+
+# Tool states; the final ones are the ``tool_end`` statuses.
+PENDING, RUNNING, OK, ERROR, TIMEOUT, CANCELLED = "pending", "running", "ok", "error", "timeout", "cancelled"
+UNFINISHED = "unfinished"  # the trace ended while the span was open
+
+
+@dataclass
+class ModelSpan:
+    """One model request."""
+
+    request: int
+    start: float
+    end: float | None = None
+    first_token: float | None = None
+    status: str | None = None  # model_end status; None while in flight
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    tool_calls: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    retries: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
+
+    def stop(self, now: float) -> float:
+        """The end, or ``now`` for an open span."""
+        return self.end if self.end is not None else max(now, self.start)
+
+    @property
+    def ttft(self) -> float | None:
+        return None if self.first_token is None else self.first_token - self.start
+
+
+@dataclass
+class ToolSpan:
+    """One tool call (a future in async mode), from issue to result."""
+
+    call_id: str
+    tool: str
+    number: int  # 1-based, in issue order
+    issued: float | None = None  # arguments complete in the stream
+    start: float | None = None  # tool_begin
+    end: float | None = None  # tool_end
+    status: str = PENDING  # pending | running | ok | error | timeout | cancelled
+    request: int | None = None  # the model request that issued it
+    future: str | None = None
+    deps: list[str] = field(default_factory=list)  # future ids it references
+    args_summary: str = ""
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The short name shown in lanes: the future id, else the call's number."""
+        return self.future or f"#{self.number}"
+
+    @property
+    def first_seen(self) -> float:
+        return self.issued if self.issued is not None else (self.start or 0.0)
+
+    def stop(self, now: float) -> float | None:
+        """End of execution, ``now`` if still running, None if it never started."""
+        if self.start is None:
+            return None
+        return self.end if self.end is not None else max(now, self.start)
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.start is None or self.end is None else self.end - self.start
+
+
+@dataclass
+class WaitSpan:
+    call_id: str
+    start: float
+    end: float | None
+    futures: list[str]
+
+
+@dataclass
+class Run:
+    """Spans of one run, rebuilt from its events."""
+
+    header: Event
+    start: float
+    end: float  # summary time, last event time, or "now" for a live run
+    finished: bool  # a summary event was seen
+    summary: Event | None
+    models: list[ModelSpan]
+    tools: list[ToolSpan]
+    waits: list[WaitSpan]
+    received: dict[int, list[str]]  # request -> call ids whose results it received
+    ready_marks: list[tuple[float, int | None, str, str]]  # (t, request, call_id, tool) of call_ready
+    live: bool = False  # open spans are in progress (live run), not cut off (dead run)
+
+    @property
+    def mode(self) -> str:
+        return str(self.header.get("mode", "?"))
+
+    @property
+    def status(self) -> str:
+        if self.summary is not None:
+            return str(self.summary.get("status", "?"))
+        return UNFINISHED
+
+    def tool_state(self, span: ToolSpan) -> str:
+        """pending / running while live; the final status; unfinished if the trace ended first."""
+        if span.end is None and not self.live:
+            return UNFINISHED
+        return span.status
+
+
+def build_run(events: Iterable[Event], now: float | None = None, live: bool = False) -> Run:
+    """Rebuild the spans from events (header first, summary last if any).
+
+    ``now`` is the current time for a live run; open spans end there. For a
+    recorded trace, open spans end at the last event.
+    """
+    header: Event = {}
+    summary: Event | None = None
+    models: dict[int, ModelSpan] = {}
+    tools: dict[str, ToolSpan] = {}
+    by_future: dict[str, str] = {}
+    waits: dict[str, WaitSpan] = {}
+    wait_list: list[WaitSpan] = []
+    deliveries: list[tuple[float, list[str]]] = []
+    ready_marks: list[tuple[float, int | None, str, str]] = []
+    last_t = 0.0
+    start: float | None = None
+
+    def tool_for(ev: Event) -> ToolSpan:
+        call_id = str(ev.get("call_id"))
+        span = tools.get(call_id)
+        if span is None:
+            span = ToolSpan(call_id, str(ev.get("tool", "?")), len(tools) + 1)
+            tools[call_id] = span
+        return span
+
+    for ev in events:
+        kind, t = ev.get("type"), float(ev.get("t", last_t))
+        last_t = max(last_t, t)
+        if kind == "header":
+            header, start = ev, t
+            continue
+        if start is None:
+            start = t
+        if kind == "summary":
+            summary = ev
+        elif kind == "model_begin":
+            models[int(ev["request"])] = ModelSpan(int(ev["request"]), t)
+        elif kind == "model_first_token" and ev.get("request") in models:
+            models[ev["request"]].first_token = t
+        elif kind == "model_end" and ev.get("request") in models:
+            span = models[ev["request"]]
+            span.end, span.status = t, str(ev.get("status", "ok"))
+            span.tokens_in, span.tokens_out = ev.get("tokens_in"), ev.get("tokens_out")
+            span.tool_calls, span.finish_reason = ev.get("tool_calls"), ev.get("finish_reason")
+            span.error = ev.get("error")
+            if span.first_token is None and ev.get("ttft") is not None:
+                span.first_token = span.start + float(ev["ttft"])
+        elif kind == "retry":
+            open_ = [m for m in models.values() if m.end is None]
+            if open_:
+                open_[-1].retries += 1
+        elif kind == "call_ready":
+            ready_marks.append((t, ev.get("request"), str(ev.get("call_id")), str(ev.get("tool", "?"))))
+            if ev.get("tool") == "wait" and ev.get("call_id") not in tools:
+                continue  # the futures protocol's own tool: shown as a wait, not a lane
+            span = tool_for(ev)
+            span.issued, span.request = t, ev.get("request")
+        elif kind == "future_created":
+            span = tool_for(ev)
+            span.future, span.deps = ev.get("future"), list(ev.get("deps") or [])
+            if span.issued is None:
+                span.issued = t
+            if span.request is None:
+                span.request = ev.get("request")
+            by_future[str(ev.get("future"))] = span.call_id
+        elif kind == "tool_begin":
+            span = tool_for(ev)
+            span.start, span.status = t, RUNNING
+            span.args_summary = str(ev.get("args_summary", ""))
+            if ev.get("future"):
+                span.future = ev["future"]
+                by_future[str(ev["future"])] = span.call_id
+            if ev.get("deps") is not None:
+                span.deps = list(ev["deps"])
+        elif kind == "tool_end":
+            span = tool_for(ev)
+            if span.start is None:
+                span.start = t
+            span.end, span.status, span.error = t, str(ev.get("status", OK)), ev.get("error")
+        elif kind == "wait_begin":
+            waits[str(ev.get("call_id"))] = w = WaitSpan(str(ev.get("call_id")), t, None, list(ev.get("futures") or []))
+            wait_list.append(w)
+        elif kind == "wait_end" and str(ev.get("call_id")) in waits:
+            waits.pop(str(ev.get("call_id"))).end = t
+        elif kind == "delivery":
+            deliveries.append((t, [str(f) for f in ev.get("futures") or []]))
+
+    start = start if start is not None else 0.0
+    if summary is not None:
+        end = float(summary["t"])
+    elif now is not None:
+        end = max(now, last_t)
+    else:
+        end = last_t
+    model_list = sorted(models.values(), key=lambda m: m.request)
+    tool_list = sorted(tools.values(), key=lambda s: (s.first_seen, s.number))
+    run = Run(header, start, end, summary is not None, summary, model_list, tool_list, wait_list,
+              _received(model_list, tool_list, deliveries, by_future, header.get("mode")), ready_marks,
+              live=live)
+    return run
+
+
+def run_from_trace(data: TraceData) -> Run:
+    events = [data.header, *data.events]
+    if data.summary is not None:
+        events.append(data.summary)
+    return build_run(events)
+
+
+def _received(models: list[ModelSpan], tools: list[ToolSpan], deliveries: list[tuple[float, list[str]]],
+              by_future: dict[str, str], mode: Any) -> dict[int, list[str]]:
+    """Which call results each request carried to the model (see the module docstring)."""
+    out: dict[int, list[str]] = {m.request: [] for m in models}
+
+    def first_request_from(t: float) -> int | None:
+        for m in models:
+            if m.start >= t:
+                return m.request
+        return None
+
+    if mode == "async" or deliveries:
+        for t, futures in deliveries:
+            request = first_request_from(t)
+            if request is not None:
+                out[request].extend(by_future[f] for f in futures if f in by_future)
+    else:
+        for span in tools:
+            if span.end is not None:
+                request = first_request_from(span.end)
+                if request is not None:
+                    out[request].append(span.call_id)
+    return out
+
+
+# --- interval maths ---------------------------------------------------------------------
+
+
+Interval = tuple[float, float]
+
+
+def _clip(intervals: Iterable[Interval], lo: float, hi: float) -> list[Interval]:
+    out = []
+    for a, b in intervals:
+        a, b = max(a, lo), min(b, hi)
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+def union_length(intervals: Iterable[Interval]) -> float:
+    """Measure of the union of intervals."""
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def _sweep(model: list[Interval], tools: list[Interval]) -> tuple[float, float, float]:
+    """(model‖tool, tool‖tool, any two at once) measures, by one sweep over the boundaries."""
+    points: list[tuple[float, int, int]] = []
+    for a, b in model:
+        points += [(a, 1, 0), (b, -1, 0)]
+    for a, b in tools:
+        points += [(a, 0, 1), (b, 0, -1)]
+    points.sort(key=lambda p: p[0])
+    m = n = 0
+    mt = tt = anyo = 0.0
+    prev = None
+    for t, dm, dn in points:
+        if prev is not None and t > prev:
+            length = t - prev
+            if m and n:
+                mt += length
+            if n >= 2:
+                tt += length
+            if m + n >= 2:
+                anyo += length
+        m, n, prev = m + dm, n + dn, t
+    return mt, tt, anyo
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), linear interpolation between closest ranks."""
+    if not values:
+        return math.nan
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolStats:
+    count: int
+    ok: int
+    failed: int  # error, timeout or cancelled
+    unfinished: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    total: float
+
+
+@dataclass
+class Metrics:
+    wall: float
+    model_time: float
+    tool_time: float
+    blocked: float
+    overlap: float
+    overlap_model_tool: float
+    overlap_tool_tool: float
+    sequential: float
+    critical_path: float
+    critical_chain: list[str]
+    speedup: float
+    ideal_speedup: float
+    requests: int
+    tool_calls: int
+    tokens_in: int
+    tokens_out: int
+    ttft_total: float
+    per_tool: dict[str, ToolStats]
+    status: str
+    finished: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        def r(x: float) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 6)
+
+        return {
+            "status": self.status,
+            "finished": self.finished,
+            "wall": r(self.wall),
+            "model_time": r(self.model_time),
+            "tool_time": r(self.tool_time),
+            "model_blocked": r(self.blocked),
+            "overlap": r(self.overlap),
+            "overlap_model_tool": r(self.overlap_model_tool),
+            "overlap_tool_tool": r(self.overlap_tool_tool),
+            "sequential_equivalent": r(self.sequential),
+            "critical_path": r(self.critical_path),
+            "critical_chain": self.critical_chain,
+            "speedup": r(self.speedup),
+            "ideal_speedup": r(self.ideal_speedup),
+            "requests": self.requests,
+            "tool_calls": self.tool_calls,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "ttft_total": r(self.ttft_total),
+            "tools": {
+                name: {"count": s.count, "ok": s.ok, "failed": s.failed, "unfinished": s.unfinished,
+                       "p50": r(s.p50), "p90": r(s.p90), "p99": r(s.p99), "max": r(s.max), "total": r(s.total)}
+                for name, s in sorted(self.per_tool.items())
+            },
+        }
+
+
+def model_intervals(run: Run) -> list[Interval]:
+    return _clip(((m.start, m.stop(run.end)) for m in run.models), run.start, run.end)
+
+
+def tool_intervals(run: Run) -> list[Interval]:
+    spans = ((s.start, s.stop(run.end)) for s in run.tools if s.start is not None)
+    return _clip(spans, run.start, run.end)  # type: ignore[arg-type]
+
+
+def compute(run: Run) -> Metrics:
+    """Every summary number of one run (definitions in the module docstring)."""
+    wall = max(run.end - run.start, 0.0)
+    models, tools = model_intervals(run), tool_intervals(run)
+    model_time = union_length(models)
+    tool_time = sum(b - a for a, b in tools)
+    mt, tt, anyo = _sweep(models, tools)
+    sequential = model_time + tool_time
+    cp, chain = critical_path(run)
+    per_tool: dict[str, ToolStats] = {}
+    for name in sorted({s.tool for s in run.tools}):
+        spans = [s for s in run.tools if s.tool == name]
+        done = [s.duration for s in spans if s.duration is not None]
+        per_tool[name] = ToolStats(
+            count=len(spans),
+            ok=sum(s.status == OK for s in spans),
+            failed=sum(s.status in (ERROR, TIMEOUT, CANCELLED) for s in spans),
+            unfinished=sum(s.end is None for s in spans),
+            p50=percentile(done, 50), p90=percentile(done, 90), p99=percentile(done, 99),
+            max=max(done) if done else math.nan, total=sum(done),
+        )
+    return Metrics(
+        wall=wall,
+        model_time=model_time,
+        tool_time=tool_time,
+        blocked=max(wall - model_time, 0.0),
+        overlap=anyo,
+        overlap_model_tool=mt,
+        overlap_tool_tool=tt,
+        sequential=sequential,
+        critical_path=cp,
+        critical_chain=chain,
+        speedup=sequential / wall if wall > 0 else math.nan,
+        ideal_speedup=sequential / cp if cp > 0 else math.nan,
+        requests=len(run.models),
+        tool_calls=len(run.tools),
+        tokens_in=sum(m.tokens_in or 0 for m in run.models),
+        tokens_out=sum(m.tokens_out or 0 for m in run.models),
+        ttft_total=sum(m.ttft or 0.0 for m in run.models if m.ttft is not None),
+        per_tool=per_tool,
+        status=run.status,
+        finished=run.finished,
+    )
+
+
+def critical_path(run: Run) -> tuple[float, list[str]]:
+    """Length of the longest dependency chain, and its spans' names in order.
+
+    Earliest-start scheduling over the graph described in the module
+    docstring, measured from the run's start.
+    """
+    finish: dict[str, float] = {}
+    start_at: dict[str, float] = {}
+    pred: dict[str, str | None] = {}
+    tools_by_request: dict[int | None, list[ToolSpan]] = {}
+    for span in run.tools:
+        tools_by_request.setdefault(span.request, []).append(span)
+    by_call = {s.call_id: s for s in run.tools}
+    by_future = {s.future: s for s in run.tools if s.future}
+
+    def model_key(m: ModelSpan) -> str:
+        return f"model #{m.request}"
+
+    def tool_key(s: ToolSpan) -> str:
+        return f"{s.label} {s.tool}"
+
+    def duration(a: float | None, b: float | None) -> float:
+        if a is None or b is None:
+            return 0.0
+        return max(min(b, run.end) - max(a, run.start), 0.0)
+
+    def schedule_tool(span: ToolSpan, request_es: float | None, request: ModelSpan | None) -> None:
+        key = tool_key(span)
+        if key in finish:
+            return
+        es, p = 0.0, None
+        if request is not None and request_es is not None:
+            offset = (span.issued if span.issued is not None else request.stop(run.end)) - request.start
+            offset = min(max(offset, 0.0), request.stop(run.end) - request.start)
+            es, p = request_es + offset, model_key(request)
+        for dep in span.deps:
+            d = by_future.get(dep)
+            if d is None:
+                continue
+            schedule_tool(d, None, None)  # normally already scheduled: deps are issued earlier
+            if finish[tool_key(d)] > es:
+                es, p = finish[tool_key(d)], tool_key(d)
+        start_at[key], pred[key] = es, p
+        finish[key] = es + duration(span.start, span.stop(run.end))
+
+    prev: ModelSpan | None = None
+    for m in run.models:
+        key = model_key(m)
+        es, p = 0.0, None
+        if prev is not None:
+            es, p = finish[model_key(prev)], model_key(prev)
+        for call_id in run.received.get(m.request, []):
+            span = by_call.get(call_id)
+            if span is not None and tool_key(span) in finish and finish[tool_key(span)] > es:
+                es, p = finish[tool_key(span)], tool_key(span)
+        start_at[key], pred[key] = es, p
+        finish[key] = es + duration(m.start, m.stop(run.end))
+        for span in tools_by_request.get(m.request, []):
+            schedule_tool(span, es, m)
+        prev = m
+    for span in run.tools:  # calls whose issuing request is unknown
+        schedule_tool(span, None, None)
+    if not finish:
+        return 0.0, []
+    last = max(finish, key=lambda k: (finish[k], k.startswith("model")))
+    chain: list[str] = []
+    node: str | None = last
+    while node is not None:
+        chain.append(node)
+        node = pred.get(node)
+    return finish[last], chain[::-1]
