@@ -1,11 +1,14 @@
-"""Plain progress lines on stderr, built only from trace events.
+"""Progress on stderr during a run, built only from trace events.
 
-One line when a tool call starts and one when it ends, so CI logs stay
-readable; no cursor movement, no escape codes unless the console is a
-terminal (Rich decides).
+On an interactive terminal: the live timeline (:mod:`asyncfc_cli.timeline`).
+Anywhere else (a pipe, a file, ``CI`` set): plain lines, one when a tool
+call starts and one when it ends, so CI logs stay readable; no cursor
+movement, no escape codes unless the console is a terminal (Rich decides).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.markup import escape
@@ -44,3 +47,15 @@ class ProgressPrinter:
         elif kind == "model_end" and event.get("status") == "error":
             self.console.print(f"[dim]{t:7.2f}s[/] [red]model error:[/] {escape(event.get('error', ''))}",
                                highlight=False)
+
+
+def progress_sink(console: Console, env: Mapping[str, str] | None = None):
+    """The progress sink for ``asyncfc run``: a :class:`~asyncfc_cli.timeline.LiveTimeline`
+    (a context manager: enter it around the run) when a live display is
+    allowed, else a :class:`ProgressPrinter`. ``--json``/``--quiet`` runs
+    ask for no sink at all."""
+    from asyncfc_cli.timeline import LiveTimeline, live_allowed
+
+    if live_allowed(console, env=env):
+        return LiveTimeline(console)
+    return ProgressPrinter(console)
