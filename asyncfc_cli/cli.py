@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from asyncfc_cli import __version__
+from asyncfc_cli.trace_cmd import trace_app  # reads trace files only: no LiteLLM
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 sim_app = typer.Typer(help="The embedded simulated model.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+app.add_typer(trace_app, name="trace")
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).
@@ -115,15 +117,22 @@ def run(
                         "choose another path with --trace", EXIT_USAGE) from None
 
         sinks = []
+        display: Any = nullcontext()
         if not quiet and not as_json:
-            from asyncfc_cli.progress import ProgressPrinter
+            from asyncfc_cli.progress import progress_sink
 
             err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model {escape(run_spec.model.name)}"
                       f" · mode {run_spec.agent.mode}", highlight=False)
-            sinks.append(ProgressPrinter(err))
+            # A live timeline on a terminal, plain lines anywhere else (CI logs, pipes).
+            sink = progress_sink(err)
+            sinks.append(sink)
+            if hasattr(sink, "__enter__"):
+                display = sink
         outcome = None
         try:
-            outcome = runner.execute(run_spec, writer, sinks, run_id)
+            # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
+            with display:
+                outcome = runner.execute(run_spec, writer, sinks, run_id)
         except KeyboardInterrupt:
             pass
     if outcome is None:
