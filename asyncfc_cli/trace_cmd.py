@@ -251,6 +251,8 @@ def _head_and_tail(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | 
     try:
         with open(path, "rb") as f:
             first = f.readline()
+            while first and not first.strip():  # the writer may open with a blank probe line
+                first = f.readline()
             f.seek(0, 2)
             size = f.tell()
             f.seek(max(size - 65536, 0))

@@ -1,0 +1,245 @@
+"""``asyncfc trace``: show, latest, list, compare, --json and the two exports,
+on the recorded traces in tests/data/traces/ (numbers checked against the
+raw events, never against earlier output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asyncfc_cli.cli import app
+
+TRACES = Path(__file__).parent / "data" / "traces"
+SYNC, ASYNC, KILLED = TRACES / "quickstart_sync.jsonl", TRACES / "quickstart_async.jsonl", TRACES / "quickstart_killed.jsonl"
+
+
+def events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def invoke(*args, cwd: Path | None = None):
+    old = Path.cwd()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        return CliRunner().invoke(app, ["trace", *map(str, args)], catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A working directory whose .asyncfc/runs holds three recorded runs, newest last."""
+    runs_dir = tmp_path / ".asyncfc" / "runs"
+    runs_dir.mkdir(parents=True)
+    for age, name in enumerate(["quickstart_killed.jsonl", "quickstart_sync.jsonl", "quickstart_async.jsonl"]):
+        dest = runs_dir / name
+        shutil.copy(TRACES / name, dest)
+        os.utime(dest, (1_800_000_000 + age, 1_800_000_000 + age))
+    return tmp_path
+
+
+def test_show_a_file_prints_the_timeline_and_the_summary_table():
+    result = invoke(ASYNC, "--width", "120")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for needle in ("model sim", "f4 ← f1,f2 compute", "summary", "critical path", "sequential-equivalent",
+                   "achieved speedup", "model requests", "tools", "p50", "p99"):
+        assert needle in out
+    evs = events(ASYNC)
+    wall = evs[-1]["t"] - evs[0]["t"]
+    assert re.search(rf"^wall\s+{wall:.2f}s\s+ok", out, re.M)
+    tokens = (sum(e.get("tokens_in", 0) for e in evs if e["type"] == "model_end"),
+              sum(e.get("tokens_out", 0) for e in evs if e["type"] == "model_end"))
+    assert re.search(rf"tokens in / out\s+{tokens[0]} / {tokens[1]}", out)
+    assert re.search(r"^fetch\s+2\s+2\s+0\s", out, re.M)
+
+
+def test_json_summary_matches_the_events():
+    result = invoke(SYNC, "--json")
+    summary = json.loads(result.output)
+    evs = events(SYNC)
+    begins = {e["call_id"]: e["t"] for e in evs if e["type"] == "tool_begin"}
+    tool_time = sum(e["t"] - begins[e["call_id"]] for e in evs if e["type"] == "tool_end")
+    mbegins = {e["request"]: e["t"] for e in evs if e["type"] == "model_begin"}
+    model_time = sum(e["t"] - mbegins[e["request"]] for e in evs if e["type"] == "model_end")
+    wall = evs[-1]["t"] - evs[0]["t"]
+    assert summary["mode"] == "sync" and summary["status"] == "ok" and not summary["truncated"]
+    assert summary["wall"] == pytest.approx(wall, abs=1e-5)
+    assert summary["tool_time"] == pytest.approx(tool_time, abs=1e-5)
+    assert summary["model_time"] == pytest.approx(model_time, abs=1e-5)
+    assert summary["model_blocked"] == pytest.approx(wall - model_time, abs=1e-5)
+    assert summary["sequential_equivalent"] == pytest.approx(model_time + tool_time, abs=1e-5)
+    assert summary["overlap"] == 0  # sync: nothing at once
+    assert summary["tools"]["fetch"]["count"] == 2 and summary["requests"] == 3
+
+
+def test_latest_list_and_run_ids_read_the_runs_directory(runs):
+    latest = json.loads(invoke("latest", "--json", cwd=runs).output)
+    assert latest["mode"] == "async" and latest["path"].endswith("quickstart_async.jsonl")
+    assert json.loads(invoke("--json", cwd=runs).output)["path"] == latest["path"]  # no target: latest
+    assert json.loads(invoke("quickstart_sync", "--json", cwd=runs).output)["mode"] == "sync"  # a run id
+
+    listed = [json.loads(line) for line in invoke("list", "--json", cwd=runs).output.splitlines()]
+    assert [Path(e["path"]).stem for e in listed] == ["quickstart_async", "quickstart_sync", "quickstart_killed"]
+    assert [e["status"] for e in listed] == ["ok", "ok", "unfinished"]
+    assert listed[1]["wall"] == events(SYNC)[-1]["wall"]
+
+    table = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs / ".asyncfc" / "runs")],
+                               env={"COLUMNS": "160"}).output
+    rows = [line for line in table.splitlines() if "quickstart" in line]
+    assert len(rows) == 3 and "async" in rows[0] and "sync" in rows[1] and "unfinished" in rows[2]
+    for column in ("time", "task", "model", "mode", "status", "wall"):
+        assert column in table.splitlines()[0]
+
+
+def test_missing_traces_are_usage_errors(tmp_path):
+    assert invoke("latest", cwd=tmp_path).exit_code == 2
+    result = invoke(tmp_path / "nope.jsonl")
+    assert result.exit_code == 2 and "asyncfc trace list" in result.output
+    assert invoke(ASYNC, "--export", "svg").exit_code == 2
+
+
+def test_compare_puts_both_runs_on_one_scale_with_the_speedup():
+    result = invoke("compare", SYNC, ASYNC, "--width", "120")
+    assert result.exit_code == 0, result.output
+    wall_a, wall_b = events(SYNC)[-1]["t"] - events(SYNC)[0]["t"], events(ASYNC)[-1]["t"] - events(ASYNC)[0]["t"]
+    assert f"B is {wall_a / wall_b:.2f}× faster than A" in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("A: sync") and any(line.startswith("B: async") for line in lines)
+    axes = [line for line in lines if line.startswith("time")]
+    assert len(axes) == 2 and axes[0] == axes[1]  # the same time scale
+    data = json.loads(invoke("compare", SYNC, ASYNC, "--json").output)
+    assert data["speedup"] == pytest.approx(wall_a / wall_b, rel=1e-4)
+    assert (data["a"]["mode"], data["b"]["mode"]) == ("sync", "async")
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trace", [ASYNC, SYNC, KILLED, TRACES / "futures_demo_async.jsonl"])
+def test_chrome_export_is_valid_trace_event_json(tmp_path, trace):
+    out = tmp_path / "chrome.json"
+    result = invoke(trace, "--export", "chrome", "-o", out)
+    assert result.exit_code == 0 and "perfetto" in result.output.lower()
+    doc = json.loads(out.read_text())
+    evs = doc["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert any(e["ph"] == "M" and e["name"] == "process_name" for e in evs)
+    for e in evs:
+        assert {"ph", "pid", "tid", "ts", "name"} <= e.keys(), e
+        assert isinstance(e["ts"], (int, float)) and e["ts"] >= 0
+        if e["ph"] != "M":
+            assert (e["pid"], e["tid"]) in names, e  # every lane is named
+        if e["ph"] == "X":
+            assert e["dur"] >= 0
+    assert "model" in names.values() and "tool slot 1" in names.values()
+    # Slices in one lane nest or follow each other, never cross.
+    by_lane: dict = {}
+    for e in evs:
+        if e["ph"] == "X":
+            by_lane.setdefault(e["tid"], []).append((e["ts"], e["ts"] + e["dur"]))
+    for spans in by_lane.values():
+        stack: list[float] = []
+        for a, b in sorted(spans, key=lambda s: (s[0], -s[1])):
+            while stack and stack[-1] <= a + 1e-3:
+                stack.pop()
+            assert not stack or b <= stack[-1] + 1e-3, (a, b, stack)
+            stack.append(b)
+    raw = events(trace)
+    t0 = raw[0]["t"]
+    ready = [e for e in raw if e["type"] == "call_ready"]
+    instants = [e for e in evs if e["ph"] == "i"]
+    assert len(instants) == len(ready)
+    assert sorted(e["ts"] for e in instants) == pytest.approx(sorted((e["t"] - t0) * 1e6 for e in ready), abs=1)
+    assert len([e for e in evs if e["ph"] == "X" and e["cat"] == "model"]) == sum(
+        e["type"] == "model_begin" for e in raw)
+    assert len([e for e in evs if e["ph"] == "X" and e["cat"] == "tool"]) == sum(e["type"] == "tool_begin" for e in raw)
+    flows = [e for e in evs if e["ph"] in "sf"]
+    assert sorted(e["id"] for e in flows if e["ph"] == "s") == sorted(e["id"] for e in flows if e["ph"] == "f")
+    if trace == KILLED:
+        assert any(e.get("args", {}).get("unfinished") and "(unfinished)" in e["name"] for e in evs)
+
+
+# Attribute names of the OpenTelemetry GenAI semantic conventions (gen-ai-spans.md:
+# inference and execute_tool spans; gen-ai-agent-spans.md: invoke_agent) and error.type.
+GENAI_ATTRIBUTES = {
+    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens", "gen_ai.response.finish_reasons", "gen_ai.agent.name", "gen_ai.tool.name",
+    "gen_ai.tool.call.id", "gen_ai.tool.type", "error.type",
+}
+
+
+def attrs(span: dict) -> dict:
+    out = {}
+    for a in span["attributes"]:
+        (kind, value), = a["value"].items()
+        out[a["key"]] = [next(iter(v.values())) for v in value["values"]] if kind == "arrayValue" else value
+    return out
+
+
+@pytest.mark.parametrize("trace", [ASYNC, TRACES / "errors_async.jsonl", KILLED])
+def test_otel_export_follows_the_genai_conventions(tmp_path, trace):
+    out = tmp_path / "otel.json"
+    assert invoke(trace, "--export", "otel", "-o", out).exit_code == 0
+    doc = json.loads(out.read_text())
+    (resource,) = doc["resourceSpans"]
+    assert {"key": "service.name", "value": {"stringValue": "asyncfc"}} in resource["resource"]["attributes"]
+    (scope,) = resource["scopeSpans"]
+    spans = scope["spans"]
+    raw = events(trace)
+    header = raw[0]
+    model = header["model"]
+    (root,) = [s for s in spans if "parentSpanId" not in s]
+    assert root["name"] == f"invoke_agent {header['agent']}" and attrs(root)["gen_ai.operation.name"] == "invoke_agent"
+    for s in spans:
+        assert re.fullmatch(r"[0-9a-f]{32}", s["traceId"]) and re.fullmatch(r"[0-9a-f]{16}", s["spanId"])
+        assert int(s["startTimeUnixNano"]) <= int(s["endTimeUnixNano"])
+        assert s.get("parentSpanId", root["spanId"]) == root["spanId"]
+        for key in attrs(s):
+            assert key in GENAI_ATTRIBUTES or key.startswith(("asyncfc.", )), key
+    chats = [s for s in spans if s["name"] == f"chat {model}"]
+    ends = [e for e in raw if e["type"] == "model_end"]
+    assert len(chats) == sum(e["type"] == "model_begin" for e in raw)
+    for span, end in zip(chats, ends):
+        a = attrs(span)
+        assert span["kind"] == 3 and a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == model
+        assert a["gen_ai.provider.name"] and a["gen_ai.usage.input_tokens"] == str(end["tokens_in"])
+        assert a["gen_ai.usage.output_tokens"] == str(end["tokens_out"])
+        assert a["gen_ai.response.finish_reasons"] == [end["finish_reason"]]
+    tools = [s for s in spans if s["name"].startswith("execute_tool ")]
+    tool_ends = {e["call_id"]: e for e in raw if e["type"] == "tool_end"}
+    assert len(tools) == sum(e["type"] == "tool_begin" for e in raw)
+    for span in tools:
+        a = attrs(span)
+        assert span["kind"] == 1 and a["gen_ai.operation.name"] == "execute_tool"
+        assert span["name"] == f"execute_tool {a['gen_ai.tool.name']}" and a["gen_ai.tool.type"] == "function"
+        end = tool_ends.get(a["gen_ai.tool.call.id"])
+        if end is None:
+            assert a["asyncfc.unfinished"] is True and span["status"]["code"] == 2
+        elif end["status"] != "ok":
+            assert a["error.type"] and span["status"]["code"] == 2
+        else:
+            assert "error.type" not in a
+    f4 = next((s for s in tools if attrs(s).get("asyncfc.future") == "f4"), None)
+    if f4 is not None:  # its dependencies are links to f1's and f2's spans
+        linked = {link["spanId"] for link in f4["links"]}
+        assert {s["spanId"] for s in tools if attrs(s)["asyncfc.future"] in ("f1", "f2")} <= linked
+
+
+def test_trace_output_off_a_terminal_has_no_escape_codes_and_no_litellm():
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    code = ("import sys\nfrom asyncfc_cli.cli import main\nsys.argv = ['asyncfc', 'trace', 'compare', "
+            f"{str(SYNC)!r}, {str(ASYNC)!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "assert 'litellm' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "B is" in proc.stdout and "\x1b" not in proc.stdout + proc.stderr
