@@ -45,10 +45,20 @@ def _err():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _out():
+def _out(width: Optional[int] = None, svg: Optional[Path] = None):
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=width, record=svg is not None)
+
+
+def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
+    if svg is None:
+        return
+    try:
+        console.save_svg(str(svg), title=title)
+    except OSError as exc:
+        raise _fail(f"cannot write {svg}: {exc.strerror or exc}") from None
+    _err().print(f"saved {svg}")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -117,6 +127,8 @@ def show(
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="File for --export (default: stdout).")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    svg: Annotated[Optional[Path], typer.Option(
+        "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
         "--dir", help="Where runs are recorded (default .asyncfc/runs).")] = None,
 ) -> None:
@@ -150,15 +162,14 @@ def show(
         return
     from asyncfc_cli.timeline import Timeline
 
-    console = _out()
-    if width:
-        console.width = width
+    console = _out(width, svg)
     console.print(Timeline.from_trace(data, title=_title(data, path)))
     for table in (summary_table(metrics), requests_table(run) if run.models else None,
                   tools_table(metrics) if run.tools else None):
         if table is not None:
             console.print()
             console.print(table)
+    _save_svg(console, svg, f"asyncfc trace {target}")
     if data.truncated:
         _err().print(f"[yellow]note:[/] the trace ends without a summary (the run was killed or is still "
                      "running); open spans are marked unfinished")
@@ -339,6 +350,8 @@ def compare(
     b: Annotated[str, typer.Argument(help="The run to compare with it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print both summaries and the speedup as JSON.")] = False,
     width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    svg: Annotated[Optional[Path], typer.Option(
+        "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
         "--dir", help="Where runs are recorded (default .asyncfc/runs).")] = None,
 ) -> None:
@@ -361,9 +374,7 @@ def compare(
 
     from asyncfc_cli.timeline import Timeline
 
-    console = _out()
-    if width:
-        console.width = width
+    console = _out(width, svg)
     axis = max(m_a.wall, m_b.wall, 1e-3)
     for tag, data in (("A", data_a), ("B", data_b)):
         h = data.header
@@ -393,11 +404,13 @@ def compare(
         factor = speedup if speedup >= 1 else 1 / speedup
         console.print(f"[bold]B is {factor:.2f}× {word} than A[/] ({_s(m_a.wall)} → {_s(m_b.wall)}, "
                       f"speedup {speedup:.2f}×)")
+    _save_svg(console, svg, f"asyncfc trace compare {a} {b}")
 
 
 def _diff(a: float, b: float) -> str:
     d = b - a
-    return f"{'+' if d >= 0 else '-'}{_s(abs(d))}"
+    text = _s(abs(d))
+    return text if text == _s(0.0) else f"{'+' if d > 0 else '-'}{text}"
 
 
 def _signed(n: int) -> str:
