@@ -149,8 +149,11 @@ def chrome_trace(run: Run) -> dict[str, Any]:
                 out.append({"ph": "s", "pid": pid, "tid": TOOL_TID0 + slots[source.call_id], "id": flow_id,
                             "ts": max(_us(run, source.end) - 1, 0.0), "name": f"{dep} → {span.label}",
                             "cat": "dependency"})
+                # Just inside both ends, so each arrow binds to the execution slices, not their neighbours.
+                begin = _us(run, span.start)
+                inside = min(1.0, (_us(run, span.stop(run.end) or span.start) - begin) / 2)
                 out.append({"ph": "f", "bp": "e", "pid": pid, "tid": tid, "id": flow_id,
-                            "ts": _us(run, span.start), "name": f"{dep} → {span.label}", "cat": "dependency"})
+                            "ts": begin + inside, "name": f"{dep} → {span.label}", "cat": "dependency"})
     metrics = analysis.compute(run).as_dict()
     other = {k: header.get(k) for k in ("run_id", "task", "agent", "model", "mode", "started_at", "spec_digest")}
     return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {**other, "asyncfc": __version__,

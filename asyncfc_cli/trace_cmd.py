@@ -196,6 +196,12 @@ def _x(x: float) -> str:
     return "-" if x is None or math.isnan(x) else f"{x:.2f}×"
 
 
+def _chain(names: list[str], keep: int = 8) -> str:
+    if len(names) > keep:
+        names = [*names[:3], f"… {len(names) - keep + 1} more …", *names[-(keep - 4):]]
+    return " → ".join(names)
+
+
 def summary_rows(m: Any) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
     return [
@@ -204,7 +210,7 @@ def summary_rows(m: Any) -> list[tuple[str, str, str]]:
         ("tool time", _s(m.tool_time), f"{m.tool_calls} calls, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
-        ("critical path", _s(m.critical_path), " → ".join(m.critical_chain)),
+        ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
         ("sequential-equivalent", _s(m.sequential), "model time + tool time"),
         ("achieved speedup", _x(m.speedup), "sequential-equivalent / wall"),
         ("ideal speedup", _x(m.ideal_speedup), "sequential-equivalent / critical path"),
