@@ -36,6 +36,7 @@ class AgentRun:
     timeout: float | None
     max_concurrency: int
     futures_instruction: str | None = None  # None: futures.INSTRUCTION
+    max_result_chars: int | None = None  # longest tool result text the model is shown
 
 
 @dataclass
@@ -81,7 +82,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     schemas = [tool.openai_schema() for tool in run.tools.values()]
     if run.mode == "async":
         schemas.append(futures.WAIT_SCHEMA)
-    limits = Limits(run.tools, run.max_concurrency)
+    limits = Limits(run.tools, run.max_concurrency, run.max_result_chars)
     started = trace.now()
     try:
         with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
@@ -132,7 +133,7 @@ async def _loop(
         if not done.tool_calls:
             result.status, result.answer = OK, done.content
             return
-        records = [executor.new_record(call, result.requests) for call in done.tool_calls]
+        records = [executor.new_record(call, result.requests, limits.max_result_chars) for call in done.tool_calls]
         result.calls.extend(records)
         if run.mode == "parallel":
             await executor.run_parallel(records, run.tools, limits, trace)

@@ -40,6 +40,7 @@ class CallRecord:
     error: str | None = None
     start: float | None = None
     end: float | None = None
+    max_chars: int | None = None  # longest result text the model is shown
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -52,14 +53,34 @@ class CallRecord:
 
     def content(self) -> str:
         if self.status == "ok":
-            return self.value if isinstance(self.value, str) else json.dumps(self.value, ensure_ascii=False)
-        return json.dumps({"error": self.error or self.status}, ensure_ascii=False)
+            text = self.value if isinstance(self.value, str) else json.dumps(self.value, ensure_ascii=False)
+            return cap(text, self.max_chars)
+        return json.dumps({"error": cap(self.error or self.status, self.max_chars)}, ensure_ascii=False)
+
+    def shown_value(self) -> Any:
+        """The value as the model may see it: whole, or cut to ``max_chars`` as text."""
+        if self.max_chars is None or self.status != "ok":
+            return self.value
+        text = self.value if isinstance(self.value, str) else json.dumps(self.value, ensure_ascii=False)
+        return self.value if len(text) <= self.max_chars else cap(text, self.max_chars)
+
+
+def cap(text: str, limit: int | None) -> str:
+    """Cut ``text`` to ``limit`` characters, saying how much was cut.
+
+    Only what the model sees is cut; dependent calls in async mode still get
+    the whole value.
+    """
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"
 
 
 class Limits:
     """The concurrency limits of one run: a global one and one per tool."""
 
-    def __init__(self, tools: dict[str, Any], global_limit: int) -> None:
+    def __init__(self, tools: dict[str, Any], global_limit: int, max_result_chars: int | None = None) -> None:
+        self.max_result_chars = max_result_chars
         self.all = trio.CapacityLimiter(global_limit)
         self.per_tool = {
             name: trio.CapacityLimiter(tool.max_concurrency)
@@ -81,8 +102,8 @@ def parse_arguments(raw: str) -> tuple[Any, str | None]:
     return value, None
 
 
-def new_record(call: ToolCallReady, request: int) -> CallRecord:
-    record = CallRecord(call.id, call.name, call.arguments, request)
+def new_record(call: ToolCallReady, request: int, max_chars: int | None = None) -> CallRecord:
+    record = CallRecord(call.id, call.name, call.arguments, request, max_chars=max_chars)
     record.arguments, error = parse_arguments(call.arguments)
     if error:
         record.status, record.error = "error", error
@@ -197,7 +218,7 @@ class AsyncExecutor:
 
     def start(self, call: ToolCallReady, request: int) -> CallRecord:
         """Create the call's future and start it; returns its record."""
-        record = new_record(call, request)
+        record = new_record(call, request, self.limits.max_result_chars)
         future_id = f"f{len(self.futures) + 1}"
         refs = find_references(record.arguments) if record.arguments is not None else []
         deps = list(dict.fromkeys(ref.future for ref in refs))

@@ -149,7 +149,7 @@ class Future:
     def outcome(self) -> Any:
         """What the model is shown for this future."""
         if self.state == "ok":
-            return self.value
+            return self.record.shown_value() if self.record is not None else self.value
         return {"error": self.error or self.state}
 
 

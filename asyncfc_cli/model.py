@@ -279,6 +279,7 @@ class ModelConfig:
 
 
 _TRANSIENT = (
+    "MidStreamFallbackError",  # LiteLLM: the stream ended before a finish_reason
     "RateLimitError",
     "APIConnectionError",
     "InternalServerError",

@@ -62,7 +62,8 @@ def agent_run(spec: RunSpec) -> AgentRun:
         max_turns=spec.agent.max_turns,
         timeout=spec.agent.timeout,
         max_concurrency=spec.agent.max_concurrency,
-        futures_instruction=getattr(spec.agent, "futures_instruction", None),
+        futures_instruction=spec.agent.futures_instruction,
+        max_result_chars=spec.agent.max_result_chars,
     )
 
 

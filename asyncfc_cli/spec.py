@@ -85,6 +85,8 @@ class AgentSpec(_Strict):
     tools: list[str] = Field(default_factory=list)
     mode: Mode = DEFAULT_MODE
     max_turns: int = Field(16, ge=1)
+    max_result_chars: int = Field(
+        32_000, ge=100, description="longest tool result shown to the model; the rest is cut and marked")
     timeout: float | None = Field(300.0, gt=0, description="seconds for the whole run")
     tool_timeout: float | None = Field(60.0, gt=0, description="default per-tool timeout")
     max_concurrency: int = Field(32, ge=1, description="tool calls running at once, all tools")

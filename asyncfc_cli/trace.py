@@ -96,22 +96,48 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
 
 
 class TraceWriter:
-    """A sink that appends one JSON line per event and flushes it."""
+    """A sink that appends one JSON line per event and flushes it.
+
+    Opening probes the file with a flushed newline (blank lines are skipped
+    by the reader), so an unwritable path or a full disk fails before the run
+    starts. A write that fails later (disk filled up mid-run) must not kill
+    the run: the writer stops, keeps the error in ``failed``, and the CLI
+    reports it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.failed: OSError | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Opened before the run starts, so an unwritable path fails early.
         self._file = open(path, "w", encoding="utf-8")
+        try:
+            self._file.write("\n")
+            self._file.flush()
+        except OSError:
+            self._close_quietly()
+            raise
 
     def __call__(self, event: Event) -> None:
         if self._file.closed:
             return
-        self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self.failed = exc
+            self._close_quietly()
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            self.failed = self.failed or exc
+
+    def _close_quietly(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
 
 def new_run_id() -> str:
