@@ -123,18 +123,20 @@ async def run_call(
     cancellation propagates, after the call is recorded as cancelled.
     """
     tool = tools.get(record.tool)
-    _begin(record, trace, trace_fields)
     try:
         if record.status == "error":
-            pass  # malformed arguments: recorded, nothing to run
+            _begin(record, trace, trace_fields)  # malformed arguments: recorded, nothing to run
         elif tool is None:
+            _begin(record, trace, trace_fields)
             known = ", ".join(sorted(tools)) or "none"
             record.status, record.error = "error", f"unknown tool {record.tool!r}; available tools: {known}"
         else:
-            await _invoke(record, tool, limits)
+            await _invoke(record, tool, limits, lambda: _begin(record, trace, trace_fields))
     except BaseException:
         # Only cancellation gets here (tool failures were caught in _invoke),
         # possibly grouped by a nursery inside the tool.
+        if record.start is None:  # cancelled while queued for a concurrency slot
+            _begin(record, trace, trace_fields)
         record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
         _finish(record, trace)
         raise
@@ -142,7 +144,7 @@ async def run_call(
     return record
 
 
-async def _invoke(record: CallRecord, tool: Any, limits: Limits) -> None:
+async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> None:
     from asyncfc_cli.tools import ToolError
 
     timeout = tool.timeout if tool.timeout is not None else math.inf
@@ -151,6 +153,9 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits) -> None:
         if per_tool is not None:
             await per_tool.acquire_on_behalf_of(record)
         try:
+            # tool_begin marks when the tool really starts, after any queueing
+            # for a concurrency slot, so tool time is execution time.
+            begin()
             with trio.move_on_after(timeout) as scope:
                 try:
                     record.value = await tool.invoke(record.arguments)
@@ -212,7 +217,7 @@ class AsyncExecutor:
         self.tools, self.limits, self.trace, self.nursery = tools, limits, trace, nursery
         self.futures: dict[str, Future] = {}
         self._by_call: dict[str, Future] = {}
-        self._last_ordered: trio.Event | None = None
+        self._last_ordered: Future | None = None  # the chain of ordered calls
 
     # -- issuing ---------------------------------------------------------------------
 
@@ -229,14 +234,14 @@ class AsyncExecutor:
             known = ", ".join(self.futures) or "none yet"
             record.status = "error"
             record.error = f"unknown future ${unknown[0]} (futures issued so far: {known})"
-        after: trio.Event | None = None
+        after: Future | None = None
         tool = self.tools.get(call.name)
         if tool is not None and getattr(tool, "ordered", False):
-            after, self._last_ordered = self._last_ordered, future.resolved
+            after, self._last_ordered = self._last_ordered, future
         self.futures[future_id] = future
         self._by_call[call.id] = future
         self.trace.emit("future_created", future=future_id, call_id=call.id, tool=call.name, deps=deps,
-                        request=request, ordered_after=after is not None)
+                        request=request, ordered_after=after.id if after is not None else None)
         if record.status == "error":
             # Malformed arguments or a bad reference: resolved on the spot, so
             # the model reads the error in this call's own tool message.
@@ -255,7 +260,7 @@ class AsyncExecutor:
         future.resolved.set()
         self.trace.emit("future_resolved", future=future.id, status=record.status)
 
-    async def _run(self, future: Future, after: trio.Event | None) -> None:
+    async def _run(self, future: Future, after: Future | None) -> None:
         record = future.record
         try:
             if record.status != "error" and future.deps:
@@ -264,7 +269,7 @@ class AsyncExecutor:
                     await self.futures[dep].resolved.wait()
                 self._bind_inputs(future)
             if after is not None:
-                await after.wait()
+                await after.resolved.wait()
             future.state = "running"
             await run_call(record, self.tools, self.limits, self.trace, future=future.id, deps=future.deps)
         except BaseException:

@@ -90,6 +90,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                     task=str(spec.task_path),
                     agent=spec.agent_name,
                     model=spec.model.name,
+                    litellm_model=config.model,
                     mode=spec.agent.mode,
                     spec_digest=spec.digest,
                     tools=sorted(spec.tools),
@@ -97,7 +98,9 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
             )
 
             def on_retry(attempt: int, error: str) -> None:
-                trace.emit("retry", attempt=attempt, error=error)
+                # Retries happen inside one model turn: the latest request's.
+                request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
+                trace.emit("retry", request=request, attempt=attempt, error=error)
 
             client = LiteLLMClient(config, loop_thread, on_retry=on_retry)
 

@@ -7,15 +7,30 @@ missing summary. Times (``t``) are monotonic seconds from the run's start.
 
 Event types (fields beyond ``type`` and ``t``):
 
-``header``            version, run_id, started_at, task, agent, model, mode, spec_digest
+``header``            version, run_id, started_at, task, agent, model (the name as
+                      configured), litellm_model (the LiteLLM model string), mode,
+                      spec_digest, tools
 ``model_begin``       request, messages
 ``model_first_token`` request
 ``call_ready``        request, call_id, tool, args_digest     (arguments complete in the stream)
-``model_end``         request, status, ttft, tokens_in, tokens_out, finish_reason, tool_calls, error?
+``model_end``         request, status (ok|error|cancelled), ttft, tokens_in, tokens_out,
+                      finish_reason, tool_calls, error?
 ``tool_begin``        call_id, tool, args_digest, args_summary, future?, deps?
-``tool_end``          call_id, tool, status (ok|error|timeout|cancelled), error?, result_chars
+                      (when the tool really starts: after its inputs and a concurrency slot)
+``tool_end``          call_id, tool, status (ok|error|timeout|cancelled), error?, result_chars?
 ``retry``             request, attempt, error
-``summary``           status, answer_chars, turns, requests, tool_calls, tokens_in, tokens_out, wall, error?
+``summary``           status, answer_chars, turns, requests, tool_calls, tokens_in, tokens_out,
+                      wall, error?
+
+Async mode adds:
+
+``future_created``    future, call_id, tool, deps (future ids it references), request,
+                      ordered_after (the ordered call's predecessor future, or null)
+``future_resolved``   future, status                          (every future gets one)
+``wait_begin``        call_id, futures, timeout
+``wait_end``          call_id, ready, pending
+``delivery``          futures, via (result: in its own tool message | wait | message)
+``finish_held``       outstanding                             (an answer was held, see futures.py)
 
 Secrets are removed from every line before it is written (:func:`Trace.emit`).
 """
