@@ -39,6 +39,9 @@ app = typer.Typer(
 )
 sim_app = typer.Typer(help="The embedded simulated model.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+from asyncfc_cli.bench.cli import bench_app  # noqa: E402  (light: typer only; litellm inside commands)
+
+app.add_typer(bench_app, name="bench")
 app.add_typer(trace_app, name="trace")
 
 # soft_wrap: a message is never broken at the console width, so a file path or

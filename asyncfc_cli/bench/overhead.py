@@ -1,0 +1,175 @@
+"""Executor overhead per tool call, from 1 to 1,000 concurrent futures, on the real clock.
+
+Two measurements, both with zero-latency tools so nothing but the runner's
+own work is timed (``time.perf_counter``, no MockClock):
+
+**executor**  the executor alone, as the agent loop drives it: N calls handed
+              to ``AsyncExecutor.start`` (async), ``run_parallel`` or ``run_sync``,
+              every future resolved and its tool message built. With ``gate``
+              every tool blocks until all N are running, so N futures really are
+              outstanding at once. Reported: wall time per call.
+**loop**      the whole agent loop (``run_agent``) on a simulated model that
+              decodes instantly (:class:`InstantSim`: the sim's decisions, no
+              sleeps): one response with N calls, then the answer. Reported: wall
+              time per call (model bookkeeping included) and the per-call dispatch
+              overhead of :class:`~asyncfc_cli.bench.runner.Probe`.
+
+"Flat" means the per-call figure at N = 1,000 is about the one at N = 10.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import trio
+
+from asyncfc_cli.executor import AsyncExecutor, Limits, new_record, run_parallel, run_sync
+from asyncfc_cli.model import FirstToken, ModelEvent, StreamDone, TextDelta, ToolCallAssembler, ToolCallReady
+from asyncfc_cli.sim import engine
+from asyncfc_cli.sim.plan import SimPlan
+from asyncfc_cli.tools import Tool
+from asyncfc_cli.trace import Trace
+
+DEFAULT_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def zero_tool(gate: trio.Event | None = None, entered: list[int] | None = None,
+              all_in: trio.Event | None = None, n: int = 0) -> Tool:
+    async def runner(args: dict[str, Any]) -> Any:
+        if gate is not None:
+            entered.append(1)
+            if len(entered) == n:
+                all_in.set()
+            await gate.wait()
+        return {"i": args.get("i")}
+
+    return Tool(name="zero", description="Return at once.", kind="python", runner=runner,
+                parameters={"type": "object", "properties": {"i": {"type": "integer"}}})
+
+
+def executor_once(n: int, mode: str, gate: bool = False) -> float:
+    """Seconds per call for N zero-latency calls through the executor alone."""
+    out: dict[str, float] = {}
+
+    async def main() -> None:
+        gate_event, all_in, entered = (trio.Event(), trio.Event(), []) if gate else (None, None, None)
+        tools = {"zero": zero_tool(gate_event, entered, all_in, n)}
+        limits = Limits(tools, max(n, 1))
+        trace = Trace(clock=trio.current_time)
+        calls = [ToolCallReady(i, f"call_{i}", "zero", json.dumps({"i": i})) for i in range(n)]
+        t0 = time.perf_counter()
+        if mode == "async":
+            async with trio.open_nursery() as nursery:
+                ex = AsyncExecutor(tools, limits, trace, nursery)
+                records = [ex.start(call, 1) for call in calls]
+                if gate:
+                    await all_in.wait()
+                    gate_event.set()
+                await ex.settle()
+                messages = [ex.tool_message(r) for r in records]
+                ex.take_resolved()
+        else:
+            records = [new_record(call, 1) for call in calls]
+            runner = run_parallel if mode == "parallel" else run_sync
+            if gate and mode == "parallel":
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(runner, records, tools, limits, trace)
+                    await all_in.wait()
+                    gate_event.set()
+            else:
+                await runner(records, tools, limits, trace)
+            messages = [r.tool_message() for r in records]
+        out["per_call"] = (time.perf_counter() - t0) / n
+        assert len(messages) == n and all(r.status == "ok" for r in records)
+
+    trio.run(main)
+    return out["per_call"]
+
+
+class InstantSim:
+    """The simulated model's decisions with no decode time: a checkpoint per chunk instead of a sleep."""
+
+    def __init__(self, plan: SimPlan) -> None:
+        self.plan = plan
+
+    async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
+        messages = copy.deepcopy(messages)
+        reply = engine.decide(self.plan, messages, tools)
+        prompt = engine.prompt_tokens(messages, tools)
+        assembler = ToolCallAssembler()
+        content: list[str] = []
+        first, finish = True, None
+        for _delay, choice in engine.render(reply, self.plan, prompt, engine.timing_rng(self.plan, 0)):
+            await trio.lowlevel.checkpoint()
+            delta = choice["delta"]
+            text, fragments = delta.get("content"), delta.get("tool_calls") or []
+            if first and (text or fragments or delta.get("reasoning_content")):
+                first = False
+                yield FirstToken()
+            if text:
+                content.append(text)
+                yield TextDelta(text)
+            for call in assembler.feed(fragments, text):
+                yield call
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+                for call in assembler.finish():
+                    yield call
+        yield StreamDone(finish, "".join(content), list(assembler.done), prompt, engine.completion_tokens(reply))
+
+
+def loop_once(n: int, mode: str) -> tuple[float, list[float]]:
+    """(wall seconds per call, per-call dispatch overheads) of one agent run with N calls."""
+    from asyncfc_cli.bench.runner import run_case
+    from asyncfc_cli.bench.workloads import Case, Setup
+
+    steps = [{"id": f"z{i}", "tool": "zero", "args": {"i": i}} for i in range(n)]
+    plan = SimPlan.model_validate({"decode_tps": 1e6, "ttft": 0.0, "steps": steps,
+                                   "final": {"answer": "done", "needs": [s["id"] for s in steps]}})
+    case = Case(id=f"zero-{n}", workload="overhead", plan=plan, prompt="go", latency={s["id"]: 0.0 for s in steps},
+                setup=lambda: Setup({"zero": zero_tool()}), max_concurrency=max(n, 1))
+
+    class Instant:
+        name, clock = "in-process, instant model, real clock", "real"
+
+        def client(self, case: Case) -> InstantSim:
+            return InstantSim(case.plan)
+
+        def run_trio(self, main: Any) -> None:
+            trio.run(main)
+
+    record = run_case(case, mode, Instant(), timeout=600)
+    assert record.status == "ok", record.error
+    return record.wall / n, record.overhead
+
+
+def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
+                      modes: tuple[str, ...] = ("sync", "parallel", "async"),
+                      progress: Any = None) -> list[dict[str, Any]]:
+    """Per N and mode: executor-only per-call cost (median of ``repeat``), with and
+    without the gate, and the whole loop's per-call wall and dispatch overhead."""
+    rows = []
+    for n in sizes:
+        for mode in modes:
+            plain = [executor_once(n, mode) for _ in range(repeat)]
+            gated = [executor_once(n, mode, gate=True) for _ in range(repeat)] if mode != "sync" else []
+            loops = [loop_once(n, mode) for _ in range(max(1, repeat // 2))]
+            dispatch = [o for _, over in loops for o in over]
+            row = {
+                "n": n, "mode": mode,
+                "executor_ms_per_call": round(statistics.median(plain) * 1000, 5),
+                "executor_gated_ms_per_call": round(statistics.median(gated) * 1000, 5) if gated else None,
+                "loop_ms_per_call": round(statistics.median(w for w, _ in loops) * 1000, 5),
+                "dispatch_ms_median": round(statistics.median(dispatch) * 1000, 5) if dispatch else None,
+                "dispatch_ms_p90": round(sorted(dispatch)[int(0.9 * (len(dispatch) - 1))] * 1000, 5) if dispatch else None,
+            }
+            rows.append(row)
+            if progress:
+                progress(f"overhead: N={n} {mode}: executor {row['executor_ms_per_call']:.4f} ms/call, "
+                         f"loop {row['loop_ms_per_call']:.4f} ms/call")
+    return rows
