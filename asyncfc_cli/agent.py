@@ -169,42 +169,63 @@ async def _async_loop(
     the model gets one more turn to confirm or revise.
     """
     messages = result.messages
+    model_error: ModelError | None = None
     async with trio.open_nursery() as nursery:
         ex = AsyncExecutor(run.tools, limits, trace, nursery)
-        records: dict[str, CallRecord] = {}
-
-        def on_call(call: ToolCallReady) -> None:
-            if call.name != futures.WAIT_TOOL:
-                records[call.id] = ex.start(call, result.requests)
-                result.calls.append(records[call.id])
-
-        for _turn in range(run.max_turns):
-            result.turns += 1
-            resolved = ex.take_resolved("message")
-            if resolved:
-                messages.append(futures.delivery_message(resolved))
-            done = await _model_turn(client, messages, schemas, trace, result, on_call)
-            messages.append(assistant_message(done))
-            if done.tool_calls:
-                # Handles (or fast results) first, so nothing waits on a wait.
-                replies = {c.id: ex.tool_message(records[c.id]) for c in done.tool_calls if c.id in records}
-                for call in done.tool_calls:
-                    if call.id not in records:
-                        replies[call.id] = {"role": "tool", "tool_call_id": call.id,
-                                            "content": await ex.wait(call)}
-                messages.extend(replies[c.id] for c in done.tool_calls)
-                continue
-            if ex.outstanding():
-                trace.emit("finish_held", outstanding=ex.outstanding())
-                await ex.settle()
-                messages.append(futures.delivery_message(ex.take_resolved("message"), finishing=True))
-                continue
-            result.status, result.answer = OK, done.content
-            nursery.cancel_scope.cancel()
-            return
+        try:
+            answered = await _async_turns(run, client, trace, result, schemas, ex, messages)
+        except ModelError as exc:
+            # Raised outside the nursery, so callers see it, not an ExceptionGroup.
+            model_error, answered = exc, False
+        # Leaving the run cancels whatever is still running.
         nursery.cancel_scope.cancel()
-    result.status = MAX_TURNS
-    result.error = f"no final answer after {run.max_turns} turns (max_turns)"
+    if model_error is not None:
+        raise model_error
+    if not answered:
+        result.status = MAX_TURNS
+        result.error = f"no final answer after {run.max_turns} turns (max_turns)"
+
+
+async def _async_turns(
+    run: AgentRun,
+    client: ModelClient,
+    trace: Trace,
+    result: RunResult,
+    schemas: list[dict],
+    ex: AsyncExecutor,
+    messages: list[dict[str, Any]],
+) -> bool:
+    """The turns of an async run; True once an answer is accepted."""
+    records: dict[str, CallRecord] = {}
+
+    def on_call(call: ToolCallReady) -> None:
+        if call.name != futures.WAIT_TOOL:
+            records[call.id] = ex.start(call, result.requests)
+            result.calls.append(records[call.id])
+
+    for _turn in range(run.max_turns):
+        result.turns += 1
+        resolved = ex.take_resolved("message")
+        if resolved:
+            messages.append(futures.delivery_message(resolved))
+        done = await _model_turn(client, messages, schemas, trace, result, on_call)
+        messages.append(assistant_message(done))
+        if done.tool_calls:
+            # Handles (or fast results) first, so nothing waits on a wait.
+            replies = {c.id: ex.tool_message(records[c.id]) for c in done.tool_calls if c.id in records}
+            for call in done.tool_calls:
+                if call.id not in records:
+                    replies[call.id] = {"role": "tool", "tool_call_id": call.id, "content": await ex.wait(call)}
+            messages.extend(replies[c.id] for c in done.tool_calls)
+            continue
+        if ex.outstanding():
+            trace.emit("finish_held", outstanding=ex.outstanding())
+            await ex.settle()
+            messages.append(futures.delivery_message(ex.take_resolved("message"), finishing=True))
+            continue
+        result.status, result.answer = OK, done.content
+        return True
+    return False
 
 
 async def _model_turn(

@@ -1,0 +1,248 @@
+"""The fault matrix of docs/reliability.md, one test per row, through the CLI.
+
+Most rows run the real ``asyncfc`` command in process (typer's CliRunner:
+the same code path, LiteLLM imported once); the signal rows need a real
+process and run ``python -m asyncfc_cli.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asyncfc_cli.cli import app
+from asyncfc_cli.trace import read_trace
+
+from conftest import Reply, ScriptedServer, chunk, free_port, tool_call_stream
+
+FAULTS = Path(__file__).parent / "data" / "faults"
+DATA = Path(__file__).parent / "data"
+PLANTED = "sk-PLANTED-secret-0123456789"
+
+
+def asyncfc(*args: str, env: dict[str, str] | None = None):
+    runner = CliRunner()
+    result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    return result
+
+
+def run_json(tmp_path, task: Path, *extra: str, env: dict[str, str] | None = None):
+    trace = tmp_path / "trace.jsonl"
+    result = asyncfc("run", str(task), "--json", "--trace", str(trace), *extra, env=env)
+    report = json.loads(result.stdout) if result.stdout.strip() else None
+    return result, report, trace
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+# --- tools ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_failing_hanging_and_flooding_tools_become_errors_the_model_sees(tmp_path, mode):
+    pidfile = tmp_path / "pids"
+    result, report, trace = run_json(tmp_path, FAULTS / "tools.toml", "--mode", mode,
+                                     env={"ASYNCFC_TEST_PIDFILE": str(pidfile)})
+    assert result.exit_code == 0, result.output
+    calls = {c["tool"]: c for c in report["tool_calls"]}
+    assert calls["boom"]["status"] == "error" and "RuntimeError: the tool broke" in calls["boom"]["error"]
+    assert calls["unserializable"]["status"] == "error" and "JSON" in calls["unserializable"]["error"]
+    assert calls["hang_py"]["status"] == "timeout" and "timed out after 0.5s" in calls["hang_py"]["error"]
+    assert calls["hang_cmd"]["status"] == "timeout"
+    assert 1.4 < calls["hang_cmd"]["duration"] < 4
+    # The run went on and answered with every error in it.
+    assert "boom=RuntimeError: the tool broke" in report["answer"]
+    assert "py=timed out after 0.5s" in report["answer"]
+    # The huge result was cut to the agent's max_result_chars for the model.
+    big = next(m for m in report["messages"] if m["role"] == "tool" and m["content"].startswith("xxxx"))
+    assert len(big["content"]) < 1100 and "199000 more characters cut" in big["content"]
+    # The command tool's process and its child were killed.
+    parent, child = map(int, pidfile.read_text().split())
+    deadline = time.monotonic() + 5
+    while not (_gone(parent) and _gone(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(parent) and _gone(child)
+    data = read_trace(trace)
+    assert data.summary["status"] == "ok" and not data.truncated
+
+
+def test_model_protocol_mistakes_are_errors_the_model_sees(tmp_path):
+    result, report, _ = run_json(tmp_path, FAULTS / "model_mistakes.toml", "--mode", "async")
+    assert result.exit_code == 0, result.output
+    errors = [c["error"] for c in report["tool_calls"] if c["status"] == "error"]
+    text = " | ".join(errors)
+    assert "arguments are not valid JSON" in text  # malformed_json, then fixed and re-issued
+    assert "unknown tool 'no_such_tool'" in text
+    assert "size" in text and "integer" in text  # wrong type, named
+    assert "unknown future $f999" in text
+    assert "dependency $f" in text and "(slow_boom) failed: RuntimeError: the tool broke" in text
+    assert report["answer"].startswith("first=hello ghost=unknown tool")
+
+
+def test_wait_on_nothing_is_an_error_the_model_sees(tmp_path):
+    script = [
+        Reply(chunks=tool_call_stream([("w1", "wait", '{"futures": []}')])),
+        Reply(chunks=[chunk({"role": "assistant", "content": "ok"}), chunk({}, "stop")]),
+    ]
+    with ScriptedServer(script) as server:
+        result, report, _ = run_json(tmp_path, FAULTS / "remote.toml", "--mode", "async",
+                                     env={"ASYNCFC_TEST_API_BASE": server.base_url})
+    assert result.exit_code == 0, result.output
+    wait_reply = next(m for m in report["messages"] if m["role"] == "tool")
+    assert "wait needs futures" in json.loads(wait_reply["content"])["error"]
+
+
+# --- the model endpoint ----------------------------------------------------------------
+
+
+def _disconnect() -> Reply:
+    # Half a stream, then the server hangs up: no finish_reason ever comes.
+    return Reply(chunks=[chunk({"role": "assistant", "content": ""}), chunk({"content": "half an ans"})])
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "refused", "disconnect"])
+def test_endpoint_faults_are_retried_then_exit_1_with_a_clear_message(tmp_path, fault):
+    replies = {"429": Reply.error(429, "slow down"), "500": Reply.error(500, "boom"), "disconnect": _disconnect()}
+    env = {"ASYNCFC_TEST_API_KEY": PLANTED}
+    if fault == "refused":
+        env["ASYNCFC_TEST_API_BASE"] = f"http://127.0.0.1:{free_port()}/v1"
+        result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", env=env)
+        served = None
+    else:
+        with ScriptedServer([replies[fault]]) as server:
+            env["ASYNCFC_TEST_API_BASE"] = server.base_url
+            result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", env=env)
+            served = len(server.requests)
+    assert result.exit_code == 1, result.output
+    assert report["status"] == "error" and report["error"].startswith("model error:")
+    if served is not None:
+        assert served == 3  # the first try and two retries, no more
+    data = read_trace(trace)
+    assert [e["attempt"] for e in data.of_type("retry")] == [1, 2]
+    assert data.summary is not None and data.summary["status"] == "error"
+    everything = result.output + trace.read_text()
+    assert PLANTED not in everything
+
+
+def test_a_stalled_stream_times_out_is_retried_then_exit_1(tmp_path):
+    start = time.monotonic()
+    result, report, trace = run_json(tmp_path, FAULTS / "stall.toml")
+    assert result.exit_code == 1, result.output
+    assert "model error" in report["error"] and "imeout" in report["error"]
+    assert len(read_trace(trace).of_type("retry")) == 2
+    assert time.monotonic() - start < 20  # bounded: three 1 s stalls and two backoffs
+
+
+# --- bad specs and bad paths -----------------------------------------------------------------
+
+
+BAD_SPECS = {
+    "toml syntax": ('agent = "a"\nprompt = \n', "TOML syntax error"),
+    "unknown key": ('agent = "a"\nprompt = "p"\ncolour = 1\n', "colour: unknown key"),
+    "wrong type": ('prompt = "p"\n[agent]\nmodel = "sim"\nmax_turns = "ten"\n', "agent.max_turns"),
+    "missing env var": ('prompt = "p"\n[agent]\nmodel = "${ASYNCFC_SURELY_UNSET_VAR}"\n', "ASYNCFC_SURELY_UNSET_VAR"),
+    "unknown tool": ('prompt = "p"\n[agent]\nmodel = "sim"\ntools = ["nope"]\n[sim.final]\nanswer = "x"\n', "'nope'"),
+    "unknown model": ('prompt = "p"\n[agent]\nmodel = "nomodel"\n', "nomodel"),
+    "import fails": ('prompt = "p"\n[agent]\nmodel = "sim"\ntools = ["t"]\n[tools.t]\npython = "no_such_module_xyz:f"\n'
+                     '[sim.final]\nanswer = "x"\n', "no_such_module_xyz"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_SPECS))
+def test_bad_specs_exit_2_naming_file_key_and_fix(tmp_path, kind):
+    text, needle = BAD_SPECS[kind]
+    task = tmp_path / "task.toml"
+    task.write_text(text)
+    (tmp_path / "agents.toml").write_text("")  # keep discovery inside tmp_path
+    trace = tmp_path / "t.jsonl"
+    result = asyncfc("run", str(task), "--trace", str(trace))
+    assert result.exit_code == 2
+    assert str(task) in result.stderr and needle in result.stderr
+    assert "fix:" in result.stderr
+    assert not trace.exists()  # nothing ran
+
+
+@pytest.mark.parametrize("path", ["/dev/full", "/proc/asyncfc-cannot-write/t.jsonl"])
+def test_full_disk_or_unwritable_trace_fails_before_the_run(tmp_path, path):
+    with ScriptedServer([Reply.error(500, "must not be called")]) as server:
+        result = asyncfc("run", str(FAULTS / "remote.toml"), "--trace", path,
+                         env={"ASYNCFC_TEST_API_BASE": server.base_url})
+        assert len(server.requests) == 0
+    assert result.exit_code == 2
+    assert "cannot write the trace" in result.stderr and path in result.stderr
+
+
+# --- signals -----------------------------------------------------------------------------------
+
+
+def _start(tmp_path, trace):
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", ASYNCFC_TEST_PIDFILE=str(tmp_path / "pid"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "asyncfc_cli.cli", "run", str(DATA / "async_hang.toml"), "--trace", str(trace), "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_tool(tmp_path, proc) -> int:
+    pidfile = tmp_path / "pid"
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def test_sigterm_cancels_everything_and_exits_130(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    proc = _start(tmp_path, trace)
+    try:
+        tool = _wait_for_tool(tmp_path, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    deadline = time.monotonic() + 5
+    while not _gone(tool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(tool)
+    data = read_trace(trace)
+    assert data.summary["status"] == "interrupted"
+    assert [e["status"] for e in data.of_type("tool_end")] == ["cancelled"]
+
+
+def test_sigkill_leaves_a_trace_that_reads_and_renders(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    proc = _start(tmp_path, trace)
+    try:
+        tool = _wait_for_tool(tmp_path, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            os.kill(tool, signal.SIGKILL)  # the tool was orphaned by the SIGKILL: not ours to keep
+        except (ProcessLookupError, UnboundLocalError):
+            pass
+    data = read_trace(trace)
+    assert data.truncated and data.summary is None
+    assert [s.status for s in data.spans("tool")] == ["unfinished"]
+    shown = asyncfc("trace", str(trace), "--width", "120")
+    assert shown.exit_code == 0
+    assert "hang" in shown.stdout
