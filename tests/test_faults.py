@@ -133,7 +133,7 @@ def test_endpoint_faults_are_retried_then_exit_1_with_a_clear_message(tmp_path, 
     data = read_trace(trace)
     assert [e["attempt"] for e in data.of_type("retry")] == [1, 2]
     assert data.summary is not None and data.summary["status"] == "error"
-    everything = result.output + trace.read_text()
+    everything = result.stdout + result.stderr + trace.read_text()
     assert PLANTED not in everything
 
 
