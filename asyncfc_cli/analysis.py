@@ -66,9 +66,11 @@ truncated trace)
       (``call_ready``, at the same offset into its request as observed)
       and after the tools whose futures it references (``deps``).
 
+    - an ``ordered`` tool also starts after the previous ordered call
+      (``ordered_after`` in ``future_created``).
+
     Approximations: a request is assumed to need every result it received
-    (it may not have); ordering constraints of ``ordered`` tools are not
-    in the trace and are ignored; a sync trace's tools may start at
+    (it may not have); a sync trace's tools may start at
     ``call_ready`` in this bound, so a sync run's critical path shows what
     an overlapping executor could reach with sync's dependencies.
     ``ideal speedup = sequential-equivalent / critical path``.
@@ -131,6 +133,7 @@ class ToolSpan:
     request: int | None = None  # the model request that issued it
     future: str | None = None
     deps: list[str] = field(default_factory=list)  # future ids it references
+    after: str | None = None  # ordered tools: the previous ordered call's future
     args_summary: str = ""
     error: str | None = None
 
@@ -256,6 +259,8 @@ def build_run(events: Iterable[Event], now: float | None = None, live: bool = Fa
         elif kind == "future_created":
             span = tool_for(ev)
             span.future, span.deps = ev.get("future"), list(ev.get("deps") or [])
+            if isinstance(ev.get("ordered_after"), str):
+                span.after = ev["ordered_after"]
             if span.issued is None:
                 span.issued = t
             if span.request is None:
@@ -554,7 +559,7 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
             offset = (span.issued if span.issued is not None else request.stop(run.end)) - request.start
             offset = min(max(offset, 0.0), request.stop(run.end) - request.start)
             es, p = request_es + offset, model_key(request)
-        for dep in span.deps:
+        for dep in [*span.deps, *([span.after] if span.after else [])]:
             d = by_future.get(dep)
             if d is None:
                 continue
