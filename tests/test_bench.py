@@ -342,6 +342,17 @@ def test_inspection_tools_run_real_processes_on_the_fixture():
     assert head["stdout"].startswith('"""Amounts of money')
 
 
+def test_hold_experiment_trades_a_wait_round_trip_for_a_grace():
+    from asyncfc_cli.bench.experiments import hold_experiment
+
+    cases = nogain_cases(FAST, latencies=(0.3,))
+    rows = {r["grace"]: r for r in hold_experiment([("no-gain", cases)], (0.0, 1.0, None))}
+    assert rows[1.0]["correct"] == rows[0.0]["correct"] == len(cases)
+    assert rows[1.0]["requests"] < rows[0.0]["requests"]  # results came back as values, no wait
+    assert rows[1.0]["wall"] < rows[0.0]["wall"]
+    assert rows["adaptive"]["correct"] == len(cases)
+
+
 # --- overhead, charts, commands ----------------------------------------------------------
 
 
@@ -351,8 +362,8 @@ def test_overhead_measures_are_positive_and_per_call():
     for mode in ("sync", "parallel", "async"):
         assert 0 < executor_once(20, mode) < 0.05
     assert 0 < executor_once(20, "async", gate=True) < 0.05
-    per_call, dispatch = loop_once(10, "async")
-    assert 0 < per_call < 0.05 and len(dispatch) == 10 and all(d >= 0 for d in dispatch)
+    per_call, without_model, dispatch = loop_once(10, "async")
+    assert 0 < without_model < per_call < 0.05 and len(dispatch) == 10 and all(d >= 0 for d in dispatch)
 
 
 def test_charts_are_valid_svg_naming_their_command():
@@ -365,7 +376,7 @@ def test_charts_are_valid_svg_naming_their_command():
                                             for r in (10, 100) for lat in (0, 1)]}
     for text in (sweep_svg(sweep, "asyncfc bench sweep --x <y>"),
                  overhead_svg([{"n": n, "mode": m, "executor_ms_per_call": 0.1, "loop_ms_per_call": 0.3,
-                                "dispatch_ms_median": 0.2} for n in (1, 10) for m in ("sync", "async")],
+                                "loop_without_model_ms_per_call": 0.2, "dispatch_ms_median": 0.2} for n in (1, 10) for m in ("sync", "async")],
                               "asyncfc bench sweep --x <y>")):
         root = ET.fromstring(text)
         assert root.tag.endswith("svg")

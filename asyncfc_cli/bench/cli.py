@@ -292,6 +292,36 @@ def overhead(
     report.finish()
 
 
+@bench_app.command("hold")
+def hold(
+    ctx: typer.Context,
+    data: DataOpt = None,
+    grace: Annotated[str, typer.Option(help="Grace periods to try, seconds, comma-separated (0: async as it is; "
+                                            "auto: the adaptive policy).")] = "0,0.05,0.25,1,auto",
+    limit: Annotated[int, typer.Option(help="BFCL entries per category.")] = 20,
+    seed: SeedOpt = 0,
+    decode_tps: DecodeOpt = 50.0, ttft: TtftOpt = 0.25, prefill_tps: PrefillOpt = 5000.0,
+    as_json: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """What-if: async mode holding the next request up to a grace period for calls about to finish."""
+    from asyncfc_cli.bench import suite
+    from asyncfc_cli.bench.data import DataNotFound, find_bfcl_dir
+
+    report = suite.Report(_command(ctx), as_json, quiet)
+    try:
+        data_dir = find_bfcl_dir(data)
+    except DataNotFound as exc:
+        if data is not None:
+            raise _fail(str(exc)) from None
+        data_dir = None
+        report.note(f"BFCL workloads skipped: {exc}")
+    graces: list[float | None] = []
+    for item in (g.strip() for g in grace.split(",") if g.strip()):
+        graces.append(None if item == "auto" else _floats("--grace", item)[0])
+    suite.hold(report, data_dir, _timing(decode_tps, ttft, prefill_tps), tuple(graces), limit, seed)
+    report.finish()
+
+
 @bench_app.command("all")
 def all_(
     ctx: typer.Context,

@@ -11,8 +11,8 @@ own work is timed (``time.perf_counter``, no MockClock):
 **loop**      the whole agent loop (``run_agent``) on a simulated model that
               decodes instantly (:class:`InstantSim`: the sim's decisions, no
               sleeps): one response with N calls, then the answer. Reported: wall
-              time per call (model bookkeeping included) and the per-call dispatch
-              overhead of :class:`~asyncfc_cli.bench.runner.Probe`.
+              time per call with and without the simulator's own CPU, and the
+              per-call dispatch overhead of :class:`~asyncfc_cli.bench.runner.Probe`.
 
 "Flat" means the per-call figure at N = 1,000 is about the one at N = 10.
 """
@@ -92,39 +92,50 @@ def executor_once(n: int, mode: str, gate: bool = False) -> float:
 
 
 class InstantSim:
-    """The simulated model's decisions with no decode time: a checkpoint per chunk instead of a sleep."""
+    """The simulated model's decisions with no decode time: a checkpoint per chunk instead
+    of a sleep. ``model_seconds`` adds up the CPU it spends itself (deciding, rendering,
+    assembling), so the loop's own cost can be told apart from the simulator's."""
 
     def __init__(self, plan: SimPlan) -> None:
         self.plan = plan
+        self.model_seconds = 0.0
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
+        t0 = time.perf_counter()
         messages = copy.deepcopy(messages)
         reply = engine.decide(self.plan, messages, tools)
         prompt = engine.prompt_tokens(messages, tools)
         assembler = ToolCallAssembler()
         content: list[str] = []
+        chunks: list[list[ModelEvent]] = []
         first, finish = True, None
         for _delay, choice in engine.render(reply, self.plan, prompt, engine.timing_rng(self.plan, 0)):
-            await trio.lowlevel.checkpoint()
+            events: list[ModelEvent] = []
             delta = choice["delta"]
             text, fragments = delta.get("content"), delta.get("tool_calls") or []
             if first and (text or fragments or delta.get("reasoning_content")):
                 first = False
-                yield FirstToken()
+                events.append(FirstToken())
             if text:
                 content.append(text)
-                yield TextDelta(text)
-            for call in assembler.feed(fragments, text):
-                yield call
+                events.append(TextDelta(text))
+            events.extend(assembler.feed(fragments, text))
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
-                for call in assembler.finish():
-                    yield call
-        yield StreamDone(finish, "".join(content), list(assembler.done), prompt, engine.completion_tokens(reply))
+                events.extend(assembler.finish())
+            chunks.append(events)
+        chunks.append([StreamDone(finish, "".join(content), list(assembler.done), prompt,
+                                  engine.completion_tokens(reply))])
+        self.model_seconds += time.perf_counter() - t0
+        for events in chunks:
+            await trio.lowlevel.checkpoint()
+            for event in events:
+                yield event
 
 
-def loop_once(n: int, mode: str) -> tuple[float, list[float]]:
-    """(wall seconds per call, per-call dispatch overheads) of one agent run with N calls."""
+def loop_once(n: int, mode: str) -> tuple[float, float, list[float]]:
+    """Of one agent run with N calls: (wall seconds per call, the same without the
+    simulator's own CPU, per-call dispatch overheads)."""
     from asyncfc_cli.bench.runner import run_case
     from asyncfc_cli.bench.workloads import Case, Setup
 
@@ -134,18 +145,20 @@ def loop_once(n: int, mode: str) -> tuple[float, list[float]]:
     case = Case(id=f"zero-{n}", workload="overhead", plan=plan, prompt="go", latency={s["id"]: 0.0 for s in steps},
                 setup=lambda: Setup({"zero": zero_tool()}), max_concurrency=max(n, 1))
 
+    model = InstantSim(plan)
+
     class Instant:
         name, clock = "in-process, instant model, real clock", "real"
 
         def client(self, case: Case) -> InstantSim:
-            return InstantSim(case.plan)
+            return model
 
         def run_trio(self, main: Any) -> None:
             trio.run(main)
 
     record = run_case(case, mode, Instant(), timeout=600)
     assert record.status == "ok", record.error
-    return record.wall / n, record.overhead
+    return record.wall / n, (record.wall - model.model_seconds) / n, record.overhead
 
 
 def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
@@ -159,17 +172,18 @@ def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
             plain = [executor_once(n, mode) for _ in range(repeat)]
             gated = [executor_once(n, mode, gate=True) for _ in range(repeat)] if mode != "sync" else []
             loops = [loop_once(n, mode) for _ in range(max(1, repeat // 2))]
-            dispatch = [o for _, over in loops for o in over]
+            dispatch = [o for _, _, over in loops for o in over]
             row = {
                 "n": n, "mode": mode,
                 "executor_ms_per_call": round(statistics.median(plain) * 1000, 5),
                 "executor_gated_ms_per_call": round(statistics.median(gated) * 1000, 5) if gated else None,
-                "loop_ms_per_call": round(statistics.median(w for w, _ in loops) * 1000, 5),
+                "loop_ms_per_call": round(statistics.median(w for w, _, _ in loops) * 1000, 5),
+                "loop_without_model_ms_per_call": round(statistics.median(w for _, w, _ in loops) * 1000, 5),
                 "dispatch_ms_median": round(statistics.median(dispatch) * 1000, 5) if dispatch else None,
                 "dispatch_ms_p90": round(sorted(dispatch)[int(0.9 * (len(dispatch) - 1))] * 1000, 5) if dispatch else None,
             }
             rows.append(row)
             if progress:
                 progress(f"overhead: N={n} {mode}: executor {row['executor_ms_per_call']:.4f} ms/call, "
-                         f"loop {row['loop_ms_per_call']:.4f} ms/call")
+                         f"loop {row['loop_without_model_ms_per_call']:.4f} ms/call without the model")
     return rows

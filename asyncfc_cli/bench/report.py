@@ -32,7 +32,23 @@ def machine() -> dict[str, Any]:
         except Exception:  # a missing distribution is not worth failing a report over
             versions[name] = None
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-            "python": sys.version.split()[0], **versions}
+            "python": sys.version.split()[0], **versions, "git": _git()}
+
+
+def _git() -> str | None:
+    """The commit the figures were measured on (``+dirty`` when the tree had changes)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+dirty" if dirty else "")) or None
 
 
 def _f(value: float | None, fmt: str = ".2f") -> str:
@@ -96,12 +112,32 @@ def sweep_table(sweep: dict[str, Any], key: str = "speedup_vs_sync", title: str 
 
 def overhead_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="executor overhead per call, zero-latency tools, real clock (ms)", header_style="bold")
-    for name in ("N", "mode", "executor", "executor, all N running", "whole loop", "dispatch median", "dispatch p90"):
+    for name in ("N", "mode", "executor", "executor, all N running", "loop, model excluded", "loop with sim",
+                 "dispatch median", "dispatch p90"):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(str(r["n"]), r["mode"], _f(r["executor_ms_per_call"], ".3f"),
-                      _f(r["executor_gated_ms_per_call"], ".3f"), _f(r["loop_ms_per_call"], ".3f"),
-                      _f(r["dispatch_ms_median"], ".3f"), _f(r["dispatch_ms_p90"], ".3f"))
+                      _f(r["executor_gated_ms_per_call"], ".3f"), _f(r.get("loop_without_model_ms_per_call"), ".3f"),
+                      _f(r["loop_ms_per_call"], ".3f"), _f(r["dispatch_ms_median"], ".3f"), _f(r["dispatch_ms_p90"], ".3f"))
+    return table
+
+
+def hold_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="what-if: async holding the next request for calls about to finish (MockClock)",
+                  header_style="bold")
+    for name in ("workload", "grace s", "correct", "wall s median", "x sync", "efficiency (min)", "requests",
+                 "tokens in"):
+        table.add_column(name, justify="right" if name != "workload" else "left")
+    last = None
+    for r in rows:
+        if last is not None and r["workload"] != last:
+            table.add_section()
+        grace = r["grace"] if isinstance(r["grace"], str) else f"{r['grace']:g}"
+        table.add_row(r["workload"] if r["workload"] != last else "", grace,
+                      f"{r['correct']}/{r['cases']}", f"{r['wall']:.2f}", f"{r['speedup_vs_sync']:.3f}",
+                      f"{r['efficiency']:.3f} ({r['efficiency_min']:.2f})", f"{r['requests']:.1f}",
+                      f"{r['tokens_in']:.0f}")
+        last = r["workload"]
     return table
 
 
@@ -140,12 +176,12 @@ def sweep_svg(sweep: dict[str, Any], command: str) -> str:
                              "tool latency (s)", "decode rate (tokens/s)", low, high)
     shape = sweep["shape"]
     width = 100 + 3 * grid_w + 2 * 110 + 20
-    height = y0 + cell_h * len(rates) + 110
+    height = y0 + cell_h * len(rates) + 126
     caption = [
-        f"Plan: seeded DAG width {shape['width']}, depth {shape['depth']}, fan-in {shape['fan_in']}, "
-        f"read share {shape['read_share']}, think {shape['think']} tokens; constant tool latency; "
-        f"ttft {sweep['timing']['ttft']:g} s, prefill {sweep['timing']['prefill_tps']:g} tok/s; "
-        f"median over seeds {sweep['seeds']}; in-process sim, MockClock.",
+        f"Plan: seeded DAG, width {shape['width']}, depth {shape['depth']}, fan-in {shape['fan_in']}, "
+        f"read share {shape['read_share']}, think {shape['think']} tokens per step; constant tool latency.",
+        f"Model: ttft {sweep['timing']['ttft']:g} s, prefill {sweep['timing']['prefill_tps']:g} tok/s. "
+        f"Median over seeds {sweep['seeds']}; in-process simulated model under MockClock. Green: async wins.",
         f"Made by: {command}",
     ]
     return svg.document(width, height, parts, caption)
@@ -158,9 +194,10 @@ def overhead_svg(rows: list[dict[str, Any]], command: str) -> str:
         pts = [(r["n"], r["executor_ms_per_call"]) for r in rows if r["mode"] == mode]
         if pts:
             series.append((f"executor, {mode}", colours[mode], pts))
-    pts = [(r["n"], r["loop_ms_per_call"]) for r in rows if r["mode"] == "async"]
+    pts = [(r["n"], r["loop_without_model_ms_per_call"]) for r in rows
+           if r["mode"] == "async" and r.get("loop_without_model_ms_per_call") is not None]
     if pts:
-        series.append(("whole agent loop (instant model), async", "#8e44ad", pts))
+        series.append(("whole agent loop, simulator CPU excluded, async", "#8e44ad", pts))
     pts = [(r["n"], r["dispatch_ms_median"]) for r in rows if r["mode"] == "async" and r["dispatch_ms_median"]]
     if pts:
         series.append(("dispatch overhead per call (median), async", "#d35400", pts))

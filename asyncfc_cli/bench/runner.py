@@ -62,9 +62,18 @@ class Probe:
         self.exit: dict[str, float] = {}
         self.created: list[dict[str, Any]] = []
         self._task_call: dict[Any, str] = {}
+        self._ended: dict[str, trio.Event] = {}
+        # Run-clock (trio) figures for experiments that predict latency (experiments.py).
+        self.began: dict[str, tuple[str, float]] = {}  # call id -> (tool, trio time)
+        self.latencies: dict[str, list[float]] = {}  # tool -> observed durations
+        self.ttfts: list[float] = []
+        self.token_times: list[float] = []
+        self._request_began: dict[Any, float] = {}
+        self._first_token: dict[Any, float] = {}
 
     def sink(self, event: dict[str, Any]) -> None:
         now = time.perf_counter()
+        self._observe(event)
         key_name = self._KEYS.get(event["type"])
         if key_name is None:
             return
@@ -72,8 +81,33 @@ class Probe:
         if event["type"] == "tool_begin":
             # The tool runs in the task that emitted tool_begin (run_call).
             self._task_call[trio.lowlevel.current_task()] = event["call_id"]
+        elif event["type"] == "tool_end":
+            self._ended.setdefault(event["call_id"], trio.Event()).set()
         elif event["type"] == "future_created":
             self.created.append(event)
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        kind, clock = event["type"], trio.current_time()
+        if kind == "tool_begin":
+            self.began[event["call_id"]] = (event["tool"], clock)
+        elif kind == "tool_end" and event["call_id"] in self.began:
+            tool, start = self.began[event["call_id"]]
+            self.latencies.setdefault(tool, []).append(clock - start)
+        elif kind == "model_begin":
+            self._request_began[event["request"]] = clock
+        elif kind == "model_first_token" and event["request"] in self._request_began:
+            self._first_token[event["request"]] = clock
+            self.ttfts.append(clock - self._request_began[event["request"]])
+        elif kind == "model_end" and event.get("tokens_out") and event["request"] in self._first_token:
+            self.token_times.append((clock - self._first_token[event["request"]]) / event["tokens_out"])
+
+    def is_done(self, call_id: str) -> bool:
+        return call_id in self._ended and self._ended[call_id].is_set()
+
+    async def ended(self, call_ids: list[str]) -> None:
+        """Return once every one of these calls has finished."""
+        for call_id in call_ids:
+            await self._ended.setdefault(call_id, trio.Event()).wait()
 
     def wrap(self, tool: Any) -> Any:
         inner = tool.runner
@@ -258,8 +292,11 @@ def http_transport(model: str | None = None, api_base: str | None = None, api_ke
         yield Http(LiteLLMClient(config, loop_thread), None, label=f"LiteLLM {model}")
 
 
-def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0, max_turns: int = 0) -> RunRecord:
-    """One run of ``case`` in ``mode``; never raises for a failed run (status says it)."""
+def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0, max_turns: int = 0,
+             wrap_client: Callable[[Any, Probe], Any] | None = None) -> RunRecord:
+    """One run of ``case`` in ``mode``; never raises for a failed run (status says it).
+
+    ``wrap_client`` may wrap the model client (experiments, see ``experiments.py``)."""
     out: dict[str, Any] = {}
     probe = Probe()
     setup = case.setup()
@@ -272,7 +309,10 @@ def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0
         run = AgentRun(prompt=case.prompt, instructions=case.instructions, tools=tools, mode=mode,
                        max_turns=max_turns or 2 * len(case.plan.steps) + 12, timeout=timeout,
                        max_concurrency=case.max_concurrency)
-        out["result"] = await run_agent(run, transport.client(case), trace)
+        client = transport.client(case)
+        if wrap_client is not None:
+            client = wrap_client(client, probe)
+        out["result"] = await run_agent(run, client, trace)
         out["events"] = trace.events
 
     transport.run_trio(main)

@@ -58,18 +58,28 @@ class Report:
                 self.out.print(rep.sweep_table(self.doc["sweep"], key, f"{title} (rows: decode tok/s, columns: tool latency s)"))
         if "overhead" in self.doc:
             self.out.print(rep.overhead_table(self.doc["overhead"]))
+        if "hold" in self.doc:
+            self.out.print(rep.hold_table(self.doc["hold"]["rows"]))
         if "accuracy" in self.doc:
             self.out.print(rep.accuracy_table(self.doc["accuracy"]["rows"], self.doc["accuracy"]["model"]))
         for note in self.notes:
             self.out.print(f"note: {note}", markup=False)
         self.doc["notes"] = self.notes
-        text = json.dumps(self.doc, indent=1, ensure_ascii=False, default=str)
         if write is not None:
+            # The summary as readable JSON; one line per case and mode beside it, so
+            # re-running shows as a readable diff.
             write.parent.mkdir(parents=True, exist_ok=True)
-            write.write_text(text + "\n", encoding="utf-8")
-            err.print(f"wrote {write}", markup=False)
+            summary = {**self.doc, "workloads": [{k: v for k, v in w.items() if k != "rows"}
+                                                 for w in self.doc["workloads"]]}
+            write.write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            cases = write.with_name(write.stem + "-cases.jsonl")
+            with open(cases, "w", encoding="utf-8") as f:
+                for w in self.doc["workloads"]:
+                    for row in w["rows"]:
+                        f.write(json.dumps({"workload": w["workload"], **row}, ensure_ascii=False) + "\n")
+            err.print(f"wrote {write} and {cases}", markup=False)
         if self.as_json:
-            print(text)
+            print(json.dumps(self.doc, indent=1, ensure_ascii=False, default=str))
 
 
 @contextmanager
@@ -215,6 +225,32 @@ def accuracy(report: Report, data_dir: Path, categories: tuple[str, ...], limit:
                               "entries": details}
 
 
+def hold_workloads(data_dir: Path | None, timing: Timing, limit: int, seed: int) -> list[tuple[str, list[Case]]]:
+    """The in-process workloads, small: what the hold experiment runs."""
+    from asyncfc_cli.bench import data
+    from asyncfc_cli.bench.workloads import bfcl_cases, dag_cases, multiturn_cases, nogain_cases
+
+    out: list[tuple[str, list[Case]]] = []
+    if data_dir is not None:
+        for category in data.SINGLE_TURN:
+            out.append((f"bfcl-{category}", bfcl_cases(data.load_single(data_dir, category, limit), timing,
+                                                      Latency.parse("lognormal:0.5,0.6"), seed)))
+        out.append(("bfcl-multi-turn", multiturn_cases(data_dir, timing, Latency.parse("lognormal:0.3,0.5"), seed)))
+    out.append(("dag w3 d3 f2", dag_cases(timing, 3, 3, 2, Latency.parse("lognormal:0.8,0.5"),
+                                          Latency.parse("uniform:0,30"), 0.3, list(range(seed, seed + 10)))))
+    out.append(("no-gain", nogain_cases(timing)))
+    return out
+
+
+def hold(report: Report, data_dir: Path | None, timing: Timing, graces: tuple[float | None, ...], limit: int,
+         seed: int) -> None:
+    from asyncfc_cli.bench.experiments import hold_experiment
+
+    rows = hold_experiment(hold_workloads(data_dir, timing, limit, seed), graces, progress=report.progress)
+    report.doc["hold"] = {"graces": ["auto" if g is None else g for g in graces], "rows": rows,
+                          **_timing_fields(timing)}
+
+
 def everything(report: Report, data_dir: Path | None, timing: Timing, seed: int, quick: bool, out: Path) -> None:
     """The whole suite in one invocation (``asyncfc bench all``)."""
     from asyncfc_cli.bench.data import SINGLE_TURN
@@ -233,6 +269,7 @@ def everything(report: Report, data_dir: Path | None, timing: Timing, seed: int,
         list(range(seed, seed + (3 if quick else 10))), "mock")
     nogain(report, modes, timing, (0.05, 0.3, 1.0), "mock")
     inspect(report, modes, timing, FIXTURE_REPO, 1 if quick else 3, "http")
+    hold(report, data_dir, timing, (0.0, 0.05, 1.0, None), 5 if quick else 20, seed)
     if quick:
         sweep(report, timing, (25.0, 100.0), (0.0, 0.5, 2.0), [0], out / "sweep.svg")
         overhead(report, (1, 10, 100, 1000), 2, out / "overhead.svg")
