@@ -17,7 +17,7 @@ import trio
 
 from asyncfc_cli import executor, futures
 from asyncfc_cli.executor import AsyncExecutor, CallRecord, Limits
-from asyncfc_cli.model import FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
+from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
 
 # How a run ended; the CLI maps these to exit codes.
@@ -256,6 +256,8 @@ async def _model_turn(
                         on_call(event)
                 elif isinstance(event, StreamDone):
                     done = event
+                elif isinstance(event, Decoding):
+                    trace.emit("model_progress", request=request, chunks=event.chunks)
                 elif isinstance(event, TextDelta):
                     pass
     except ModelError as exc:

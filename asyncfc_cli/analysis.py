@@ -101,6 +101,7 @@ class ModelSpan:
     status: str | None = None  # model_end status; None while in flight
     tokens_in: int | None = None
     tokens_out: int | None = None
+    chunks: int | None = None  # streamed so far (model_progress), for a request in flight
     tool_calls: int | None = None
     finish_reason: str | None = None
     error: str | None = None
@@ -238,6 +239,8 @@ def build_run(events: Iterable[Event], now: float | None = None, live: bool = Fa
             models[int(ev["request"])] = ModelSpan(int(ev["request"]), t)
         elif kind == "model_first_token" and ev.get("request") in models:
             models[ev["request"]].first_token = t
+        elif kind == "model_progress" and ev.get("request") in models:
+            models[ev["request"]].chunks = ev.get("chunks")
         elif kind == "model_end" and ev.get("request") in models:
             span = models[ev["request"]]
             span.end, span.status = t, str(ev.get("status", "ok"))

@@ -61,6 +61,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """Progress: streamed chunks so far (about one token each), a few times a second."""
+
+    chunks: int
+
+
+@dataclass(frozen=True)
 class ToolCallReady:
     """A streamed tool call whose arguments are complete."""
 
@@ -79,7 +86,10 @@ class StreamDone:
     completion_tokens: int
 
 
-ModelEvent = FirstToken | TextDelta | ToolCallReady | StreamDone
+ModelEvent = FirstToken | TextDelta | Decoding | ToolCallReady | StreamDone
+
+
+PROGRESS_INTERVAL = 0.25  # seconds between Decoding events: enough for a 10 Hz display
 
 
 class ModelError(Exception):
@@ -386,6 +396,7 @@ class LiteLLMClient:
         finish_reason: str | None = None
         usage: Any = None
         first = True
+        chunks, next_progress = 0, trio.current_time() + PROGRESS_INTERVAL
         try:
             async with receive:
                 async for kind, value in receive:
@@ -401,9 +412,14 @@ class LiteLLMClient:
                         text = _get(delta, "content") if delta is not None else None
                         fragments = (_get(delta, "tool_calls") if delta is not None else None) or []
                         thinking = _get(delta, "reasoning_content") if delta is not None else None
-                        if first and (text or fragments or thinking):
-                            first = False
-                            yield FirstToken()
+                        if text or fragments or thinking:
+                            chunks += 1
+                            if first:
+                                first = False
+                                yield FirstToken()
+                            elif trio.current_time() >= next_progress:
+                                next_progress = trio.current_time() + PROGRESS_INTERVAL
+                                yield Decoding(chunks)
                         if text:
                             content.append(text)
                             yield TextDelta(text)

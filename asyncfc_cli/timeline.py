@@ -269,6 +269,8 @@ class Timeline:
         current = run.models[-1] if run.models and run.models[-1].end is None else None
         if current is not None and run.live:
             phase = "decode" if current.first_token is not None else "ttft"
+            if current.chunks and current.first_token is not None:
+                phase = f"{current.chunks}tok"  # tokens so far (streamed chunks, ~1 token each)
             info = Text(f"#{current.request} {phase}", style=GREEN)
         elif current is not None:
             info = Text(f"#{current.request} ?", style=GREY)

@@ -12,6 +12,7 @@ Event types (fields beyond ``type`` and ``t``):
                       spec_digest, tools
 ``model_begin``       request, messages
 ``model_first_token`` request
+``model_progress``    request, chunks (streamed so far, ~1 token each; every 0.25 s)
 ``call_ready``        request, call_id, tool, args_digest     (arguments complete in the stream)
 ``model_end``         request, status (ok|error|cancelled), ttft, tokens_in, tokens_out,
                       finish_reason, tool_calls, error?
