@@ -161,6 +161,12 @@ def loop_once(n: int, mode: str) -> tuple[float, float, list[float]]:
     return record.wall / n, (record.wall - model.model_seconds) / n, record.overhead
 
 
+def _quantile(values: list[float], q: float) -> float:
+    from asyncfc_cli.bench.runner import _quantile as quantile
+
+    return quantile(values, q)
+
+
 def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
                       modes: tuple[str, ...] = ("sync", "parallel", "async"),
                       progress: Any = None) -> list[dict[str, Any]]:
@@ -180,7 +186,7 @@ def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
                 "loop_ms_per_call": round(statistics.median(w for w, _, _ in loops) * 1000, 5),
                 "loop_without_model_ms_per_call": round(statistics.median(w for _, w, _ in loops) * 1000, 5),
                 "dispatch_ms_median": round(statistics.median(dispatch) * 1000, 5) if dispatch else None,
-                "dispatch_ms_p90": round(sorted(dispatch)[int(0.9 * (len(dispatch) - 1))] * 1000, 5) if dispatch else None,
+                "dispatch_ms_p90": round(_quantile(sorted(dispatch), 0.9) * 1000, 5) if dispatch else None,
             }
             rows.append(row)
             if progress:

@@ -122,9 +122,9 @@ class Probe:
 
         return dataclasses.replace(tool, runner=runner)
 
-    def overheads(self, mode: str, calls: list[Any], ordered: set[str]) -> list[float]:
-        """Seconds of executor overhead for each call that ran (see the module docstring)."""
-        out: list[float] = []
+    def overheads(self, mode: str, calls: list[Any], ordered: set[str]) -> list[tuple[str, float]]:
+        """(call id, seconds of executor overhead) for each call that ran (see the module docstring)."""
+        out: list[tuple[str, float]] = []
         future_of = {e["call_id"]: e for e in self.created}
         previous_ordered: dict[str, str] = {}
         last = None
@@ -164,7 +164,7 @@ class Probe:
             # charged from the later of its release and the previous dispatch.
             at = bisect.bisect_left(entries, self.entry[cid])
             start = max([*ready, *entries[at - 1:at]])
-            out.append(max(0.0, self.entry[cid] - start) + max(0.0, done - self.exit[cid]))
+            out.append((cid, max(0.0, self.entry[cid] - start) + max(0.0, done - self.exit[cid])))
         return out
 
     def durations(self) -> dict[str, float]:
@@ -189,6 +189,7 @@ class RunRecord:
     events: list[dict[str, Any]]
     overhead: list[float]
     durations: dict[str, float]  # call id -> real seconds inside the tool
+    overhead_last: list[float] = field(default_factory=list)  # calls whose arguments completed last in a response
     state: Any = None
     correct: bool | None = None
     reason: str = ""
@@ -317,11 +318,17 @@ def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0
 
     transport.run_trio(main)
     result = out["result"]
+    overheads = probe.overheads(mode, result.calls, ordered)
+    last_ready: dict[Any, str] = {}
+    for event in out["events"]:
+        if event["type"] == "call_ready":
+            last_ready[event["request"]] = event["call_id"]
+    last = set(last_ready.values())
     return RunRecord(
         case=case.id, mode=mode, status=result.status, wall=result.wall, requests=result.requests,
         tokens_in=result.tokens_in, tokens_out=result.tokens_out, answer=result.answer, error=result.error,
-        calls=result.calls, events=out["events"], overhead=probe.overheads(mode, result.calls, ordered),
-        durations=probe.durations(), state=setup.state,
+        calls=result.calls, events=out["events"], overhead=[o for _, o in overheads],
+        overhead_last=[o for cid, o in overheads if cid in last], durations=probe.durations(), state=setup.state,
     )
 
 
@@ -449,6 +456,9 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
             "tokens_out": stats([r.tokens_out for _, r in ok]),
             "extra_vs_sync": {"requests": stats(extra_req), "tokens_in": stats(extra_in), "tokens_out": stats(extra_out)},
             "overhead_ms": stats([o * 1000 for o in overhead]),
+            # Calls whose arguments completed last in their response start only once the
+            # loop yields, after building the next request: shown apart.
+            "overhead_last_in_response_ms": stats([o * 1000 for _, r in ok for o in r.overhead_last]),
             "overlap": stats([r.overlap() for _, r in ok]),
             "failures": [f"{c.case.id}: {r.reason}" for c, r in recs if not r.correct][:5],
         }

@@ -247,7 +247,7 @@ def hold(report: Report, data_dir: Path | None, timing: Timing, graces: tuple[fl
     from asyncfc_cli.bench.experiments import hold_experiment
 
     rows = hold_experiment(hold_workloads(data_dir, timing, limit, seed), graces, progress=report.progress)
-    report.doc["hold"] = {"graces": ["auto" if g is None else g for g in graces], "rows": rows,
+    report.doc["hold"] = {"graces": ["adaptive" if g is None else g for g in graces], "rows": rows,
                           **_timing_fields(timing)}
 
 
