@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 from typer.testing import CliRunner
 
 from asyncfc_cli.bench import checker, fs
