@@ -199,9 +199,29 @@ async def run_sync(records: list[CallRecord], tools: dict[str, Any], limits: Lim
 
 
 async def run_parallel(records: list[CallRecord], tools: dict[str, Any], limits: Limits, trace: Trace) -> None:
+    """All calls at once, except that ``ordered`` tools keep message order."""
+    previous: trio.Event | None = None
     async with trio.open_nursery() as nursery:
         for record in records:
-            nursery.start_soon(run_call, record, tools, limits, trace)
+            tool = tools.get(record.tool)
+            if tool is not None and getattr(tool, "ordered", False):
+                done = trio.Event()
+                nursery.start_soon(_after, previous, done, record, tools, limits, trace)
+                previous = done
+            else:
+                nursery.start_soon(run_call, record, tools, limits, trace)
+
+
+async def _after(
+    previous: trio.Event | None, done: trio.Event, record: CallRecord, tools: dict[str, Any], limits: Limits,
+    trace: Trace,
+) -> None:
+    try:
+        if previous is not None:
+            await previous.wait()
+        await run_call(record, tools, limits, trace)
+    finally:
+        done.set()
 
 
 class AsyncExecutor:

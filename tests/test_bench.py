@@ -270,10 +270,7 @@ def test_order_check_catches_a_reordered_session():
     assert not ok and "order broken at call 1" in why
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "executor: parallel mode runs every call of a message at once and ignores `ordered`, so a "
-    "stateful session's cd and grep race (bench: bfcl-multi-turn parallel is correct on few sessions); "
-    "run_parallel could chain ordered calls in message order, as async mode does"))
+# Parallel mode chains ordered calls in message order (bench found the race).
 def test_parallel_mode_keeps_the_order_of_ordered_tools():
     from asyncfc_cli.bench.workloads import Case, Setup, _fs_tool, FsState
 
