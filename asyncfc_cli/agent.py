@@ -51,6 +51,7 @@ class RunResult:
     tokens_out: int = 0
     wall: float = 0.0
     messages: list[dict[str, Any]] = field(default_factory=list)
+    last_ttft: float | None = None  # of the latest request: what one more round trip costs at least
 
 
 def is_interrupt(exc: BaseException) -> bool:
@@ -211,6 +212,7 @@ async def _async_turns(
         done = await _model_turn(client, messages, schemas, trace, result, on_call)
         messages.append(assistant_message(done))
         if done.tool_calls:
+            await ex.hold([records[c.id] for c in done.tool_calls if c.id in records], result.last_ttft)
             # Handles (or fast results) first, so nothing waits on a wait.
             replies = {c.id: ex.tool_message(records[c.id]) for c in done.tool_calls if c.id in records}
             for call in done.tool_calls:
@@ -277,6 +279,8 @@ async def _model_turn(
             fields["error"] = error
         trace.emit("model_end", request=request, status=status,
                    ttft=None if ttft is None else round(ttft, 6), **fields)
+        if ttft is not None:
+            result.last_ttft = ttft
     if done is None:
         raise ModelError("the stream ended without a final chunk")
     return done

@@ -314,6 +314,42 @@ class AsyncExecutor:
 
     # -- what the model sees --------------------------------------------------------
 
+    async def hold(self, records: list[CallRecord], budget: float | None) -> None:
+        """Hold the next request briefly when this response's calls are about to finish.
+
+        A pending handle costs the model at least one more round trip (time
+        to first token again) to get the value. When every call still running
+        is expected to end within that cost, judged from how long the same
+        tool took earlier in this run, waiting for it is cheaper, and its
+        value goes back directly. Never longer than ``budget``; a tool with
+        no history is not waited for.
+        """
+        await trio.lowlevel.checkpoint()  # calls started at the end of the stream get to run
+        futures = [self._by_call[r.call_id] for r in records]
+        pending = [f for f in futures if not f.done]
+        if not pending or not budget:
+            return
+        expected = [self._expected_remaining(f) for f in pending]
+        if any(e is None for e in expected) or max(expected) > budget:  # type: ignore[type-var]
+            return
+        begin = self.trace.now()
+        with trio.move_on_after(budget):
+            for future in pending:
+                await future.resolved.wait()
+        self.trace.emit("hold", futures=[f.id for f in pending], expected=round(max(expected), 6),
+                        held=round(self.trace.now() - begin, 6), budget=round(budget, 6))
+
+    def _expected_remaining(self, future: Future) -> float | None:
+        past = sorted(
+            f.record.duration for f in self.futures.values()
+            if f.tool == future.tool and f.done and f.state == "ok" and f.record.duration is not None
+        )
+        if not past:
+            return None
+        started = future.record.start
+        elapsed = 0.0 if started is None else self.trace.now() - started
+        return max(past[len(past) // 2] - elapsed, 0.0)
+
     def tool_message(self, record: CallRecord) -> dict[str, Any]:
         """The result itself if the call already finished, else a pending handle."""
         future = self._by_call[record.call_id]

@@ -32,6 +32,8 @@ Async mode adds:
 ``wait_end``          call_id, ready, pending
 ``delivery``          futures, via (result: in its own tool message | wait | message)
 ``finish_held``       outstanding                             (an answer was held, see futures.py)
+``hold``              futures, expected, held, budget         (the next request waited for calls
+                                                               about to finish, see AsyncExecutor.hold)
 
 Secrets are removed from every line before it is written (:func:`Trace.emit`).
 """

@@ -294,3 +294,24 @@ def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
         'agent = "a"\nprompt = "p"\n[sim]\n[sim.final]\nanswer = "x"\n')
     from asyncfc_cli.runner import agent_run
     assert agent_run(spec.resolve_run(tmp_path / "task.toml")).futures_instruction == "Handles are futures."
+
+
+def test_a_call_about_to_finish_is_waited_for_instead_of_handed_back():
+    run = uuid.uuid4().hex[:8]
+    steps = [
+        {"id": "a", "tool": "work", "args": {"run": run, "key": "a", "latency": 0.1}},
+        {"id": "b", "tool": "work", "needs": ["a"], "args": {"run": run, "key": "b", "latency": 0.1}},
+        {"id": "c", "tool": "record", "needs": ["b"], "args": {"run": run, "key": "c", "latency": 0.1}},
+    ]
+    plan = SimPlan.model_validate({"decode_tps": 1000.0, "ttft": 0.5, "steps": steps,
+                                   "final": {"answer": "{a.key}{b.key}{c.key}"}})
+    result, events = run_plan(plan, "async")
+    assert result.answer == "abc"
+    via = {f: e["via"] for e in events if e["type"] == "delivery" for f in e["futures"]}
+    holds = [e for e in events if e["type"] == "hold"]
+    # f1: no history for `work` yet, so a handle; f2: `work` took 0.1 s before, less than a
+    # round trip (~0.5 s), so the request waited and the value went back directly; f3: a tool
+    # never seen before gets a handle again.
+    assert via["f1"] != "result" and via["f2"] == "result" and via["f3"] != "result"
+    assert [h["futures"] for h in holds] == [["f2"]]
+    assert holds[0]["held"] <= holds[0]["budget"]
