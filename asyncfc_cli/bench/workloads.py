@@ -37,7 +37,19 @@ from asyncfc_cli.bench.latency import Latency, seeded
 from asyncfc_cli.sim.plan import SimPlan
 from asyncfc_cli.tools import Tool, build_tool
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+def _project_root() -> Path:
+    """The checkout that holds benchmarks/: the current directory or a parent
+    of it, else the package's own parent (an editable install). A regular
+    install does not ship benchmarks/, so the package location alone is not
+    enough."""
+    cwd = Path.cwd()
+    for base in (cwd, *cwd.parents, Path(__file__).resolve().parents[2]):
+        if (base / "benchmarks" / "fixture_repo").is_dir():
+            return base
+    return cwd
+
+
+REPO_ROOT = _project_root()
 FIXTURE_REPO = REPO_ROOT / "benchmarks" / "fixture_repo"
 
 
