@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -102,6 +102,21 @@ def _data_dir(data: Optional[Path]) -> Path:
         return find_bfcl_dir(data)
     except DataNotFound as exc:
         raise _fail(str(exc)) from None
+
+
+def _optional_bfcl_dir(data: Path | None, report: Any) -> Path | None:
+    """The BFCL directory for commands that can run without it: an explicit
+    --data that is wrong is an error; data not found by default only skips
+    the BFCL workloads, with a note."""
+    from asyncfc_cli.bench.data import DataNotFound, find_bfcl_dir
+
+    try:
+        return find_bfcl_dir(data)
+    except DataNotFound as exc:
+        if data is not None:
+            raise _fail(str(exc)) from None
+        report.note(f"BFCL workloads skipped: {exc}")
+        return None
 
 
 def _transport_name(text: str) -> str:
@@ -305,16 +320,9 @@ def hold(
 ) -> None:
     """What-if: async mode holding the next request up to a grace period for calls about to finish."""
     from asyncfc_cli.bench import suite
-    from asyncfc_cli.bench.data import DataNotFound, find_bfcl_dir
 
     report = suite.Report(_command(ctx), as_json, quiet)
-    try:
-        data_dir = find_bfcl_dir(data)
-    except DataNotFound as exc:
-        if data is not None:
-            raise _fail(str(exc)) from None
-        data_dir = None
-        report.note(f"BFCL workloads skipped: {exc}")
+    data_dir = _optional_bfcl_dir(data, report)
     graces: list[float | None] = []
     for item in (g.strip() for g in grace.split(",") if g.strip()):
         graces.append(None if item == "auto" else _floats("--grace", item)[0])
@@ -335,17 +343,10 @@ def all_(
 ) -> None:
     """Every workload in sync, parallel and async, both sweeps and the charts, in one invocation."""
     from asyncfc_cli.bench import suite
-    from asyncfc_cli.bench.data import DataNotFound, find_bfcl_dir
     from asyncfc_cli.bench.workloads import REPO_ROOT
 
     report = suite.Report(_command(ctx), as_json, quiet)
-    try:
-        data_dir = find_bfcl_dir(data)
-    except DataNotFound as exc:
-        if data is not None:
-            raise _fail(str(exc)) from None
-        data_dir = None
-        report.note(f"BFCL workloads skipped: {exc}")
+    data_dir = _optional_bfcl_dir(data, report)
     target = out or REPO_ROOT / "benchmarks" / "results"
     suite.everything(report, data_dir, _timing(decode_tps, ttft, prefill_tps), seed, quick, target)
     report.finish(write=target / "results.json")
