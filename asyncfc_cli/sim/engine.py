@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -257,20 +257,32 @@ def _index(value: Any, key: str) -> Any:
     raise _Missing
 
 
-def substitute(value: Any, conv: Conversation) -> Any:
-    """Fill references in a JSON-like value with the results the sim has seen."""
+def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | None] | None = None) -> Any:
+    """Fill references in a JSON-like value with the results the sim has seen.
+
+    ``forward`` (async mode) may return the text to write instead of a
+    reference's value, e.g. ``"$f3.words"``; None means use the value.
+    """
     if isinstance(value, dict):
-        return {k: substitute(v, conv) for k, v in value.items()}
+        return {k: substitute(v, conv, forward) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, conv) for v in value]
+        return [substitute(v, conv, forward) for v in value]
     if not isinstance(value, str):
         return value
+
+    def fill(ref: Ref, as_text: bool) -> Any:
+        text = forward(ref) if forward is not None else None
+        if text is not None:
+            return text
+        found = resolve(ref, conv)
+        return _as_text(found) if as_text else found
+
     parts = parse_template(value)
     # A string that is one reference and nothing else passes the value through
     # with its JSON type, the way a model would copy a number or a list.
     if len(parts) == 1 and isinstance(parts[0], Ref):
-        return resolve(parts[0], conv)
-    return "".join(p if isinstance(p, str) else _as_text(resolve(p, conv)) for p in parts)
+        return fill(parts[0], as_text=False)
+    return "".join(p if isinstance(p, str) else fill(p, as_text=True) for p in parts)
 
 
 def _as_text(value: Any) -> str:
@@ -476,28 +488,7 @@ def _forwarding_call(step: SimStep, conv: Conversation, rng: random.Random,
             future = "f999"
         return "$" + ".".join((future, *ref.path))
 
-    def fill(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if not isinstance(value, str):
-            return value
-        parts = parse_template(value)
-        if len(parts) == 1 and isinstance(parts[0], Ref):
-            text = ref_text(parts[0])
-            return text if text is not None else resolve(parts[0], conv)
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                text = ref_text(part)
-                out.append(text if text is not None else _as_text(resolve(part, conv)))
-        return "".join(out)
-
-    call_id = f"{CALL_PREFIX}{step.id}_{rng.getrandbits(24):06x}"
-    return Call(call_id, step.tool, json.dumps(fill(step.args), ensure_ascii=False))
+    return _call(step, conv, rng, forward=ref_text)
 
 
 def _ready_steps(plan: SimPlan, conv: Conversation) -> list[SimStep]:
@@ -510,9 +501,10 @@ def _ready_steps(plan: SimPlan, conv: Conversation) -> list[SimStep]:
     return ready
 
 
-def _call(step: SimStep, conv: Conversation, rng: random.Random) -> Call:
+def _call(step: SimStep, conv: Conversation, rng: random.Random,
+          forward: Callable[[Ref], str | None] | None = None) -> Call:
     call_id = f"{CALL_PREFIX}{step.id}_{rng.getrandbits(24):06x}"
-    args = substitute(step.args, conv)
+    args = substitute(step.args, conv, forward)
     return Call(call_id, step.tool, json.dumps(args, ensure_ascii=False))
 
 
