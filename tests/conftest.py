@@ -174,6 +174,14 @@ def client_for(base_url: str, **config: Any) -> Iterator[Any]:
         yield LiteLLMClient(ModelConfig(api_base=base_url, **config), loop_thread, on_retry=on_retry)
 
 
+def process_gone(pid: int) -> bool:
+    """True once a process has exited (a zombie counts: it runs nothing)."""
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

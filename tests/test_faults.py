@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import Reply, ScriptedServer, chunk, free_port, tool_call_stream
+from conftest import Reply, ScriptedServer, chunk, free_port, process_gone, tool_call_stream, wait_until
 
 FAULTS = Path(__file__).parent / "data" / "faults"
 DATA = Path(__file__).parent / "data"
@@ -39,13 +39,6 @@ def run_json(tmp_path, task: Path, *extra: str, env: dict[str, str] | None = Non
     result = asyncfc("run", str(task), "--json", "--trace", str(trace), *extra, env=env)
     report = json.loads(result.stdout) if result.stdout.strip() else None
     return result, report, trace
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
 
 
 # --- tools ---------------------------------------------------------------------------
@@ -71,10 +64,7 @@ def test_failing_hanging_and_flooding_tools_become_errors_the_model_sees(tmp_pat
     assert len(big["content"]) < 1100 and "199000 more characters cut" in big["content"]
     # The command tool's process and its child were killed.
     parent, child = map(int, pidfile.read_text().split())
-    deadline = time.monotonic() + 5
-    while not (_gone(parent) and _gone(child)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(parent) and _gone(child)
+    assert wait_until(lambda: process_gone(parent) and process_gone(child), 5)
     data = read_trace(trace)
     assert data.summary["status"] == "ok" and not data.truncated
 
@@ -206,24 +196,24 @@ def _wait_for_tool(tmp_path, proc) -> int:
     return int(pidfile.read_text())
 
 
-def test_sigterm_cancels_everything_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_cancels_everything_and_exits_130(tmp_path, signum):
     trace = tmp_path / "t.jsonl"
     proc = _start(tmp_path, trace)
     try:
         tool = _wait_for_tool(tmp_path, proc)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        assert not process_gone(tool)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130
-    deadline = time.monotonic() + 5
-    while not _gone(tool) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(tool)
+    assert proc.returncode == 130, err
+    assert wait_until(lambda: process_gone(tool), 5), "the tool's process outlived the run"
     data = read_trace(trace)
     assert data.summary["status"] == "interrupted"
     assert [e["status"] for e in data.of_type("tool_end")] == ["cancelled"]
+    assert out.decode() == ""
 
 
 def test_sigkill_leaves_a_trace_that_reads_and_renders(tmp_path):
