@@ -149,9 +149,12 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> 
 
     timeout = tool.timeout if tool.timeout is not None else math.inf
     per_tool = limits.per_tool.get(record.tool)
+    # A borrower must be hashable and unique per call; the record (a dataclass
+    # compared by value) is neither.
+    borrower = object()
     async with limits.all:
         if per_tool is not None:
-            await per_tool.acquire_on_behalf_of(record)
+            await per_tool.acquire_on_behalf_of(borrower)
         try:
             # tool_begin marks when the tool really starts, after any queueing
             # for a concurrency slot, so tool time is execution time.
@@ -168,7 +171,7 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> 
                 record.status, record.error = "timeout", f"timed out after {tool.timeout:g}s"
         finally:
             if per_tool is not None:
-                per_tool.release_on_behalf_of(record)
+                per_tool.release_on_behalf_of(borrower)
 
 
 def _begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:

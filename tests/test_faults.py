@@ -236,3 +236,19 @@ def test_sigkill_leaves_a_trace_that_reads_and_renders(tmp_path):
     shown = asyncfc("trace", str(trace), "--width", "120")
     assert shown.exit_code == 0
     assert "hang" in shown.stdout
+
+
+@pytest.mark.parametrize("mode", ["sync", "parallel", "async"])
+def test_a_tool_max_concurrency_limits_running_calls_in_every_mode(tmp_path, mode):
+    # The README's agents.toml example sets max_concurrency on a tool; it once
+    # crashed every run because only the parser was tested.
+    result, report, trace = run_json(tmp_path, DATA / "limited.toml", "--mode", mode)
+    assert result.exit_code == 0, result.output
+    assert [c["status"] for c in report["tool_calls"]] == ["ok"] * 5
+    spans = read_trace(trace).spans("tool")
+    edges = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans], key=lambda e: (e[0], e[1]))
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak == (1 if mode == "sync" else 2)
