@@ -50,7 +50,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
+    # A spec error may quote a value that came from the environment.
+    from asyncfc_cli.redaction import Redactor, env_secrets
+
+    err.print(f"[red]error:[/] {escape(Redactor(env_secrets()).text(message))}")
     return typer.Exit(code)
 
 
@@ -145,19 +148,18 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED)
 
     result = outcome.result
+    redact = outcome.redactor
     failures = unmet(run_spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
     code = EXIT_OK if result.status == "ok" else EXIT_FAILED
     if code == EXIT_OK and failures:
         code = EXIT_EXPECT
     if as_json:
-        print(json.dumps(_json_report(run_spec, outcome, failures, code), ensure_ascii=False))
+        print(json.dumps(redact.value(_json_report(run_spec, outcome, failures, code)), ensure_ascii=False))
     else:
         if result.answer is not None:
-            print(result.answer)
-        if not quiet:
-            _print_footer(result, failures, trace_path)
-        elif result.status != "ok" or failures:
-            _print_footer(result, failures, trace_path)
+            print(redact.text(result.answer))
+        if not quiet or result.status != "ok" or failures:
+            _print_footer(result, [redact.text(f) for f in failures], trace_path, redact)
     raise typer.Exit(code)
 
 
@@ -183,12 +185,12 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _print_footer(result: Any, failures: list[str], trace_path: Path) -> None:
+def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: Any) -> None:
     if result.status == "ok":
         err.print(f"[green]done[/] in {result.wall:.2f}s · {len(result.calls)} tool calls · "
                   f"{result.requests} model requests · tokens {result.tokens_in} in / {result.tokens_out} out")
     else:
-        err.print(f"[red]{result.status}[/]: {escape(result.error or '')}")
+        err.print(f"[red]{result.status}[/]: {escape(redact.text(result.error or ''))}")
     for failure in failures:
         err.print(f"[red]expectation not met:[/] {escape(failure)}")
     err.print(f"[dim]trace: {trace_path}[/]")

@@ -180,7 +180,8 @@ def _begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
         call_id=record.call_id,
         tool=record.tool,
         args_digest=digest(record.raw_arguments),
-        args_summary=summarize_args(record.arguments if record.arguments is not None else record.raw_arguments),
+        args_summary=summarize_args(trace.redact(
+            record.arguments if record.arguments is not None else record.raw_arguments)),
         **fields,
     )
     record.start = trace.now()
@@ -190,7 +191,7 @@ def _finish(record: CallRecord, trace: Trace) -> None:
     record.end = trace.now()
     fields: dict[str, Any] = {"call_id": record.call_id, "tool": record.tool, "status": record.status}
     if record.error:
-        fields["error"] = record.error[:500]
+        fields["error"] = trace.redact(record.error)[:500]
     else:
         fields["result_chars"] = len(record.content())
     trace.emit("tool_end", **fields)

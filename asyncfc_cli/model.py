@@ -42,6 +42,8 @@ from typing import Any, Protocol
 
 import trio
 
+from asyncfc_cli.redaction import Redactor, run_secrets
+
 # Offline by default: without this, importing litellm tries to download its
 # cost map and leaves a retrying thread that prints warnings.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -312,10 +314,14 @@ class LiteLLMClient:
         config: ModelConfig,
         loop_thread: AsyncioThread,
         on_retry: Callable[[int, str], None] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.config = config
         self._loop_thread = loop_thread
         self._on_retry = on_retry
+        # The run passes its own (every secret it knows); alone, the client
+        # still knows its key, its params' credentials and the environment's.
+        self.redactor = redactor or Redactor(run_secrets(config))
         self._litellm = import_litellm()
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
@@ -334,11 +340,11 @@ class LiteLLMClient:
                 # Tool calls already handed out may be running; replaying the
                 # request would issue them twice, so only a clean failure retries.
                 if emitted_calls or not is_transient(exc) or attempt >= self.config.retries:
-                    raise ModelError(describe_error(exc, self.config)) from None
+                    raise ModelError(describe_error(exc, self.redactor)) from None
                 attempt += 1
                 delay = self.config.backoff * (2 ** (attempt - 1)) * (1 + random.random() / 4)
                 if self._on_retry:
-                    self._on_retry(attempt, describe_error(exc, self.config))
+                    self._on_retry(attempt, describe_error(exc, self.redactor))
                 await trio.sleep(delay)
 
     async def _stream_once(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
@@ -443,17 +449,10 @@ class LiteLLMClient:
         )
 
 
-def describe_error(exc: BaseException, config: ModelConfig) -> str:
-    """A one-line message for a model failure, with any secret removed."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    text = " ".join(text.split())
+def describe_error(exc: BaseException, redactor: Redactor) -> str:
+    """A one-line message for a model failure, with every secret removed
+    before it is cut (a key across the cut would leak in part)."""
+    text = redactor.text(" ".join(f"{type(exc).__name__}: {exc}".split()))
     if len(text) > 400:
         text = text[:400] + "..."
-    return redact(text, [config.api_key])
-
-
-def redact(text: str, secrets: list[str | None]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
     return text

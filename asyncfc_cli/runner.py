@@ -18,6 +18,7 @@ import trio
 
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
+from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
@@ -30,6 +31,7 @@ class RunOutcome:
     trace_path: Path
     run_id: str
     trace: Trace
+    redactor: Redactor  # every secret the run knew: the CLI's outputs go through it too
 
 
 def open_trace_file(path: Path) -> TraceWriter:
@@ -75,7 +77,8 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     """
     run_id = run_id or new_run_id()
     import_litellm()  # seconds of import: before the run's clock starts
-    trace = Trace(secrets=[spec.model.api_key])
+    redactor = Redactor(run_secrets(spec.model, spec.tools))
+    trace = Trace(redactor=redactor)
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)
     outcome: list[RunOutcome] = []
@@ -102,7 +105,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
                 trace.emit("retry", request=request, attempt=attempt, error=error)
 
-            client = LiteLLMClient(config, loop_thread, on_retry=on_retry)
+            client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor)
 
             interrupted: list[int] = []
 
@@ -110,7 +113,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
                     result = await run_agent(agent_run(spec), client, trace)
-                    outcome.append(RunOutcome(result, writer.path, run_id, trace))
+                    outcome.append(RunOutcome(result, writer.path, run_id, trace, redactor))
                     nursery.cancel_scope.cancel()
 
             try:

@@ -50,6 +50,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from asyncfc_cli.redaction import Redactor
+
 TRACE_VERSION = 1
 DEFAULT_DIR = Path(".asyncfc") / "runs"
 
@@ -80,37 +82,30 @@ class Trace:
     live timeline) are others, so renderers see exactly what the file holds.
     """
 
-    def __init__(self, secrets: Iterable[str | None] = (), clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, secrets: Iterable[str | None] = (), clock: Callable[[], float] = time.monotonic,
+                 redactor: Redactor | None = None) -> None:
         # Tests pass trio.current_time so MockClock runs have exact timestamps.
         self.clock = clock
         self.t0 = clock()
         self.sinks: list[Sink] = []
         self.events: list[Event] = []
-        self._secrets = [s for s in secrets if s and len(s) >= 4]
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.redactor.add(secrets)
 
     def now(self) -> float:
         return self.clock() - self.t0
 
+    def redact(self, value: Any) -> Any:
+        """``value`` with the run's secrets masked: for callers that cut text
+        before emitting it (a cut secret would no longer match)."""
+        return self.redactor.value(value)
+
     def emit(self, type: str, **fields: Any) -> Event:
-        event: Event = {"type": type, "t": round(self.now(), 6), **fields}
-        if self._secrets:
-            event = _scrub(event, self._secrets)
+        event: Event = self.redactor.value({"type": type, "t": round(self.now(), 6), **fields})
         self.events.append(event)
         for sink in self.sinks:
             sink(event)
         return event
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    return value
 
 
 class TraceWriter:

@@ -252,3 +252,63 @@ def test_a_tool_max_concurrency_limits_running_calls_in_every_mode(tmp_path, mod
         running += step
         peak = max(peak, running)
     assert peak == (1 if mode == "sync" else 2)
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+SECRETS = Path(__file__).parent / "data" / "secrets"
+ENV_KEY = "sk-Qv7Xe2Lr9Tz4Wm8Kp3Hd"
+HEADER_SECRET = "hdr-5Nc8Yb1Gf6Uj0Rs"
+
+
+def _leaks(text: str, secret: str) -> list[str]:
+    """Every 8-character piece of ``secret`` found in ``text``: a key cut in half still leaks."""
+    return sorted({secret[i:i + 8] for i in range(len(secret) - 7) if secret[i:i + 8] in text})
+
+
+def _echo_credentials(request):
+    key = request["headers"].get("authorization", "").removeprefix("Bearer ")
+    header = request["headers"].get("x-team-credential", "")
+    if len([m for m in request["body"]["messages"] if m["role"] == "assistant"]) == 0:
+        # The model quotes the credentials as arguments, then forwards a result that holds one.
+        return Reply(chunks=tool_call_stream([
+            ("call_1", "echo", json.dumps({"text": f"key {key} header {header}"})),
+            ("call_2", "echo", json.dumps({"text": "$f1"})),
+        ]))
+    return Reply(chunks=[chunk({"role": "assistant", "content": ""}),
+                         chunk({"content": f"Your key is {key} and your header is {header}."}), chunk({}, "stop")])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_secrets_the_run_knows_never_reach_any_output(tmp_path, mode):
+    # OPENAI_API_KEY is read by LiteLLM from the environment (the README's flow),
+    # the header credential sits in params.extra_headers; an endpoint echoes both
+    # into tool arguments, a forwarded result and the answer.
+    with ScriptedServer([_echo_credentials]) as server:
+        env = {"OPENAI_API_KEY": ENV_KEY, "ASYNCFC_TEST_API_BASE": server.base_url,
+               "ASYNCFC_TEST_HEADER": HEADER_SECRET}
+        result, report, trace = run_json(tmp_path, SECRETS / "leak.toml", "--mode", mode, env=env)
+        plain = asyncfc("run", str(SECRETS / "leak.toml"), "--mode", mode, "--trace", str(tmp_path / "p.jsonl"),
+                        env=env)
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {ENV_KEY}"  # both were sent...
+    assert server.requests[0]["headers"]["x-team-credential"] == HEADER_SECRET
+    assert result.exit_code == 0 and plain.exit_code == 0, result.output
+    assert "Your key is *** and your header is ***." in report["answer"]
+    assert any(m.get("content") == "key *** header ***" for m in report["messages"])
+    everything = (result.stdout + result.stderr + trace.read_text() + plain.stdout + plain.stderr
+                  + (tmp_path / "p.jsonl").read_text())
+    assert _leaks(everything, ENV_KEY) == [] and _leaks(everything, HEADER_SECRET) == []  # ...and never shown
+
+
+def test_a_secret_across_the_error_cut_is_redacted_before_the_cut(tmp_path):
+    # The message is cut at 400 characters; the key straddles the cut.
+    def quote_key(request):
+        key = request["headers"].get("authorization", "").removeprefix("Bearer ")
+        return Reply.error(401, "x" * 380 + f" invalid key {key}")
+
+    with ScriptedServer([quote_key]) as server:
+        env = {"OPENAI_API_KEY": ENV_KEY, "ASYNCFC_TEST_API_BASE": server.base_url}
+        result, report, trace = run_json(tmp_path, SECRETS / "leak.toml", env=env)
+    assert result.exit_code == 1 and report["error"].startswith("model error:")
+    everything = result.stdout + result.stderr + trace.read_text()
+    assert _leaks(everything, ENV_KEY) == []
