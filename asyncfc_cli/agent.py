@@ -8,15 +8,15 @@ hands calls to the executor and reports everything as trace events.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from asyncfc_cli import executor, futures
-from asyncfc_cli.executor import AsyncExecutor, CallRecord, Limits
+from asyncfc_cli import futures
+from asyncfc_cli.executor import CallRecord, Limits, ParallelScheduler, Scheduler, SyncScheduler
+from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
 
@@ -37,6 +37,8 @@ class AgentRun:
     max_concurrency: int
     futures_instruction: str | None = None  # None: futures.INSTRUCTION
     max_result_chars: int | None = None  # longest tool result text the model is shown
+    latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
+    hold: str | float = "latency"  # async: the hold policy (futures.AsyncScheduler); benchmarks vary it
 
 
 @dataclass
@@ -51,7 +53,6 @@ class RunResult:
     tokens_out: int = 0
     wall: float = 0.0
     messages: list[dict[str, Any]] = field(default_factory=list)
-    last_ttft: float | None = None  # of the latest request: what one more round trip costs at least
 
 
 def is_interrupt(exc: BaseException) -> bool:
@@ -61,12 +62,20 @@ def is_interrupt(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))
 
 
-def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    system = run.instructions.strip()
+def scheduler_for(run: AgentRun, limits: Limits, trace: Trace, cost: RequestCost) -> Scheduler:
     if run.mode == "async":
+        return futures.AsyncScheduler(run.tools, limits, trace, run.latency or LatencyBook.for_tools(run.tools),
+                                      cost, run.futures_instruction, run.hold)
+    if run.mode == "parallel":
+        return ParallelScheduler(run.tools, limits, trace)
+    return SyncScheduler(run.tools, limits, trace)
+
+
+def initial_messages(run: AgentRun, instruction: str | None = None) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if instruction is None and run.mode == "async":
         instruction = futures.INSTRUCTION if run.futures_instruction is None else run.futures_instruction
-        system = "\n\n".join(p for p in (system, instruction.strip()) if p)
+    system = "\n\n".join(p for p in (run.instructions.strip(), (instruction or "").strip()) if p)
     if system:
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": run.prompt})
@@ -79,18 +88,16 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     A ``KeyboardInterrupt`` or outer cancellation still closes the trace with
     status ``interrupted`` before it propagates.
     """
-    result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
-    schemas = [tool.openai_schema() for tool in run.tools.values()]
-    if run.mode == "async":
-        schemas.append(futures.WAIT_SCHEMA)
     limits = Limits(run.tools, run.max_concurrency, run.max_result_chars)
+    cost = RequestCost()
+    scheduler = scheduler_for(run, limits, trace, cost)
+    result = RunResult(status=ERROR, answer=None, messages=initial_messages(run, scheduler.instruction))
+    result.calls = scheduler.records
+    schemas = [tool.openai_schema() for tool in (*run.tools.values(), *scheduler.extra_tools())]
     started = trace.now()
     try:
         with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
-            if run.mode == "async":
-                await _async_loop(run, client, trace, result, schemas, limits)
-            else:
-                await _loop(run, client, trace, result, schemas, limits)
+            await _loop(run, client, trace, result, schemas, scheduler, cost)
         if scope.cancelled_caught:
             result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
     except ModelError as exc:
@@ -103,6 +110,8 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
         raise
     finally:
         result.wall = trace.now() - started
+        if run.latency is not None:
+            run.latency.save()
         trace.emit(
             "summary",
             status=result.status,
@@ -118,29 +127,33 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     return result
 
 
-async def _loop(
-    run: AgentRun,
-    client: ModelClient,
-    trace: Trace,
-    result: RunResult,
-    schemas: list[dict],
-    limits: Limits,
-) -> None:
+async def _loop(run: AgentRun, client: ModelClient, trace: Trace, result: RunResult, schemas: list[dict],
+                scheduler: Scheduler, cost: RequestCost) -> None:
+    """The one agent loop: request, stream, calls back as tool messages, until an answer."""
     messages = result.messages
-    for _turn in range(run.max_turns):
-        result.turns += 1
-        done = await _model_turn(client, messages, schemas, trace, result)
-        messages.append(assistant_message(done))
-        if not done.tool_calls:
-            result.status, result.answer = OK, done.content
-            return
-        records = [executor.new_record(call, result.requests, limits.max_result_chars) for call in done.tool_calls]
-        result.calls.extend(records)
-        if run.mode == "parallel":
-            await executor.run_parallel(records, run.tools, limits, trace)
-        else:
-            await executor.run_sync(records, run.tools, limits, trace)
-        messages.extend(record.tool_message() for record in records)
+    model_error: ModelError | None = None
+    async with scheduler.running():
+        try:
+            for _turn in range(run.max_turns):
+                result.turns += 1
+                scheduler.before_request(messages)
+                done, cut = await _model_turn(client, messages, schemas, trace, result, scheduler, cost)
+                if cut:
+                    # An answer begun too early, stopped: the model never sees it.
+                    await scheduler.accept_answer(done, True, messages)
+                    continue
+                messages.append(assistant_message(done))
+                if done.tool_calls:
+                    messages.extend(await scheduler.after_response(done, result.requests))
+                    continue
+                if await scheduler.accept_answer(done, False, messages):
+                    result.status, result.answer = OK, done.content
+                    return
+        except ModelError as exc:
+            # Raised outside the scheduler's nursery, so callers see it, not an ExceptionGroup.
+            model_error = exc
+    if model_error is not None:
+        raise model_error
     result.status = MAX_TURNS
     result.error = f"no final answer after {run.max_turns} turns (max_turns)"
 
@@ -155,89 +168,16 @@ def assistant_message(done: StreamDone) -> dict[str, Any]:
     return message
 
 
-async def _async_loop(
-    run: AgentRun,
-    client: ModelClient,
-    trace: Trace,
-    result: RunResult,
-    schemas: list[dict],
-    limits: Limits,
-) -> None:
-    """Async mode: calls start mid-stream; the model waits only when it asks to.
-
-    The finish rule keeps accuracy equal to sync: an answer given while any
-    future is unresolved or unseen is held, the outcomes are delivered, and
-    the model gets one more turn to confirm or revise.
-    """
-    messages = result.messages
-    model_error: ModelError | None = None
-    async with trio.open_nursery() as nursery:
-        ex = AsyncExecutor(run.tools, limits, trace, nursery)
-        try:
-            answered = await _async_turns(run, client, trace, result, schemas, ex, messages)
-        except ModelError as exc:
-            # Raised outside the nursery, so callers see it, not an ExceptionGroup.
-            model_error, answered = exc, False
-        # Leaving the run cancels whatever is still running.
-        nursery.cancel_scope.cancel()
-    if model_error is not None:
-        raise model_error
-    if not answered:
-        result.status = MAX_TURNS
-        result.error = f"no final answer after {run.max_turns} turns (max_turns)"
-
-
-async def _async_turns(
-    run: AgentRun,
-    client: ModelClient,
-    trace: Trace,
-    result: RunResult,
-    schemas: list[dict],
-    ex: AsyncExecutor,
-    messages: list[dict[str, Any]],
-) -> bool:
-    """The turns of an async run; True once an answer is accepted."""
-    records: dict[str, CallRecord] = {}
-
-    def on_call(call: ToolCallReady) -> None:
-        if call.name != futures.WAIT_TOOL:
-            records[call.id] = ex.start(call, result.requests)
-            result.calls.append(records[call.id])
-
-    for _turn in range(run.max_turns):
-        result.turns += 1
-        resolved = ex.take_resolved("message")
-        if resolved:
-            messages.append(futures.delivery_message(resolved))
-        done = await _model_turn(client, messages, schemas, trace, result, on_call)
-        messages.append(assistant_message(done))
-        if done.tool_calls:
-            await ex.hold([records[c.id] for c in done.tool_calls if c.id in records], result.last_ttft)
-            # Handles (or fast results) first, so nothing waits on a wait.
-            replies = {c.id: ex.tool_message(records[c.id]) for c in done.tool_calls if c.id in records}
-            for call in done.tool_calls:
-                if call.id not in records:
-                    replies[call.id] = {"role": "tool", "tool_call_id": call.id, "content": await ex.wait(call)}
-            messages.extend(replies[c.id] for c in done.tool_calls)
-            continue
-        if ex.outstanding():
-            trace.emit("finish_held", outstanding=ex.outstanding())
-            await ex.settle()
-            messages.append(futures.delivery_message(ex.take_resolved("message"), finishing=True))
-            continue
-        result.status, result.answer = OK, done.content
-        return True
-    return False
-
-
 async def _model_turn(
     client: ModelClient,
     messages: list[dict[str, Any]],
     schemas: list[dict],
     trace: Trace,
     result: RunResult,
-    on_call: Callable[[ToolCallReady], None] | None = None,
-) -> StreamDone:
+    scheduler: Scheduler,
+    cost: RequestCost,
+) -> tuple[StreamDone, bool]:
+    """One streamed request; returns its final chunk and whether it was cut short."""
     result.requests += 1
     request = result.requests
     trace.emit("model_begin", request=request, messages=len(messages))
@@ -245,6 +185,9 @@ async def _model_turn(
     ttft: float | None = None
     done: StreamDone | None = None
     status, error = "ok", None
+    content: list[str] = []
+    chars = calls = 0
+    cut = False
     try:
         async with aclosing(client.stream(list(messages), schemas)) as stream:
             async for event in stream:
@@ -252,16 +195,20 @@ async def _model_turn(
                     ttft = trace.now() - begin
                     trace.emit("model_first_token", request=request)
                 elif isinstance(event, ToolCallReady):
+                    calls += 1
                     trace.emit("call_ready", request=request, call_id=event.id, tool=event.name,
                                args_digest=digest(event.arguments))
-                    if on_call is not None:
-                        on_call(event)
+                    scheduler.on_call_ready(event, request)
                 elif isinstance(event, StreamDone):
                     done = event
                 elif isinstance(event, Decoding):
                     trace.emit("model_progress", request=request, chunks=event.chunks)
                 elif isinstance(event, TextDelta):
-                    pass
+                    content.append(event.text)
+                    chars += len(event.text)
+                    if scheduler.wants_cut(chars, calls):
+                        cut = True
+                        break
     except ModelError as exc:
         status, error = "error", str(exc)
         raise
@@ -275,12 +222,18 @@ async def _model_turn(
             result.tokens_out += done.completion_tokens
             fields = dict(tokens_in=done.prompt_tokens, tokens_out=done.completion_tokens,
                           finish_reason=done.finish_reason, tool_calls=len(done.tool_calls))
+            if ttft is not None:
+                cost.observe(ttft, trace.now() - begin - ttft, done.completion_tokens)
+        elif cut:
+            status = "cut"
+            fields = dict(chars=chars)
         if error:
             fields["error"] = error
         trace.emit("model_end", request=request, status=status,
                    ttft=None if ttft is None else round(ttft, 6), **fields)
-        if ttft is not None:
-            result.last_ttft = ttft
+    if cut:
+        return StreamDone(None, "".join(content), [], 0, 0), True
     if done is None:
         raise ModelError("the stream ended without a final chunk")
-    return done
+    return done, False
+

@@ -1,76 +1,100 @@
-"""Running tool calls: one place that runs a call, with policies layered on top.
+"""Running tool calls: one record per call, one place that runs it, modes as schedulers.
 
-:func:`run_call` is the only code that invokes a tool. It parses arguments,
-applies the global and per-tool concurrency limits and the per-tool timeout,
-turns every failure into an error result the model will see, and writes the
-``tool_begin``/``tool_end`` events. The modes differ only in *when* they
-call it:
+:class:`CallRecord` is everything known about one call, from the moment its
+arguments completed in the stream to its outcome and how the model saw it.
+:func:`run_call` is the only code that invokes a tool: it applies the global
+and per-tool concurrency limits and the per-tool timeout, turns every
+failure into an error result the model will see, and writes the
+``tool_begin``/``tool_end`` events.
 
-``sync``      one call after another, in the order the model wrote them;
-``parallel``  all calls of one assistant message at once, the model waits for all;
-``async``     each call as soon as its arguments are complete in the stream,
-              as a future (:class:`AsyncExecutor`; protocol in ``futures.py``).
+The agent loop (:mod:`asyncfc_cli.agent`) is the same for every mode; what
+differs is a :class:`Scheduler`, which the loop asks at four points:
+
+``on_call_ready``   a call's arguments are complete in the stream
+``after_response``  the response ended with calls: what goes back as tool messages
+``before_request``  anything to add to the conversation before the next request
+``accept_answer``   the response is an answer: accept it, or take another turn
+
+``sync`` (:class:`SyncScheduler`) runs a response's calls one after another
+once it has ended; ``parallel`` (:class:`ParallelScheduler`) runs them all at
+once (``ordered`` tools keep message order); ``async``
+(:class:`asyncfc_cli.futures.AsyncScheduler`) starts each as a future the
+moment it is ready.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from asyncfc_cli.futures import Future, PathError, find_references, handle, parse_future_id, substitute
-from asyncfc_cli.model import ToolCallReady
+from asyncfc_cli.model import StreamDone, ToolCallReady
 from asyncfc_cli.trace import Trace, digest, summarize_args
 
+CANCELLED = "cancelled: the run ended before the call finished"
 
-@dataclass
+
+@dataclass(eq=False)
 class CallRecord:
-    """One tool call from request to result."""
+    """One tool call from the stream to its outcome (compared by identity)."""
 
     call_id: str
     tool: str
     raw_arguments: str
     request: int
-    arguments: Any = None  # parsed JSON, None when malformed
-    status: str = "pending"  # ok | error | timeout | cancelled
+    arguments: Any = None  # parsed JSON, None when malformed; async: inputs substituted once bound
+    # pending -> (waiting: for inputs, async) -> running -> ok | error | timeout | cancelled
+    status: str = "pending"
     value: Any = None
     error: str | None = None
     start: float | None = None
     end: float | None = None
     max_chars: int | None = None  # longest result text the model is shown
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Async mode: the future this call is, the futures it reads, and how the
+    # model got its outcome (result | wait | message), so it gets it exactly once.
+    future: str | None = None
+    deps: list[str] = field(default_factory=list)
+    delivered: str | None = None
+    resolved: trio.Event = field(default_factory=trio.Event)
 
     @property
     def duration(self) -> float | None:
         return None if self.start is None or self.end is None else self.end - self.start
+
+    @property
+    def done(self) -> bool:
+        return self.resolved.is_set()
 
     def tool_message(self) -> dict[str, Any]:
         """The chat message that returns this call's outcome to the model."""
         return {"role": "tool", "tool_call_id": self.call_id, "content": self.content()}
 
     def content(self) -> str:
+        """The outcome as the text of a tool message, cut to ``max_chars``."""
         if self.status == "ok":
             text = self.value if isinstance(self.value, str) else json.dumps(self.value, ensure_ascii=False)
             return cap(text, self.max_chars)
         return json.dumps({"error": cap(self.error or self.status, self.max_chars)}, ensure_ascii=False)
 
-    def shown_value(self) -> Any:
-        """The value as the model may see it: whole, or cut to ``max_chars`` as text."""
-        if self.max_chars is None or self.status != "ok":
+    def outcome(self) -> Any:
+        """The outcome as a JSON value inside a ``wait`` result or a delivery,
+        cut to ``max_chars`` like a tool message; dependent calls still get
+        the whole value."""
+        if self.status != "ok":
+            return {"error": cap(self.error or self.status, self.max_chars)}
+        if self.max_chars is None:
             return self.value
         text = self.value if isinstance(self.value, str) else json.dumps(self.value, ensure_ascii=False)
         return self.value if len(text) <= self.max_chars else cap(text, self.max_chars)
 
 
 def cap(text: str, limit: int | None) -> str:
-    """Cut ``text`` to ``limit`` characters, saying how much was cut.
-
-    Only what the model sees is cut; dependent calls in async mode still get
-    the whole value.
-    """
+    """Cut ``text`` to ``limit`` characters, saying how much was cut."""
     if limit is None or len(text) <= limit:
         return text
     return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"
@@ -90,16 +114,28 @@ class Limits:
 
 
 def parse_arguments(raw: str) -> tuple[Any, str | None]:
-    """Parse a call's argument JSON; an empty string means no arguments."""
+    """Parse a call's argument JSON; an empty string means no arguments.
+
+    NaN and Infinity are refused: no tool schema can ask for them, and they
+    would make the trace and ``--json`` invalid JSON.
+    """
     if not raw.strip():
         return {}, None
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, f"arguments are not valid JSON ({exc.msg} at character {exc.pos}): {raw[:200]}"
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        where = f" at character {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return None, f"arguments are not valid JSON ({message}{where}): {raw[:200]}"
+    except RecursionError:
+        return None, "arguments are nested too deeply"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def new_record(call: ToolCallReady, request: int, max_chars: int | None = None) -> CallRecord:
@@ -110,47 +146,43 @@ def new_record(call: ToolCallReady, request: int, max_chars: int | None = None) 
     return record
 
 
-async def run_call(
-    record: CallRecord,
-    tools: dict[str, Any],
-    limits: Limits,
-    trace: Trace,
-    **trace_fields: Any,
-) -> CallRecord:
+async def run_call(record: CallRecord, tools: dict[str, Any], limits: Limits, trace: Trace,
+                   **trace_fields: Any) -> CallRecord:
     """Run one call to completion and fill in its outcome.
 
     Never raises for a tool's failure (it becomes ``record.error``); only
-    cancellation propagates, after the call is recorded as cancelled.
+    cancellation propagates, after the call is recorded as cancelled. A
+    record that already failed (malformed arguments, a bad reference) is
+    recorded without running.
     """
     tool = tools.get(record.tool)
     try:
         if record.status == "error":
-            _begin(record, trace, trace_fields)  # malformed arguments: recorded, nothing to run
+            begin(record, trace, trace_fields)
         elif tool is None:
-            _begin(record, trace, trace_fields)
+            begin(record, trace, trace_fields)
             known = ", ".join(sorted(tools)) or "none"
             record.status, record.error = "error", f"unknown tool {record.tool!r}; available tools: {known}"
         else:
-            await _invoke(record, tool, limits, lambda: _begin(record, trace, trace_fields))
+            await _invoke(record, tool, limits, lambda: begin(record, trace, trace_fields))
     except BaseException:
         # Only cancellation gets here (tool failures were caught in _invoke),
         # possibly grouped by a nursery inside the tool.
         if record.start is None:  # cancelled while queued for a concurrency slot
-            _begin(record, trace, trace_fields)
-        record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
-        _finish(record, trace)
+            begin(record, trace, trace_fields)
+        record.status, record.error = "cancelled", CANCELLED
+        finish(record, trace)
         raise
-    _finish(record, trace)
+    finish(record, trace)
     return record
 
 
-async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> None:
+async def _invoke(record: CallRecord, tool: Any, limits: Limits, on_begin: Any) -> None:
     from asyncfc_cli.tools import ToolError
 
     timeout = tool.timeout if tool.timeout is not None else math.inf
     per_tool = limits.per_tool.get(record.tool)
-    # A borrower must be hashable and unique per call; the record (a dataclass
-    # compared by value) is neither.
+    # A borrower must be hashable and unique per call.
     borrower = object()
     async with limits.all:
         if per_tool is not None:
@@ -158,7 +190,8 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> 
         try:
             # tool_begin marks when the tool really starts, after any queueing
             # for a concurrency slot, so tool time is execution time.
-            begin()
+            on_begin()
+            record.status = "running"
             with trio.move_on_after(timeout) as scope:
                 try:
                     record.value = await tool.invoke(record.arguments)
@@ -174,12 +207,13 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits, begin: Any) -> 
                 per_tool.release_on_behalf_of(borrower)
 
 
-def _begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
+def begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
     trace.emit(
         "tool_begin",
         call_id=record.call_id,
         tool=record.tool,
         args_digest=digest(record.raw_arguments),
+        # Redacted before the cut: a secret cut in half would no longer match.
         args_summary=summarize_args(trace.redact(
             record.arguments if record.arguments is not None else record.raw_arguments)),
         **fields,
@@ -187,7 +221,7 @@ def _begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
     record.start = trace.now()
 
 
-def _finish(record: CallRecord, trace: Trace) -> None:
+def finish(record: CallRecord, trace: Trace) -> None:
     record.end = trace.now()
     fields: dict[str, Any] = {"call_id": record.call_id, "tool": record.tool, "status": record.status}
     if record.error:
@@ -197,228 +231,89 @@ def _finish(record: CallRecord, trace: Trace) -> None:
     trace.emit("tool_end", **fields)
 
 
-async def run_sync(records: list[CallRecord], tools: dict[str, Any], limits: Limits, trace: Trace) -> None:
-    for record in records:
-        await run_call(record, tools, limits, trace)
+# --- schedulers -----------------------------------------------------------------------
 
 
-async def run_parallel(records: list[CallRecord], tools: dict[str, Any], limits: Limits, trace: Trace) -> None:
-    """All calls at once, except that ``ordered`` tools keep message order."""
-    previous: trio.Event | None = None
-    async with trio.open_nursery() as nursery:
-        for record in records:
-            tool = tools.get(record.tool)
-            if tool is not None and getattr(tool, "ordered", False):
-                done = trio.Event()
-                nursery.start_soon(_after, previous, done, record, tools, limits, trace)
-                previous = done
-            else:
-                nursery.start_soon(run_call, record, tools, limits, trace)
+class Scheduler:
+    """What one execution mode decides; the agent loop is the same for all.
 
-
-async def _after(
-    previous: trio.Event | None, done: trio.Event, record: CallRecord, tools: dict[str, Any], limits: Limits,
-    trace: Trace,
-) -> None:
-    try:
-        if previous is not None:
-            await previous.wait()
-        await run_call(record, tools, limits, trace)
-    finally:
-        done.set()
-
-
-class AsyncExecutor:
-    """Async mode: every call becomes a future that starts the moment it is ready.
-
-    Calls run as tasks in the run's nursery, so leaving the run cancels them.
-    A call waits inside its task for the futures it references (dataflow) and,
-    for ``ordered`` tools, for the previous ordered call; the model never
-    waits unless it calls ``wait`` or answers with futures outstanding.
+    The base class is the part every mode shares: it keeps the run's call
+    records and builds each call's record when its arguments are complete.
     """
 
-    def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace, nursery: trio.Nursery) -> None:
-        self.tools, self.limits, self.trace, self.nursery = tools, limits, trace, nursery
-        self.futures: dict[str, Future] = {}
-        self._by_call: dict[str, Future] = {}
-        self._last_ordered: Future | None = None  # the chain of ordered calls
+    #: Added to the system prompt (async: the futures instruction).
+    instruction: str | None = None
 
-    # -- issuing ---------------------------------------------------------------------
+    def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace) -> None:
+        self.tools, self.limits, self.trace = tools, limits, trace
+        self.records: list[CallRecord] = []  # every call of the run, in issue order
+        self._response: list[CallRecord] = []  # the calls of the response being streamed
 
-    def start(self, call: ToolCallReady, request: int) -> CallRecord:
-        """Create the call's future and start it; returns its record."""
+    def extra_tools(self) -> list[Any]:
+        """Tools the mode adds to the agent's (async: ``wait``)."""
+        return []
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The run's lifetime: leaving it cancels whatever is still running."""
+        yield
+
+    def before_request(self, messages: list[dict[str, Any]]) -> None:
+        pass
+
+    def on_call_ready(self, call: ToolCallReady, request: int) -> None:
         record = new_record(call, request, self.limits.max_result_chars)
-        future_id = f"f{len(self.futures) + 1}"
-        refs = find_references(record.arguments) if record.arguments is not None else []
-        deps = list(dict.fromkeys(ref.future for ref in refs))
-        future = Future(future_id, call.id, call.name, deps, record=record)
-        record.extra.update(future=future_id, deps=deps)
-        unknown = [d for d in deps if d not in self.futures]
-        if unknown and record.status != "error":
-            known = ", ".join(self.futures) or "none yet"
-            record.status = "error"
-            record.error = f"unknown future ${unknown[0]} (futures issued so far: {known})"
-        after: Future | None = None
-        tool = self.tools.get(call.name)
-        if tool is not None and getattr(tool, "ordered", False):
-            after, self._last_ordered = self._last_ordered, future
-        self.futures[future_id] = future
-        self._by_call[call.id] = future
-        self.trace.emit("future_created", future=future_id, call_id=call.id, tool=call.name, deps=deps,
-                        request=request, ordered_after=after.id if after is not None else None)
-        if record.status == "error":
-            # Malformed arguments or a bad reference: resolved on the spot, so
-            # the model reads the error in this call's own tool message.
-            _begin(record, self.trace, {"future": future_id, "deps": deps})
-            _finish(record, self.trace)
-            self._resolve(future)
-            if after is not None:
-                self._last_ordered = after  # nothing ran: the chain goes on from the previous call
-        else:
-            self.nursery.start_soon(self._run, future, after)
-        return record
+        self.records.append(record)
+        self._response.append(record)
 
-    def _resolve(self, future: Future) -> None:
-        record = future.record
-        future.state, future.value, future.error = record.status, record.value, record.error
-        future.resolved.set()
-        self.trace.emit("future_resolved", future=future.id, status=record.status)
+    def wants_cut(self, chars: int, calls: int) -> bool:
+        """True to stop the stream: an answer (``chars`` of content and ``calls``
+        calls so far) begun while outcomes are still unseen."""
+        return False
 
-    async def _run(self, future: Future, after: Future | None) -> None:
-        record = future.record
+    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def accept_answer(self, done: StreamDone, cut: bool, messages: list[dict[str, Any]]) -> bool:
+        return True
+
+    def take_response(self) -> list[CallRecord]:
+        response, self._response = self._response, []
+        return response
+
+
+class SyncScheduler(Scheduler):
+    """The baseline: a response's calls run one after another once it ends; the model waits."""
+
+    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+        records = self.take_response()
+        for record in records:
+            await run_call(record, self.tools, self.limits, self.trace)
+        return [r.tool_message() for r in records]
+
+
+class ParallelScheduler(Scheduler):
+    """Provider-style parallel tool calls: a response's calls run at once; the model waits for all.
+    ``ordered`` tools keep message order among themselves."""
+
+    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+        records = self.take_response()
+        previous: trio.Event | None = None
+        async with trio.open_nursery() as nursery:
+            for record in records:
+                tool = self.tools.get(record.tool)
+                if tool is not None and getattr(tool, "ordered", False):
+                    turn = trio.Event()
+                    nursery.start_soon(self._after, previous, turn, record)
+                    previous = turn
+                else:
+                    nursery.start_soon(run_call, record, self.tools, self.limits, self.trace)
+        return [r.tool_message() for r in records]
+
+    async def _after(self, previous: trio.Event | None, turn: trio.Event, record: CallRecord) -> None:
         try:
-            if record.status != "error" and future.deps:
-                future.state = "waiting"
-                for dep in future.deps:
-                    await self.futures[dep].resolved.wait()
-                self._bind_inputs(future)
-            if after is not None:
-                await after.resolved.wait()
-            future.state = "running"
-            await run_call(record, self.tools, self.limits, self.trace, future=future.id, deps=future.deps)
-        except BaseException:
-            if record.status == "pending":
-                record.status, record.error = "cancelled", "cancelled: the run ended before the call finished"
-            raise
+            if previous is not None:
+                await previous.wait()
+            await run_call(record, self.tools, self.limits, self.trace)
         finally:
-            self._resolve(future)
-
-    def _bind_inputs(self, future: Future) -> None:
-        record = future.record
-        failed = [d for d in future.deps if self.futures[d].state != "ok"]
-        if failed:
-            dep = self.futures[failed[0]]
-            record.status = "error"
-            record.error = f"dependency ${dep.id} ({dep.tool}) failed: {dep.error or dep.state}"
-            return
-        try:
-            record.arguments = substitute(record.arguments, {d: self.futures[d].value for d in future.deps})
-        except PathError as exc:
-            record.status, record.error = "error", f"bad reference in arguments: {exc}"
-
-    # -- what the model sees --------------------------------------------------------
-
-    async def hold(self, records: list[CallRecord], budget: float | None) -> None:
-        """Hold the next request briefly when this response's calls are about to finish.
-
-        A pending handle costs the model at least one more round trip (time
-        to first token again) to get the value. When every call still running
-        is expected to end within that cost, judged from how long the same
-        tool took earlier in this run, waiting for it is cheaper, and its
-        value goes back directly. Never longer than ``budget``; a tool with
-        no history is not waited for.
-        """
-        await trio.lowlevel.checkpoint()  # calls started at the end of the stream get to run
-        futures = [self._by_call[r.call_id] for r in records]
-        pending = [f for f in futures if not f.done]
-        if not pending or not budget:
-            return
-        expected = [self._expected_remaining(f) for f in pending]
-        if any(e is None for e in expected) or max(expected) > budget:  # type: ignore[type-var]
-            return
-        begin = self.trace.now()
-        with trio.move_on_after(budget):
-            for future in pending:
-                await future.resolved.wait()
-        self.trace.emit("hold", futures=[f.id for f in pending], expected=round(max(expected), 6),
-                        held=round(self.trace.now() - begin, 6), budget=round(budget, 6))
-
-    def _expected_remaining(self, future: Future) -> float | None:
-        past = sorted(
-            f.record.duration for f in self.futures.values()
-            if f.tool == future.tool and f.done and f.state == "ok" and f.record.duration is not None
-        )
-        if not past:
-            return None
-        started = future.record.start
-        elapsed = 0.0 if started is None else self.trace.now() - started
-        return max(past[len(past) // 2] - elapsed, 0.0)
-
-    def tool_message(self, record: CallRecord) -> dict[str, Any]:
-        """The result itself if the call already finished, else a pending handle."""
-        future = self._by_call[record.call_id]
-        if future.done and not future.delivered:
-            self._mark([future], "result")
-            content = record.content()
-        else:
-            content = handle(future.id)
-        return {"role": "tool", "tool_call_id": record.call_id, "content": content}
-
-    def take_resolved(self, via: str = "message") -> dict[str, Any]:
-        """Outcomes resolved but not yet shown to the model, marked as delivered."""
-        ready = [f for f in self.futures.values() if f.done and not f.delivered]
-        self._mark(ready, via)
-        return {f.id: f.outcome() for f in ready}
-
-    def outstanding(self) -> list[str]:
-        """Futures the model has not seen the outcome of."""
-        return [f.id for f in self.futures.values() if not f.delivered]
-
-    async def settle(self) -> None:
-        for future in list(self.futures.values()):
-            await future.resolved.wait()
-
-    async def wait(self, call: ToolCallReady) -> str:
-        """Serve one ``wait`` call: block on the chosen futures, return their outcomes."""
-        args, error = parse_arguments(call.arguments)
-        if error:
-            return json.dumps({"error": f"wait: {error}"})
-        raw_ids = args.get("futures")
-        if isinstance(raw_ids, str):
-            raw_ids = [raw_ids]
-        if not isinstance(raw_ids, list) or not raw_ids:
-            return json.dumps({"error": 'wait needs futures=["f1", ...]: the ids of the handles to wait for'})
-        timeout = args.get("timeout")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            return json.dumps({"error": "wait: timeout must be a non-negative number of seconds"})
-        ids = [parse_future_id(r) for r in raw_ids]
-        found = [self.futures[i] for i in ids if i in self.futures]
-        self.trace.emit("wait_begin", call_id=call.id, futures=[f.id for f in found], timeout=timeout)
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            for future in found:
-                await future.resolved.wait()
-        out: dict[str, Any] = {}
-        pending: list[str] = []
-        fresh: list[Future] = []
-        for raw, fid in zip(raw_ids, ids):
-            future = self.futures.get(fid) if fid else None
-            if future is None:
-                out[str(raw)] = {"error": f"unknown future {raw!r}; issued: {', '.join(self.futures) or 'none'}"}
-            elif not future.done:
-                pending.append(future.id)
-            elif future.delivered:
-                out[future.id] = {"note": f"already delivered ({future.delivered})"}
-            else:
-                out[future.id] = future.outcome()
-                fresh.append(future)
-        self._mark(fresh, "wait")
-        if pending:
-            out["pending"] = pending
-        self.trace.emit("wait_end", call_id=call.id, ready=[f.id for f in fresh], pending=pending)
-        return json.dumps(out, ensure_ascii=False)
-
-    def _mark(self, futures: list[Future], via: str) -> None:
-        for future in futures:
-            future.delivered = via
-        if futures:
-            self.trace.emit("delivery", futures=[f.id for f in futures], via=via)
+            turn.set()

@@ -17,6 +17,7 @@ from pathlib import Path
 import trio
 
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
+from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
@@ -55,7 +56,9 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
                       retries=m.retries, stream_timeout=m.request_timeout)
 
 
-def agent_run(spec: RunSpec) -> AgentRun:
+def agent_run(spec: RunSpec, latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
+    """The loop's view of a spec; tool durations are remembered in ``latency_store``
+    across runs (None: only this run's are known)."""
     return AgentRun(
         prompt=spec.prompt,
         instructions=spec.agent.instructions,
@@ -66,6 +69,7 @@ def agent_run(spec: RunSpec) -> AgentRun:
         max_concurrency=spec.agent.max_concurrency,
         futures_instruction=spec.agent.futures_instruction,
         max_result_chars=spec.agent.max_result_chars,
+        latency=LatencyBook.for_tools(spec.tools, latency_store),
     )
 
 

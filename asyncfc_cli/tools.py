@@ -43,6 +43,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     Tag,
@@ -161,6 +162,9 @@ class _ToolConfigBase(BaseModel):
     timeout: PositiveFloat | None = None
     ordered: bool = False
     max_concurrency: PositiveInt | None = None
+    # Seconds a call usually takes: what async mode assumes before it has
+    # measured the tool itself (asyncfc_cli/latency.py).
+    expected_latency: NonNegativeFloat | None = None
 
 
 class PythonToolConfig(_ToolConfigBase):
@@ -382,6 +386,7 @@ class Tool:
     ordered: bool = False
     timeout: float | None = None
     max_concurrency: int | None = None
+    expected_latency: float | None = None
     source: str = ""  # import path or argv, for messages and traces
 
     async def invoke(self, arguments: Mapping[str, Any] | None) -> Any:
@@ -886,6 +891,7 @@ def build_python_tool(name: str, cfg: PythonToolConfig, base_dir: Path) -> Tool:
         ordered=cfg.ordered,
         timeout=cfg.timeout,
         max_concurrency=cfg.max_concurrency,
+        expected_latency=cfg.expected_latency,
         source=cfg.python,
     )
 
@@ -1100,5 +1106,6 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
         ordered=cfg.ordered,
         timeout=cfg.timeout,
         max_concurrency=cfg.max_concurrency,
+        expected_latency=cfg.expected_latency,
         source=" ".join(cfg.command),
     )

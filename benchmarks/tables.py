@@ -79,16 +79,16 @@ def main(path: Path) -> None:
                 "executor_ms_per_call", "executor_gated_ms_per_call", "loop_without_model_ms_per_call",
                 "loop_ms_per_call", "dispatch_ms_median", "dispatch_ms_p90"))))
     if "hold" in doc:
-        print("\nhold what-if (x sync / efficiency / requests):\n")
-        graces = doc["hold"]["graces"]
-        print(row("workload", *(f"grace {g}" for g in graces)))
-        print(row(*["---"] * (len(graces) + 1)))
+        print("\nhold policies (x sync / efficiency / requests):\n")
+        policies = doc["hold"]["policies"]
+        print(row("workload", *(str(p) for p in policies)))
+        print(row(*["---"] * (len(policies) + 1)))
         by = {}
         for r in doc["hold"]["rows"]:
-            by.setdefault(r["workload"], {})[str(r["grace"])] = r
+            by.setdefault(r["workload"], {})[str(r["policy"])] = r
         for name, rs in by.items():
-            print(row(name, *(f"{rs[str(g)]['speedup_vs_sync']:.3f} / {rs[str(g)]['efficiency']:.3f} / "
-                              f"{rs[str(g)]['requests']:g}" for g in graces)))
+            print(row(name, *(f"{rs[str(p)]['speedup_vs_sync']:.3f} / {rs[str(p)]['efficiency']:.3f} / "
+                              f"{rs[str(p)]['requests']:g}" for p in policies)))
 
 
 if __name__ == "__main__":

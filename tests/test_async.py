@@ -41,14 +41,21 @@ def make_tools(timeout: float | None = None) -> dict:
 TOOLS = make_tools()
 
 
-def run_plan(plan: SimPlan, mode: str, tools: dict | None = None, timeout: float | None = 600):
+# An instruction that says less than ours: ids come only with handles, and a
+# future is used only in a later message (the protocol of the first release).
+HANDLES_ONLY = ('Tool calls may return a handle {"future":"f1","status":"pending"}. Pass "$f1" as an '
+                'argument to forward a result. Call wait(futures=["f1"]) when you must read a value.')
+
+
+def run_plan(plan: SimPlan, mode: str, tools: dict | None = None, timeout: float | None = 600,
+             instruction: str | None = None):
     """Run a plan on the in-process sim under MockClock; returns (result, trace events)."""
     out = {}
 
     async def main():
         trace = Trace(clock=trio.current_time)
         run = AgentRun(prompt="go", instructions="", tools=tools or TOOLS, mode=mode,
-                       max_turns=60, timeout=timeout, max_concurrency=64)
+                       max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction)
         out["result"] = await run_agent(run, InProcessSim(plan), trace)
         out["events"] = trace.events
 
@@ -249,29 +256,41 @@ def test_run_timeout_cancels_running_futures_and_records_them():
 
 
 def test_wait_with_timeout_returns_what_is_ready_and_names_the_rest():
-    from asyncfc_cli.executor import AsyncExecutor, Limits
-    from asyncfc_cli.model import ToolCallReady
+    from asyncfc_cli.executor import Limits
+    from asyncfc_cli.futures import AsyncScheduler
+    from asyncfc_cli.model import StreamDone, ToolCallReady
 
     run = uuid.uuid4().hex[:8]
+    done = StreamDone("tool_calls", "", [], 0, 0)
+
+    async def respond(sched, *calls):
+        for call in calls:
+            sched.on_call_ready(call, 1)
+        return [json.loads(m["content"]) for m in await sched.after_response(done, 1)]
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        async with trio.open_nursery() as nursery:
-            ex = AsyncExecutor(TOOLS, Limits(TOOLS, 8), trace, nursery)
-            for key, latency in (("fast", 0.1), ("slow", 10.0)):
-                args = json.dumps({"run": run, "key": key, "latency": latency})
-                ex.start(ToolCallReady(0, f"c_{key}", "work", args), 1)
-            out = json.loads(await ex.wait(ToolCallReady(0, "w1", "wait", '{"futures": ["f1", "$f2"], "timeout": 1}')))
-            again = json.loads(await ex.wait(ToolCallReady(0, "w2", "wait", '{"futures": ["f1", "f7"]}')))
-            empty = json.loads(await ex.wait(ToolCallReady(0, "w3", "wait", '{"futures": []}')))
-            nursery.cancel_scope.cancel()
-        return out, again, empty
+        sched = AsyncScheduler(TOOLS, Limits(TOOLS, 8), trace)
+        async with sched.running():
+            work = [ToolCallReady(i, f"c_{key}", "work", json.dumps({"run": run, "key": key, "latency": latency}))
+                    for i, (key, latency) in enumerate((("fast", 0.1), ("slow", 10.0)))]
+            first = await respond(sched, *work, ToolCallReady(2, "w1", "wait",
+                                                              '{"futures": ["f1", "$f2"], "timeout": 1}'))
+            again = await respond(sched, ToolCallReady(0, "w2", "wait", '{"futures": ["f1", "f7"]}'))
+            empty = await respond(sched, ToolCallReady(0, "w3", "wait", '{"futures": []}'))
+            nan = await respond(sched, ToolCallReady(0, "w4", "wait", '{"futures": ["f2"], "timeout": NaN}'))
+            negative = await respond(sched, ToolCallReady(0, "w5", "wait", '{"futures": ["f2"], "timeout": -1}'))
+        return first, again, empty, nan, negative
 
-    out, again, empty = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    assert out == {"f1": {"key": "fast", "inputs": []}, "pending": ["f2"]}
-    assert again["f1"] == {"note": "already delivered (wait)"}  # never twice
-    assert "unknown future" in again["f7"]["error"]
-    assert "wait needs futures" in empty["error"]
+    first, again, empty, nan, negative = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    # The calls' own messages are handles (the wait delivered f1), the wait's is the values.
+    assert first[:2] == [{"future": "f1"}, {"future": "f2"}]
+    assert first[2] == {"f1": {"key": "fast", "inputs": []}, "pending": ["f2"]}
+    assert again[0]["f1"] == {"note": "already delivered (wait)"}  # never twice
+    assert "unknown future" in again[0]["f7"]["error"]
+    assert "needs futures" in empty[0]["error"]
+    assert "not valid JSON" in nan[0]["error"] and "NaN" in nan[0]["error"]
+    assert "finite, non-negative" in negative[0]["error"]
 
 
 def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
@@ -296,22 +315,28 @@ def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
     assert agent_run(spec.resolve_run(tmp_path / "task.toml")).futures_instruction == "Handles are futures."
 
 
-def test_a_call_about_to_finish_is_waited_for_instead_of_handed_back():
+def test_the_hold_waits_a_round_trip_at_most_and_only_for_calls_that_may_finish_within_it():
     run = uuid.uuid4().hex[:8]
+    tools = {**TOOLS, "slow": build_tool("slow", {"python": "proptools:work", "expected_latency": 10}, HERE)}
     steps = [
         {"id": "a", "tool": "work", "args": {"run": run, "key": "a", "latency": 0.1}},
-        {"id": "b", "tool": "work", "needs": ["a"], "args": {"run": run, "key": "b", "latency": 0.1}},
-        {"id": "c", "tool": "record", "needs": ["b"], "args": {"run": run, "key": "c", "latency": 0.1}},
+        {"id": "b", "tool": "slow", "needs": ["a"], "args": {"run": run, "key": "b", "latency": 0.2}},
+        {"id": "c", "tool": "work", "needs": ["b"], "args": {"run": run, "key": "c", "latency": 2.0}},
     ]
     plan = SimPlan.model_validate({"decode_tps": 1000.0, "ttft": 0.5, "steps": steps,
                                    "final": {"answer": "{a.key}{b.key}{c.key}"}})
-    result, events = run_plan(plan, "async")
+    # A model that ends its message without saying what it needs (no inline wait).
+    result, events = run_plan(plan, "async", tools=tools, instruction=HANDLES_ONLY)
     assert result.answer == "abc"
     via = {f: e["via"] for e in events if e["type"] == "delivery" for f in e["futures"]}
-    holds = [e for e in events if e["type"] == "hold"]
-    # f1: no history for `work` yet, so a handle; f2: `work` took 0.1 s before, less than a
-    # round trip (~0.5 s), so the request waited and the value went back directly; f3: a tool
-    # never seen before gets a handle again.
-    assert via["f1"] != "result" and via["f2"] == "result" and via["f3"] != "result"
-    assert [h["futures"] for h in holds] == [["f2"]]
-    assert holds[0]["held"] <= holds[0]["budget"]
+    holds = {tuple(e["futures"]): e for e in events if e["type"] == "hold"}
+    # f1: nothing known of `work` yet, and a round trip (~0.5 s) costs more than waiting
+    # to see: held, and it finished within the hold, so its value went back directly.
+    assert via["f1"] == "result" and holds[("f1",)]["expected"] is None
+    assert holds[("f1",)]["held"] < holds[("f1",)]["budget"]
+    # f2: `slow` is expected to take 10 s (agents.toml): holding cannot save the round
+    # trip, so its handle went back at once.
+    assert via["f2"] != "result" and not any("f2" in futures for futures in holds)
+    # f3: `work` took 0.1 s before, so it was held, but this call took 2 s: the hold
+    # stopped at the budget (one round trip) and a handle went back.
+    assert via["f3"] != "result" and holds[("f3",)]["held"] == holds[("f3",)]["budget"]

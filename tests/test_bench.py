@@ -161,6 +161,7 @@ def test_checker_on_bfcl_ground_truth_and_perturbations(category):
 
 
 def _ideal_plan(**kw):
+    kw.setdefault("prefix_cache", False)
     return SimPlan.model_validate({"decode_tps": 10.0, "ttft": 1.0, "prefill_tps": 100.0, "chunk_chars": 4,
                                    "final": {"answer": "x" * 8}, **kw})
 
@@ -172,6 +173,10 @@ def test_ideal_bound_by_hand():
     # a decoded at 2.3, b at 2.6; a ends 7.3 -> answer request 7.3 + 2 = 9.3, answer 2 tokens.
     assert ideal.total == pytest.approx(9.5)
     assert ideal.decode_chain == pytest.approx(2.6 + 2 + 0.2)
+    # With the server's prompt cache a later request costs at least the base 1 s only.
+    cached = ideal_bound(_ideal_plan(steps=plan.model_dump()["steps"], prefix_cache=True),
+                         {"a": 5.0, "b": 0.1}, {"a": 8, "b": 8}, answer_chars=8, prompt_tokens=100)
+    assert cached.total == pytest.approx(8.5) and cached.decode_chain == pytest.approx(2.6 + 1 + 0.2)
     assert ideal.tool_chain == pytest.approx(5.0)
     assert ideal.requests == 2
 
@@ -313,9 +318,9 @@ def test_nogain_shows_the_extra_request_and_tokens():
     result = run_workload("no-gain", nogain_cases(FAST, latencies=(1.0,)), MOCK, ("parallel", "async"))
     by_id = {c.case.id: c.runs for c in result.cases}
     fan, chain, unread = by_id["nogain-fan3-L1"], by_id["nogain-chain3-L1"], by_id["nogain-unread2-L1"]
-    assert fan["async"].requests == fan["parallel"].requests + 1  # one wait
-    assert chain["async"].requests == chain["parallel"].requests + 3  # one wait per link
-    assert unread["async"].requests == unread["parallel"].requests + 2  # a wait and the finish turn
+    # Each read is an inline wait in the message that makes the calls: no extra request.
+    for runs in (fan, chain, unread):
+        assert runs["async"].requests == runs["parallel"].requests
     for runs in by_id.values():
         assert runs["async"].answer == runs["parallel"].answer
         assert runs["async"].tokens_in > runs["parallel"].tokens_in
@@ -342,11 +347,12 @@ def test_hold_experiment_trades_a_wait_round_trip_for_a_grace():
     from asyncfc_cli.bench.experiments import hold_experiment
 
     cases = nogain_cases(FAST, latencies=(0.3,))
-    rows = {r["grace"]: r for r in hold_experiment([("no-gain", cases)], (0.0, 1.0, None))}
-    assert rows[1.0]["correct"] == rows[0.0]["correct"] == len(cases)
-    assert rows[1.0]["requests"] < rows[0.0]["requests"]  # results came back as values, no wait
-    assert rows[1.0]["wall"] < rows[0.0]["wall"]
-    assert rows["adaptive"]["correct"] == len(cases)
+    rows = {r["policy"]: r for r in hold_experiment([("no-gain", cases)], ("never", 1.0, "latency", "inline"))}
+    assert all(r["correct"] == len(cases) for r in rows.values())
+    assert rows[1.0]["requests"] < rows["never"]["requests"]  # results came back as values, no wait
+    assert rows[1.0]["wall"] < rows["never"]["wall"]
+    assert rows["latency"]["holds"] > 0 and rows["never"]["holds"] == rows["inline"]["holds"] == 0
+    assert rows["inline"]["requests"] <= rows[1.0]["requests"]  # the model said what it needs
 
 
 # --- overhead, charts, commands ----------------------------------------------------------
@@ -388,8 +394,9 @@ def test_bench_command_json_and_usage_errors():
     doc = json.loads(done.stdout)
     (workload,) = doc["workloads"]
     assert workload["workload"] == "no-gain" and set(workload["modes"]) == {"parallel", "async"}
-    # The price, shown: a wait per read (the loop's hold saves the chain's later ones), two for the held answer.
-    assert {p["extra_requests"] for p in workload["price_vs_parallel"]} == {1, 2}
+    # The price, shown: tokens only; every read is an inline wait, no extra request.
+    assert {p["extra_requests"] for p in workload["price_vs_parallel"]} == {0}
+    assert all(p["extra_tokens_in"] > 0 for p in workload["price_vs_parallel"])
     assert doc["machine"]["cores"] and doc["command"].startswith("asyncfc bench nogain")
     bad = runner.invoke(app, ["bench", "bfcl", "--data", "/nonexistent/bfcl"])
     assert bad.exit_code == 2 and "no BFCL files there" in bad.stderr

@@ -538,7 +538,7 @@ def test_litellm_streams_a_long_repetitive_answer(litellm):
 
 def test_litellm_stream_timing_follows_the_plan(litellm):
     plan = SimPlan.model_validate({
-        "decode_tps": 200.0, "ttft": 0.05, "prefill_tps": 2000.0,
+        "decode_tps": 200.0, "ttft": 0.05, "prefill_tps": 2000.0, "prefix_cache": False,
         "steps": [{"id": "a", "think": 20, "tool": "echo", "args": {"x": "y" * 70}}],
         "final": {"answer": "ok"},
     })
@@ -563,3 +563,18 @@ def test_litellm_stream_timing_follows_the_plan(litellm):
     first, decode = times[0], times[-1] - times[0]
     assert delays[0] * 0.9 <= first <= delays[0] + 0.3
     assert sum(delays[1:]) * 0.9 <= decode <= sum(delays[1:]) + 0.3
+
+
+def test_the_prompt_cache_charges_only_what_an_earlier_request_did_not_prefill():
+    cache = engine.PrefixCache()
+    first = [{"role": "system", "content": "s" * 400}, {"role": "user", "content": "u" * 40}]
+    grown = [*first, {"role": "assistant", "content": "a" * 80}, {"role": "user", "content": "v" * 20}]
+    changed = [{"role": "system", "content": "S" * 400}, *grown[1:]]
+    whole = engine.prompt_tokens(grown, TOOLS)
+    assert cache.prefill_tokens(first, TOOLS) == engine.prompt_tokens(first, TOOLS)  # a cold cache
+    assert cache.prefill_tokens(grown, TOOLS) == 20 + 5  # only the two new messages
+    assert cache.prefill_tokens(grown, TOOLS) == 0  # the same prompt again
+    assert cache.prefill_tokens(changed, TOOLS) == whole - engine.count_tokens(json.dumps(TOOLS))  # from the change on
+    assert cache.prefill_tokens(grown, None) == whole - engine.count_tokens(json.dumps(TOOLS))  # tools come first
+    plan = SimPlan.model_validate({"final": {"answer": "x"}, "prefix_cache": False})
+    assert engine.prefill_tokens(plan, engine.PrefixCache(), grown, TOOLS) == whole  # opted out

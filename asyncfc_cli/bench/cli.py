@@ -311,22 +311,25 @@ def overhead(
 def hold(
     ctx: typer.Context,
     data: DataOpt = None,
-    grace: Annotated[str, typer.Option(help="Grace periods to try, seconds, comma-separated (0: async as it is; "
-                                            "auto: the adaptive policy).")] = "0,0.05,0.25,1,auto",
+    policy: Annotated[str, typer.Option(
+        help="Hold policies to compare, comma-separated: never (handles at once), a number (a fixed hold "
+             "of that many seconds), latency (the loop's policy, this run's durations), learned (the same "
+             "with durations remembered across the workload's runs), inline (the current instruction: the "
+             "model says what it needs).")] = "never,0.05,1,latency,learned,inline",
     limit: Annotated[int, typer.Option(help="BFCL entries per category.")] = 20,
     seed: SeedOpt = 0,
     decode_tps: DecodeOpt = 50.0, ttft: TtftOpt = 0.25, prefill_tps: PrefillOpt = 5000.0,
     as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """What-if: async mode holding the next request up to a grace period for calls about to finish."""
+    """Hold policies compared: handles at once, fixed holds, the loop's latency-aware hold."""
     from asyncfc_cli.bench import suite
 
+    policies: list[str | float] = []
+    for item in (p.strip() for p in policy.split(",") if p.strip()):
+        policies.append(item if item in ("never", "latency", "learned", "inline") else _floats("--policy", item)[0])
     report = suite.Report(_command(ctx), as_json, quiet)
     data_dir = _optional_bfcl_dir(data, report)
-    graces: list[float | None] = []
-    for item in (g.strip() for g in grace.split(",") if g.strip()):
-        graces.append(None if item == "auto" else _floats("--grace", item)[0])
-    suite.hold(report, data_dir, _timing(decode_tps, ttft, prefill_tps), tuple(graces), limit, seed)
+    suite.hold(report, data_dir, _timing(decode_tps, ttft, prefill_tps), tuple(policies), limit, seed)
     report.finish()
 
 

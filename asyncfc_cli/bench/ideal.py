@@ -77,18 +77,21 @@ def ideal_bound(
         prompt_tokens: tokens of the first request's prompt (tools, system, user).
         ordered_tools: tool names declared ``ordered``.
     """
-    request = plan.ttft + prompt_tokens / plan.prefill_tps
+    first = plan.ttft + prompt_tokens / plan.prefill_tps
+    # With the server's prompt cache a later request prefills only what is
+    # new, at least nothing: its bound is the base time to first token.
+    later = plan.ttft if plan.prefix_cache else first
     per_token = 1.0 / plan.decode_tps
-    total, requests = _schedule(plan, latency, call_chars, answer_chars, ordered_tools, request, per_token)
+    total, requests = _schedule(plan, latency, call_chars, answer_chars, ordered_tools, first, later, per_token)
     decode, _ = _schedule(plan, {k: 0.0 for k in latency}, call_chars, answer_chars, ordered_tools,
-                          request, per_token)
-    tools, _ = _schedule(plan, latency, call_chars, answer_chars, ordered_tools, 0.0, 0.0)
+                          first, later, per_token)
+    tools, _ = _schedule(plan, latency, call_chars, answer_chars, ordered_tools, 0.0, 0.0, 0.0)
     return Ideal(total, decode, tools, requests)
 
 
 def _schedule(plan: SimPlan, latency: dict[str, float], call_chars: dict[str, int], answer_chars: int,
-              ordered_tools: set[str], request: float, per_token: float) -> tuple[float, int]:
-    now = request  # the first token of the first request
+              ordered_tools: set[str], first: float, request: float, per_token: float) -> tuple[float, int]:
+    now = first  # the first token of the first request
     requests = 1
     finish: dict[str, float] = {}
     seen: set[str] = set()

@@ -4,8 +4,8 @@ Two measurements, both with zero-latency tools so nothing but the runner's
 own work is timed (``time.perf_counter``, no MockClock):
 
 **executor**  the executor alone, as the agent loop drives it: N calls handed
-              to ``AsyncExecutor.start`` (async), ``run_parallel`` or ``run_sync``,
-              every future resolved and its tool message built. With ``gate``
+              to the mode's scheduler (``on_call_ready``, then ``after_response``),
+              every call resolved and its tool message built. With ``gate``
               every tool blocks until all N are running, so N futures really are
               outstanding at once. Reported: wall time per call.
 **loop**      the whole agent loop (``run_agent``) on a simulated model that
@@ -28,7 +28,8 @@ from typing import Any
 
 import trio
 
-from asyncfc_cli.executor import AsyncExecutor, Limits, new_record, run_parallel, run_sync
+from asyncfc_cli.executor import Limits, ParallelScheduler, SyncScheduler
+from asyncfc_cli.futures import AsyncScheduler
 from asyncfc_cli.model import FirstToken, ModelEvent, StreamDone, TextDelta, ToolCallAssembler, ToolCallReady
 from asyncfc_cli.sim import engine
 from asyncfc_cli.sim.plan import SimPlan
@@ -62,30 +63,35 @@ def executor_once(n: int, mode: str, gate: bool = False) -> float:
         limits = Limits(tools, max(n, 1))
         trace = Trace(clock=trio.current_time)
         calls = [ToolCallReady(i, f"call_{i}", "zero", json.dumps({"i": i})) for i in range(n)]
+        scheduler = {"sync": SyncScheduler, "parallel": ParallelScheduler, "async": AsyncScheduler}[mode](
+            tools, limits, trace)
+        done = StreamDone("tool_calls", "", calls, 0, 0)
         t0 = time.perf_counter()
-        if mode == "async":
-            async with trio.open_nursery() as nursery:
-                ex = AsyncExecutor(tools, limits, trace, nursery)
-                records = [ex.start(call, 1) for call in calls]
+        async with scheduler.running():
+            for call in calls:
+                scheduler.on_call_ready(call, 1)
+            if mode == "async":
                 if gate:
                     await all_in.wait()
                     gate_event.set()
-                await ex.settle()
-                messages = [ex.tool_message(r) for r in records]
-                ex.take_resolved()
-        else:
-            records = [new_record(call, 1) for call in calls]
-            runner = run_parallel if mode == "parallel" else run_sync
-            if gate and mode == "parallel":
+                for record in scheduler.records:
+                    await record.resolved.wait()
+                messages = await scheduler.after_response(done, 1)
+            elif gate and mode == "parallel":
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(runner, records, tools, limits, trace)
+                    got: list[Any] = []
+
+                    async def respond() -> None:
+                        got.extend(await scheduler.after_response(done, 1))
+
+                    nursery.start_soon(respond)
                     await all_in.wait()
                     gate_event.set()
+                messages = got
             else:
-                await runner(records, tools, limits, trace)
-            messages = [r.tool_message() for r in records]
+                messages = await scheduler.after_response(done, 1)
         out["per_call"] = (time.perf_counter() - t0) / n
-        assert len(messages) == n and all(r.status == "ok" for r in records)
+        assert len(messages) == n and all(r.status == "ok" for r in scheduler.records)
 
     trio.run(main)
     return out["per_call"]

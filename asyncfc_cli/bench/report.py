@@ -123,20 +123,20 @@ def overhead_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def hold_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="what-if: async holding the next request for calls about to finish (MockClock)",
+    table = Table(title="hold policies: a model that ends messages without saying what it needs (MockClock)",
                   header_style="bold")
-    for name in ("workload", "grace s", "correct", "wall s median", "x sync", "efficiency (min)", "requests",
-                 "tokens in"):
+    for name in ("workload", "policy", "correct", "wall s median", "x sync", "efficiency (min)", "requests",
+                 "tokens in", "holds (s)"):
         table.add_column(name, justify="right" if name != "workload" else "left")
     last = None
     for r in rows:
         if last is not None and r["workload"] != last:
             table.add_section()
-        grace = r["grace"] if isinstance(r["grace"], str) else f"{r['grace']:g}"
-        table.add_row(r["workload"] if r["workload"] != last else "", grace,
+        policy = r["policy"] if isinstance(r["policy"], str) else f"{r['policy']:g} s"
+        table.add_row(r["workload"] if r["workload"] != last else "", policy,
                       f"{r['correct']}/{r['cases']}", f"{r['wall']:.2f}", f"{r['speedup_vs_sync']:.3f}",
                       f"{r['efficiency']:.3f} ({r['efficiency_min']:.2f})", f"{r['requests']:.1f}",
-                      f"{r['tokens_in']:.0f}")
+                      f"{r['tokens_in']:.0f}", f"{r['holds']} ({r['held_s']:.2f})")
         last = r["workload"]
     return table
 

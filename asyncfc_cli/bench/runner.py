@@ -294,10 +294,12 @@ def http_transport(model: str | None = None, api_base: str | None = None, api_ke
 
 
 def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0, max_turns: int = 0,
-             wrap_client: Callable[[Any, Probe], Any] | None = None) -> RunRecord:
+             wrap_client: Callable[[Any, Probe], Any] | None = None, **run_options: Any) -> RunRecord:
     """One run of ``case`` in ``mode``; never raises for a failed run (status says it).
 
-    ``wrap_client`` may wrap the model client (experiments, see ``experiments.py``)."""
+    ``wrap_client`` may wrap the model client; ``run_options`` set fields of the
+    :class:`AgentRun` (the hold policy, the futures instruction, a latency
+    book shared across runs: experiments, see ``experiments.py``)."""
     out: dict[str, Any] = {}
     probe = Probe()
     setup = case.setup()
@@ -309,7 +311,7 @@ def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0
         trace.sinks.append(probe.sink)
         run = AgentRun(prompt=case.prompt, instructions=case.instructions, tools=tools, mode=mode,
                        max_turns=max_turns or 2 * len(case.plan.steps) + 12, timeout=timeout,
-                       max_concurrency=case.max_concurrency)
+                       max_concurrency=case.max_concurrency, **run_options)
         client = transport.client(case)
         if wrap_client is not None:
             client = wrap_client(client, probe)

@@ -242,13 +242,12 @@ def hold_workloads(data_dir: Path | None, timing: Timing, limit: int, seed: int)
     return out
 
 
-def hold(report: Report, data_dir: Path | None, timing: Timing, graces: tuple[float | None, ...], limit: int,
+def hold(report: Report, data_dir: Path | None, timing: Timing, policies: tuple[str | float, ...], limit: int,
          seed: int) -> None:
     from asyncfc_cli.bench.experiments import hold_experiment
 
-    rows = hold_experiment(hold_workloads(data_dir, timing, limit, seed), graces, progress=report.progress)
-    report.doc["hold"] = {"graces": ["adaptive" if g is None else g for g in graces], "rows": rows,
-                          **_timing_fields(timing)}
+    rows = hold_experiment(hold_workloads(data_dir, timing, limit, seed), policies, progress=report.progress)
+    report.doc["hold"] = {"policies": list(policies), "rows": rows, **_timing_fields(timing)}
 
 
 def everything(report: Report, data_dir: Path | None, timing: Timing, seed: int, quick: bool, out: Path) -> None:
@@ -269,7 +268,7 @@ def everything(report: Report, data_dir: Path | None, timing: Timing, seed: int,
         list(range(seed, seed + (3 if quick else 10))), "mock")
     nogain(report, modes, timing, (0.05, 0.3, 1.0), "mock")
     inspect(report, modes, timing, FIXTURE_REPO, 1 if quick else 3, "http")
-    hold(report, data_dir, timing, (0.0, 0.05, 1.0, None), 5 if quick else 20, seed)
+    hold(report, data_dir, timing, ("never", 0.05, 1.0, "latency", "learned", "inline"), 5 if quick else 20, seed)
     if quick:
         sweep(report, timing, (25.0, 100.0), (0.0, 0.5, 2.0), [0], out / "sweep.svg")
         overhead(report, (1, 10, 100, 1000), 2, out / "overhead.svg")

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asyncfc_cli.futures import DELIVERY_PREFIX, WAIT_TOOL
+from asyncfc_cli.references import escape as escape_reference_text
 
 from .plan import Ref, SimPlan, SimStep, parse_template
 
@@ -107,6 +108,40 @@ class Reply:
 # --- reading the conversation ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """What the sim was told about futures, read from the request like a model reads it.
+
+    ``futures``: it was told about futures (a system message that mentions
+    them) and has the ``wait`` tool. ``numbered``: its calls are numbered in
+    the order it makes them, so it knows a call's id before the reply.
+    ``same_message``: it may use a future in the message that makes the call.
+    A user's own ``futures_instruction`` that says less gets a sim that does
+    less: it learns ids from handles and forwards only in a later message.
+    """
+
+    futures: bool = False
+    numbered: bool = False
+    same_message: bool = False
+    wait_before_answer: bool = False
+    wait_own_message: bool = False  # wait() with no ids reads the calls of its own message
+
+
+def read_protocol(messages: list[dict], tools: list[dict] | None) -> Protocol:
+    has_wait = any(_tool_name(t) == WAIT_TOOL for t in tools or ())
+    system = " ".join(message_text(m.get("content")) for m in messages if m.get("role") == "system").lower()
+    if not has_wait:
+        return Protocol()
+    numbered = "numbered f1" in system
+    return Protocol(
+        futures=True,
+        numbered=numbered,
+        same_message=numbered and "same message" in system,
+        wait_before_answer="before you answer" in system,
+        wait_own_message="wait() for your message" in system,
+    )
+
+
 @dataclass
 class Conversation:
     """What the sim has learnt from the messages it was sent."""
@@ -114,11 +149,12 @@ class Conversation:
     turn: int  # assistant messages so far
     issued: dict[str, list[str]]  # step id -> call ids, in issue order
     results: dict[str, Any]  # call id -> value
-    # Async mode: call id -> future id from a pending handle, and values that
-    # arrived for futures through wait results or delivery messages.
+    # Async mode: call id -> future id (from the numbering, or from a pending
+    # handle), and values that arrived through wait results or deliveries.
     futures: dict[str, str] = field(default_factory=dict)
     future_values: dict[str, Any] = field(default_factory=dict)
     answered_early: bool = False
+    calls_made: int = 0  # numbered calls so far (wait excluded)
 
     def _value_of_call(self, call_id: str) -> Any:
         if call_id in self.results:
@@ -144,9 +180,14 @@ class Conversation:
         return self._value_of_call(calls[-1])
 
     def future_of(self, step_id: str) -> str | None:
-        """The future id of the step's latest call, if the executor gave one."""
+        """The future id of the step's latest call, if known."""
         calls = self.issued.get(step_id) or []
         return self.futures.get(calls[-1]) if calls else None
+
+    def unseen_futures(self) -> list[str]:
+        """Futures of calls made whose outcome the sim has not read."""
+        return [f for call_id, f in self.futures.items()
+                if call_id not in self.results and f not in self.future_values]
 
 
 def step_of_call(call_id: str, plan: SimPlan) -> str | None:
@@ -178,7 +219,7 @@ def result_value(content: Any) -> Any:
         return text
 
 
-def read_conversation(plan: SimPlan, messages: list[dict]) -> Conversation:
+def read_conversation(plan: SimPlan, messages: list[dict], protocol: Protocol = Protocol()) -> Conversation:
     issued: dict[str, list[str]] = {}
     conv = Conversation(turn=assistant_turns(messages), issued=issued, results={})
     waits: set[str] = set()
@@ -189,18 +230,22 @@ def read_conversation(plan: SimPlan, messages: list[dict]) -> Conversation:
                 conv.answered_early = True
             for call in message.get("tool_calls") or ():
                 call_id = call.get("id") or ""
+                if (call.get("function") or {}).get("name") == WAIT_TOOL:
+                    waits.add(call_id)
+                    continue
+                conv.calls_made += 1
+                if protocol.numbered:
+                    conv.futures[call_id] = f"f{conv.calls_made}"
                 step_id = step_of_call(call_id, plan)
                 if step_id is not None:
                     issued.setdefault(step_id, []).append(call_id)
-                elif (call.get("function") or {}).get("name") == WAIT_TOOL:
-                    waits.add(call_id)
         elif role == "tool":
             call_id = message.get("tool_call_id") or ""
             value = result_value(message.get("content"))
             if call_id in waits and isinstance(value, dict):
                 _learn_futures(conv, value)
             elif step_of_call(call_id, plan) is not None:
-                if _is_handle(value):
+                if protocol.futures and _is_handle(value):
                     conv.futures[call_id] = value["future"]
                 else:
                     conv.results[call_id] = value
@@ -215,7 +260,9 @@ def read_conversation(plan: SimPlan, messages: list[dict]) -> Conversation:
 
 
 def _is_handle(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"future", "status"} and value["status"] == "pending"
+    # {"future": "f3"}, or the older {"future": "f3", "status": "pending"}.
+    return (isinstance(value, dict) and isinstance(value.get("future"), str)
+            and set(value) <= {"future", "status"} and value.get("status", "pending") == "pending")
 
 
 def _learn_futures(conv: Conversation, values: Any) -> None:
@@ -260,8 +307,11 @@ def _index(value: Any, key: str) -> Any:
 def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | None] | None = None) -> Any:
     """Fill references in a JSON-like value with the results the sim has seen.
 
-    ``forward`` (async mode) may return the text to write instead of a
-    reference's value, e.g. ``"$f3.words"``; None means use the value.
+    ``forward`` (async mode) may name the future to pass instead of a
+    reference's value, e.g. ``"f3.words"``; None means use the value. Under
+    the futures protocol every other piece of text is escaped
+    (:func:`asyncfc_cli.references.escape`), so a value or a literal that
+    happens to read like a reference reaches the tool as it is.
     """
     if isinstance(value, dict):
         return {k: substitute(v, conv, forward) for k, v in value.items()}
@@ -269,20 +319,31 @@ def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | No
         return [substitute(v, conv, forward) for v in value]
     if not isinstance(value, str):
         return value
+    protect = _escape_deep if forward is not None else (lambda v: v)
 
-    def fill(ref: Ref, as_text: bool) -> Any:
-        text = forward(ref) if forward is not None else None
-        if text is not None:
-            return text
-        found = resolve(ref, conv)
-        return _as_text(found) if as_text else found
+    def fill(ref: Ref, whole: bool) -> Any:
+        name = forward(ref) if forward is not None else None
+        if name is not None:
+            return "$" + name if whole else "${" + name + "}"
+        found = protect(resolve(ref, conv))
+        return found if whole else _as_text(found)
 
     parts = parse_template(value)
     # A string that is one reference and nothing else passes the value through
     # with its JSON type, the way a model would copy a number or a list.
     if len(parts) == 1 and isinstance(parts[0], Ref):
-        return fill(parts[0], as_text=False)
-    return "".join(p if isinstance(p, str) else fill(p, as_text=True) for p in parts)
+        return fill(parts[0], whole=True)
+    return "".join(protect(p) if isinstance(p, str) else fill(p, whole=False) for p in parts)
+
+
+def _escape_deep(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_reference_text(value)
+    if isinstance(value, dict):
+        return {k: _escape_deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape_deep(v) for v in value]
+    return value
 
 
 def _as_text(value: Any) -> str:
@@ -365,15 +426,18 @@ def timing_rng(plan: SimPlan, turn: int) -> random.Random:
 def decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None = None) -> Reply:
     """The model's next reply to ``messages``.
 
-    When the request offers the futures ``wait`` tool the sim follows the
-    futures protocol (see :func:`decide_async`); otherwise sync semantics:
+    When the request tells it about futures (the instruction in the system
+    message, and the ``wait`` tool) the sim follows the futures protocol as
+    far as it was told (see :class:`Protocol` and :func:`decide_async`);
+    otherwise sync semantics:
 
     Steps go out in plan order; from the first step not yet issued, every
     step whose references are already known goes into this reply, up to the
     first one that still needs a result.
     """
-    if any(_tool_name(t) == WAIT_TOOL for t in tools or ()):
-        return decide_async(plan, messages)
+    protocol = read_protocol(messages, tools)
+    if protocol.futures:
+        return decide_async(plan, messages, protocol)
     conv = read_conversation(plan, messages)
     rng = reply_rng(plan, conv.turn)
     ready = _ready_steps(plan, conv)
@@ -421,45 +485,68 @@ def _needs_reissue(step: SimStep, conv: Conversation) -> bool:
     return isinstance(error, str) and any(m in error for m in _OWN_MISTAKES)
 
 
-def decide_async(plan: SimPlan, messages: list[dict]) -> Reply:
+def decide_async(plan: SimPlan, messages: list[dict], protocol: Protocol | None = None) -> Reply:
     """The next reply under the futures protocol.
 
     Like a model that was told about futures: it issues every step it can,
     passes ``$fN`` for values it only forwards, and calls ``wait`` for the
-    futures whose values it must read before it can go on (``needs``, or
-    the final answer's references). A step that depends on a call made in
-    this same reply has no future id yet, so the reply ends there and the
-    next request, after the handles, continues.
+    futures whose values it must read before it can go on (``needs``, or the
+    final answer's references; and every future it has not seen, before it
+    answers, when told to). With numbered ids and same-message use it knows
+    the id of a call it makes in this reply, so it forwards it and waits on
+    it in the same reply; otherwise a step that depends on a call of this
+    reply ends the reply, and the next one continues after the handles.
     """
-    conv = read_conversation(plan, messages)
+    protocol = protocol or Protocol(futures=True)
+    conv = read_conversation(plan, messages, protocol)
     rng = reply_rng(plan, conv.turn)
     misbehave = set(plan.misbehave)
     segments: list[Text | Call] = []
     blocking: set[str] = set()
+    here: dict[str, str] = {}  # step id -> future id, for calls made in this reply
+    next_id = conv.calls_made + 1
     first_call = not conv.issued
+    answering = False
     for step in plan.steps:
         if not _needs_reissue(step, conv):
             continue
         unreadable = {r for r in step.needs if not conv.known(r)}
-        unforwardable = {r for r in step.arg_refs() if not conv.known(r) and conv.future_of(r) is None}
+        unforwardable = {r for r in step.arg_refs()
+                         if not conv.known(r) and conv.future_of(r) is None and r not in here}
         if unreadable or unforwardable:
             blocking = unreadable | unforwardable
             break
         if step.think:
             segments.append(Text(think_text(step.think, rng), reasoning=True))
-        call = _forwarding_call(step, conv, rng, misbehave, fresh=not conv.issued.get(step.id))
+        call = _forwarding_call(step, conv, rng, misbehave, fresh=not conv.issued.get(step.id), here=here)
         if first_call and "malformed_json" in misbehave:
             call.arguments = call.arguments[:-1]  # the closing brace never came
         first_call = False
         segments.append(call)
+        if protocol.same_message:
+            here[step.id] = f"f{next_id}"
+        next_id += 1
     else:
         blocking = {r for r in plan.final.refs() if not conv.known(r)}
+        answering = True
         if not segments and (not blocking or ("early_answer" in misbehave and not conv.answered_early)):
-            return _final(plan, conv, rng)
-    waitable = sorted({f for r in blocking if (f := conv.future_of(r))}, key=lambda f: int(f[1:]))
-    if waitable and not any(isinstance(s, Call) and step_of_call(s.id, plan) in blocking for s in segments):
-        segments.append(Call(f"wait_{rng.getrandbits(24):06x}", WAIT_TOOL,
-                             json.dumps({"futures": waitable})))
+            if not (protocol.wait_before_answer and conv.unseen_futures()) or "early_answer" in misbehave:
+                return _final(plan, conv, rng)
+    def future(step_id: str) -> str | None:
+        return here.get(step_id) or conv.future_of(step_id)
+
+    waitable = {f for r in blocking if (f := future(r))}
+    if answering and "early_answer" in misbehave and not conv.answered_early:
+        waitable = set()  # it will answer next, without reading what it needs
+    elif answering and protocol.wait_before_answer:
+        waitable |= set(conv.unseen_futures()) | set(here.values())
+    can_wait_here = protocol.same_message or not any(
+        isinstance(s, Call) and step_of_call(s.id, plan) in blocking for s in segments)
+    if waitable and can_wait_here:
+        ids = sorted(waitable, key=lambda f: int(f[1:]))
+        # wait() is shortest when what it needs is exactly this message's calls.
+        own = protocol.wait_own_message and set(ids) == set(here.values())
+        segments.append(Call(f"wait_{rng.getrandbits(24):06x}", WAIT_TOOL, "{}" if own else json.dumps({"futures": ids})))
     if segments:
         return Reply(segments, "tool_calls")
     missing = sorted(blocking)
@@ -475,18 +562,19 @@ def _final(plan: SimPlan, conv: Conversation, rng: random.Random) -> Reply:
 
 
 def _forwarding_call(step: SimStep, conv: Conversation, rng: random.Random,
-                     misbehave: set[str], fresh: bool) -> Call:
+                     misbehave: set[str], fresh: bool, here: dict[str, str] | None = None) -> Call:
     """A call whose unknown values are passed as future references."""
     state = {"spoiled": "unknown_future" not in misbehave or not fresh}
+    here = here or {}
 
     def ref_text(ref: Ref) -> str | None:
-        future = conv.future_of(ref.id)
+        future = here.get(ref.id) or conv.future_of(ref.id)
         if future is None or (conv.known(ref.id) and "forward_failed" not in misbehave):
             return None
         if not state["spoiled"]:
             state["spoiled"] = True
             future = "f999"
-        return "$" + ".".join((future, *ref.path))
+        return ".".join((future, *ref.path))
 
     return _call(step, conv, rng, forward=ref_text)
 
@@ -534,6 +622,68 @@ def prompt_tokens(messages: list[dict], tools: list[dict] | None) -> int:
     return total
 
 
+def prompt_segments(messages: list[dict], tools: list[dict] | None) -> list[tuple[str, int]]:
+    """A prompt as (digest, tokens) pieces in the order a server lays it out:
+    the tool schemas first, then each message."""
+    import hashlib
+
+    pieces: list[tuple[str, int]] = []
+    if tools:
+        text = json.dumps(tools)
+        pieces.append((hashlib.sha256(text.encode()).hexdigest(), count_tokens(text)))
+    for message in messages:
+        text = json.dumps(message, sort_keys=True, default=str)
+        tokens = count_tokens(message_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            tokens += count_tokens((call.get("function") or {}).get("arguments") or "")
+        pieces.append((hashlib.sha256(text.encode()).hexdigest(), tokens))
+    return pieces
+
+
+class PrefixCache:
+    """The server's prompt cache: tokens of a prompt's longest prefix already
+    prefilled by an earlier request are not prefilled again.
+
+    Servers do this (vLLM's automatic prefix caching, on by default; the
+    llama.cpp server's prompt cache; hosted APIs' prompt caching), so a
+    conversation's next request costs the base time to first token plus the
+    prefill of what is new. The cache starts empty for every run: the first
+    request pays its whole prompt. Granularity is a whole message (real
+    caches use blocks of 16-ish tokens), so a changed message is prefilled
+    again in full.
+    """
+
+    def __init__(self, limit: int = 64) -> None:
+        self._seen: list[list[str]] = []
+        self._limit = limit
+
+    def prefill_tokens(self, messages: list[dict], tools: list[dict] | None) -> int:
+        """Tokens this prompt must prefill (the whole prompt minus its cached prefix); remembers it."""
+        pieces = prompt_segments(messages, tools)
+        keys = [k for k, _ in pieces]
+        shared = max((_common(keys, seen) for seen in self._seen), default=0)
+        self._seen.append(keys)
+        del self._seen[:-self._limit]
+        return sum(tokens for _, tokens in pieces[shared:])
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prefill_tokens(plan: SimPlan, cache: PrefixCache | None, messages: list[dict], tools: list[dict] | None) -> int:
+    """What the next request prefills: its whole prompt, or with the plan's
+    ``prefix_cache`` only what an earlier request of the run did not."""
+    if plan.prefix_cache and cache is not None:
+        return cache.prefill_tokens(messages, tools)
+    return prompt_tokens(messages, tools)
+
+
 def completion_tokens(reply: Reply) -> int:
     total = 0
     for segment in reply.segments:
@@ -557,6 +707,9 @@ def render(
     reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random
 ) -> Iterator[tuple[float, dict[str, Any]]]:
     """Timed stream of ``reply``: ``(delay_before, choice)`` pairs.
+
+    ``prompt_tokens`` are the tokens to prefill before the first one
+    (:func:`prefill_tokens`).
 
     ``choice`` is ``{"delta": {...}, "finish_reason": None | str}``, i.e. the
     ``choices[0]`` of an OpenAI ``chat.completion.chunk`` without its index.

@@ -25,6 +25,7 @@ class InProcessSim:
     def __init__(self, plan: SimPlan) -> None:
         self.plan = plan
         self.requests: list[list[dict]] = []  # what it was sent, for tests
+        self.cache = engine.PrefixCache()
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
         messages = copy.deepcopy(messages)
@@ -36,7 +37,8 @@ class InProcessSim:
         content: list[str] = []
         first = True
         finish = None
-        for delay, choice in engine.render(reply, self.plan, prompt, rng):
+        prefill = engine.prefill_tokens(self.plan, self.cache, messages, tools)
+        for delay, choice in engine.render(reply, self.plan, prefill, rng):
             if delay > 0:
                 await trio.sleep(delay)
             delta = choice["delta"]

@@ -143,6 +143,9 @@ class SimPlan(BaseModel):
     jitter: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     chunk_chars: int = Field(default=4, ge=1)
+    # Charge prefill only for what an earlier request of the run did not
+    # prefill, as servers with a prompt cache do (engine.PrefixCache).
+    prefix_cache: bool = True
     # Ways real models break the futures protocol, for testing the executor:
     # early_answer, unknown_future, forward_failed, malformed_json.
     misbehave: list[Literal["early_answer", "unknown_future", "forward_failed", "malformed_json"]] = Field(

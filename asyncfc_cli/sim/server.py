@@ -73,17 +73,18 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = engine.decide(plan, messages, body.get("tools"))
             prompt = engine.prompt_tokens(messages, body.get("tools"))
+            prefill = sim._prefill(plan, messages, body.get("tools"))
         except Exception as exc:  # noqa: BLE001 - report it to the client, not to stderr
             self._error(500, f"simulated model failed: {exc!r}", "server_error")
             return
         try:
-            self._complete(body, plan, reply, prompt)
+            self._complete(body, plan, reply, prompt, prefill)
         except (BrokenPipeError, ConnectionResetError, _Stopped):
             # The client hung up or the server is stopping: nobody to answer.
             self.close_connection = True
 
     def _complete(
-        self, body: dict[str, Any], plan: SimPlan, reply: engine.Reply, prompt: int
+        self, body: dict[str, Any], plan: SimPlan, reply: engine.Reply, prompt: int, prefill: int
     ) -> None:
         sim = self.server.sim
         rng = engine.timing_rng(plan, engine.assistant_turns(body["messages"]))
@@ -93,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": str(body.get("model") or MODEL_ID),
         }
         if not body.get("stream"):
-            sim._sleep(engine.total_delay(reply, plan, prompt, rng))
+            sim._sleep(engine.total_delay(reply, plan, prefill, rng))
             self._json(200, engine.completion_object(reply, prompt, **ids))
             return
         self.send_response(200)
@@ -101,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for delay, choice in engine.render(reply, plan, prompt, rng):
+        for delay, choice in engine.render(reply, plan, prefill, rng):
             sim._sleep(delay)
             self._event(engine.chunk_object(choice, **ids))
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -138,6 +139,7 @@ class SimServer:
         self.requests = 0
         self.last_messages: list[dict] | None = None
         self._lock = threading.Lock()
+        self._cache: tuple[SimPlan, engine.PrefixCache] | None = None
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
         self._thread: threading.Thread | None = None
@@ -184,6 +186,13 @@ class SimServer:
         with self._lock:
             self.requests += 1
             self.last_messages = messages
+
+    def _prefill(self, plan: SimPlan, messages: list[dict], tools: list[dict] | None) -> int:
+        # One prompt cache per plan: a new plan (the bench's next case) is a new run.
+        with self._lock:
+            if self._cache is None or self._cache[0] is not plan:
+                self._cache = (plan, engine.PrefixCache())
+            return engine.prefill_tokens(plan, self._cache[1], messages, tools)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self._stopping.wait(seconds):
