@@ -132,6 +132,13 @@ class AsyncScheduler(Scheduler):
         self._never: dict[str, str] = {}  # future id -> why it will never be issued
         self._last_ordered: CallRecord | None = None
         self._finishing = False  # the model's held answer is in the conversation
+        # Holding can cost a model that had other work to do. The run may hold
+        # for one time to first token in all, plus one more each time the
+        # model showed it needed handed-back values (a message that only
+        # waits on them): see _hold.
+        self._held = 0.0
+        self._earned = 0
+        self._handed: set[str] = set()  # futures that went back as handles in the last response
 
     def extra_tools(self) -> list[Any]:
         return [wait_tool()]
@@ -227,7 +234,8 @@ class AsyncScheduler(Scheduler):
                 record.status = "waiting"
                 for dep in record.deps:
                     await self._arrival(dep)
-                self._bind_inputs(record, refs)
+            # Even with no reference, escaped text loses its backslash here.
+            self._bind_inputs(record, refs)
             if after is not None:
                 await after.resolved.wait()
             if record.status == "waiting":
@@ -297,6 +305,9 @@ class AsyncScheduler(Scheduler):
         self._close_response()
         calls = [r for r in response if r.future is not None]
         waits = [r for r in response if r.future is None]
+        if waits and not calls and self._waited_on(waits) & self._handed:
+            self._earned += 1  # it needed what it was handed: holding would have saved this request
+            self.trace.emit("hold_earned", earned=self._earned)
         # Results already there go back in their calls' own messages...
         given = [r for r in calls if r.done and not r.delivered]
         self._mark(given, "result")
@@ -311,6 +322,7 @@ class AsyncScheduler(Scheduler):
             self._mark(late, "result")
             given += late
         messages = []
+        self._handed = set()
         for record in response:
             if record.future is None:
                 content = replies[id(record)]
@@ -318,26 +330,52 @@ class AsyncScheduler(Scheduler):
                 content = record.content()
             else:
                 content = handle(record.future)
+                self._handed.add(record.future)
             messages.append({"role": "tool", "tool_call_id": record.call_id, "content": content})
         return messages
 
+    def _waited_on(self, waits: list[CallRecord]) -> set[str]:
+        named: set[str] = set()
+        for w in waits:
+            ids = (w.arguments or {}).get("futures") if isinstance(w.arguments, dict) else None
+            for raw in ids if isinstance(ids, list) else [ids]:
+                fid = parse_future_id(raw)
+                if fid:
+                    named.add(fid)
+        return named
+
     async def _hold(self, records: list[CallRecord]) -> None:
-        """Hold the next request, at most one request's cost, for calls that may finish within it.
+        """Hold the next request, at most one time to first token, for calls that may finish within it.
 
         The model ended its message without saying what it needs. A handle
-        costs it one more request if it needs the value
-        (:meth:`RequestCost.round_trip`); holding costs it at most the hold
-        if it had other work. So the loop holds, never longer than that cost,
-        for the calls expected to finish within it (:class:`LatencyBook`) and
-        for calls it knows nothing about yet; a call known to take longer
-        gets its handle at once, since holding could not save the request.
+        costs it one more request if it needs the value (at least a time to
+        first token: :class:`RequestCost`); holding costs it at most the hold
+        if it had other work. So the loop holds, never longer than the latest
+        time to first token, for the calls expected to finish within it
+        (:class:`LatencyBook`) and for calls it knows nothing about yet; a
+        call known to take longer gets its handle at once, since holding
+        could not save the request.
+
+        Holds add up, and a model that forwards everything never needs one:
+        so a run holds for one time to first token in all, and one more each
+        time the model, handed pending futures, answered with a message that
+        only waits on them (it needed them; a hold would have saved that
+        request). A run is then never slower than without holds by more than
+        about one time to first token, and a model that reads its results
+        gets them held.
         """
         pending = [r for r in records if not r.done]
         if self.hold == "never" or not pending:
             return
         fixed = not isinstance(self.hold, str)
-        budget = float(self.hold) if fixed else self.cost.round_trip()
-        if not budget:
+        if fixed:
+            budget = float(self.hold)
+        else:
+            ttft = self.cost.ttft
+            if not ttft:
+                return
+            budget = min(ttft, (1 + self._earned) * ttft - self._held)
+        if budget <= 0:
             return
         now = self.trace.now()
         expected: dict[int, float | None] = {}
@@ -353,6 +391,7 @@ class AsyncScheduler(Scheduler):
         with trio.move_on_after(budget):
             for record in targets:
                 await record.resolved.wait()
+        self._held += self.trace.now() - now
         known_e = [e for r in targets if (e := expected.get(id(r))) is not None]
         self.trace.emit("hold", futures=[r.future for r in targets],
                         expected=round(max(known_e), 6) if known_e else None,

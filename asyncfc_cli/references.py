@@ -12,13 +12,15 @@ A call's arguments may use the result of another call by its future id
                        (a miscounted id fails instead of reading another call)
 ``"id ${f3.id}!"``     inside text only the braced form counts: the value is
                        inserted as text (strings as they are, anything else as
-                       JSON), so ``${f1}1`` is f1 followed by "1"
-``"$${f3}"``, ``"$$f3"``  literal text ``${f3}``, ``$f3``
+                       JSON), so ``${f1}1`` is f1 followed by "1", and
+                       ``$${f1}`` is a dollar sign followed by f1
+``"\\${f3}"``, ``"\\$f3"``  (a backslash in the string) literal text ``${f3}``, ``$f3``
 =====================  =====================================================
 
-A bare ``$f3`` inside longer text is refused (:class:`ReferenceError`)
+A bare ``$f3`` inside longer text is refused (reported in ``problems``)
 rather than guessed at: ``"id $f11"`` could be f11, or f1 then "1". Any
-other ``$`` or ``${...}`` (``$HOME``, ``${HOME}``, ``$$``) is plain text.
+other ``$`` or ``${...}`` (``$HOME``, ``${HOME}``, ``$$``, ``$5``) is plain
+text, and so is a backslash not followed by a reference.
 
 Parsing never raises on odd text; :func:`parse` reports what it refused as
 ``problems`` so the executor can fail the call with the reason.
@@ -37,10 +39,12 @@ TOOL = r"[A-Za-z0-9_-]+"
 _BRACED = re.compile(rf"\$\{{({ID})(?::({TOOL}))?((?:\.[^.{{}}]+)*)\}}")
 _BARE_WHOLE = re.compile(rf"\$({ID})((?:\.[^.]+)*)")
 _BARE_IN_TEXT = re.compile(rf"\$({ID})")
-# Where a reference could start: "$$" + ref (escape), "${f<digit>", "$f<digit>".
-_START = re.compile(r"\$\$(?=\{?f\d)|\$\{(?=f\d)|\$(?=f\d)")
-# What follows the "$$" of an escape, copied as it is.
-_ESCAPED = re.compile(rf"\{{{ID}(?::{TOOL})?(?:\.[^.{{}}]+)*\}}|{ID}")
+# Where a reference could start: a backslash before one (an escape), "${f<digit>", "$f<digit>".
+_START = re.compile(r"\\+(?=\$\{?f\d)|\$\{(?=f\d)|\$(?=f\d)")
+# A dollar that starts a reference, with the backslashes before it.
+_REF_DOLLAR = re.compile(r"(\\*)\$(?=\{?f\d)")
+# What follows the backslash of an escape, copied as it is.
+_ESCAPED = re.compile(rf"\$\{{{ID}(?::{TOOL})?(?:\.[^.{{}}]+)*\}}|\$\{{|\${ID}")
 
 
 @dataclass(frozen=True)
@@ -92,19 +96,23 @@ def parse(text: str) -> Parsed:
         literal.append(text[i:start.start()])
         i = start.start()
         token = start.group()
-        if token == "$$":  # an escape: the rest is literal, one dollar less
-            literal.append("$")
-            i += 2
-            rest = _ESCAPED.match(text, i)
-            if rest:
-                literal.append(rest.group())
-                i = rest.end()
-            continue
+        if token.startswith("\\"):
+            # Backslashes before a reference: each pair is one backslash; an
+            # odd one left over makes the reference literal text.
+            literal.append("\\" * (len(token) // 2))
+            i += len(token)
+            if len(token) % 2:
+                rest = _ESCAPED.match(text, i)
+                if rest:
+                    literal.append(rest.group())
+                    i = rest.end()
+                continue
+            token = "${" if text.startswith("${", i) else "$"
         if token == "${":
             match = _BRACED.match(text, i)
             if match is None:
                 out.problems.append(f"unterminated or malformed reference at {text[i:i + 24]!r}: "
-                                    "write ${f1} or ${f1.key}, or $${ for the literal text")
+                                    "write ${f1} or ${f1.key}, or \\${ for the literal text")
                 literal.append("${")
                 i += 2
                 continue
@@ -117,7 +125,7 @@ def parse(text: str) -> Parsed:
         assert match is not None
         out.problems.append(
             f"ambiguous reference {match.group()!r} inside text: write ${{{match.group(1)}}} to insert "
-            f"the result (or $${match.group(1)} for the literal text)")
+            f"the result (or \\${match.group(1)} for the literal text)")
         literal.append(match.group())
         i = match.end()
     literal.append(text[i:])
@@ -185,7 +193,7 @@ def substitute(value: Any, values: dict[str, Any]) -> Any:
     """``value`` with every reference replaced by its future's value from ``values``.
 
     A string that is one reference keeps the value's JSON type; references
-    inside text are inserted as text. Escapes lose their extra dollar.
+    inside text are inserted as text. Escapes lose their backslash.
     Raises PathError for a path the value does not have.
     """
     if isinstance(value, dict):
@@ -214,6 +222,15 @@ def _part(ref: Reference, values: dict[str, Any]) -> Any:
         raise PathError(f"{ref.text}: {ref.future} {exc}") from None
 
 
-def escape(text: str) -> str:
-    """``text`` written so that it reads back literally (for tools and the simulated model)."""
-    return _START.sub(lambda m: "$" + m.group(), text)
+def escape(text: str, then_reference: bool = False) -> str:
+    """``text`` written so that it reads back literally (for tools and the simulated model).
+
+    Backslashes are doubled only where they stand before a reference (the
+    only place they mean anything); ``then_reference``: a reference follows
+    the text, so its trailing backslashes are doubled too.
+    """
+    out = _REF_DOLLAR.sub(lambda m: m.group(1) * 2 + "\\$", text)
+    if then_reference:
+        trailing = len(out) - len(out.rstrip("\\"))
+        out += "\\" * trailing
+    return out

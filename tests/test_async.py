@@ -48,14 +48,15 @@ HANDLES_ONLY = ('Tool calls may return a handle {"future":"f1","status":"pending
 
 
 def run_plan(plan: SimPlan, mode: str, tools: dict | None = None, timeout: float | None = 600,
-             instruction: str | None = None):
+             instruction: str | None = None, hold: str | float = "latency"):
     """Run a plan on the in-process sim under MockClock; returns (result, trace events)."""
     out = {}
 
     async def main():
         trace = Trace(clock=trio.current_time)
         run = AgentRun(prompt="go", instructions="", tools=tools or TOOLS, mode=mode,
-                       max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction)
+                       max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction,
+                       hold=hold)
         out["result"] = await run_agent(run, InProcessSim(plan), trace)
         out["events"] = trace.events
 
@@ -92,9 +93,12 @@ def plans(draw):
         if tool == "fail":
             failing.add(sid)
         latency = draw(st.sampled_from([0.0, 0.05, 0.3, 1.0, 2.5]))
+        # Keys that read like references: they must reach the tools as written.
+        # (Plan templates double their braces: " ${{f2}}" is the text " ${f2}".)
+        key = sid + draw(st.sampled_from(["", " $f1", " ${{f2}}", "\\", " $${{f1.key}}", " \\$f1", " {{x}}"]))
         steps.append({
             "id": sid, "tool": tool, "think": draw(st.integers(0, 30)), "needs": needs,
-            "args": {"run": run, "key": sid, "latency": latency, "inputs": inputs},
+            "args": {"run": run, "key": key, "latency": latency, "inputs": inputs},
         })
     answer = " | ".join(f"{s['id']}={{{s['id']}}}" for s in steps)
     plan = SimPlan.model_validate({
@@ -105,7 +109,8 @@ def plans(draw):
         "steps": steps,
         "final": {"think": draw(st.integers(0, 20)), "answer": answer},
     })
-    return plan, run
+    # Our instruction (same-message futures, inline waits) or one that says less.
+    return plan, run, draw(st.sampled_from([None, HANDLES_ONLY]))
 
 
 def executed(result) -> Counter:
@@ -122,10 +127,10 @@ def spans(events, kind):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans())
 def test_async_runs_what_sync_runs_and_keeps_every_rule(drawn):
-    plan, run = drawn
+    plan, run, instruction = drawn
     sync_result, _ = run_plan(plan, "sync")
     sync_log = list(proptools.LOG.pop(run, []))
-    result, events = run_plan(plan, "async")
+    result, events = run_plan(plan, "async", instruction=instruction)
     async_log = proptools.LOG.pop(run, [])
 
     assert sync_result.status == "ok" and result.status == "ok", (result.error, sync_result.error)
@@ -146,7 +151,7 @@ def test_async_runs_what_sync_runs_and_keeps_every_rule(drawn):
     ordered = [f["call_id"] for f in futures.values() if f["tool"] == "record"]
     for before, after in zip(ordered, ordered[1:]):
         assert tool_spans[after][0] >= tool_spans[before][1]
-    keys_in_issue_order = [json.loads(c.raw_arguments)["key"] for c in result.calls if c.tool == "record"]
+    keys_in_issue_order = [c.arguments["key"] for c in result.calls if c.tool == "record"]
     assert [k for k in async_log if k in keys_in_issue_order] == keys_in_issue_order
     # Every outcome reached the model exactly once.
     delivered = Counter(f for e in events if e["type"] == "delivery" for f in e["futures"])
@@ -340,3 +345,38 @@ def test_the_hold_waits_a_round_trip_at_most_and_only_for_calls_that_may_finish_
     # f3: `work` took 0.1 s before, so it was held, but this call took 2 s: the hold
     # stopped at the budget (one round trip) and a handle went back.
     assert via["f3"] != "result" and holds[("f3",)]["held"] == holds[("f3",)]["budget"]
+
+
+@st.composite
+def reading_plans(draw):
+    """Plans whose calls only read earlier results (``needs``), never forward them: the
+    model's messages are then the same whether a value came back held or by a wait."""
+    run = uuid.uuid4().hex[:8]
+    steps = []
+    for i in range(draw(st.integers(1, 7))):
+        earlier = [s["id"] for s in steps]
+        steps.append({
+            "id": f"s{i + 1}", "tool": draw(st.sampled_from(["work", "work", "record"])),
+            "think": draw(st.integers(0, 30)),
+            "needs": draw(st.lists(st.sampled_from(earlier), unique=True, max_size=2)) if earlier else [],
+            "args": {"run": run, "key": f"s{i + 1}", "latency": draw(st.sampled_from([0.0, 0.05, 0.3, 1.0, 2.5]))},
+        })
+    return SimPlan.model_validate({
+        "decode_tps": draw(st.sampled_from([20.0, 80.0, 400.0])), "ttft": draw(st.sampled_from([0.0, 0.2, 0.5])),
+        "seed": draw(st.integers(0, 1000)), "steps": steps,
+        "final": {"think": draw(st.integers(0, 20)), "answer": " | ".join(f"{{{s['id']}.key}}" for s in steps)},
+    })
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reading_plans())
+def test_the_hold_never_costs_more_than_one_time_to_first_token(plan):
+    # A model that ends its messages without saying what it needs: the case holds are for.
+    never, _ = run_plan(plan, "async", instruction=HANDLES_ONLY, hold="never")
+    held, events = run_plan(plan, "async", instruction=HANDLES_ONLY, hold="latency")
+    assert held.status == never.status == "ok" and held.answer == never.answer
+    ttfts = [e["ttft"] for e in events if e["type"] == "model_end" and e.get("ttft") is not None]
+    assert held.wall <= never.wall + max(ttfts) + 1e-6
+    # Each hold stops at its budget, and no budget is more than a time to first token.
+    for hold in (e for e in events if e["type"] == "hold"):
+        assert hold["held"] <= hold["budget"] + 1e-9 and hold["budget"] <= max(ttfts) + 1e-9

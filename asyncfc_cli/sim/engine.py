@@ -319,21 +319,37 @@ def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | No
         return [substitute(v, conv, forward) for v in value]
     if not isinstance(value, str):
         return value
-    protect = _escape_deep if forward is not None else (lambda v: v)
-
-    def fill(ref: Ref, whole: bool) -> Any:
-        name = forward(ref) if forward is not None else None
-        if name is not None:
-            return "$" + name if whole else "${" + name + "}"
-        found = protect(resolve(ref, conv))
-        return found if whole else _as_text(found)
+    def name(ref: Ref) -> str | None:
+        return forward(ref) if forward is not None else None
 
     parts = parse_template(value)
     # A string that is one reference and nothing else passes the value through
     # with its JSON type, the way a model would copy a number or a list.
     if len(parts) == 1 and isinstance(parts[0], Ref):
-        return fill(parts[0], whole=True)
-    return "".join(protect(p) if isinstance(p, str) else fill(p, whole=False) for p in parts)
+        future = name(parts[0])
+        if future is not None:
+            return "$" + future
+        found = resolve(parts[0], conv)
+        return _escape_deep(found) if forward is not None else found
+    # Literal text (with the values known) and the futures passed, in order.
+    pieces: list[tuple[bool, str]] = []
+    for part in parts:
+        future = name(part) if isinstance(part, Ref) else None
+        if future is not None:
+            pieces.append((True, "${" + future + "}"))
+        else:
+            text = part if isinstance(part, str) else _as_text(resolve(part, conv))
+            if pieces and not pieces[-1][0]:
+                pieces[-1] = (False, pieces[-1][1] + text)
+            else:
+                pieces.append((False, text))
+    if forward is None:
+        return "".join(text for _, text in pieces)
+    out = []
+    for i, (is_ref, text) in enumerate(pieces):
+        then_ref = i + 1 < len(pieces) and pieces[i + 1][0]
+        out.append(text if is_ref else escape_reference_text(text, then_reference=then_ref))
+    return "".join(out)
 
 
 def _escape_deep(value: Any) -> Any:
