@@ -99,6 +99,9 @@ def run(
     with status, answer, tool calls and timings, token usage, wall time and
     the trace path and the conversation as the model saw it).
     """
+    from asyncfc_cli.model import start_litellm_import
+
+    start_litellm_import()  # seconds: overlapped with everything up to the first request
     from asyncfc_cli import runner, spec as spec_mod
     from asyncfc_cli.expectations import unmet
     from asyncfc_cli.trace import default_trace_path, new_run_id
@@ -276,10 +279,22 @@ def sim_serve(
 
 
 def main() -> None:
+    code = 0
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:  # Ctrl-C outside a run (e.g. during startup)
-        sys.exit(EXIT_INTERRUPTED)
+        code = EXIT_INTERRUPTED
+    # Everything the command owns is closed by now (trace, servers, threads of
+    # the run). Tearing down the interpreter after importing LiteLLM's
+    # thousands of modules takes about a second for nothing: flush and leave.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -259,6 +260,29 @@ def _forget_litellm_clients() -> None:
             cache.flush_cache()
         except Exception:  # a cache we cannot flush only costs a reconnect
             pass
+
+
+def start_litellm_import() -> None:
+    """Begin importing LiteLLM in a background thread, so its seconds of import
+    overlap the spec, the tools' imports and the simulated server's start.
+
+    A later :func:`import_litellm` waits for it (the module's import lock).
+    The thread is a daemon on purpose: a run that stops early (a spec error)
+    must not wait seconds for an import it will never use, and the CLI ends
+    with ``os._exit`` (see ``cli.main``), which does not wait for it either.
+    """
+    import threading
+
+    if "litellm" in sys.modules:
+        return
+    threading.Thread(target=_import_quietly, name="asyncfc-import-litellm", daemon=True).start()
+
+
+def _import_quietly() -> None:
+    try:
+        import_litellm()
+    except BaseException:  # the run's own import reports it
+        pass
 
 
 def import_litellm() -> Any:
