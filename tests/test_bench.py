@@ -398,6 +398,13 @@ def test_bench_command_json_and_usage_errors():
     assert {p["extra_requests"] for p in workload["price_vs_parallel"]} == {0}
     assert all(p["extra_tokens_in"] > 0 for p in workload["price_vs_parallel"])
     assert doc["machine"]["cores"] and doc["command"].startswith("asyncfc bench nogain")
+    # --no-prefix-cache reaches every plan, and the reproducing command says so.
+    cold = runner.invoke(app, ["bench", "--no-prefix-cache", "nogain", "--latencies", "0.3", "--mode",
+                               "parallel,async", "--json", "-q"])
+    doc_cold = json.loads(cold.stdout)
+    assert doc_cold["command"].startswith("asyncfc bench --no-prefix-cache nogain")
+    cold_async = doc_cold["workloads"][0]["modes"]["async"]["wall"]["median"]
+    assert cold_async > workload["modes"]["async"]["wall"]["median"]  # every request prefills it all
     bad = runner.invoke(app, ["bench", "bfcl", "--data", "/nonexistent/bfcl"])
     assert bad.exit_code == 2 and "no BFCL files there" in bad.stderr
     bad = runner.invoke(app, ["bench", "dag", "--mode", "fast"])

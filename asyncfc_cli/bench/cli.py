@@ -23,6 +23,19 @@ bench_app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+
+@bench_app.callback()
+def _bench(
+    ctx: typer.Context,
+    prefix_cache: Annotated[bool, typer.Option(
+        "--prefix-cache/--no-prefix-cache",
+        help="The simulated server prefills only what earlier requests of a run did not (as vLLM, "
+             "llama.cpp and hosted APIs cache prompt prefixes), or every prompt whole.")] = True,
+) -> None:
+    ctx.obj = {"prefix_cache": prefix_cache}
+
+
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="BFCL data directory (default: $ASYNCFC_BFCL_DIR, else the nearest shared/data/bfcl "
     "above the current directory or the package).")]
@@ -41,6 +54,8 @@ ModesOpt = Annotated[str, typer.Option("--mode", help="Modes to run, comma-separ
 def _command(ctx: typer.Context) -> str:
     """The command that reproduces this run: its path and every option not at its default."""
     parts = ["asyncfc", "bench", ctx.info_name]
+    if not (ctx.obj or {}).get("prefix_cache", True):
+        parts.insert(2, "--no-prefix-cache")
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if value is None or value == param.default or not getattr(param, "opts", None):
@@ -60,12 +75,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _timing(decode_tps: float, ttft: float, prefill_tps: float):
+def _timing(ctx: typer.Context, decode_tps: float, ttft: float, prefill_tps: float):
     from asyncfc_cli.bench.workloads import Timing
 
     if decode_tps <= 0 or prefill_tps <= 0 or ttft < 0:
         raise _fail("--decode-tps and --prefill-tps must be positive, --ttft non-negative")
-    return Timing(decode_tps=decode_tps, ttft=ttft, prefill_tps=prefill_tps)
+    obj = ctx.obj or {}
+    return Timing(decode_tps=decode_tps, ttft=ttft, prefill_tps=prefill_tps,
+                  prefix_cache=obj.get("prefix_cache", True))
 
 
 def _modes(text: str) -> tuple[str, ...]:
@@ -167,9 +184,9 @@ def bfcl(
         if api_key_env and not key:
             raise _fail(f"--api-key-env {api_key_env}: that variable is not set")
         suite.accuracy(report, data_dir, categories, limit or None, offset, modes, lat, seed, model, api_base,
-                       key, timeout, _timing(decode_tps, ttft, prefill_tps))
+                       key, timeout, _timing(ctx, decode_tps, ttft, prefill_tps))
     else:
-        timing = _timing(decode_tps, ttft, prefill_tps)
+        timing = _timing(ctx, decode_tps, ttft, prefill_tps)
         suite.bfcl_timing(report, data_dir, categories, limit or None, offset, modes, timing, lat,
                           list(range(seed, seed + max(1, repeat))), think, _transport_name(transport))
     report.finish()
@@ -192,7 +209,7 @@ def multiturn(
     from asyncfc_cli.bench import suite
 
     report = suite.Report(_command(ctx), as_json, quiet)
-    suite.multiturn(report, _data_dir(data), limit or None, _modes(mode), _timing(decode_tps, ttft, prefill_tps),
+    suite.multiturn(report, _data_dir(data), limit or None, _modes(mode), _timing(ctx, decode_tps, ttft, prefill_tps),
                     _latency("--latency", latency), list(range(seed, seed + max(1, repeat))),
                     _transport_name(transport))
     report.finish()
@@ -218,7 +235,7 @@ def dag(
     from asyncfc_cli.bench import suite
 
     report = suite.Report(_command(ctx), as_json, quiet)
-    suite.dag(report, _modes(mode), _timing(decode_tps, ttft, prefill_tps), width, depth, fan_in, read_share,
+    suite.dag(report, _modes(mode), _timing(ctx, decode_tps, ttft, prefill_tps), width, depth, fan_in, read_share,
               _latency("--latency", latency), _latency("--think", think), list(range(seed, seed + seeds)),
               _transport_name(transport))
     report.finish()
@@ -237,7 +254,7 @@ def nogain(
     from asyncfc_cli.bench import suite
 
     report = suite.Report(_command(ctx), as_json, quiet)
-    suite.nogain(report, _modes(mode), _timing(decode_tps, ttft, prefill_tps), _floats("--latencies", latencies),
+    suite.nogain(report, _modes(mode), _timing(ctx, decode_tps, ttft, prefill_tps), _floats("--latencies", latencies),
                  _transport_name(transport))
     report.finish()
 
@@ -262,7 +279,7 @@ def inspect(
     if transport not in ("real", "http"):
         raise _fail("--transport: real processes need the real clock; use real or http")
     report = suite.Report(_command(ctx), as_json, quiet)
-    suite.inspect(report, _modes(mode), _timing(decode_tps, ttft, prefill_tps), target, repeat, transport)
+    suite.inspect(report, _modes(mode), _timing(ctx, decode_tps, ttft, prefill_tps), target, repeat, transport)
     report.finish()
 
 
@@ -283,7 +300,7 @@ def sweep(
     if any(r <= 0 for r in rates):
         raise _fail("--decode: rates must be positive")
     report = suite.Report(_command(ctx), as_json, quiet)
-    suite.sweep(report, _timing(50.0, ttft, prefill_tps), rates, _floats("--latency", latency),
+    suite.sweep(report, _timing(ctx, 50.0, ttft, prefill_tps), rates, _floats("--latency", latency),
                 list(range(seeds)), chart)
     report.finish()
 
@@ -329,7 +346,7 @@ def hold(
         policies.append(item if item in ("never", "latency", "learned", "inline") else _floats("--policy", item)[0])
     report = suite.Report(_command(ctx), as_json, quiet)
     data_dir = _optional_bfcl_dir(data, report)
-    suite.hold(report, data_dir, _timing(decode_tps, ttft, prefill_tps), tuple(policies), limit, seed)
+    suite.hold(report, data_dir, _timing(ctx, decode_tps, ttft, prefill_tps), tuple(policies), limit, seed)
     report.finish()
 
 
@@ -351,5 +368,5 @@ def all_(
     report = suite.Report(_command(ctx), as_json, quiet)
     data_dir = _optional_bfcl_dir(data, report)
     target = out or REPO_ROOT / "benchmarks" / "results"
-    suite.everything(report, data_dir, _timing(decode_tps, ttft, prefill_tps), seed, quick, target)
+    suite.everything(report, data_dir, _timing(ctx, decode_tps, ttft, prefill_tps), seed, quick, target)
     report.finish(write=target / "results.json")

@@ -108,7 +108,8 @@ def _run(report: Report, name: str, cases: list[Case], modes: tuple[str, ...], t
 
 
 def _timing_fields(timing: Timing) -> dict[str, Any]:
-    return {"decode_tps": timing.decode_tps, "ttft": timing.ttft, "prefill_tps": timing.prefill_tps}
+    return {"decode_tps": timing.decode_tps, "ttft": timing.ttft, "prefill_tps": timing.prefill_tps,
+            "prefix_cache": timing.prefix_cache}
 
 
 def bfcl_timing(report: Report, data_dir: Path, categories: tuple[str, ...], limit: int | None, offset: int,

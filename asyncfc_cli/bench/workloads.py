@@ -62,10 +62,11 @@ class Timing:
     prefill_tps: float = 5000.0
     jitter: float = 0.0
     chunk_chars: int = 4
+    prefix_cache: bool = True  # the server prefills only what earlier requests of the run did not
 
     def plan_fields(self) -> dict[str, Any]:
         return {"decode_tps": self.decode_tps, "ttft": self.ttft, "prefill_tps": self.prefill_tps,
-                "jitter": self.jitter, "chunk_chars": self.chunk_chars}
+                "jitter": self.jitter, "chunk_chars": self.chunk_chars, "prefix_cache": self.prefix_cache}
 
 
 @dataclass
