@@ -453,7 +453,7 @@ def compare(
     data_a, data_b = _load(resolve(a, directory)), _load(resolve(b, directory))
     run_a, run_b = analysis.run_from_trace(data_a), analysis.run_from_trace(data_b)
     m_a, m_b = analysis.compute(run_a), analysis.compute(run_b)
-    speedup = m_a.wall / m_b.wall if m_b.wall > 0 else math.nan
+    speedup = m_a.wall / m_b.wall if m_a.wall > 0 and m_b.wall > 0 else math.nan
     if as_json:
         from asyncfc_cli.output import print_json
 
