@@ -102,7 +102,7 @@ def run(
     """
     from asyncfc_cli import runner, spec as spec_mod
     from asyncfc_cli.expectations import unmet
-    from asyncfc_cli.output import print_json
+    from asyncfc_cli.output import answer_text, print_json
     from asyncfc_cli.trace import check_writable, default_trace_path, new_run_id
 
     # Until the answer is printed, anything written to stdout (a python tool's
@@ -164,7 +164,7 @@ def run(
         print_json(_json_report(run_spec, outcome, failures, code))
     else:
         if result.answer is not None:
-            print(result.answer)
+            print(answer_text(result.answer))
         if not quiet:
             _print_footer(result, failures, trace_path)
         elif result.status != "ok" or failures:

@@ -11,7 +11,9 @@ terminal:
    ``errors="backslashreplace"``: a character the stream cannot encode is
    written as its escape (``\\ud800``, or ``\\u2713`` on a Latin-1
    terminal) instead of raising ``UnicodeEncodeError``. The answer is
-   printed as the model wrote it, apart from that.
+   printed as the model wrote it, apart from that; on a terminal its
+   control characters (but newlines and tabs) are shown escaped
+   (:func:`answer_text`).
 2. **JSON stays JSON.** :func:`json_text` writes strict JSON (no NaN or
    Infinity: non-finite numbers become ``null``), readable UTF-8 when the
    destination can take it, else ASCII with ``\\uXXXX`` escapes, so
@@ -107,9 +109,23 @@ def _escapes() -> dict[int, str]:
 
 
 _ESCAPES = _escapes()
+_KEEP_LINES = {c: e for c, e in _ESCAPES.items() if c not in (ord("\n"), ord("\t"))}
 
 
 def printable(text: Any) -> str:
     """``text`` on one line, safe to show on a terminal (see the module docstring)."""
     text = text if isinstance(text, str) else _safe_str(text)
     return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+def answer_text(text: str, stream: Any = None) -> str:
+    """The answer as it goes to stdout: as written for a pipe or a file (it is
+    data), with control characters other than newline and tab escaped on a
+    terminal, where an escape sequence would act (move the cursor, set the
+    title, write the clipboard) instead of showing."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        tty = False
+    return text.translate(_KEEP_LINES) if tty else text
