@@ -362,7 +362,7 @@ def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
         else:
             events.append(event)
     if header is None:
-        raise TraceError(f"{where}not an asyncfc trace (no header line)" + _problems_note(problems))
+        raise TraceError(f"{where}not an asyncfc trace: no header line" + _problems_note(problems))
     if dropped:
         problems.append(f"... and {dropped} more lines skipped")
     summary = events[-1] if events and isinstance(events[-1], Summary) else None
@@ -384,4 +384,4 @@ def _first_line(exc: Exception) -> str:
 
 
 def _problems_note(problems: list[str]) -> str:
-    return f" ({problems[0]})" if problems else ""
+    return f"; {problems[0]}" if problems else ""
