@@ -81,12 +81,25 @@ def _runs_dir(directory: Optional[Path]) -> Path:
     return directory or DEFAULT_DIR
 
 
+def _exists(path: Path, kind: str = "file") -> bool:
+    """``path.is_file()`` / ``is_dir()``, False (not an exception) for a name
+    the system refuses, e.g. one too long."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def recent_traces(directory: Path) -> list[Path]:
     """Trace files in ``directory``, newest first (by modification time)."""
-    if not directory.is_dir():
+    if not _exists(directory, "dir"):
         return []
     stamped = []
-    for path in directory.glob("*.jsonl"):
+    try:
+        found = list(directory.glob("*.jsonl"))
+    except OSError:  # unreadable directory
+        return []
+    for path in found:
         try:
             stamped.append(((path.stat().st_mtime, path.name), path))
         except OSError:  # removed while listing
@@ -116,10 +129,10 @@ def resolve(target: str, directory: Optional[Path] = None) -> Path:
                 return path
         raise _fail(f"no readable traces in {runs} ({len(found)} file(s) without a trace header)")
     path = Path(target)
-    if path.is_file():
+    if _exists(path):
         return path
     for candidate in (runs / target, runs / f"{target}.jsonl"):
-        if candidate.is_file():
+        if _exists(candidate):
             return candidate
     raise _fail(f"no trace at {target}; asyncfc trace list shows the runs in {runs}")
 
@@ -175,7 +188,7 @@ def show(
         "or otel (OTLP/JSON spans, OpenTelemetry GenAI conventions).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="File for --export (default: stdout).")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=20, max=1000, help="Render at this many columns (20-1000).")] = None,
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
@@ -437,7 +450,7 @@ def compare(
     a: Annotated[str, typer.Argument(help="The baseline run (trace file, run id, or latest).")],
     b: Annotated[str, typer.Argument(help="The run to compare with it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print both summaries and the speedup as JSON.")] = False,
-    width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=20, max=1000, help="Render at this many columns (20-1000).")] = None,
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(

@@ -32,7 +32,7 @@ from asyncfc_cli.trace import read_trace
 
 TRACES = Path(__file__).parent / "data" / "traces"
 GOOD = TRACES / "quickstart_async.jsonl"
-EXAMPLES = int(os.environ.get("ASYNCFC_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("ASYNCFC_FUZZ_EXAMPLES", "25"))  # 400 each found nothing more
 
 
 def trace_cli(*args: object):
@@ -81,13 +81,12 @@ def every_command(path: Path, tmp_path: Path, *, readable: bool) -> None:
         assert exported.exit_code == want
         if readable:
             strict_json(exported.stdout)
-    for pair in ((path, GOOD), (GOOD, path)):
-        compared = trace_cli("compare", *pair, "--width", "90")
-        assert compared.exit_code == want
-        compared = trace_cli("compare", *pair, "--json")
-        assert compared.exit_code == want
-        if readable:
-            strict_json(compared.stdout)
+    compared = trace_cli("compare", path, GOOD, "--width", "90")
+    assert compared.exit_code == want
+    compared = trace_cli("compare", GOOD, path, "--json")
+    assert compared.exit_code == want
+    if readable:
+        strict_json(compared.stdout)
     runs = tmp_path / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from asyncfc_cli.cli import app
@@ -72,20 +71,26 @@ def test_an_answer_that_does_not_encode_is_printed_whole(tmp_path):
     check_trace_file(tmp_path / "t.jsonl")
 
 
-@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
-def test_a_console_that_cannot_encode_gets_escapes_not_a_traceback(tmp_path, encoding):
+def test_a_console_that_cannot_encode_gets_escapes_not_a_traceback(tmp_path):
+    """ASCII and Latin-1 consoles, text and --json (four real processes, at once)."""
     with ScriptedServer([answer_reply()]) as server:
-        env = dict(os.environ, ASYNCFC_TEST_API_BASE=server.base_url, PYTHONIOENCODING=encoding,
-                   LITELLM_LOCAL_MODEL_COST_MAP="True")
-        outs = [subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "run", str(TASK), "--trace",
-                                str(tmp_path / f"{i}.jsonl"), *extra], env=env, capture_output=True, timeout=120)
-                for i, extra in enumerate([[], ["--json"]])]
-    plain, as_json = outs
-    for done in outs:
-        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
-    assert plain.stdout == b"bad \\ud800 text \x1b]0;pwned\x07 and \\U0001f642 done\n"
-    assert b"done in" in plain.stderr  # the footer's "·" did not stop it either
-    assert strict_json(as_json.stdout.decode("ascii"))["answer"] == ANSWER
+        procs = {}
+        for encoding in ("ascii", "latin-1"):
+            env = dict(os.environ, ASYNCFC_TEST_API_BASE=server.base_url, PYTHONIOENCODING=encoding,
+                       LITELLM_LOCAL_MODEL_COST_MAP="True")
+            for extra in ((), ("--json",)):
+                procs[encoding, extra] = subprocess.Popen(
+                    [sys.executable, "-m", "asyncfc_cli.cli", "run", str(TASK), "--trace",
+                     str(tmp_path / f"{encoding}{len(extra)}.jsonl"), *extra],
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        done = {key: (proc.communicate(timeout=180), proc.returncode) for key, proc in procs.items()}
+    for key, ((out, err), code) in done.items():
+        assert code == 0 and b"Traceback" not in err, (key, err)
+        if key[1]:
+            assert strict_json(out.decode("ascii"))["answer"] == ANSWER
+        else:
+            assert out == b"bad \\ud800 text \x1b]0;pwned\x07 and \\U0001f642 done\n"
+            assert b"done in" in err  # the footer's "\u00b7" did not stop it either
 
 
 def test_names_and_arguments_that_do_not_encode_in_progress_json_and_trace(tmp_path):
