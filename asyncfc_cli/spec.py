@@ -163,16 +163,22 @@ def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | N
 
 
 MAX_NESTING = 64  # tables and arrays inside one another; real specs use a handful
+MAX_SPEC_BYTES = 10_000_000
 
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file as data; every way it can be unreadable is a :class:`SpecError`."""
     try:
-        data = Path(path).read_bytes()
+        # Bounded: a path like /dev/zero must not read forever.
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(path, "", "file not found", "check the path") from None
     except OSError as exc:
         raise SpecError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(path, "", f"larger than {MAX_SPEC_BYTES // 1_000_000} MB: not a spec file",
+                        "check the path")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -175,3 +175,9 @@ def test_validate_checks_every_agent_of_an_agents_file_as_a_run_would(tmp_path):
     _, agents_path = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + PLAN, agents)
     checked = cli("validate", agents_path)
     assert checked.exit_code == 2 and "agents.b.model: 'nomodel' is neither" in checked.stderr
+
+
+def test_a_spec_path_that_never_ends_is_refused(tmp_path):
+    for args in (["validate", "/dev/zero"], ["run", "/dev/zero", "--trace", tmp_path / "t.jsonl"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and "larger than 10 MB: not a spec file" in result.stderr
