@@ -55,13 +55,14 @@ HEADER = {"type": "header", "t": 0.0, "version": 1, "run_id": "r", "task": "t.to
           "model": "sim", "mode": "async", "started_at": "2026-11-28T10:00:00+00:00"}
 
 
-def future(t: float, fid: str, call: str, deps: list[str], after: str | None = None) -> list[dict]:
+def future(t: float, fid: str, call: str, deps: list[str], after: str | None = None,
+           runs: float = 0.4) -> list[dict]:
     return [
         {"type": "future_created", "t": t, "future": fid, "call_id": call, "tool": "echo", "deps": deps,
          "request": 1, "ordered_after": after},
         {"type": "tool_begin", "t": t + 0.1, "call_id": call, "tool": "echo", "args_summary": "x=1",
          "future": fid, "deps": deps},
-        {"type": "tool_end", "t": t + 0.5, "call_id": call, "tool": "echo", "status": "ok"},
+        {"type": "tool_end", "t": t + 0.1 + runs, "call_id": call, "tool": "echo", "status": "ok"},
     ]
 
 
@@ -120,7 +121,14 @@ def live_frames(records: list) -> None:
 # --- the named cases ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", ["self", "mutual", "ring", "ordered", "long chain"])
+# The critical path with 2 s calls: every reference is followed but the one
+# that closes a cycle (found last, walking from the first call issued), so
+# a ring of three is a chain of three, a pair a chain of two; a call that
+# references itself starts when it was issued (0.1 s into the request).
+CRITICAL = {"self": 2.1, "mutual": 4.0, "ring": 6.0, "ordered": 4.0, "long chain": 1500 * 2.0}
+
+
+@pytest.mark.parametrize("shape", list(CRITICAL))
 def test_cyclic_and_self_references_render_everywhere(tmp_path, shape):
     """Item 4: a call whose deps name itself, two calls naming each other, a
     ring of three, an ordered chain that loops, and a chain longer than
@@ -134,13 +142,14 @@ def test_cyclic_and_self_references_render_everywhere(tmp_path, shape):
     }
     body = [{"type": "model_begin", "t": 0.1, "request": 1, "messages": 2}]
     for i, (fid, call, deps, after) in enumerate(graphs[shape]):
-        body += future(0.2 + i * 1e-4, fid, call, deps, after)
+        body += future(0.2 + i * 1e-4, fid, call, deps, after, runs=2.0)
     body.append({"type": "model_end", "t": 2.0, "request": 1, "status": "ok", "tokens_in": 5, "tokens_out": 5})
     path = tmp_path / "cyclic.jsonl"
-    path.write_text(lines(HEADER, *body, {"type": "summary", "t": 2.5, "status": "ok"}))
+    path.write_text(lines(HEADER, *body, {"type": "summary", "t": 10.0, "status": "ok"}))
     every_command(path, tmp_path, readable=True)
     summary = strict_json(trace_cli(path, "--json").stdout)
-    assert summary["critical_path"] > 0 and summary["critical_chain"]
+    assert summary["critical_path"] == pytest.approx(CRITICAL[shape], abs=1e-6)
+    assert len(summary["critical_chain"]) == round(CRITICAL[shape] / 2.0) + (shape == "self")
     live_frames([HEADER, *body])
 
 
