@@ -25,6 +25,17 @@ the quickstart from running.
 Prompt parameters are ``{name}`` placeholders filled from ``[params]`` and
 ``--set name=value``; a placeholder without a value, and a ``--set`` for a
 name the prompt does not have (usually a typo), are errors.
+
+Tool names: a task may define ``[tools.NAME]`` of its own, but not a name
+its agents file also defines (it used to replace that tool silently); the
+name ``wait`` is reserved for async mode's own tool, in every mode.
+
+``asyncfc validate`` and ``asyncfc run`` share one check: a task goes
+through :func:`resolve_run`, which also refuses what could never work (a
+[sim] step calling a tool the agent lacks, unless listed in ``[sim]
+unknown_tools``; ``expect.tools_called`` naming a tool the agent lacks);
+each agent of an agents file goes through :func:`resolve_agent`, the part
+of :func:`resolve_run` that resolves an agent.
 """
 
 from __future__ import annotations

@@ -353,3 +353,11 @@ def test_random_bytes_never_break_a_command(tmp_path, blob, header):
     path = tmp_path / "bytes.jsonl"
     path.write_bytes((lines(HEADER).encode() if header else b"") + blob)
     every_command(path, tmp_path, readable=readable(path))
+
+
+@pytest.mark.parametrize("width", ["5", "1001", "100000000"])
+def test_a_width_out_of_range_is_a_usage_error(width):
+    # 1e8 columns used to render for minutes.
+    for args in ([GOOD], ["compare", GOOD, GOOD]):
+        result = trace_cli(*args, "--width", width)
+        assert result.exit_code == 2 and "--width" in result.stderr
