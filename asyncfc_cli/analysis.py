@@ -78,12 +78,17 @@ truncated trace)
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncfc_cli.trace import Event, TraceData
+from asyncfc_cli.events import (CallReady, Delivery, FutureCreated, Header, ModelBegin, ModelEnd, ModelFirstToken,
+                                ModelProgress, Retry, Summary, ToolBegin, ToolEnd, TraceEvent, WaitBegin, WaitEnd,
+                                parse_many)
+from asyncfc_cli.trace import TraceData
 
 # Tool states; the final ones are the ``tool_end`` statuses.
 PENDING, RUNNING, OK, ERROR, TIMEOUT, CANCELLED = "pending", "running", "ok", "error", "timeout", "cancelled"
@@ -170,11 +175,11 @@ class WaitSpan:
 class Run:
     """Spans of one run, rebuilt from its events."""
 
-    header: Event
+    header: Header
     start: float
     end: float  # summary time, last event time, or "now" for a live run
     finished: bool  # a summary event was seen
-    summary: Event | None
+    summary: Summary | None
     models: list[ModelSpan]
     tools: list[ToolSpan]
     waits: list[WaitSpan]
@@ -184,12 +189,12 @@ class Run:
 
     @property
     def mode(self) -> str:
-        return str(self.header.get("mode", "?"))
+        return self.header.mode or "?"
 
     @property
     def status(self) -> str:
         if self.summary is not None:
-            return str(self.summary.get("status", "?"))
+            return self.summary.status
         return UNFINISHED
 
     def tool_state(self, span: ToolSpan) -> str:
@@ -199,15 +204,20 @@ class Run:
         return span.status
 
 
-def build_run(events: Iterable[Event], now: float | None = None, live: bool = False) -> Run:
+def build_run(events: Iterable[TraceEvent | Mapping[str, Any]], now: float | None = None,
+              live: bool = False) -> Run:
     """Rebuild the spans from events (header first, summary last if any).
 
-    ``now`` is the current time for a live run; open spans end there. For a
-    recorded trace, open spans end at the last event.
+    ``events`` are typed events (:mod:`asyncfc_cli.events`) or the dicts a
+    live sink receives; a dict that is not a valid event is left out, so
+    any input builds a run. ``now`` is the current time for a live run;
+    open spans end there. For a recorded trace, open spans end at the last
+    event.
     """
-    header: Event = {}
-    summary: Event | None = None
+    header: Header | None = None
+    summary: Summary | None = None
     models: dict[int, ModelSpan] = {}
+    open_models: dict[int, ModelSpan] = {}
     tools: dict[str, ToolSpan] = {}
     by_future: dict[str, str] = {}
     waits: dict[str, WaitSpan] = {}
@@ -217,100 +227,99 @@ def build_run(events: Iterable[Event], now: float | None = None, live: bool = Fa
     last_t = 0.0
     start: float | None = None
 
-    def tool_for(ev: Event) -> ToolSpan:
-        call_id = str(ev.get("call_id"))
+    def tool_for(call_id: str, tool: str) -> ToolSpan:
         span = tools.get(call_id)
         if span is None:
-            span = ToolSpan(call_id, str(ev.get("tool", "?")), len(tools) + 1)
+            span = ToolSpan(call_id, tool, len(tools) + 1)
             tools[call_id] = span
         return span
 
-    for ev in events:
-        kind, t = ev.get("type"), float(ev.get("t", last_t))
+    for ev in parse_many(events):
+        t = ev.t
         last_t = max(last_t, t)
-        if kind == "header":
-            header, start = ev, t
+        if isinstance(ev, Header):
+            if header is None:
+                header, start = ev, t
             continue
         if start is None:
             start = t
-        if kind == "summary":
+        if isinstance(ev, Summary):
             summary = ev
-        elif kind == "model_begin":
-            models[int(ev["request"])] = ModelSpan(int(ev["request"]), t)
-        elif kind == "model_first_token" and ev.get("request") in models:
-            models[ev["request"]].first_token = t
-        elif kind == "model_progress" and ev.get("request") in models:
-            models[ev["request"]].chunks = ev.get("chunks")
-        elif kind == "model_end" and ev.get("request") in models:
-            span = models[ev["request"]]
-            span.end, span.status = t, str(ev.get("status", "ok"))
-            span.tokens_in, span.tokens_out = ev.get("tokens_in"), ev.get("tokens_out")
-            span.tool_calls, span.finish_reason = ev.get("tool_calls"), ev.get("finish_reason")
-            span.error = ev.get("error")
-            if span.first_token is None and ev.get("ttft") is not None:
-                span.first_token = span.start + float(ev["ttft"])
-        elif kind == "retry":
-            open_ = [m for m in models.values() if m.end is None]
-            if open_:
-                open_[-1].retries += 1
-        elif kind == "call_ready":
-            ready_marks.append((t, ev.get("request"), str(ev.get("call_id")), str(ev.get("tool", "?"))))
-            if ev.get("tool") == "wait" and ev.get("call_id") not in tools:
+        elif isinstance(ev, ModelBegin):
+            models[ev.request] = open_models[ev.request] = ModelSpan(ev.request, t)
+        elif isinstance(ev, ModelFirstToken) and ev.request in models:
+            models[ev.request].first_token = t
+        elif isinstance(ev, ModelProgress) and ev.request in models:
+            models[ev.request].chunks = ev.chunks
+        elif isinstance(ev, ModelEnd) and ev.request in models:
+            open_models.pop(ev.request, None)
+            span = models[ev.request]
+            span.end, span.status = t, ev.status
+            span.tokens_in, span.tokens_out = ev.tokens_in, ev.tokens_out
+            span.tool_calls, span.finish_reason, span.error = ev.tool_calls, ev.finish_reason, ev.error
+            if span.first_token is None and ev.ttft is not None:
+                span.first_token = span.start + ev.ttft
+        elif isinstance(ev, Retry):
+            if open_models:  # retries happen inside the latest open request
+                open_models[next(reversed(open_models))].retries += 1
+        elif isinstance(ev, CallReady):
+            ready_marks.append((t, ev.request, ev.call_id, ev.tool))
+            if ev.tool == "wait" and ev.call_id not in tools:
                 continue  # the futures protocol's own tool: shown as a wait, not a lane
-            span = tool_for(ev)
-            span.issued, span.request = t, ev.get("request")
-        elif kind == "future_created":
-            span = tool_for(ev)
-            span.future, span.deps = ev.get("future"), list(ev.get("deps") or [])
-            if isinstance(ev.get("ordered_after"), str):
-                span.after = ev["ordered_after"]
+            span = tool_for(ev.call_id, ev.tool)
+            span.issued, span.request = t, ev.request
+        elif isinstance(ev, FutureCreated):
+            span = tool_for(ev.call_id, ev.tool)
+            span.future, span.deps = ev.future, list(ev.deps)
+            if ev.ordered_after is not None:
+                span.after = ev.ordered_after
             if span.issued is None:
                 span.issued = t
             if span.request is None:
-                span.request = ev.get("request")
-            by_future[str(ev.get("future"))] = span.call_id
-        elif kind == "tool_begin":
-            span = tool_for(ev)
+                span.request = ev.request
+            by_future[ev.future] = span.call_id
+        elif isinstance(ev, ToolBegin):
+            span = tool_for(ev.call_id, ev.tool)
             span.start, span.status = t, RUNNING
-            span.args_summary = str(ev.get("args_summary", ""))
-            if ev.get("future"):
-                span.future = ev["future"]
-                by_future[str(ev["future"])] = span.call_id
-            if ev.get("deps") is not None:
-                span.deps = list(ev["deps"])
-        elif kind == "tool_end":
-            span = tool_for(ev)
+            span.args_summary = ev.args_summary
+            if ev.future:
+                span.future = ev.future
+                by_future[ev.future] = span.call_id
+            if ev.deps is not None:
+                span.deps = list(ev.deps)
+        elif isinstance(ev, ToolEnd):
+            span = tool_for(ev.call_id, ev.tool)
             if span.start is None:
                 span.start = t
-            span.end, span.status, span.error = t, str(ev.get("status", OK)), ev.get("error")
-        elif kind == "wait_begin":
-            waits[str(ev.get("call_id"))] = w = WaitSpan(str(ev.get("call_id")), t, None, list(ev.get("futures") or []))
+            span.end, span.status, span.error = t, ev.status, ev.error
+        elif isinstance(ev, WaitBegin):
+            waits[ev.call_id] = w = WaitSpan(ev.call_id, t, None, list(ev.futures))
             wait_list.append(w)
-        elif kind == "wait_end" and str(ev.get("call_id")) in waits:
-            waits.pop(str(ev.get("call_id"))).end = t
-        elif kind == "delivery":
-            deliveries.append((t, [str(f) for f in ev.get("futures") or []]))
+        elif isinstance(ev, WaitEnd) and ev.call_id in waits:
+            waits.pop(ev.call_id).end = t
+        elif isinstance(ev, Delivery):
+            deliveries.append((t, list(ev.futures)))
 
     start = start if start is not None else 0.0
+    if header is None:
+        header = Header(t=start)
     if summary is not None:
-        end = float(summary["t"])
+        end = summary.t
     elif now is not None:
         end = max(now, last_t)
     else:
         end = last_t
+    end = max(end, start)  # events out of order must not make a negative window
     model_list = sorted(models.values(), key=lambda m: m.request)
     tool_list = sorted(tools.values(), key=lambda s: (s.first_seen, s.number))
     run = Run(header, start, end, summary is not None, summary, model_list, tool_list, wait_list,
-              _received(model_list, tool_list, deliveries, by_future, header.get("mode")), ready_marks,
+              _received(model_list, tool_list, deliveries, by_future, header.mode), ready_marks,
               live=live)
     return run
 
 
 def run_from_trace(data: TraceData) -> Run:
-    events = [data.header, *data.events]
-    if data.summary is not None:
-        events.append(data.summary)
-    return build_run(events)
+    return build_run(data.all_events())
 
 
 def _received(models: list[ModelSpan], tools: list[ToolSpan], deliveries: list[tuple[float, list[str]]],
@@ -318,11 +327,13 @@ def _received(models: list[ModelSpan], tools: list[ToolSpan], deliveries: list[t
     """Which call results each request carried to the model (see the module docstring)."""
     out: dict[int, list[str]] = {m.request: [] for m in models}
 
+    # The first request (in request order) that began at or after t: the
+    # first place where the running maximum of the starts reaches t.
+    reach = list(itertools.accumulate((m.start for m in models), max))
+
     def first_request_from(t: float) -> int | None:
-        for m in models:
-            if m.start >= t:
-                return m.request
-        return None
+        i = bisect.bisect_left(reach, t)
+        return models[i].request if i < len(models) else None
 
     if mode == "async" or deliveries:
         for t, futures in deliveries:
@@ -492,8 +503,10 @@ def compute(run: Run) -> Metrics:
     sequential = model_time + tool_time
     cp, chain = critical_path(run)
     per_tool: dict[str, ToolStats] = {}
-    for name in sorted({s.tool for s in run.tools}):
-        spans = [s for s in run.tools if s.tool == name]
+    by_name: dict[str, list[ToolSpan]] = {}
+    for s in run.tools:
+        by_name.setdefault(s.tool, []).append(s)
+    for name, spans in sorted(by_name.items()):
         done = [s.duration for s in spans if s.duration is not None]
         per_tool[name] = ToolStats(
             count=len(spans),
@@ -531,70 +544,110 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
     """Length of the longest dependency chain, and its spans' names in order.
 
     Earliest-start scheduling over the graph described in the module
-    docstring, measured from the run's start.
+    docstring, measured from the run's start. The graph comes from the
+    trace, so it may be anything: a call that references itself, calls
+    that reference each other, references to futures that never existed.
+    A reference that would close a cycle is ignored (the bound is then
+    computed as if that edge were absent), unknown ones are skipped, and
+    the walk is iterative, so neither a cycle nor a chain of any length
+    can exhaust the stack.
     """
-    finish: dict[str, float] = {}
-    start_at: dict[str, float] = {}
-    pred: dict[str, str | None] = {}
-    tools_by_request: dict[int | None, list[ToolSpan]] = {}
-    for span in run.tools:
-        tools_by_request.setdefault(span.request, []).append(span)
-    by_call = {s.call_id: s for s in run.tools}
-    by_future = {s.future: s for s in run.tools if s.future}
+    # Nodes are ("model", index) and ("tool", index): names can collide
+    # (two calls may share a future id in a hostile trace), indexes cannot.
+    Node = tuple[str, int]
+    finish: dict[Node, float] = {}
+    pred: dict[Node, Node | None] = {}
+    tools = run.tools
+    by_call = {s.call_id: i for i, s in enumerate(tools)}
+    by_future = {s.future: i for i, s in enumerate(tools) if s.future}
+    tools_by_request: dict[int | None, list[int]] = {}
+    for i, span in enumerate(tools):
+        tools_by_request.setdefault(span.request, []).append(i)
 
-    def model_key(m: ModelSpan) -> str:
-        return f"model #{m.request}"
-
-    def tool_key(s: ToolSpan) -> str:
-        return f"{s.label} {s.tool}"
+    def name(node: Node) -> str:
+        kind, i = node
+        if kind == "model":
+            return f"model #{run.models[i].request}"
+        return f"{tools[i].label} {tools[i].tool}"
 
     def duration(a: float | None, b: float | None) -> float:
         if a is None or b is None:
             return 0.0
         return max(min(b, run.end) - max(a, run.start), 0.0)
 
-    def schedule_tool(span: ToolSpan, request_es: float | None, request: ModelSpan | None) -> None:
-        key = tool_key(span)
-        if key in finish:
-            return
+    def inputs(i: int) -> list[int]:
+        span = tools[i]
+        refs = [*span.deps, *([span.after] if span.after else [])]
+        return [by_future[r] for r in refs if r in by_future]
+
+    def place_tool(i: int, request_es: float | None, r: int | None) -> None:
+        span = tools[i]
         es, p = 0.0, None
-        if request is not None and request_es is not None:
+        if r is not None and request_es is not None:
+            request = run.models[r]
             offset = (span.issued if span.issued is not None else request.stop(run.end)) - request.start
             offset = min(max(offset, 0.0), request.stop(run.end) - request.start)
-            es, p = request_es + offset, model_key(request)
-        for dep in [*span.deps, *([span.after] if span.after else [])]:
-            d = by_future.get(dep)
-            if d is None:
-                continue
-            schedule_tool(d, None, None)  # normally already scheduled: deps are issued earlier
-            if finish[tool_key(d)] > es:
-                es, p = finish[tool_key(d)], tool_key(d)
-        start_at[key], pred[key] = es, p
-        finish[key] = es + duration(span.start, span.stop(run.end))
+            es, p = request_es + offset, ("model", r)
+        for d in inputs(i):
+            done = finish.get(("tool", d))
+            if done is not None and done > es:  # None: an edge that closes a cycle
+                es, p = done, ("tool", d)
+        pred[("tool", i)] = p
+        finish[("tool", i)] = es + duration(span.start, span.stop(run.end))
 
-    prev: ModelSpan | None = None
-    for m in run.models:
-        key = model_key(m)
+    def schedule_tool(i: int, request_es: float | None, r: int | None) -> None:
+        # Post-order over the references, with an explicit stack. A node is
+        # "open" from its expansion until it is placed: a reference to an
+        # open node closes a cycle and is not followed.
+        if ("tool", i) in finish:
+            return
+        open_: set[int] = set()
+        stack: list[tuple[int, bool]] = [(i, False)]
+        while stack:
+            j, expanded = stack.pop()
+            if ("tool", j) in finish:
+                continue
+            if expanded:
+                open_.discard(j)
+                # Only the call the model request issued is placed in it; the
+                # inputs found on the way are placed on their own.
+                if j == i:
+                    place_tool(j, request_es, r)
+                else:
+                    place_tool(j, None, None)
+                continue
+            if j in open_:
+                continue
+            open_.add(j)
+            stack.append((j, True))
+            stack.extend((d, False) for d in inputs(j) if ("tool", d) not in finish and d not in open_)
+
+    prev: Node | None = None
+    for index, m in enumerate(run.models):
+        node: Node = ("model", index)
         es, p = 0.0, None
         if prev is not None:
-            es, p = finish[model_key(prev)], model_key(prev)
+            es, p = finish[prev], prev
         for call_id in run.received.get(m.request, []):
-            span = by_call.get(call_id)
-            if span is not None and tool_key(span) in finish and finish[tool_key(span)] > es:
-                es, p = finish[tool_key(span)], tool_key(span)
-        start_at[key], pred[key] = es, p
-        finish[key] = es + duration(m.start, m.stop(run.end))
-        for span in tools_by_request.get(m.request, []):
-            schedule_tool(span, es, m)
-        prev = m
-    for span in run.tools:  # calls whose issuing request is unknown
-        schedule_tool(span, None, None)
+            i = by_call.get(call_id)
+            done = finish.get(("tool", i)) if i is not None else None
+            if done is not None and done > es:
+                es, p = done, ("tool", i)
+        pred[node] = p
+        finish[node] = es + duration(m.start, m.stop(run.end))
+        for i in tools_by_request.get(m.request, []):
+            schedule_tool(i, es, index)
+        prev = node
+    for i in range(len(tools)):  # calls whose issuing request is unknown
+        schedule_tool(i, None, None)
     if not finish:
         return 0.0, []
-    last = max(finish, key=lambda k: (finish[k], k.startswith("model")))
+    last = max(finish, key=lambda k: (finish[k], k[0] == "model"))
     chain: list[str] = []
-    node: str | None = last
-    while node is not None:
-        chain.append(node)
-        node = pred.get(node)
+    seen: set[Node] = set()
+    cursor: Node | None = last
+    while cursor is not None and cursor not in seen:  # pred only points back in time; the guard is cheap
+        seen.add(cursor)
+        chain.append(name(cursor))
+        cursor = pred.get(cursor)
     return finish[last], chain[::-1]

@@ -7,8 +7,8 @@ holds only the answer, or with ``--json`` one JSON object.
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -68,7 +68,11 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    pass
+    from asyncfc_cli.output import configure_streams
+
+    # Text from models, tools and files may not encode (a lone surrogate, a
+    # Latin-1 terminal): written as escapes, never a UnicodeEncodeError.
+    configure_streams()
 
 
 @app.command()
@@ -104,7 +108,8 @@ def run(
     start_litellm_import()  # seconds: overlapped with everything up to the first request
     from asyncfc_cli import runner, spec as spec_mod
     from asyncfc_cli.expectations import unmet
-    from asyncfc_cli.trace import default_trace_path, new_run_id
+    from asyncfc_cli.output import answer_text, print_json
+    from asyncfc_cli.trace import check_writable, default_trace_path, new_run_id
 
     # Until the answer is printed, anything written to stdout (a python tool's
     # print(), a library's banner, a child process) goes to stderr instead:
@@ -119,35 +124,41 @@ def run(
 
         run_id = new_run_id()
         trace_path = trace or default_trace_path(run_id)
+        outcome = writer = None
         try:
-            writer = runner.open_trace_file(trace_path)
-        except OSError as exc:
-            raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
-                        "choose another path with --trace", EXIT_USAGE) from None
+            with _sigterm_as_interrupt():  # until the run's own handler takes over
+                try:
+                    check_writable(trace_path)  # a bad path fails at once
+                    # Seconds of import before the trace exists: a signal now leaves no trace,
+                    # and from the header on (written when the file opens) a readable one.
+                    runner.import_litellm()
+                    writer = runner.open_trace_file(trace_path, run_spec, run_id)
+                except OSError as exc:
+                    raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
+                                "choose another path with --trace", EXIT_USAGE) from None
 
-        sinks = []
-        display: Any = nullcontext()
-        if not quiet and not as_json:
-            from asyncfc_cli.progress import progress_sink
+                sinks = []
+                display: Any = nullcontext()
+                if not quiet and not as_json:
+                    from asyncfc_cli.progress import progress_sink
 
-            err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model {escape(run_spec.model.name)}"
-                      f" · mode {run_spec.agent.mode}", highlight=False)
-            # A live timeline on a terminal, plain lines anywhere else (CI logs, pipes).
-            sink = progress_sink(err)
-            sinks.append(sink)
-            if hasattr(sink, "__enter__"):
-                display = sink
-        outcome = None
-        try:
-            # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
-            with display:
-                outcome = runner.execute(run_spec, writer, sinks, run_id)
+                    err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model "
+                              f"{escape(run_spec.model.name)} · mode {run_spec.agent.mode}", highlight=False)
+                    # A live timeline on a terminal, plain lines anywhere else (CI logs, pipes).
+                    sink = progress_sink(err)
+                    sinks.append(sink)
+                    if hasattr(sink, "__enter__"):
+                        display = sink
+                # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
+                with display:
+                    outcome = runner.execute(run_spec, writer, sinks, run_id)
         except KeyboardInterrupt:
             pass
     if outcome is None:
+        where = f"trace: {trace_path}" if writer is not None else "before the run started, no trace written"
         if as_json:
-            print(json.dumps({"status": "interrupted", "trace": str(trace_path)}))
-        err.print(f"[yellow]interrupted[/]; trace: {escape(str(trace_path))}")
+            print_json({"status": "interrupted", "trace": str(trace_path) if writer is not None else None})
+        err.print(f"[yellow]interrupted[/]; {escape(where)}")
         raise typer.Exit(EXIT_INTERRUPTED)
 
     result = outcome.result
@@ -157,13 +168,35 @@ def run(
     if code == EXIT_OK and failures:
         code = EXIT_EXPECT
     if as_json:
-        print(json.dumps(redact.value(_json_report(run_spec, outcome, failures, code)), ensure_ascii=False))
+        print_json(redact.value(_json_report(run_spec, outcome, failures, code)))
     else:
         if result.answer is not None:
-            print(redact.text(result.answer))
+            print(answer_text(redact.text(result.answer)))
         if not quiet or result.status != "ok" or failures:
             _print_footer(result, [redact.text(f) for f in failures], trace_path, redact)
     raise typer.Exit(code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, for the duration.
+
+    Without it a SIGTERM during the seconds of start-up would end the
+    process on the spot; with it, start-up is interrupted like by Ctrl-C
+    (the run itself installs its own handler, which cancels cleanly).
+    """
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -189,11 +222,13 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: Any) -> None:
+    from asyncfc_cli.output import printable
+
     if result.status == "ok":
         err.print(f"[green]done[/] in {result.wall:.2f}s · {len(result.calls)} tool calls · "
                   f"{result.requests} model requests · tokens {result.tokens_in} in / {result.tokens_out} out")
     else:
-        err.print(f"[red]{result.status}[/]: {escape(redact.text(result.error or ''))}")
+        err.print(f"[red]{result.status}[/]: {escape(printable(redact.text(result.error or '')))}")
     for failure in failures:
         err.print(f"[red]expectation not met:[/] {escape(failure)}")
     err.print(f"[dim]trace: {trace_path}[/]")

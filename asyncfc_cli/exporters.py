@@ -31,6 +31,7 @@ marked: ``(unfinished)`` and ``args.unfinished`` in Chrome, status ERROR and
 from __future__ import annotations
 
 import hashlib
+import heapq
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,18 +51,17 @@ def _us(run: Run, t: float) -> float:
 def tool_slots(run: Run) -> dict[str, int]:
     """A lane per concurrently open call: each call gets the lowest free slot
     for its whole life (issue to end), so slices in a lane never overlap."""
-    free_at: list[float] = []
+    busy: list[tuple[float, int]] = []  # (free at, slot), a heap
+    free: list[int] = []  # slots free now, a heap: the lowest is taken first
     slots: dict[str, int] = {}
     for span in sorted(run.tools, key=lambda s: (s.first_seen, s.number)):
         begin = span.first_seen
         end = span.stop(run.end) if span.start is not None else run.end
-        for i, t in enumerate(free_at):
-            if t <= begin + 1e-9:
-                slots[span.call_id], free_at[i] = i, end
-                break
-        else:
-            slots[span.call_id] = len(free_at)
-            free_at.append(end)
+        while busy and busy[0][0] <= begin + 1e-9:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        slot = heapq.heappop(free) if free else len(busy)
+        slots[span.call_id] = slot
+        heapq.heappush(busy, (max(end, begin), slot))
     return slots
 
 
@@ -69,7 +69,7 @@ def chrome_trace(run: Run) -> dict[str, Any]:
     """The run as a Chrome trace-event JSON object."""
     header = run.header
     pid = 1
-    title = f"asyncfc {header.get('agent', '')} · {header.get('model', '')} · {run.mode}"
+    title = f"asyncfc {header.agent or ''} · {header.model or ''} · {run.mode}"
     out: list[dict[str, Any]] = [
         {"ph": "M", "pid": pid, "tid": 0, "ts": 0, "name": "process_name", "args": {"name": title}},
         {"ph": "M", "pid": pid, "tid": MODEL_TID, "ts": 0, "name": "thread_name", "args": {"name": "model"}},
@@ -155,7 +155,7 @@ def chrome_trace(run: Run) -> dict[str, Any]:
                 out.append({"ph": "f", "bp": "e", "pid": pid, "tid": tid, "id": flow_id,
                             "ts": begin + inside, "name": f"{dep} → {span.label}", "cat": "dependency"})
     metrics = analysis.compute(run).as_dict()
-    other = {k: header.get(k) for k in ("run_id", "task", "agent", "model", "mode", "started_at", "spec_digest")}
+    other = {k: getattr(header, k) for k in ("run_id", "task", "agent", "model", "mode", "started_at", "spec_digest")}
     return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {**other, "asyncfc": __version__,
                                                                         "summary": metrics}}
 
@@ -203,30 +203,30 @@ def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _id(seed: str, n: int) -> str:
-    return hashlib.sha256(seed.encode()).hexdigest()[:n]
+    return hashlib.sha256(seed.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
 
 def _epoch_ns(run: Run) -> int:
     """Unix time of the trace clock's zero, from the header's ``started_at``."""
-    started = run.header.get("started_at")
+    started = run.header.started_at
     try:
         base = datetime.fromisoformat(str(started))
         if base.tzinfo is None:
             base = base.replace(tzinfo=timezone.utc)
         epoch = base.timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or one a timestamp cannot hold
         epoch = 0.0
-    return int(round((epoch - float(run.header.get("t", 0.0))) * 1e9))
+    return int(round((epoch - run.header.t) * 1e9))
 
 
 def otel_trace(run: Run) -> dict[str, Any]:
     """The run as OTLP/JSON spans following the GenAI semantic conventions."""
     header = run.header
-    run_id = str(header.get("run_id", "run"))
+    run_id = header.run_id if header.run_id is not None else "run"
     trace_id = _id(run_id, 32)
     zero = _epoch_ns(run)
-    model = str(header.get("model", ""))
-    agent = str(header.get("agent", ""))
+    model = header.model or ""
+    agent = header.agent or ""
     provider = provider_name(model)
 
     def ns(t: float) -> str:
@@ -256,7 +256,7 @@ def otel_trace(run: Run) -> dict[str, Any]:
         "gen_ai.provider.name": provider, "gen_ai.request.model": model or None,
         "gen_ai.usage.input_tokens": metrics.tokens_in, "gen_ai.usage.output_tokens": metrics.tokens_out,
         "error.type": None if run.status == "ok" else run.status,
-        "asyncfc.mode": run.mode, "asyncfc.task": header.get("task"), "asyncfc.run_id": run_id,
+        "asyncfc.mode": run.mode, "asyncfc.task": header.task, "asyncfc.run_id": run_id,
         "asyncfc.unfinished": True if not run.finished else None,
     }, None, root_status)
     spans.append(root)

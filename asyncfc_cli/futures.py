@@ -130,6 +130,7 @@ class AsyncScheduler(Scheduler):
         self._nursery: trio.Nursery | None = None
         self._appeared: dict[str, trio.Event] = {}  # future id -> set once issued (or never will be)
         self._never: dict[str, str] = {}  # future id -> why it will never be issued
+        self._forward: set[str] = set()  # ids referenced before they were issued, in this response
         self._last_ordered: CallRecord | None = None
         self._finishing = False  # the model's held answer is in the conversation
         # Holding can cost a model that had other work to do. The run may hold
@@ -163,6 +164,7 @@ class AsyncScheduler(Scheduler):
         self.records.append(record)
         refs, problems = scan(record.arguments) if record.arguments is not None else ([], [])
         record.deps = list(dict.fromkeys(r.future for r in refs))
+        self._forward.update(d for d in record.deps if d not in self.by_id)
         error = problems[0] if problems and record.status != "error" else None
         if error is None and record.status != "error":
             error = self._check_references(record, refs)
@@ -286,12 +288,11 @@ class AsyncScheduler(Scheduler):
 
     def _close_response(self) -> None:
         """The response ended: references to calls it never made fail now."""
-        issued = len(self.by_id)
-        for future_id, event in list(self._appeared.items()):
-            if future_id not in self.by_id and future_id not in self._never:
-                self._never[future_id] = (f"no call {future_id} was made (the response ended; "
-                                          f"calls so far: {self._issued() if issued else 'none'})")
-                event.set()
+        for future_id in self._forward - self.by_id.keys():
+            self._never[future_id] = (f"no call {future_id} was made (the response ended; "
+                                      f"calls so far: {self._issued()})")
+            self._appeared.setdefault(future_id, trio.Event()).set()
+        self._forward.clear()
 
     # -- what the model sees --------------------------------------------------------
 

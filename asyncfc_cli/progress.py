@@ -13,9 +13,19 @@ from collections.abc import Mapping
 from rich.console import Console
 from rich.markup import escape
 
-from asyncfc_cli.trace import Event
+from asyncfc_cli.events import ModelEnd, Retry, ToolBegin, ToolEnd, from_emitted
+from asyncfc_cli.output import printable
 
 _MARK = {"ok": "[green]✓[/]", "error": "[red]✗[/]", "timeout": "[red]⏱[/]", "cancelled": "[yellow]⊘[/]"}
+
+
+def _text(value: str, limit: int | None = None) -> str:
+    # Tool names, arguments and errors come from the model and the tools:
+    # text, never Rich markup, and never a control sequence for the terminal.
+    shown = printable(value)
+    if limit is not None and len(shown) > limit:
+        shown = shown[: limit - 1] + "…"
+    return escape(shown)
 
 
 class ProgressPrinter:
@@ -25,27 +35,27 @@ class ProgressPrinter:
         self.console = console
         self._starts: dict[str, float] = {}
 
-    def __call__(self, event: Event) -> None:
-        kind, t = event["type"], event["t"]
-        if kind == "tool_begin":
-            self._starts[event["call_id"]] = t
-            # The tool name comes from the model (it may name a tool that does
-            # not exist), so it is text, never Rich markup.
-            label = f"{escape(event['tool'])}({escape(event.get('args_summary', ''))})"
-            self.console.print(f"[dim]{t:7.2f}s[/] → {label}", highlight=False)
-        elif kind == "tool_end":
-            took = t - self._starts.pop(event["call_id"], t)
-            mark = _MARK.get(event["status"], "?")
-            detail = f" [dim]{escape(event['error'][:120])}[/]" if event.get("error") else ""
+    def __call__(self, event: Mapping) -> None:
+        ev = from_emitted(event)
+        if ev is None:
+            return  # not a valid event: nothing to print (the trace file keeps it)
+        t = ev.t
+        if isinstance(ev, ToolBegin):
+            self._starts[ev.call_id] = t
+            self.console.print(f"[dim]{t:7.2f}s[/] → {_text(ev.tool)}({_text(ev.args_summary)})", highlight=False)
+        elif isinstance(ev, ToolEnd):
+            took = t - self._starts.pop(ev.call_id, t)
+            mark = _MARK.get(ev.status, "?")
+            detail = f" [dim]{_text(ev.error, 120)}[/]" if ev.error else ""
             self.console.print(
-                f"[dim]{t:7.2f}s[/] {mark} {escape(event['tool'])} {escape(event['status'])} in {took:.2f}s{detail}",
+                f"[dim]{t:7.2f}s[/] {mark} {_text(ev.tool)} {_text(ev.status)} in {took:.2f}s{detail}",
                 highlight=False,
             )
-        elif kind == "retry":
+        elif isinstance(ev, Retry):
             self.console.print(f"[dim]{t:7.2f}s[/] [yellow]retrying model request[/] "
-                               f"(attempt {event['attempt']}): {escape(event['error'])}", highlight=False)
-        elif kind == "model_end" and event.get("status") == "error":
-            self.console.print(f"[dim]{t:7.2f}s[/] [red]model error:[/] {escape(event.get('error', ''))}",
+                               f"(attempt {ev.attempt}): {_text(ev.error)}", highlight=False)
+        elif isinstance(ev, ModelEnd) and ev.status == "error":
+            self.console.print(f"[dim]{t:7.2f}s[/] [red]model error:[/] {_text(ev.error or '')}",
                                highlight=False)
 
 

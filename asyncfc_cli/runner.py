@@ -35,9 +35,32 @@ class RunOutcome:
     redactor: Redactor  # every secret the run knew: the CLI's outputs go through it too
 
 
-def open_trace_file(path: Path) -> TraceWriter:
-    """Open the trace before anything runs, so a bad path fails early."""
-    return TraceWriter(path)
+def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None = None) -> TraceWriter:
+    """Open the trace before anything runs, so a bad path fails early.
+
+    With ``spec``, the header line is written (and flushed) at once: a full
+    disk fails here too, and a run stopped at any later moment of its
+    start (Ctrl-C, SIGTERM, SIGKILL) leaves a trace that reads. The header
+    :func:`execute` emits is then not written again.
+    """
+    writer = TraceWriter(path)
+    if spec is not None:
+        writer.write_header({"type": "header", "t": 0.0, **run_header(spec, run_id or new_run_id())})
+    return writer
+
+
+def run_header(spec: RunSpec, run_id: str) -> dict:
+    """The header's fields for a run of ``spec``."""
+    return header_fields(
+        run_id,
+        task=str(spec.task_path),
+        agent=spec.agent_name,
+        model=spec.model.name,
+        litellm_model=SIM_MODEL_NAME if spec.model.is_sim else spec.model.model,
+        mode=spec.agent.mode,
+        spec_digest=spec.digest,
+        tools=sorted(spec.tools),
+    )
 
 
 @contextmanager
@@ -90,19 +113,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
         with ExitStack() as stack:
             config = stack.enter_context(model_endpoint(spec))
             loop_thread = stack.enter_context(AsyncioThread())
-            trace.emit(
-                "header",
-                **header_fields(
-                    run_id,
-                    task=str(spec.task_path),
-                    agent=spec.agent_name,
-                    model=spec.model.name,
-                    litellm_model=config.model,
-                    mode=spec.agent.mode,
-                    spec_digest=spec.digest,
-                    tools=sorted(spec.tools),
-                ),
-            )
+            trace.emit("header", **run_header(spec, run_id))
 
             def on_retry(attempt: int, error: str) -> None:
                 # Retries happen inside one model turn: the latest request's.

@@ -25,6 +25,17 @@ the quickstart from running.
 Prompt parameters are ``{name}`` placeholders filled from ``[params]`` and
 ``--set name=value``; a placeholder without a value, and a ``--set`` for a
 name the prompt does not have (usually a typo), are errors.
+
+Tool names: a task may define ``[tools.NAME]`` of its own, but not a name
+its agents file also defines (it used to replace that tool silently); the
+name ``wait`` is reserved for async mode's own tool, in every mode.
+
+``asyncfc validate`` and ``asyncfc run`` share one check: a task goes
+through :func:`resolve_run`, which also refuses what could never work (a
+[sim] step calling a tool the agent lacks, unless listed in ``[sim]
+unknown_tools``; ``expect.tools_called`` naming a tool the agent lacks);
+each agent of an agents file goes through :func:`resolve_agent`, the part
+of :func:`resolve_run` that resolves an agent.
 """
 
 from __future__ import annotations
@@ -162,17 +173,53 @@ def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | N
 # --- loading -----------------------------------------------------------------------------
 
 
+MAX_NESTING = 64  # tables and arrays inside one another; real specs use a handful
+MAX_SPEC_BYTES = 10_000_000
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as data; every way it can be unreadable is a :class:`SpecError`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # Bounded: a path like /dev/zero must not read forever.
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(path, "", "file not found", "check the path") from None
     except OSError as exc:
         raise SpecError(path, "", f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(path, "", f"larger than {MAX_SPEC_BYTES // 1_000_000} MB: not a spec file",
+                        "check the path")
     try:
-        return tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(path, "", f"not UTF-8 text (line {line}, byte {exc.start + 1})",
+                        "save the file as UTF-8") from None
+    try:
+        value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, "", f"TOML syntax error: {exc}", "fix the syntax at that line") from None
+    except RecursionError:
+        value = None
+    if value is None or _nesting(value) > MAX_NESTING:
+        # Checked here so nothing later (interpolation, validation) recurses that deep.
+        raise SpecError(path, "", f"tables or arrays nested more than {MAX_NESTING} levels deep",
+                        "flatten the structure") from None
+    return value
+
+
+def _nesting(value: Any) -> int:
+    """How deeply dicts and lists nest inside ``value`` (iteratively: any depth is safe)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def validate_as(model: type[BaseModel], data: dict[str, Any], file: Path | None, prefix: str = "") -> Any:
@@ -460,11 +507,13 @@ def resolve_run(
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
 ) -> RunSpec:
-    """Load a task and its agent, strictly interpolated, tools built."""
-    from asyncfc_cli import tools as tools_mod
-
+    """Load a task and its agent, strictly interpolated, tools built, and check
+    that the run can work. ``asyncfc validate TASK`` is this function, run
+    for nothing else: whatever a run would refuse, validate refuses too."""
     task_path = Path(task_path)
     raw_task = read_toml(task_path)
+    if not raw_task:
+        raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
     task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
     # The parts of the task every run uses are interpolated strictly, so an
     # unset ${VAR} in the prompt is an error rather than literal text.
@@ -474,6 +523,7 @@ def resolve_run(
     found = find_agents_file(task_path, task, agents_path)
     raw_agents = read_toml(found) if found else {}
     agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found) if found else AgentsFile()
+    check_tool_definitions(raw_task.get("tools", {}), task_path, raw_agents.get("tools", {}), found)
 
     if isinstance(task.agent, str):
         if task.agent not in agents.agents:
@@ -483,48 +533,14 @@ def resolve_run(
                             f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
         agent_name = task.agent
         # Where the agent is written: errors about it point there.
-        agent_file, agent_key = found, f"agents.{agent_name}"
-        raw_agent = interpolate(raw_agents["agents"][agent_name], found, agent_key)
-        agent = validate_as(AgentSpec, raw_agent, found, agent_key)
+        raw_agent, agent_file, agent_key = raw_agents["agents"][agent_name], found, f"agents.{agent_name}"
     else:
         agent_name = "inline"
-        agent_file, agent_key = task_path, "agent"
-        agent = validate_as(AgentSpec, interpolate(raw_task["agent"], task_path, "agent"), task_path, "agent")
-    if mode_override:
-        if mode_override not in typing.get_args(Mode):
-            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
-        agent = agent.model_copy(update={"mode": mode_override})
-    if timeout_override is not None:
-        if timeout_override <= 0:
-            raise SpecError(None, "--timeout", "must be positive", "give seconds, e.g. --timeout 60")
-        agent = agent.model_copy(update={"timeout": timeout_override})
-
-    if model_override:
-        model = _resolve_model(model_override, raw_agents, found, None, "--model")
-    else:
-        model = _resolve_model(agent.model, raw_agents, found, agent_file, f"{agent_key}.model")
-
-    tools = {}
-    for index, name in enumerate(agent.tools):
-        if name in task.tools:
-            raw, file, base = raw_task["tools"][name], task_path, task_path.parent
-        elif name in agents.tools:
-            raw, file, base = raw_agents["tools"][name], found, found.parent  # type: ignore[union-attr]
-        else:
-            known = ", ".join(sorted({*agents.tools, *task.tools})) or "none"
-            raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
-                            f"tool {name!r} is not defined",
-                            f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
-        raw = interpolate(raw, file, f"tools.{name}")
-        try:
-            tool = tools_mod.build_tool(name, raw, Path(base).resolve())
-        except ValidationError as exc:
-            raise spec_error_from(exc, None, file, f"tools.{name}") from None
-        except tools_mod.ToolLoadError as exc:
-            raise tool_spec_error(exc, name, file) from None
-        if agent.tool_timeout is not None and tool.timeout is None:
-            tool.timeout = agent.tool_timeout
-        tools[name] = tool
+        raw_agent, agent_file, agent_key = raw_task["agent"], task_path, "agent"
+    agent, model, tools = resolve_agent(
+        raw_agent, agent_file, agent_key, raw_agents, found, task_tools=raw_task.get("tools", {}),
+        task_path=task_path, model_override=model_override, mode_override=mode_override,
+        timeout_override=timeout_override)
 
     params: dict[str, Any] = dict(task.params)
     unused = sorted(set(overrides or {}) - prompt_parameters(task.prompt))
@@ -535,12 +551,21 @@ def resolve_run(
     params.update(overrides or {})
     prompt = render_prompt(task.prompt, params, task_path)
 
+    for index, name in enumerate(task.expect.tools_called):
+        if name not in tools:
+            # "wait" is never recorded as a call, so it cannot be expected either.
+            raise SpecError(task_path, f"expect.tools_called[{index}]",
+                            f"agent {agent_name!r} has no tool {name!r}, so this can never be met",
+                            f"use one of the agent's tools: {', '.join(sorted(tools)) or 'none'}")
+
     sim_plan = None
     if model.is_sim:
         if task.sim is None:
             raise SpecError(task_path, "sim", "the simulated model needs a [sim] plan in the task",
                             "add a [sim] section with steps, or choose a real model with --model")
-        sim_plan = load_sim_plan(interpolate(raw_task["sim"], task_path, "sim"), task_path)
+        raw_sim = interpolate(raw_task["sim"], task_path, "sim")
+        sim_plan = load_sim_plan(raw_sim, task_path)
+        check_sim_tools(sim_plan, raw_sim, tools, agent.mode, agent_name, task_path)
 
     from asyncfc_cli.trace import digest
 
@@ -559,9 +584,121 @@ def resolve_run(
     )
 
 
+# The futures protocol's own tool in async mode (asyncfc_cli.futures.WAIT_TOOL; a
+# test keeps them equal). Reserved in every mode, so a --mode switch never
+# changes what a name means.
+RESERVED_TOOL_NAMES = ("wait",)
+
+
+def check_tool_definitions(task_tools: dict[str, Any], task_path: Path | None,
+                           agents_tools: dict[str, Any], agents_path: Path | None) -> None:
+    """Tool names are unique and not reserved.
+
+    A task's ``[tools.x]`` used to replace the agents file's ``x`` without a
+    word, so the same agent ran a different tool depending on the task: a
+    name defined in both files is now an error.
+    """
+    for tools, file in ((task_tools, task_path), (agents_tools, agents_path)):
+        for name in tools:
+            if name in RESERVED_TOOL_NAMES:
+                raise SpecError(file, f"tools.{name}", f"the tool name {name!r} is reserved: async mode gives "
+                                "the model its own wait tool to block on futures", "rename the tool")
+    both = sorted(set(task_tools) & set(agents_tools))
+    if both:
+        name = both[0]
+        raise SpecError(task_path, f"tools.{name}", f"tool {name!r} is also defined in {agents_path}; "
+                        "a task may not redefine a tool of its agents file",
+                        "give the task's tool another name (and list that name in the agent's tools), "
+                        "or remove one of the two definitions")
+
+
+def resolve_agent(
+    raw_agent: dict[str, Any],
+    agent_file: Path | None,
+    agent_key: str,
+    raw_agents: dict[str, Any],
+    agents_path: Path | None,
+    *,
+    task_tools: dict[str, Any] | None = None,
+    task_path: Path | None = None,
+    model_override: str | None = None,
+    mode_override: str | None = None,
+    timeout_override: float | None = None,
+) -> tuple[AgentSpec, ResolvedModel, dict[str, Any]]:
+    """An agent as a run uses it: strictly interpolated, overrides applied, its
+    model resolved and its tools built. Shared by :func:`resolve_run` and by
+    ``asyncfc validate`` on an agents file (every agent, as a run of it would)."""
+    from asyncfc_cli import tools as tools_mod
+
+    task_tools = task_tools or {}
+    agents_tools = raw_agents.get("tools", {})
+    agent = validate_as(AgentSpec, interpolate(raw_agent, agent_file, agent_key), agent_file, agent_key)
+    if mode_override:
+        if mode_override not in typing.get_args(Mode):
+            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
+        agent = agent.model_copy(update={"mode": mode_override})
+    if timeout_override is not None:
+        if not timeout_override > 0:  # also refuses NaN
+            raise SpecError(None, "--timeout", "must be a positive number of seconds", "give seconds, e.g. --timeout 60")
+        agent = agent.model_copy(update={"timeout": timeout_override})
+
+    if model_override:
+        model = _resolve_model(model_override, raw_agents, agents_path, None, "--model")
+    else:
+        model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model")
+
+    tools = {}
+    for index, name in enumerate(agent.tools):
+        if name in task_tools:
+            raw, file = task_tools[name], task_path
+        elif name in agents_tools:
+            raw, file = agents_tools[name], agents_path
+        else:
+            known = ", ".join(sorted({*agents_tools, *task_tools})) or "none"
+            raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
+                            f"tool {name!r} is not defined",
+                            f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
+        if not isinstance(raw, dict):
+            raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
+        raw = interpolate(raw, file, f"tools.{name}")
+        try:
+            tool = tools_mod.build_tool(name, raw, Path(file).parent.resolve())  # type: ignore[arg-type]
+        except ValidationError as exc:
+            raise spec_error_from(exc, None, file, f"tools.{name}") from None
+        except tools_mod.ToolLoadError as exc:
+            raise tool_spec_error(exc, name, file) from None
+        if agent.tool_timeout is not None and tool.timeout is None:
+            tool.timeout = agent.tool_timeout
+        tools[name] = tool
+    return agent, model, tools
+
+
+def check_sim_tools(plan: Any, raw_sim: dict[str, Any], tools: dict[str, Any], mode: str, agent_name: str,
+                    file: Path) -> None:
+    """Every tool a [sim] plan calls is one the agent has (or async mode's wait),
+    unless the task lists it in ``[sim] unknown_tools`` to test that error."""
+    allowed = set(tools) | ({"wait"} if mode == "async" else set())
+    on_purpose = set(raw_sim.get("unknown_tools", []))
+    for index, step in enumerate(plan.steps):
+        if step.tool not in allowed and step.tool not in on_purpose:
+            raise SpecError(file, f"sim.steps[{index}].tool",
+                            f"step {step.id!r} calls {step.tool!r}, which agent {agent_name!r} does not have "
+                            f"(in {mode} mode)",
+                            f"use one of: {', '.join(sorted(allowed)) or 'none'}; or, to test the unknown-tool "
+                            f"error on purpose, add unknown_tools = [{step.tool!r}] to [sim]")
+
+
 def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
+    """The [sim] plan. ``unknown_tools`` (names the plan calls on purpose
+    although the agent lacks them) is the spec's, not the plan's: checked
+    by :func:`check_sim_tools`."""
     from asyncfc_cli.sim.plan import SimPlan
 
+    unknown = raw.get("unknown_tools", [])
+    if not isinstance(unknown, list) or not all(isinstance(n, str) for n in unknown):
+        raise SpecError(file, "sim.unknown_tools", f"must be a list of tool names (got {unknown!r})",
+                        'write unknown_tools = ["name", ...]')
+    raw = {k: v for k, v in raw.items() if k != "unknown_tools"}
     try:
         return SimPlan.model_validate(raw)
     except ValidationError as exc:
@@ -612,27 +749,30 @@ def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
 
 
 def validate_file(path: Path) -> str:
-    """Check one agents or task file without running anything; returns a summary."""
+    """Check one agents or task file without running anything; returns a summary.
+
+    A task goes through :func:`resolve_run`, exactly as ``asyncfc run`` would
+    (its [sim] plan is also checked when another model is set, since
+    ``--model sim`` would use it). An agents file has every agent resolved
+    as a run of it would (:func:`resolve_agent`: strict ``${VAR}``, model,
+    tools), and every tool built, used or not.
+    """
     from asyncfc_cli import tools as tools_mod
 
     raw = read_toml(path)
+    if not raw:
+        raise SpecError(path, "", "the file is empty",
+                        "write a task (agent = ..., prompt = ...) or an agents file ([agents.NAME], ...)")
     if "prompt" in raw or "agent" in raw:
         task = validate_as(TaskFile, _interpolate_leniently(raw), path)
-        if task.sim is not None:
-            load_sim_plan(task.sim, path)
-        resolve_run(path)
+        run_spec = resolve_run(path)
+        if task.sim is not None and run_spec.sim_plan is None:
+            load_sim_plan(task.sim, path)  # unused by this run, but --model sim would use it
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
     agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
-    for name, agent in agents.agents.items():
-        for index, tool in enumerate(agent.tools):
-            if tool not in agents.tools:
-                raise SpecError(path, f"agents.{name}.tools[{index}]", f"tool {tool!r} is not defined",
-                                f"define [tools.{tool}] or use one of: {', '.join(sorted(agents.tools)) or 'none'}")
-        model = agent.model
-        if model not in agents.models and not is_model_string(model):
-            raise SpecError(path, f"agents.{name}.model",
-                            f"{model!r} is neither a [models] entry nor a LiteLLM model string",
-                            _model_fix(agents.models))
+    check_tool_definitions({}, None, raw.get("tools", {}), path)
+    for name in agents.agents:
+        resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path)
     for name, tool_raw in agents.tools.items():
         try:
             tools_mod.build_tool(name, _interpolate_leniently(tool_raw), path.parent.resolve())

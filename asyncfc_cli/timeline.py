@@ -42,7 +42,9 @@ from rich.text import Text
 
 from asyncfc_cli import analysis
 from asyncfc_cli.analysis import Run, ToolSpan
-from asyncfc_cli.trace import Event, TraceData
+from asyncfc_cli.events import Summary, TraceEvent, from_emitted, parse_many
+from asyncfc_cli.output import printable
+from asyncfc_cli.trace import TraceData
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 BLUE, SKY, GREEN, ORANGE, VERMILLION, PURPLE, GREY = (
@@ -66,7 +68,7 @@ LIVE_AXIS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1
 
 
 def fmt_seconds(s: float) -> str:
-    if s is None or math.isnan(s):
+    if s is None or not math.isfinite(s):
         return "-"
     if s >= 3600:
         return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
@@ -98,10 +100,12 @@ class _Bar:
         self.cells: list[tuple[str, str, int]] = [(" ", "", -1)] * width
 
     def x(self, t: float) -> float:
-        return (t - self.origin) / self.span * self.width if self.span > 0 else 0.0
+        x = (t - self.origin) / self.span * self.width if self.span > 0 else 0.0
+        # Clamped to just beyond the bar: a cell index, never inf or NaN.
+        return min(max(x, -1.0), self.width + 1.0) if math.isfinite(x) else 0.0
 
     def paint(self, a: float, b: float, glyph: str, style: str, priority: int) -> tuple[int, int] | None:
-        if b < a:
+        if not b >= a:  # also false for NaN
             return None
         i0 = min(max(int(math.floor(self.x(a))), 0), self.width - 1)
         i1 = min(max(int(math.ceil(self.x(b))), i0 + 1), self.width)
@@ -131,14 +135,16 @@ def tool_label(span: ToolSpan) -> str:
     """``f4 ← f1,f2 compute(x=732, y=293)``: id, dependencies, tool, arguments."""
     deps = f" ← {','.join(span.deps)}" if span.deps else ""
     args = f"({span.args_summary})" if span.args_summary else ""
-    return f"{span.label}{deps} {span.tool}{args}"
+    return printable(f"{span.label}{deps} {span.tool}{args}")
 
 
 class Timeline:
     """A timeline of one run, rendered from its trace events.
 
     Args:
-        events: the trace events, header first (a summary last if the run ended).
+        events: the trace events, header first (a summary last if the run ended):
+            typed events, or dicts as a live sink receives them (invalid ones
+            are left out, so any input renders).
         now: the current run time for a live run; open spans are drawn up to it.
         live: open spans are in progress (pending/running) rather than cut off.
         axis: seconds the axis spans (default: the run's length, or a round
@@ -149,17 +155,16 @@ class Timeline:
         title: a line above the axis.
     """
 
-    def __init__(self, events: Sequence[Event], *, now: float | None = None, live: bool = False,
+    def __init__(self, events: Sequence[TraceEvent | Mapping], *, now: float | None = None, live: bool = False,
                  axis: float | None = None, max_lanes: int | None = None, title: str | None = None,
                  legend: bool = True, footer: bool = True) -> None:
-        self.events, self.now, self.live = events, now, live
+        self.events, self.now, self.live = parse_many(events), now, live
         self.axis, self.max_lanes, self.title = axis, max_lanes, title
         self.legend, self.footer = legend, footer
 
     @classmethod
     def from_trace(cls, data: TraceData, **kwargs) -> Timeline:
-        events = [data.header, *data.events] + ([data.summary] if data.summary else [])
-        return cls(events, **kwargs)
+        return cls(data.all_events(), **kwargs)
 
     # -- layout ---------------------------------------------------------------------
 
@@ -172,7 +177,7 @@ class Timeline:
         bar_w = max(width - label_w - info_w - 2, 10)
         elapsed = max(run.end - run.start, 0.0)
         span = self.axis if self.axis else (live_axis_span(elapsed) if run.live else max(elapsed, 1e-3))
-        span = max(span, 1e-3)
+        span = max(span, 1e-3) if math.isfinite(span) else max(elapsed, 1e-3)
 
         def line(label: Text | str, bar: Text, info: Text | str = "") -> Text:
             label_t = label if isinstance(label, Text) else Text(label)
@@ -183,7 +188,7 @@ class Timeline:
             return out
 
         if self.title:
-            yield Text(self.title, style="bold", no_wrap=True, overflow="ellipsis")
+            yield Text(printable(self.title), style="bold", no_wrap=True, overflow="ellipsis")
         yield line(Text("time", style="dim"), self._axis(bar_w, span))
         yield line(*self._model_lane(run, bar_w, span))
         lanes = run.tools
@@ -201,7 +206,7 @@ class Timeline:
             yield self._footer(run, metrics, width)
 
     def _ended(self) -> bool:
-        return any(ev.get("type") == "summary" for ev in self.events[-1:])
+        return bool(self.events) and isinstance(self.events[-1], Summary)
 
     def _lane_limit(self, options: ConsoleOptions, run: Run) -> int | None:
         if self.max_lanes is not None:
@@ -228,20 +233,20 @@ class Timeline:
     # -- rows ---------------------------------------------------------------------------
 
     def _axis(self, bar_w: int, span: float) -> Text:
-        step = NICE_STEPS[-1]
-        for candidate in NICE_STEPS:
-            if candidate / span * bar_w >= 8:
-                step = candidate
-                break
+        # Ticks at least 8 columns apart: a round step, or whole hours for
+        # a very long axis, so there are never more ticks than columns.
+        step = next((c for c in NICE_STEPS if c / span * bar_w >= 8), None)
+        if step is None:
+            step = math.ceil(span * 8 / bar_w / 3600) * 3600.0
         chars = [" "] * bar_w
-        t, next_free = 0.0, 0
-        while t <= span + 1e-9:
+        next_free = 0
+        for k in range(int(span / step + 1e-9) + 1):
+            t = k * step
             col = int(round(t / span * bar_w))
             label = "╵" + _tick_label(round(t, 6))
             if col >= next_free and col + len(label) <= bar_w:
                 chars[col:col + len(label)] = label
                 next_free = col + len(label) + 1
-            t += step
         return Text("".join(chars), style="dim")
 
     def _model_lane(self, run: Run, bar_w: int, span: float) -> tuple[Text, Text, Text]:
@@ -263,7 +268,7 @@ class Timeline:
                 bar.paint(m.first_token, stop, glyph, style, 3)
         tokens_in = sum(m.tokens_in or 0 for m in run.models)
         tokens_out = sum(m.tokens_out or 0 for m in run.models)
-        label = Text.assemble(("model", f"bold {GREEN}"), f" {run.header.get('model', '')}")
+        label = Text.assemble(("model", f"bold {GREEN}"), f" {printable(run.header.model or '')}")
         if tokens_in or tokens_out:
             label.append(f" · {tokens_in}↓ {tokens_out}↑ tok", style="dim")
         current = run.models[-1] if run.models and run.models[-1].end is None else None
@@ -295,12 +300,12 @@ class Timeline:
             if state == analysis.RUNNING and cells:
                 bar.put(cells[1] - 1, "▸", style, 3)
         label = Text()
-        label.append(tool.label, style="bold")
+        label.append(printable(tool.label), style="bold")
         if tool.deps:
-            label.append(f" ← {','.join(tool.deps)}", style=ORANGE)
-        label.append(f" {tool.tool}")
+            label.append(printable(f" ← {','.join(tool.deps)}"), style=ORANGE)
+        label.append(printable(f" {tool.tool}"))
         if tool.args_summary:
-            label.append(f"({tool.args_summary})", style="dim")
+            label.append(printable(f"({tool.args_summary})"), style="dim")
         _, style, symbol = STATES.get(state, STATES[analysis.OK])
         if state == analysis.PENDING:
             waited = run.end - (tool.issued if tool.issued is not None else run.end)
@@ -407,16 +412,19 @@ class LiveTimeline:
     """
 
     def __init__(self, console: Console, refresh_per_second: float = 10) -> None:
-        self.events: list[Event] = []
+        self.events: list[TraceEvent] = []
         self._anchor: tuple[float, float] | None = None  # (run time, monotonic) of the last event
         self._lock = threading.Lock()
         self.live = Live(console=console, refresh_per_second=refresh_per_second, transient=False,
                          get_renderable=self.renderable)
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Mapping) -> None:
+        typed = from_emitted(event)
+        if typed is None:
+            return  # not a valid event: nothing to draw (the file keeps it)
         with self._lock:
-            self.events.append(event)
-            self._anchor = (float(event.get("t", 0.0)), time.monotonic())
+            self.events.append(typed)
+            self._anchor = (typed.t, time.monotonic())
 
     def now(self) -> float | None:
         if self._anchor is None:
@@ -429,9 +437,9 @@ class LiveTimeline:
             events = list(self.events)
         if not events:
             return Text("starting…", style="dim")
-        ended = events[-1].get("type") == "summary"
-        return Timeline(events, now=None if ended else self.now(), live=not ended,
-                        max_lanes=None if not ended else 10**9)
+        ended = isinstance(events[-1], Summary)
+        return _Guarded(Timeline(events, now=None if ended else self.now(), live=not ended,
+                                 max_lanes=None if not ended else 10**9))
 
     def __enter__(self) -> LiveTimeline:
         self.live.start(refresh=True)
@@ -442,5 +450,27 @@ class LiveTimeline:
         self.live.stop()
 
 
-def render_static(console: Console, events: Iterable[Event], **kwargs) -> None:
+class _Guarded:
+    """A renderable that shows a one-line note instead of raising.
+
+    The live display is drawn from a refresh thread and, for its last
+    frame, while the run ends: a rendering bug there must cost the picture,
+    never the run's answer or exit code. ``asyncfc trace`` renders without
+    this guard, so tests see any such bug.
+    """
+
+    def __init__(self, inner: Timeline) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        try:
+            lines = list(console.render_lines(self.inner, options, pad=False, new_lines=True))
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            yield Text(f"(timeline not drawn: {type(exc).__name__}: {printable(str(exc))[:200]})", style="dim")
+            return
+        for line in lines:
+            yield from line
+
+
+def render_static(console: Console, events: Iterable[TraceEvent | Mapping], **kwargs) -> None:
     console.print(Timeline(list(events), **kwargs))

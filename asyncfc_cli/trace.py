@@ -1,11 +1,19 @@
 """Trace events: one JSONL file per run, and the reader every later command shares.
 
-A trace is a header line, then events as they happen, then a summary line.
-Each line is flushed when written, so a run that dies leaves every event up
-to that moment readable; the reader tolerates a cut-off last line and a
-missing summary. Times (``t``) are monotonic seconds from the run's start.
+A trace is strict JSONL: a header line, then events as they happen, then a
+summary line; every line one JSON object, no blank lines, no NaN. The
+header is written as soon as the file is opened, before the seconds of
+start-up, so a run stopped at any moment leaves a trace that reads. Each
+line is flushed when written, so a run that dies leaves every event up to
+that moment readable; the reader tolerates a cut-off last line and a
+missing summary, and skips (and reports, with line numbers) any line that
+is not a valid event: binary or non-UTF-8 bytes, broken JSON, a value that
+is not an object, a missing or mistyped field, NaN or Infinity. Times
+(``t``) are monotonic seconds from the run's start.
 
-Event types (fields beyond ``type`` and ``t``):
+The event types and their fields are defined once, typed, in
+:mod:`asyncfc_cli.events`; every reader goes through them. In brief
+(fields beyond ``type`` and ``t``):
 
 ``header``            version, run_id, started_at, task, agent, model (the name as
                       configured), litellm_model (the LiteLLM model string), mode,
@@ -40,8 +48,10 @@ Secrets are removed from every line before it is written (:func:`Trace.emit`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -50,6 +60,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
+                                ToolEnd, TraceEvent, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
 
 TRACE_VERSION = 1
@@ -62,7 +74,8 @@ Sink = Callable[[Event], None]
 def digest(value: Any) -> str:
     """A short stable digest of a JSON value (arguments, specs)."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    # surrogatepass: a model may send a lone surrogate (a "\\ud800" escape).
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def summarize_args(arguments: Any, limit: int = 60) -> str:
@@ -109,32 +122,45 @@ class Trace:
 
 
 class TraceWriter:
-    """A sink that appends one JSON line per event and flushes it.
+    """A sink that appends one line of strict JSON per event and flushes it.
 
-    Opening probes the file with a flushed newline (blank lines are skipped
-    by the reader), so an unwritable path or a full disk fails before the run
-    starts. A write that fails later (disk filled up mid-run) must not kill
-    the run: the writer stops, keeps the error in ``failed``, and the CLI
+    The file is strict JSONL: every line one JSON object (see
+    :func:`asyncfc_cli.events.to_line`: no NaN, text the file can hold), no
+    blank lines. :meth:`write_header` writes the first line at once and
+    raises ``OSError`` if it cannot (an unwritable path, a full disk), so a
+    run fails before it starts; the CLI calls it as soon as the trace is
+    opened, so a run stopped during its start still leaves a header.
+    A write that fails later (the disk filled up mid-run) must not kill the
+    run: the writer stops, keeps the error in ``failed``, and the CLI
     reports it.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.failed: OSError | None = None
+        self.header_written = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "w", encoding="utf-8")
+
+    def write_header(self, header: Event) -> None:
+        """Write the header line now; ``OSError`` if the file cannot take it."""
         try:
-            self._file.write("\n")
+            self._file.write(to_line(header) + "\n")
             self._file.flush()
         except OSError:
             self._close_quietly()
             raise
+        self.header_written = True
 
     def __call__(self, event: Event) -> None:
         if self._file.closed:
             return
+        if event.get("type") == "header":
+            if self.header_written:
+                return  # written when the trace was opened
+            self.header_written = True
         try:
-            self._file.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+            self._file.write(to_line(event) + "\n")
             self._file.flush()
         except OSError as exc:
             self.failed = exc
@@ -151,6 +177,22 @@ class TraceWriter:
             self._file.close()
         except OSError:
             pass
+
+
+def check_writable(path: Path) -> None:
+    """Raise ``OSError`` at once if ``path`` cannot be created or written.
+
+    A cheap check before the seconds of start-up; creating nothing but the
+    missing directories. A full disk is only found by writing, which
+    :meth:`TraceWriter.write_header` does.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
 
 def new_run_id() -> str:
@@ -182,8 +224,8 @@ class Span:
     key: str  # request number or call id
     start: float
     end: float | None
-    begin: Event
-    finish: Event | None = None
+    begin: TraceEvent
+    finish: TraceEvent | None = None
     marks: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -195,64 +237,145 @@ class Span:
 
 @dataclass
 class TraceData:
+    """A trace file read back: typed events (see :mod:`asyncfc_cli.events`).
+
+    ``problems`` lists the lines that were skipped and why ("line 7: not
+    JSON ..."); ``truncated`` is set when the last line was cut or the run
+    never wrote its summary.
+    """
+
     path: Path | None
-    header: Event
-    events: list[Event]
-    summary: Event | None
-    truncated: bool  # the last line was cut, or the run never wrote its summary
+    header: Header
+    events: list[TraceEvent]
+    summary: Summary | None
+    truncated: bool
+    problems: list[str] = field(default_factory=list)
+
+    def all_events(self) -> list[TraceEvent]:
+        """Header, events and summary, in file order."""
+        return [self.header, *self.events, *([self.summary] if self.summary else [])]
 
     def spans(self, kind: str) -> list[Span]:
         """Model requests (``kind="model"``) or tool executions (``"tool"``)."""
-        begin, end = f"{kind}_begin", f"{kind}_end"
+        begin, end = (ModelBegin, ModelEnd) if kind == "model" else (ToolBegin, ToolEnd)
         key = "request" if kind == "model" else "call_id"
         open_: dict[Any, Span] = {}
         out: list[Span] = []
         for ev in self.events:
-            if ev["type"] == begin:
-                span = Span(kind, str(ev[key]), ev["t"], None, ev)
-                open_[ev[key]] = span
+            if isinstance(ev, begin):
+                span = Span(kind, str(getattr(ev, key)), ev.t, None, ev)
+                open_[getattr(ev, key)] = span
                 out.append(span)
-            elif ev["type"] == end and ev.get(key) in open_:
-                span = open_.pop(ev[key])
-                span.end, span.finish = ev["t"], ev
-            elif kind == "model" and ev["type"] == "model_first_token" and ev.get(key) in open_:
-                open_[ev[key]].marks["first_token"] = ev["t"]
+            elif isinstance(ev, end) and getattr(ev, key) in open_:
+                span = open_.pop(getattr(ev, key))
+                span.end, span.finish = ev.t, ev
+            elif kind == "model" and isinstance(ev, ModelFirstToken) and ev.request in open_:
+                open_[ev.request].marks["first_token"] = ev.t
         return out
 
-    def of_type(self, type: str) -> list[Event]:
-        return [ev for ev in self.events if ev["type"] == type]
+    def of_type(self, type: str) -> list[TraceEvent]:
+        return [ev for ev in self.all_events() if ev.type == type]
 
 
 class TraceError(Exception):
     pass
 
 
+MAX_PROBLEMS = 1000  # kept in full; beyond this only counted
+
+
 def read_trace(path: Path) -> TraceData:
-    """Read a trace, tolerating a run that died mid-line or before its summary."""
+    """Read a trace, tolerating a run that died mid-line or before its summary,
+    and skipping (and reporting) every line that is not a valid event."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        content = Path(path).read_bytes()
     except OSError as exc:
         raise TraceError(f"cannot read trace {path}: {exc.strerror or exc}") from None
-    return parse_trace(text, Path(path))
+    return parse_trace(content, Path(path))
 
 
-def parse_trace(text: str, path: Path | None = None) -> TraceData:
-    lines = text.splitlines()
-    records: list[Event] = []
+def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
+    """Typed events from the text of a trace.
+
+    Lines are split at ``\\n`` only (a JSON string may hold other line
+    separators, such as U+2028). A line that is not UTF-8, not strict JSON,
+    not an object or not a valid event is skipped and reported in
+    ``problems``, except a cut-off last line (the writer died mid-line),
+    which only marks the trace truncated. Raises :class:`TraceError` when
+    no header comes first: then it is not an asyncfc trace.
+    """
+    raw = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line
+    where = f"{path}: " if path is not None else ""
+    problems: list[str] = []
+    dropped = 0
     truncated = False
+    header: Header | None = None
+    events: list[TraceEvent] = []
+
+    def problem(number: int, message: str) -> None:
+        nonlocal dropped
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(f"line {number}: {message}")
+        else:
+            dropped += 1
+
     for number, line in enumerate(lines, 1):
         if not line.strip():
+            continue  # traces before strict JSONL opened with a blank line
+        last = number == len(lines) and not raw.endswith(b"\n")
+        try:
+            text = line.decode("utf-8")
+            value = loads(text)
+        except UnicodeDecodeError as exc:
+            problem(number, f"not UTF-8 text (byte {exc.start + 1})")
+            continue
+        except RecursionError:
+            problem(number, "JSON nested too deeply")
+            continue
+        except ValueError as exc:  # JSONDecodeError, NaN/Infinity, a number too long to convert
+            if last:
+                truncated = True  # the writer died mid-line
+            else:
+                problem(number, f"not JSON ({_first_line(exc)})")
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):  # the writer died mid-line
-                truncated = True
-                break
-            raise TraceError(f"{path}: line {number} is not JSON") from None
-    if not records or records[0].get("type") != "header":
-        raise TraceError(f"{path}: not an asyncfc trace (no header line)")
-    header, rest = records[0], records[1:]
-    summary = rest[-1] if rest and rest[-1].get("type") == "summary" else None
-    events = rest[:-1] if summary else rest
-    return TraceData(path, header, events, summary, truncated or summary is None)
+            event = parse_event(value)
+        except EventError as exc:
+            problem(number, str(exc))
+            continue
+        if header is None:
+            if not isinstance(event, Header):
+                raise TraceError(f"{where}not an asyncfc trace: line {number} is a {event.type} event, "
+                                 "not the header" + _problems_note(problems))
+            header = event
+        elif isinstance(event, Header):
+            problem(number, "a second header (skipped)")
+        else:
+            events.append(event)
+    if header is None:
+        raise TraceError(f"{where}not an asyncfc trace: no header line" + _problems_note(problems))
+    if dropped:
+        problems.append(f"... and {dropped} more lines skipped")
+    summary = events[-1] if events and isinstance(events[-1], Summary) else None
+    if summary is not None:
+        events.pop()
+    # A summary anywhere but last is not the run's end: skip it rather than
+    # let renderers end the run in the middle of its events.
+    early = [i for i, ev in enumerate(events) if isinstance(ev, Summary)]
+    for i in early:
+        problems.append(f"a summary event at t={events[i].t:g} is not the last event (skipped)")
+    if early:
+        events = [ev for ev in events if not isinstance(ev, Summary)]
+    return TraceData(path, header, events, summary, truncated or summary is None, problems)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _problems_note(problems: list[str]) -> str:
+    return f"; {problems[0]}" if problems else ""

@@ -7,7 +7,6 @@ commands start fast. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -54,8 +53,12 @@ def _out(width: Optional[int] = None, svg: Optional[Path] = None):
 def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
     if svg is None:
         return
+    from asyncfc_cli.output import printable
+
+    text = console.export_svg(title=printable(title))
     try:
-        console.save_svg(str(svg), title=title)
+        # backslashreplace: the picture may show a lone surrogate from a trace.
+        svg.write_text(text, encoding="utf-8", errors="backslashreplace")
     except OSError as exc:
         raise _fail(f"cannot write {svg}: {exc.strerror or exc}") from None
     _err().print(f"saved {svg}")
@@ -64,7 +67,11 @@ def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     from rich.markup import escape
 
-    _err().print(f"[red]error:[/] {escape(message)}")
+    from asyncfc_cli.output import printable
+
+    # Messages may quote a file's content: shown escaped, one line per line.
+    text = "\n".join(printable(line) for line in message.split("\n"))
+    _err().print(f"[red]error:[/] {escape(text)}")
     return typer.Exit(code)
 
 
@@ -74,44 +81,99 @@ def _runs_dir(directory: Optional[Path]) -> Path:
     return directory or DEFAULT_DIR
 
 
+def _exists(path: Path, kind: str = "file") -> bool:
+    """``path.is_file()`` / ``is_dir()``, False (not an exception) for a name
+    the system refuses, e.g. one too long."""
+    try:
+        return path.is_file() if kind == "file" else path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def recent_traces(directory: Path) -> list[Path]:
     """Trace files in ``directory``, newest first (by modification time)."""
-    if not directory.is_dir():
+    if not _exists(directory, "dir"):
         return []
-    return sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    stamped = []
+    try:
+        found = list(directory.glob("*.jsonl"))
+    except OSError:  # unreadable directory
+        return []
+    for path in found:
+        try:
+            stamped.append(((path.stat().st_mtime, path.name), path))
+        except OSError:  # removed while listing
+            continue
+    return [path for _, path in sorted(stamped, key=lambda item: item[0], reverse=True)]
 
 
 def resolve(target: str, directory: Optional[Path] = None) -> Path:
-    """A trace path from ``latest``, a file path, or a run id in the runs directory."""
+    """A trace path from ``latest``, a file path, or a run id in the runs directory.
+
+    ``latest`` is the newest file that starts with a header: a file left
+    empty or unreadable (a disk that filled up, a copy in progress) is
+    passed over with a note, so ``latest`` always finds the last run that
+    recorded anything.
+    """
     runs = _runs_dir(directory)
     if target == "latest":
         found = recent_traces(runs)
         if not found:
             raise _fail(f"no traces in {runs}; run a task first (asyncfc run TASK) or name a trace file")
-        return found[0]
+        for path in found:
+            if read_header(path) is not None:
+                if path != found[0]:
+                    skipped = found[: found.index(path)]
+                    _err().print(f"[yellow]note:[/] skipped {len(skipped)} newer file(s) without a trace header, "
+                                 f"e.g. {_shown_path(skipped[0])}")
+                return path
+        raise _fail(f"no readable traces in {runs} ({len(found)} file(s) without a trace header)")
     path = Path(target)
-    if path.is_file():
+    if _exists(path):
         return path
     for candidate in (runs / target, runs / f"{target}.jsonl"):
-        if candidate.is_file():
+        if _exists(candidate):
             return candidate
     raise _fail(f"no trace at {target}; asyncfc trace list shows the runs in {runs}")
 
 
+def _shown_path(path: Path) -> str:
+    from asyncfc_cli.output import printable
+
+    return printable(str(path))
+
+
+MAX_SHOWN_PROBLEMS = 10
+
+
 def _load(path: Path):
+    """Read a trace; lines that were skipped are listed on stderr (never fatal)."""
     from asyncfc_cli.trace import TraceError, read_trace
 
     try:
-        return read_trace(path)
+        data = read_trace(path)
     except TraceError as exc:
         raise _fail(str(exc)) from None
+    if data.problems:
+        from rich.markup import escape
+
+        from asyncfc_cli.output import printable
+
+        err = _err()
+        err.print(f"[yellow]warning:[/] {escape(_shown_path(path))}: skipped {len(data.problems)} line(s) "
+                  "that are not valid trace events:")
+        for problem in data.problems[:MAX_SHOWN_PROBLEMS]:
+            err.print(f"  {escape(printable(problem))}")
+        if len(data.problems) > MAX_SHOWN_PROBLEMS:
+            err.print(f"  ... {len(data.problems) - MAX_SHOWN_PROBLEMS} more (asyncfc trace FILE --json lists them all)")
+    return data
 
 
 def _describe(data: Any) -> dict[str, Any]:
     h = data.header
-    return {"path": str(data.path), "run_id": h.get("run_id"), "task": h.get("task"), "agent": h.get("agent"),
-            "model": h.get("model"), "mode": h.get("mode"), "started_at": h.get("started_at"),
-            "truncated": data.truncated}
+    return {"path": str(data.path), "run_id": h.run_id, "task": h.task, "agent": h.agent,
+            "model": h.model, "mode": h.mode, "started_at": h.started_at,
+            "truncated": data.truncated, "problems": data.problems}
 
 
 # --- show ---------------------------------------------------------------------------------------
@@ -126,7 +188,7 @@ def show(
         "or otel (OTLP/JSON spans, OpenTelemetry GenAI conventions).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option(
         "-o", "--output", help="File for --export (default: stdout).")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=20, max=1000, help="Render at this many columns (20-1000).")] = None,
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
@@ -143,13 +205,14 @@ def show(
 
         if export not in exporters.FORMATS:
             raise _fail(f"--export {export}: choose one of {', '.join(exporters.FORMATS)}")
+        from asyncfc_cli.output import json_text
+
         document = exporters.export(run, export)
-        text = json.dumps(document, ensure_ascii=False)
         if output is None or str(output) == "-":
-            print(text)
+            print(json_text(document, encoding=None))
         else:
             try:
-                output.write_text(text + "\n", encoding="utf-8")
+                output.write_text(json_text(document, "utf-8") + "\n", encoding="utf-8")
             except OSError as exc:
                 raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
             hint = "open it in https://ui.perfetto.dev or chrome://tracing" if export == "chrome" else \
@@ -158,7 +221,9 @@ def show(
         return
     metrics = analysis.compute(run)
     if as_json:
-        print(json.dumps({**_describe(data), **metrics.as_dict()}, ensure_ascii=False))
+        from asyncfc_cli.output import print_json
+
+        print_json({**_describe(data), **metrics.as_dict()})
         return
     from asyncfc_cli.timeline import Timeline
 
@@ -177,9 +242,9 @@ def show(
 
 def _title(data: Any, path: Path) -> str:
     h = data.header
-    status = data.summary.get("status") if data.summary else "unfinished"
-    return (f"{h.get('task', '?')} · agent {h.get('agent', '?')} · model {h.get('model', '?')} · "
-            f"mode {h.get('mode', '?')} · {status} · {path}")
+    status = data.summary.status if data.summary else "unfinished"
+    return (f"{h.task or '?'} · agent {h.agent or '?'} · model {h.model or '?'} · "
+            f"mode {h.mode or '?'} · {status} · {path}")
 
 
 def _s(x: float) -> str:
@@ -197,15 +262,17 @@ def _x(x: float) -> str:
 
 
 def _chain(names: list[str], keep: int = 8) -> str:
+    from asyncfc_cli.output import printable
+
     if len(names) > keep:
         names = [*names[:3], f"… {len(names) - keep + 1} more …", *names[-(keep - 4):]]
-    return " → ".join(names)
+    return printable(" → ".join(names))
 
 
 def summary_rows(m: Any) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
     return [
-        ("wall", _s(m.wall), m.status if m.finished else "unfinished"),
+        ("wall", _s(m.wall), _label(m.status) if m.finished else "unfinished"),
         ("model time", _s(m.model_time), f"{m.requests} requests, ttft {_s(m.ttft_total)}"),
         ("tool time", _s(m.tool_time), f"{m.tool_calls} calls, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
@@ -216,6 +283,15 @@ def summary_rows(m: Any) -> list[tuple[str, str, str]]:
         ("ideal speedup", _x(m.ideal_speedup), "sequential-equivalent / critical path"),
         ("tokens in / out", f"{m.tokens_in} / {m.tokens_out}", ""),
     ]
+
+
+def _label(value: Any) -> str:
+    """Text from a trace, for a table cell: printable and never Rich markup."""
+    from rich.markup import escape
+
+    from asyncfc_cli.output import printable
+
+    return escape(printable(value))
 
 
 def summary_table(m: Any):
@@ -244,7 +320,7 @@ def requests_table(run: Any):
                       "-" if m.tokens_in is None else str(m.tokens_in),
                       "-" if m.tokens_out is None else str(m.tokens_out),
                       "-" if m.tool_calls is None else str(m.tool_calls),
-                      m.status or "unfinished")
+                      _label(m.status) if m.status else "unfinished")
     return table
 
 
@@ -256,55 +332,72 @@ def tools_table(m: Any):
         table.add_column(name, justify="left" if name == "tool" else "right")
     for name, s in sorted(m.per_tool.items()):
         failed = f"{s.failed}" + (f" (+{s.unfinished} unfinished)" if s.unfinished else "")
-        table.add_row(name, str(s.count), str(s.ok), failed, _s(s.p50), _s(s.p90), _s(s.p99), _s(s.max))
+        table.add_row(_label(name), str(s.count), str(s.ok), failed, _s(s.p50), _s(s.p90), _s(s.p99), _s(s.max))
     return table
 
 
 # --- list ----------------------------------------------------------------------------------------
 
 
-def _head_and_tail(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The header and the last complete record, without reading the whole file."""
+def read_header(path: Path):
+    """The header of a trace file (its first non-blank line), or None."""
+    return _head_and_tail(path, tail=False)[0]
+
+
+def _head_and_tail(path: Path, tail: bool = True):
+    """The header and the last valid event, without reading the whole file.
+
+    Both are typed events (:mod:`asyncfc_cli.events`), or None where the
+    file has none: what cannot be read is simply not listed.
+    """
+    from asyncfc_cli.events import Header, loads, parse_event
+
+    def parse(line: bytes):
+        try:
+            return parse_event(loads(line.decode("utf-8")))
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, not an event (EventError)
+            return None
+
     try:
         with open(path, "rb") as f:
-            first = f.readline()
-            while first and not first.strip():  # the writer may open with a blank probe line
-                first = f.readline()
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(size - 65536, 0))
-            tail = f.read().splitlines()
+            first = f.readline(1 << 20)
+            while first and not first.strip():  # traces before strict JSONL opened with a blank line
+                first = f.readline(1 << 20)
+            lines: list[bytes] = []
+            if tail:
+                f.seek(0, 2)
+                size = f.tell()
+                f.seek(max(size - 65536, 0))
+                lines = f.read().split(b"\n")
     except OSError:
         return None, None
-
-    def parse(line: bytes) -> dict[str, Any] | None:
-        try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return value if isinstance(value, dict) else None
-
     header = parse(first)
+    if not isinstance(header, Header):
+        return None, None
     last = None
-    for line in reversed(tail):
-        last = parse(line)
+    for line in reversed(lines):
+        last = parse(line) if line.strip() else None
         if last is not None:
             break
     return header, last
 
 
 def list_entry(path: Path) -> dict[str, Any] | None:
+    from asyncfc_cli.events import Summary
+
     header, last = _head_and_tail(path)
-    if header is None or header.get("type") != "header":
+    if header is None:
         return None
-    finished = last is not None and last.get("type") == "summary"
-    t0 = float(header.get("t", 0.0))
-    wall = float(last.get("wall", last["t"] - t0)) if finished else (float(last.get("t", t0)) - t0 if last else 0.0)
-    return {"path": str(path), "run_id": header.get("run_id"), "started_at": header.get("started_at"),
-            "task": header.get("task"), "agent": header.get("agent"), "model": header.get("model"),
-            "mode": header.get("mode"), "status": last.get("status") if finished else "unfinished",
-            "wall": round(wall, 6), "requests": last.get("requests") if finished else None,
-            "tool_calls": last.get("tool_calls") if finished else None}
+    finished = isinstance(last, Summary)
+    if finished:
+        wall = last.wall if last.wall is not None else last.t - header.t
+    else:
+        wall = (last.t - header.t) if last is not None else 0.0
+    return {"path": str(path), "run_id": header.run_id, "started_at": header.started_at,
+            "task": header.task, "agent": header.agent, "model": header.model,
+            "mode": header.mode, "status": last.status if finished else "unfinished",
+            "wall": round(max(wall, 0.0), 6), "requests": last.requests if finished else None,
+            "tool_calls": last.tool_calls if finished else None}
 
 
 def _local_time(stamp: Any) -> str:
@@ -312,7 +405,7 @@ def _local_time(stamp: Any) -> str:
 
     try:
         return datetime.fromisoformat(str(stamp)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a date, or one out of the local clock's range
         return str(stamp or "?")
 
 
@@ -327,8 +420,10 @@ def list_runs(
     runs = _runs_dir(directory)
     entries = [e for e in (list_entry(p) for p in recent_traces(runs)[: max(limit, 0)]) if e]
     if as_json:
+        from asyncfc_cli.output import print_json
+
         for entry in entries:
-            print(json.dumps(entry, ensure_ascii=False))
+            print_json(entry)
         return
     if not entries:
         _err().print(f"no runs recorded in {runs} (asyncfc run TASK records one)")
@@ -342,8 +437,8 @@ def list_runs(
     for e in entries:
         status = str(e["status"])
         wall = _s(e["wall"]) + ("+" if status == "unfinished" else "")
-        table.add_row(_local_time(e["started_at"]), str(e["task"]), str(e["model"]), str(e["mode"]),
-                      f"[{styles.get(status, 'red')}]{status}[/]", wall, Path(e["path"]).stem)
+        table.add_row(_label(_local_time(e["started_at"])), _label(e["task"]), _label(e["model"]), _label(e["mode"]),
+                      f"[{styles.get(status, 'red')}]{_label(status)}[/]", wall, _label(Path(e["path"]).stem))
     _out().print(table)
 
 
@@ -355,7 +450,7 @@ def compare(
     a: Annotated[str, typer.Argument(help="The baseline run (trace file, run id, or latest).")],
     b: Annotated[str, typer.Argument(help="The run to compare with it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print both summaries and the speedup as JSON.")] = False,
-    width: Annotated[Optional[int], typer.Option("--width", help="Render at this many columns.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", min=20, max=1000, help="Render at this many columns (20-1000).")] = None,
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
@@ -371,10 +466,12 @@ def compare(
     data_a, data_b = _load(resolve(a, directory)), _load(resolve(b, directory))
     run_a, run_b = analysis.run_from_trace(data_a), analysis.run_from_trace(data_b)
     m_a, m_b = analysis.compute(run_a), analysis.compute(run_b)
-    speedup = m_a.wall / m_b.wall if m_b.wall > 0 else math.nan
+    speedup = m_a.wall / m_b.wall if m_a.wall > 0 and m_b.wall > 0 else math.nan
     if as_json:
-        print(json.dumps({"a": {**_describe(data_a), **m_a.as_dict()}, "b": {**_describe(data_b), **m_b.as_dict()},
-                          "speedup": None if math.isnan(speedup) else round(speedup, 6)}, ensure_ascii=False))
+        from asyncfc_cli.output import print_json
+
+        print_json({"a": {**_describe(data_a), **m_a.as_dict()}, "b": {**_describe(data_b), **m_b.as_dict()},
+                    "speedup": None if math.isnan(speedup) else round(speedup, 6)})
         return
     from rich.table import Table
 
@@ -385,12 +482,12 @@ def compare(
     for tag, data in (("A", data_a), ("B", data_b)):
         h = data.header
         console.print(Timeline.from_trace(data, axis=axis, legend=tag == "B", footer=False,
-                                          title=f"{tag}: {h.get('mode', '?')} · {h.get('task', '?')} · "
-                                                f"model {h.get('model', '?')} · {data.path}"))
+                                          title=f"{tag}: {h.mode or '?'} · {h.task or '?'} · "
+                                                f"model {h.model or '?'} · {data.path}"))
     table = Table(box=None, pad_edge=False, title_justify="left")
     table.add_column("", style="bold")
-    table.add_column(f"A ({data_a.header.get('mode', '?')})", justify="right")
-    table.add_column(f"B ({data_b.header.get('mode', '?')})", justify="right")
+    table.add_column(f"A ({_label(data_a.header.mode or '?')})", justify="right")
+    table.add_column(f"B ({_label(data_b.header.mode or '?')})", justify="right")
     table.add_column("B − A", justify="right")
     diffs = {"wall": _diff(m_a.wall, m_b.wall), "model time": _diff(m_a.model_time, m_b.model_time),
              "tool time": _diff(m_a.tool_time, m_b.tool_time), "model blocked": _diff(m_a.blocked, m_b.blocked),

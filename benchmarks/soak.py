@@ -81,13 +81,13 @@ def write_task(directory: Path, calls: int, seed: int) -> Path:
 def check(trace_path: Path) -> dict:
     from asyncfc_cli.trace import read_trace
 
-    data = read_trace(trace_path)
-    begins = Counter(e["call_id"] for e in data.of_type("tool_begin"))
-    ends = {e["call_id"]: e["status"] for e in data.of_type("tool_end")}
-    created = {e["future"] for e in data.of_type("future_created")}
-    resolved = {e["future"]: e["status"] for e in data.of_type("future_resolved")}
-    delivered = Counter(f for e in data.of_type("delivery") for f in e["futures"])
-    problems = []
+    data = read_trace(trace_path)  # typed events (asyncfc_cli/events.py)
+    begins = Counter(e.call_id for e in data.of_type("tool_begin"))
+    ends = {e.call_id: e.status for e in data.of_type("tool_end")}
+    created = {e.future for e in data.of_type("future_created")}
+    resolved = {e.future: e.status for e in data.of_type("future_resolved")}
+    delivered = Counter(f for e in data.of_type("delivery") for f in e.futures)
+    problems = [f"trace: {p}" for p in data.problems]
     if set(begins) != set(ends) or any(n != 1 for n in begins.values()):
         problems.append("tool_begin/tool_end do not pair up")
     if created != set(resolved):
@@ -98,13 +98,13 @@ def check(trace_path: Path) -> dict:
         twice = [f for f, n in delivered.items() if n > 1]
         never = sorted(created - set(delivered))
         problems.append(f"delivery not exactly once: twice {twice[:5]}, never {never[:5]}")
-    if data.summary is None or data.summary["status"] != "ok":
+    if data.summary is None or data.summary.status != "ok":
         problems.append(f"run did not end ok: {data.summary}")
     return {
         "calls": len(ends),
         "statuses": dict(Counter(ends.values())),
-        "requests": data.summary["requests"] if data.summary else None,
-        "wall": data.summary["wall"] if data.summary else None,
+        "requests": data.summary.requests if data.summary else None,
+        "wall": data.summary.wall if data.summary else None,
         "problems": problems,
     }
 

@@ -300,7 +300,7 @@ def test_progress_prints_model_supplied_names_as_text():
     printer({"type": "tool_end", "t": 0.75, "call_id": "c1", "tool": "[/]", "status": "error",
              "error": "unknown tool '[/]'; [red]"})
     printer({"type": "retry", "t": 1.0, "attempt": 1, "error": "[/] upstream"})
-    printer({"type": "model_end", "t": 1.5, "status": "error", "error": "[/x] gone"})
+    printer({"type": "model_end", "t": 1.5, "request": 1, "status": "error", "error": "[/x] gone"})
     lines = out.getvalue().splitlines()
     assert lines == [
         '   0.50s → [/](x="[bold]")',

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from asyncfc_cli import runner
 from asyncfc_cli.spec import resolve_run
-from asyncfc_cli.trace import Trace, TraceError, TraceWriter, header_fields, parse_trace, read_trace
+from asyncfc_cli.trace import (Trace, TraceError, TraceWriter, check_writable, header_fields, parse_trace,
+                               read_trace)
 from conftest import DATA, free_port, make_plan
 
 SECRET = "sk-test-PLANTED-123"
@@ -60,14 +62,60 @@ def test_a_trace_without_summary(tmp_path):
 
 
 def test_what_is_not_a_trace(tmp_path):
-    with pytest.raises(TraceError, match="line 2 is not JSON"):
-        parse_trace(lines(HEADER) + "garbage\n" + lines(SUMMARY))
-    with pytest.raises(TraceError, match="no header"):
+    with pytest.raises(TraceError, match="not an asyncfc trace: line 1 is a model_begin event"):
         parse_trace(lines(*EVENTS))
     with pytest.raises(TraceError, match="no header"):
         parse_trace("")
+    with pytest.raises(TraceError, match=r"no header line; line 1: not JSON"):
+        parse_trace("garbage\n" + lines({"type": "tool_begin", "t": 0.6, "call_id": 5}))
     with pytest.raises(TraceError, match="cannot read trace"):
         read_trace(tmp_path / "missing.jsonl")
+
+
+def test_bad_lines_are_skipped_and_reported_with_their_numbers():
+    text = lines(HEADER) + "garbage\n" + lines({"type": "tool_begin", "t": 0.6, "tool": "nap"}, *EVENTS, SUMMARY)
+    data = parse_trace(text)
+    assert data.events == EVENTS and data.summary == SUMMARY and not data.truncated
+    assert data.problems == ["line 2: not JSON (Expecting value: line 1 column 1 (char 0))",
+                             "line 3: tool_begin: call_id is missing"]
+
+
+def test_the_writer_writes_strict_jsonl_whatever_the_events_hold(tmp_path):
+    """No blank line, no NaN or Infinity, valid UTF-8 even for a lone
+    surrogate (written as its JSON escape, so it reads back the same)."""
+    path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    writer.write_header({"type": "header", "t": 0.0, "version": 1, "run_id": "r"})
+    trace = Trace()
+    trace.sinks.append(writer)
+    trace.emit("header", version=1, run_id="again")  # already written at open: not twice
+    trace.emit("wait_begin", call_id="w\ud800", futures=("f1",), timeout=float("nan"))
+    trace.emit("model_end", request=1, status="ok", ttft=float("inf"), extra=object())
+    writer.close()
+    raw = path.read_bytes()
+    assert raw.startswith(b'{"type": "header"') and b"\n\n" not in raw
+    text = raw.decode("utf-8")
+
+    def strict(name):
+        raise AssertionError(name)
+
+    records = [json.loads(line, parse_constant=strict) for line in text.splitlines()]
+    assert [r["type"] for r in records] == ["header", "wait_begin", "model_end"]
+    assert records[1]["timeout"] is None and records[2]["ttft"] is None
+    data = read_trace(path)
+    assert not data.problems
+    assert data.header.run_id == "r" and data.events[0].call_id == "w\ud800" and data.events[0].futures == ["f1"]
+
+
+def test_an_unwritable_path_or_a_full_disk_fails_when_the_trace_opens(tmp_path):
+    with pytest.raises(OSError):
+        TraceWriter(Path("/dev/full")).write_header({"type": "header", "t": 0.0})
+    with pytest.raises(OSError):
+        check_writable(tmp_path)  # a directory
+    with pytest.raises(OSError):
+        check_writable(Path("/proc/asyncfc-cannot-write/t.jsonl"))  # even for root
+    check_writable(tmp_path / "new" / "t.jsonl")  # creates the directories, not the file
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "new" / "t.jsonl").exists()
 
 
 def test_every_event_is_on_disk_as_soon_as_it_is_emitted(tmp_path):

@@ -40,6 +40,7 @@ import trio
 import trio.testing
 
 from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.analysis import build_run
 from asyncfc_cli.bench.ideal import Ideal, ideal_bound
 from asyncfc_cli.bench.workloads import Case, by_step
 from asyncfc_cli.trace import Trace
@@ -196,8 +197,8 @@ class RunRecord:
 
     @property
     def first_prompt_tokens(self) -> int:
-        return next((e.get("tokens_in", 0) for e in self.events
-                     if e["type"] == "model_end" and e.get("request") == 1), 0)
+        first = next((m for m in build_run(self.events).models if m.request == 1), None)
+        return (first.tokens_in or 0) if first is not None else 0
 
     def overlap(self) -> float:
         """Share of tool time during which the model was streaming a response."""
@@ -205,16 +206,15 @@ class RunRecord:
 
 
 def overlap_share(events: list[dict[str, Any]]) -> float:
-    model, tools, open_model, open_tool = [], [], {}, {}
-    for e in events:
-        if e["type"] == "model_begin":
-            open_model[e["request"]] = e["t"]
-        elif e["type"] == "model_end" and e["request"] in open_model:
-            model.append((open_model.pop(e["request"]), e["t"]))
-        elif e["type"] == "tool_begin":
-            open_tool[e["call_id"]] = e["t"]
-        elif e["type"] == "tool_end" and e["call_id"] in open_tool:
-            tools.append((open_tool.pop(e["call_id"]), e["t"]))
+    """Share of tool time during which a model request was in flight.
+
+    Read through the typed trace events (:func:`asyncfc_cli.analysis.build_run`),
+    the same spans ``asyncfc trace`` shows; calls that never ended count
+    for nothing.
+    """
+    run = build_run(events)
+    model = [(m.start, m.end) for m in run.models if m.end is not None]
+    tools = [(s.start, s.end) for s in run.tools if s.start is not None and s.end is not None]
     total = sum(b - a for a, b in tools)
     if total <= 0:
         return 0.0

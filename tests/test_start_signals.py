@@ -1,0 +1,89 @@
+"""Ctrl-C or SIGTERM in the first seconds of ``asyncfc run`` (imports, the
+LiteLLM import, the simulated model's server, the header): the run leaves
+a trace that reads, or none, and ``asyncfc trace latest`` never breaks
+(docs/reliability.md).
+
+Every run is a real process of the installed ``asyncfc`` command; they
+start together and each gets its signal at its own moment, so the moments
+fall across the whole start-up whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asyncfc_cli.cli import app
+from asyncfc_cli.trace import read_trace
+
+REPO = Path(__file__).parent.parent
+TASK = REPO / "tasks" / "quickstart.toml"
+COMMAND = Path(sys.executable).parent / "asyncfc"  # the console script, as a user runs it
+
+# (signal, when): seconds after the start, or "header": as soon as the trace file has its header.
+MOMENTS = [(signal.SIGINT, 0.3), (signal.SIGTERM, 0.3), (signal.SIGINT, 1.5), (signal.SIGTERM, 1.5),
+           (signal.SIGINT, 3.0), (signal.SIGTERM, 3.0), (signal.SIGINT, "header"), (signal.SIGTERM, "header")]
+
+
+def header_written(cwd: Path) -> bool:
+    return any(p.stat().st_size > 0 for p in (cwd / ".asyncfc" / "runs").glob("*.jsonl"))
+
+
+@pytest.mark.skipif(not COMMAND.exists(), reason="the asyncfc console script is not installed")
+def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    procs = []
+    for i, (signum, when) in enumerate(MOMENTS):
+        cwd = tmp_path / f"run{i}"
+        cwd.mkdir()
+        proc = subprocess.Popen([str(COMMAND), "run", str(TASK), "-q"], cwd=cwd, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append((proc, signum, when, cwd))
+    start = time.monotonic()
+    pending = list(procs)
+    try:
+        while pending and time.monotonic() - start < 120:
+            for item in list(pending):
+                proc, signum, when, cwd = item
+                due = header_written(cwd) if when == "header" else time.monotonic() - start >= when
+                if due or proc.poll() is not None:
+                    if proc.poll() is None:
+                        proc.send_signal(signum)
+                    pending.remove(item)
+            time.sleep(0.01)
+        results = [(proc.communicate(timeout=60), proc.returncode, signum, when, cwd)
+                   for proc, signum, when, cwd in procs]
+    finally:
+        for proc, *_ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for (out, err), code, signum, when, cwd in results:
+        label = f"{signal.Signals(signum).name} at {when}"
+        # 130 once asyncfc handles it; killed by the signal itself only before Python set up its handlers.
+        assert code in (130, -signal.SIGTERM, -signal.SIGINT), (label, code, err)
+        assert b"Traceback" not in err, (label, err.decode())
+        traces = sorted((cwd / ".asyncfc" / "runs").glob("*.jsonl"))
+        if when == "header":
+            assert traces, label
+        for path in traces:
+            data = read_trace(path)  # raises if it is not a trace
+            assert not data.problems, (label, data.problems)
+            assert path.read_bytes().startswith(b'{"type": "header"'), label
+        old = Path.cwd()
+        try:
+            os.chdir(cwd)
+            shown = CliRunner().invoke(app, ["trace", "latest"], catch_exceptions=False)
+        finally:
+            os.chdir(old)
+        if traces:
+            assert shown.exit_code == 0, (label, shown.output)
+        else:
+            assert shown.exit_code == 2 and "no traces in" in shown.stderr, (label, shown.output)
