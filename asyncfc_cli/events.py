@@ -388,3 +388,9 @@ class Hold(TraceEvent):
     expected: Number | None = None
     held: Number | None = None
     budget: Number | None = None
+
+
+@_event("hold_earned")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class HoldEarned(TraceEvent):
+    earned: Count

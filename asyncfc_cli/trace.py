@@ -22,8 +22,9 @@ The event types and their fields are defined once, typed, in
 ``model_first_token`` request
 ``model_progress``    request, chunks (streamed so far, ~1 token each; every 0.25 s)
 ``call_ready``        request, call_id, tool, args_digest     (arguments complete in the stream)
-``model_end``         request, status (ok|error|cancelled), ttft, tokens_in, tokens_out,
-                      finish_reason, tool_calls, error?
+``model_end``         request, status (ok|error|cancelled|cut), ttft, tokens_in, tokens_out,
+                      finish_reason, tool_calls, error?, chars? (cut: an answer stopped early,
+                      see futures.AsyncScheduler.wants_cut; its tokens are not reported)
 ``tool_begin``        call_id, tool, args_digest, args_summary, future?, deps?
                       (when the tool really starts: after its inputs and a concurrency slot)
 ``tool_end``          call_id, tool, status (ok|error|timeout|cancelled), error?, result_chars?
@@ -39,9 +40,11 @@ Async mode adds:
 ``wait_begin``        call_id, futures, timeout
 ``wait_end``          call_id, ready, pending
 ``delivery``          futures, via (result: in its own tool message | wait | message)
-``finish_held``       outstanding                             (an answer was held, see futures.py)
-``hold``              futures, expected, held, budget         (the next request waited for calls
-                                                               about to finish, see AsyncExecutor.hold)
+``finish_held``       outstanding, cut                        (an answer was held or cut, see futures.py)
+``hold``              futures, expected, held, budget         (the next request waited for calls that
+                                                               may finish soon, see AsyncScheduler._hold)
+``hold_earned``       earned                                  (the model waited on futures it was handed:
+                                                               one more time to first token of holds)
 
 Secrets are removed from every line before it is written (:func:`Trace.emit`).
 """
