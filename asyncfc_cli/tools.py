@@ -1001,6 +1001,49 @@ def _exit_description(code: int) -> str:
     return f"exited with code {code}"
 
 
+def _inside(path: str, root: str) -> bool:
+    # Component-wise, never a string prefix: "/x/rootkit" is not inside "/x/root".
+    return os.path.commonpath([path, root]) == root
+
+
+def _confine_path(pname: str, text: str, cwd: str, root: str | None) -> str:
+    """The text to hand the program for a ``path = true`` value, or a ToolError.
+
+    A value starting with ``-`` is refused outright (with or without a root):
+    most programs read it as an option whatever comes before it, and ``--``
+    does not stop all of them (pytest takes ``--junitxml=...`` after it).
+
+    With a root, the value is resolved here (following every symlink, and
+    ``/proc/self/...`` in this process) and what the program receives is that
+    resolved path, relative to the tool's resolved cwd: the program opens what
+    was checked, not a string it would resolve again in another process.
+    """
+    if text == "":
+        raise ToolError(
+            f"argument {pname!r}: the path is empty; write '.' for the working directory",
+            kind="path",
+        )
+    if text.startswith("-"):
+        raise ToolError(
+            f"argument {pname!r}: path {text!r} starts with '-', so the program would "
+            f"read it as an option; to name a file that starts with '-', write "
+            f"'./{text}'",
+            kind="path",
+        )
+    if root is None:
+        return text
+    real = os.path.realpath(os.path.join(cwd, text))
+    if not _inside(real, root):
+        raise ToolError(
+            f"argument {pname!r}: path {text!r} resolves to {real!r}, "
+            f"outside the allowed root {root!r}; use a path inside it",
+            kind="path",
+        )
+    relative = os.path.relpath(real, cwd)
+    # "./-x" resolves to "-x": hand it back with the prefix that keeps it a name.
+    return "./" + relative if relative.startswith("-") else relative
+
+
 def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Tool:
     base_dir = Path(base_dir).resolve()
     cwd = (base_dir / cfg.cwd).resolve() if cfg.cwd else base_dir
@@ -1067,14 +1110,8 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
                     "character, which cannot be passed on a command line",
                     kind="arguments",
                 )
-            if param.path and root is not None:
-                real = os.path.realpath(os.path.join(cwd, text))
-                if os.path.commonpath([real, root]) != root:
-                    raise ToolError(
-                        f"argument {pname!r}: path {text!r} resolves to {real!r}, "
-                        f"outside the allowed root {root!r}; use a path inside it",
-                        kind="path",
-                    )
+            if param.path:
+                text = _confine_path(pname, text, str(cwd), root)
             values[pname] = text
         argv = [
             "".join(v if k == "text" else values[v] for k, v in parts) for parts in template
