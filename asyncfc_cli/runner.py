@@ -19,6 +19,7 @@ import trio
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.spec import RunSpec
+from asyncfc_cli.tools import open_tools
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
 SIM_MODEL_NAME = "openai/asyncfc-sim"
@@ -53,11 +54,11 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
                       retries=m.retries, stream_timeout=m.request_timeout)
 
 
-def agent_run(spec: RunSpec) -> AgentRun:
+def agent_run(spec: RunSpec, tools: dict | None = None) -> AgentRun:
     return AgentRun(
         prompt=spec.prompt,
         instructions=spec.agent.instructions,
-        tools=spec.tools,
+        tools=spec.tools if tools is None else tools,
         mode=spec.agent.mode,
         max_turns=spec.agent.max_turns,
         timeout=spec.agent.timeout,
@@ -109,7 +110,9 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
             async def main() -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
-                    result = await run_agent(agent_run(spec), client, trace)
+                    # Tool resources (processes, servers) live exactly as long as the run.
+                    async with open_tools(spec.tools, trace) as tools:
+                        result = await run_agent(agent_run(spec, tools), client, trace)
                     outcome.append(RunOutcome(result, writer.path, run_id, trace))
                     nursery.cancel_scope.cancel()
 

@@ -25,13 +25,16 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import os
 import re
+import shutil
 import signal
-import subprocess
 import sys
 import threading
 import typing
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping, Union
@@ -54,6 +57,8 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from asyncfc_cli import blocking, processes
 
 __all__ = [
     "ToolError",
@@ -680,10 +685,16 @@ def _describe_signature(name: str, func: Callable[..., Any], spec: str) -> _Sign
     fields: dict[str, Any] = {}
     positional_only: set[str] = set()
     for index, (pname, param) in enumerate(sig.parameters.items()):
-        # *args/**kwargs cannot be named in a JSON object; the named
-        # parameters still make a usable tool.
+        # The model fills named parameters from a JSON object; it cannot know
+        # what *args or **kwargs expect, so such a tool would be registered
+        # with parameters that do not describe it and its calls would fail.
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+            star = "*" if param.kind == param.VAR_POSITIONAL else "**"
+            raise ToolLoadError(
+                f"tool {name!r}: {spec} takes {star}{pname}, which a model's JSON "
+                "arguments cannot fill. Fix: wrap it in a def with named, annotated "
+                "parameters that calls it"
+            )
         if param.kind == param.POSITIONAL_ONLY:
             positional_only.add(pname)
         annotation = hints.get(pname, Any)
@@ -783,20 +794,34 @@ def _failure(tool: str, exc: BaseException, asyncio_hint: bool = False) -> ToolE
     return err
 
 
-_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("asyncfc_tool_threads")
-_THREAD_TOKENS = 64
+_LIVE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("asyncfc_tool_threads")
+_LIVE_THREAD_TOKENS = 64
+# trio's own limiter for these threads never blocks: the token that counts is
+# taken and given back around the call (see _in_thread).
+_NO_LIMIT: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("asyncfc_tool_threads_unlimited")
 
 
-def _thread_limiter() -> trio.CapacityLimiter:
-    # Abandoned sync tools keep their thread (and token) until they finish;
-    # a separate pool keeps them from starving trio's default one, which
-    # other parts of the runner use for file and model I/O.
+def _run_limiter(var: trio.lowlevel.RunVar, tokens: float) -> trio.CapacityLimiter:
     try:
-        return _THREADS.get()
+        return var.get()
     except LookupError:
-        limiter = trio.CapacityLimiter(_THREAD_TOKENS)
-        _THREADS.set(limiter)
+        limiter = trio.CapacityLimiter(tokens)
+        var.set(limiter)
         return limiter
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in a worker thread; abandon the thread if cancelled.
+
+    At most 64 such threads *running for a live call* at once. A thread
+    abandoned on timeout or cancellation gives its token back at once, even
+    though it runs on until its function returns: trio would keep the token
+    until then, and 64 hung tools would starve every later sync tool.
+    """
+    async with _run_limiter(_LIVE_THREADS, _LIVE_THREAD_TOKENS):
+        return await trio.to_thread.run_sync(
+            fn, abandon_on_cancel=True, limiter=_run_limiter(_NO_LIMIT, math.inf)
+        )
 
 
 async def _run_in_asyncio(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -819,7 +844,7 @@ async def _run_in_asyncio(func: Callable[..., Any], args: list[Any], kwargs: dic
             loop.close()
 
     try:
-        return await trio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=_thread_limiter())
+        return await _in_thread(run)
     except trio.Cancelled:
         # The thread is abandoned either way; cancelling the task lets the
         # coroutine's own cleanup run instead of finishing work nobody wants.
@@ -864,20 +889,21 @@ def build_python_tool(name: str, cfg: PythonToolConfig, base_dir: Path) -> Tool:
             if is_async and backend == "asyncio":
                 result = await _run_in_asyncio(func, args, kwargs)
             elif is_async:
-                result = await func(*args, **kwargs)
+                handle = blocking.enter(name)
+                try:
+                    result = await func(*args, **kwargs)
+                finally:
+                    blocked = blocking.leave(handle)
+                _check_not_blocked(tool, blocked)
             else:
-                result = await trio.to_thread.run_sync(
-                    lambda: func(*args, **kwargs),
-                    abandon_on_cancel=True,
-                    limiter=_thread_limiter(),
-                )
+                result = await _in_thread(lambda: func(*args, **kwargs))
                 if inspect.isawaitable(result):  # a sync wrapper handing back a coroutine
                     result = await result
         except (Exception, SystemExit) as exc:
             raise _failure(name, exc, asyncio_hint=is_async and backend == "trio") from exc
         return _to_json(name, result)
 
-    return Tool(
+    tool = Tool(
         name=name,
         description=cfg.description if cfg.description is not None else sig.summary,
         parameters=schema,
@@ -888,6 +914,21 @@ def build_python_tool(name: str, cfg: PythonToolConfig, base_dir: Path) -> Tool:
         max_concurrency=cfg.max_concurrency,
         source=cfg.python,
     )
+    return tool
+
+
+def _check_not_blocked(tool: Tool, blocked: float) -> None:
+    # The executor's timeout is a cancel scope; a tool that never gives the
+    # loop back cannot be cancelled, so its result arrives however late. When
+    # the blocks alone reach its timeout, the model gets what the timeout
+    # would have given it, with the reason.
+    if blocked and tool.timeout is not None and blocked >= tool.timeout:
+        raise ToolError(
+            f"tool {tool.name!r} blocked the event loop for {blocked:.1f}s, past its "
+            f"{tool.timeout:g}s timeout, which could not stop it (an async def making a "
+            "blocking call); its result was discarded",
+            kind="blocking",
+        )
 
 
 # --------------------------------------------------------------------------
@@ -935,33 +976,19 @@ async def _drain(stream: trio.abc.ReceiveStream, capture: _Capture) -> None:
         capture.feed(chunk)
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 async def _run_process(
     argv: list[str], cwd: str, env: dict[str, str], max_output: int
 ) -> tuple[int, str, str]:
     try:
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            # Its own process group, so one killpg reaches every child.
-            start_new_session=True,
-        )
+        child = processes.spawn(argv, cwd, env)
     except FileNotFoundError:
         if not os.path.isdir(cwd):
             raise ToolError(f"working directory {cwd!r} no longer exists", kind="spawn") from None
+        # Not the PATH itself: it is long, says nothing to the model, and may
+        # name things about the machine that are nobody's business.
         raise ToolError(
-            f"executable {argv[0]!r} not found (PATH={env.get('PATH', '')!r}); "
-            "install it or give its absolute path",
+            f"executable {argv[0]!r} not found (it is not on the tool's PATH); "
+            "the tool cannot run on this machine",
             kind="spawn",
         ) from None
     except PermissionError:
@@ -972,24 +999,26 @@ async def _run_process(
     out, err = _Capture(max_output), _Capture(max_output)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, proc.stdout, out)
-            nursery.start_soon(_drain, proc.stderr, err)
-            await proc.wait()
+            nursery.start_soon(_drain, child.stdout, out)
+            nursery.start_soon(_drain, child.stderr, err)
+            await child.wait()
             # Leftover background children would keep the pipes open (and
             # outlive the run); the tool is over, so they go too.
-            _kill_group(proc.pid)
+            processes.kill_group(child.pid)
             nursery.cancel_scope.deadline = trio.current_time() + _PIPE_GRACE
     except BaseException:
-        _kill_group(proc.pid)
+        processes.kill_group(child.pid)
         with trio.CancelScope(shield=True):
-            await proc.wait()
+            await child.wait()
         raise
     finally:
+        # Whatever left the group (setsid, a double fork) still carries the
+        # call's token: it goes too.
+        processes.sweep(child.token)
         with trio.CancelScope(shield=True):
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    await stream.aclose()
-    return proc.returncode, out.text(), err.text()
+            for stream in (child.stdout, child.stderr):
+                await stream.aclose()
+    return child.popen.returncode, out.text(), err.text()
 
 
 def _exit_description(code: int) -> str:
@@ -1044,6 +1073,29 @@ def _confine_path(pname: str, text: str, cwd: str, root: str | None) -> str:
     return "./" + relative if relative.startswith("-") else relative
 
 
+def _check_executable(name: str, executable: str, written: str, env: dict[str, str], base_dir: Path) -> None:
+    # At load time, so `validate` and `run` both say it before anything runs,
+    # rather than every call failing in front of the model.
+    if "/" in executable:
+        if not os.path.isfile(executable):
+            raise ToolLoadError(
+                f"tool {name!r}: program {written!r} does not exist ({executable}). "
+                f"Fix: give a path to an executable file, relative to {base_dir} or absolute"
+            )
+        if not os.access(executable, os.X_OK):
+            raise ToolLoadError(
+                f"tool {name!r}: program {written!r} is not executable ({executable}). "
+                f"Fix: chmod +x {executable}, or run it through its interpreter"
+            )
+        return
+    if shutil.which(executable, path=env.get("PATH", os.defpath)) is None:
+        where = "the PATH set in its env" if "PATH" in env and env["PATH"] != os.environ.get("PATH") else "PATH"
+        raise ToolLoadError(
+            f"tool {name!r}: program {written!r} is not found on {where}. "
+            "Fix: install it, or give its absolute path"
+        )
+
+
 def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Tool:
     base_dir = Path(base_dir).resolve()
     cwd = (base_dir / cfg.cwd).resolve() if cfg.cwd else base_dir
@@ -1069,6 +1121,7 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
 
     env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
     env.update(cfg.env)
+    _check_executable(name, executable, cfg.command[0], env, base_dir)
 
     fields: dict[str, Any] = {}
     properties: dict[str, Any] = {}
@@ -1139,3 +1192,21 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
         max_concurrency=cfg.max_concurrency,
         source=" ".join(cfg.command),
     )
+
+
+# --------------------------------------------------------------------------
+# the run's lifecycle
+
+
+@asynccontextmanager
+async def open_tools(tools: Mapping[str, Tool], trace: Any) -> AsyncIterator[dict[str, Tool]]:
+    """What the tools need for one run, opened inside its trio run and closed
+    when it ends, however it ends: the process guard for command tools, the
+    loop watch for async Python tools."""
+    async with AsyncExitStack() as stack:
+        kinds = {tool.kind for tool in tools.values()}
+        if "command" in kinds:
+            await stack.enter_async_context(processes.guard())
+        if "python" in kinds:
+            await stack.enter_async_context(blocking.watch(trace))
+        yield dict(tools)
