@@ -138,6 +138,8 @@ def run(
                 outcome = runner.execute(run_spec, writer, sinks, run_id)
         except KeyboardInterrupt:
             pass
+        except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
+            raise _fail(str(exc), EXIT_USAGE) from None
     if outcome is None:
         if as_json:
             print(json.dumps({"status": "interrupted", "trace": str(trace_path)}))

@@ -19,7 +19,7 @@ import trio
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.spec import RunSpec
-from asyncfc_cli.tools import open_tools
+from asyncfc_cli.tools import ToolLoadError, open_tools
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
 SIM_MODEL_NAME = "openai/asyncfc-sim"
@@ -76,7 +76,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     """
     run_id = run_id or new_run_id()
     import_litellm()  # seconds of import: before the run's clock starts
-    trace = Trace(secrets=[spec.model.api_key])
+    trace = Trace(secrets=[spec.model.api_key, *(s for src in spec.tool_sources for s in src.secrets())])
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)
     outcome: list[RunOutcome] = []
@@ -95,6 +95,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                     mode=spec.agent.mode,
                     spec_digest=spec.digest,
                     tools=sorted(spec.tools),
+                    tool_kinds={src.name: src.kind for src in spec.tool_sources},
                 ),
             )
 
@@ -111,7 +112,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
                     # Tool resources (processes, servers) live exactly as long as the run.
-                    async with open_tools(spec.tools, trace) as tools:
+                    async with open_tools(spec.tool_sources, trace) as tools:
                         result = await run_agent(agent_run(spec, tools), client, trace)
                     outcome.append(RunOutcome(result, writer.path, run_id, trace))
                     nursery.cancel_scope.cancel()
@@ -122,6 +123,10 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 # Nurseries wrap Ctrl-C; callers should see the plain interrupt.
                 if group.subgroup(KeyboardInterrupt) is not None:
                     raise KeyboardInterrupt from None
+                # A tool source that could not open (an MCP server that fails to start).
+                failed = group.subgroup(ToolLoadError)
+                if failed is not None:
+                    raise _first_leaf(failed) from None
                 raise
     finally:
         writer.close()
@@ -144,3 +149,9 @@ async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) ->
                 raise KeyboardInterrupt
             interrupted.append(signum)
             scope.cancel()
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group

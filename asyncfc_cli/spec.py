@@ -410,10 +410,13 @@ class RunSpec:
     agent: AgentSpec
     model: ResolvedModel
     prompt: str
-    tools: dict[str, Any]  # name -> asyncfc_cli.tools.Tool
+    tools: dict[str, Any]  # name -> asyncfc_cli.tools.Tool, those known before the run (python, command)
     expect: Expectations
     sim_plan: Any | None  # asyncfc_cli.sim.plan.SimPlan
     digest: str
+    # Every [tools.NAME] the agent uses, opened inside the run (asyncfc_cli.tools.open_tools):
+    # an mcp table's tools exist only then.
+    tool_sources: list[Any] = field(default_factory=list)
 
 
 def parse_set(pairs: list[str]) -> dict[str, str]:
@@ -505,6 +508,7 @@ def resolve_run(
         model = _resolve_model(agent.model, raw_agents, found, agent_file, f"{agent_key}.model")
 
     tools = {}
+    sources = []
     for index, name in enumerate(agent.tools):
         if name in task.tools:
             raw, file, base = raw_task["tools"][name], task_path, task_path.parent
@@ -517,14 +521,14 @@ def resolve_run(
                             f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
         raw = interpolate(raw, file, f"tools.{name}")
         try:
-            tool = tools_mod.build_tool(name, raw, Path(base).resolve())
+            source = tools_mod.build_source(name, raw, Path(base).resolve())
         except ValidationError as exc:
             raise spec_error_from(exc, None, file, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
             raise tool_spec_error(exc, name, file) from None
-        if agent.tool_timeout is not None and tool.timeout is None:
-            tool.timeout = agent.tool_timeout
-        tools[name] = tool
+        source.set_default_timeout(agent.tool_timeout)
+        sources.append(source)
+        tools.update({tool.name: tool for tool in source.static_tools()})
 
     params: dict[str, Any] = dict(task.params)
     unused = sorted(set(overrides or {}) - prompt_parameters(task.prompt))
@@ -554,6 +558,7 @@ def resolve_run(
         tools=tools,
         expect=task.expect,
         sim_plan=sim_plan,
+        tool_sources=sources,
         digest=digest({"task": raw_task, "agents": raw_agents.get("agents", {}).get(agent_name),
                        "mode": agent.mode, "model": model.model}),
     )
@@ -620,7 +625,9 @@ def validate_file(path: Path) -> str:
         task = validate_as(TaskFile, _interpolate_leniently(raw), path)
         if task.sim is not None:
             load_sim_plan(task.sim, path)
-        resolve_run(path)
+        run = resolve_run(path)
+        for source in run.tool_sources:
+            _check_source(source, run.agents_path if source.name not in task.tools else path)
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
     agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
     for name, agent in agents.agents.items():
@@ -635,9 +642,22 @@ def validate_file(path: Path) -> str:
                             _model_fix(agents.models))
     for name, tool_raw in agents.tools.items():
         try:
-            tools_mod.build_tool(name, _interpolate_leniently(tool_raw), path.parent.resolve())
+            source = tools_mod.build_source(name, _interpolate_leniently(tool_raw), path.parent.resolve())
         except ValidationError as exc:
             raise spec_error_from(exc, None, path, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
             raise tool_spec_error(exc, name, path) from None
+        _check_source(source, path)
     return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
+
+
+def _check_source(source: Any, file: Path | None) -> None:
+    """What only running can tell (an MCP server starts and lists its tools), for validate."""
+    import trio
+
+    from asyncfc_cli import tools as tools_mod
+
+    try:
+        trio.run(source.check)
+    except tools_mod.ToolLoadError as exc:
+        raise tool_spec_error(exc, source.name, file) from None

@@ -1,6 +1,6 @@
 """Processes left behind, threads starved, the loop blocked (docs/reliability.md).
 
-Each mechanism of asyncfc_cli/processes.py is tested on its own: the sweep
+Each mechanism of asyncfc_cli/tools/processes.py is tested on its own: the sweep
 by token with the subreaper (a double-forked daemon), the parent-death signal
 (a command whose asyncfc is killed without a guard), the guard (kill -9 of a
 whole ``asyncfc run``). Then the thread pool after 64 hung sync tools, and an
@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -113,7 +112,7 @@ def test_a_double_forked_daemon_is_adopted_then_killed_and_reaped_when_its_call_
 PDEATHSIG_SCRIPT = """
 import sys, trio
 from pathlib import Path
-from asyncfc_cli import processes
+from asyncfc_cli.tools import processes
 from asyncfc_cli.tools import build_tool
 
 if sys.argv[2] == "preexec":

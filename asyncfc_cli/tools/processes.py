@@ -323,7 +323,26 @@ for _ in range(5):
 @asynccontextmanager
 async def guard() -> AsyncIterator[None]:
     """For the run's duration: a fresh run token, and a guard process that
-    kills every process carrying it once asyncfc is gone (even by ``kill -9``)."""
+    kills every process carrying it once asyncfc is gone (even by ``kill -9``).
+
+    One per run: entered again while active (two tool kinds need it), it does nothing.
+    """
+    if _GUARDED.get():
+        yield
+        return
+    _GUARDED.set(True)
+    try:
+        async with _guard():
+            yield
+    finally:
+        _GUARDED.set(False)
+
+
+_GUARDED: trio.lowlevel.RunVar[bool] = trio.lowlevel.RunVar("asyncfc_guarded", default=False)
+
+
+@asynccontextmanager
+async def _guard() -> AsyncIterator[None]:
     token = secrets.token_hex(6)
     _RUN_TOKEN.set(token)
     become_subreaper()
