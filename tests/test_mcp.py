@@ -334,3 +334,49 @@ def test_the_run_timeout_closes_the_session(tmp_path):
     assert result.exit_code == 1 and report["status"] == "timeout"
     server = int((tmp_path / "slow.started").read_text())
     assert wait_until(lambda: process_gone(server), 10)
+
+
+# --- MCP tasks as futures --------------------------------------------------------------------------
+
+TASKS = f'{{ command = [{json.dumps(PY)}, {json.dumps(str(HERE / "mcp_task_server.py"))}] }}'
+
+
+def test_an_mcp_task_is_followed_to_its_result_with_its_states_in_the_trace(tmp_path):
+    path = task(tmp_path, f"[tools.jobs]\nmcp = {TASKS}\n",
+                steps(("j", "job", {"seconds": 0.6}), ("q", "quick", {"text": "meanwhile"}),
+                      ("bad", "job", {"seconds": 0.2, "fail": True}),
+                      final="{j} / {q} / {bad.error}"), tools='["jobs"]', agent_extra='mode = "async"')
+    result, report, trace = run(path)
+    assert result.exit_code == 0, result.output
+    assert report["answer"] == "done after 0.6s / meanwhile / the MCP tool 'job' reported an error: the job failed on purpose"
+    progress = read_trace(trace).of_type("tool_progress")
+    job_calls = [c["id"] for c in report["tool_calls"] if c["tool"] == "job"]
+    first = [(e["status"], e.get("message")) for e in progress if e["call_id"] == job_calls[0]]
+    assert first[0] == ("working", None) and first[-1] == ("completed", "halfway")
+    assert all(e["mcp_task"] for e in progress)
+    failed = [e["status"] for e in progress if e["call_id"] == job_calls[1]]
+    assert failed[-1] == "failed"
+    # The quick tool has no task support: a plain call, no task states.
+    quick = next(c["id"] for c in report["tool_calls"] if c["tool"] == "quick")
+    assert not [e for e in progress if e["call_id"] == quick]
+
+
+def test_cancelling_the_future_cancels_the_mcp_task(tmp_path):
+    marker = tmp_path / "job"
+    path = task(tmp_path, f"[tools.jobs]\nmcp = {TASKS}\ntimeout = 1\n",
+                steps(("j", "job", {"seconds": 60, "marker": str(marker)}), final="{j.error}"), tools='["jobs"]')
+    result, report, trace = run(path)
+    assert result.exit_code == 0, result.output
+    assert report["tool_calls"][0]["status"] == "timeout"
+    assert wait_until(lambda: (tmp_path / "job.cancelled").exists(), 5), "the server never got tasks/cancel"
+    states = [e["status"] for e in read_trace(trace).of_type("tool_progress")]
+    assert states[0] == "working" and states[-1] == "cancelled"
+
+
+def test_tasks_never_makes_plain_calls(tmp_path):
+    path = task(tmp_path, f'[tools.jobs]\nmcp = {TASKS}\ntasks = "never"\n',
+                steps(("j", "job", {"seconds": 0.2}), final="{j}"), tools='["jobs"]')
+    result, report, trace = run(path)
+    assert result.exit_code == 0, result.output
+    assert report["answer"] == "done inline"
+    assert not read_trace(trace).of_type("tool_progress")

@@ -39,6 +39,7 @@ from asyncfc_cli.tools.core import (
     ToolLoadError,
     ToolSource,
     format_validation_error,
+    note_current_call,
 )
 from asyncfc_cli.tools.docstrings import parse_docstring
 from asyncfc_cli.tools.python import PythonToolConfig, build_python_tool
@@ -174,6 +175,8 @@ async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: 
     sources = list(sources)
     run = RunContext(trace)
     async with AsyncExitStack() as stack:
+        trace.sinks.append(note_current_call)
+        stack.callback(trace.sinks.remove, note_current_call)
         for key in dict.fromkeys(s.kind for s in sources):
             kind = KINDS.get(key)
             if kind is not None and kind.run_resources is not None:

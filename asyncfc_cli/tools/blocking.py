@@ -24,18 +24,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from asyncfc_cli.tools.core import CURRENT_CALL
+
 BLOCK_THRESHOLD = 0.5  # seconds one step must take to count as blocking the loop
 WARN_AFTER = 1.0  # seconds into a block before the user is warned
 
-# The call the current task is running, noted from its tool_begin event (the
-# executor emits it in the task that then invokes the tool).
-CURRENT_CALL: ContextVar[str | None] = ContextVar("asyncfc_current_call", default=None)
 
 
 @dataclass
@@ -102,10 +100,6 @@ def _stderr(message: str) -> None:
 async def watch(trace: Any, warn: Callable[[str], None] = _stderr) -> AsyncIterator[LoopWatch]:
     """Watch the loop for blocking async tools while the run lasts."""
 
-    def note_call(event: dict[str, Any]) -> None:
-        if event.get("type") == "tool_begin":
-            CURRENT_CALL.set(event.get("call_id"))
-
     loop_watch = LoopWatch(trace.emit, warn)
     stop = threading.Event()
 
@@ -114,7 +108,6 @@ async def watch(trace: Any, warn: Callable[[str], None] = _stderr) -> AsyncItera
             loop_watch.check()
 
     thread = threading.Thread(target=watchdog, name="asyncfc-loop-watchdog", daemon=True)
-    trace.sinks.append(note_call)
     trio.lowlevel.add_instrument(loop_watch)
     _WATCH.set(loop_watch)
     thread.start()
@@ -124,7 +117,6 @@ async def watch(trace: Any, warn: Callable[[str], None] = _stderr) -> AsyncItera
         stop.set()
         _WATCH.set(None)
         trio.lowlevel.remove_instrument(loop_watch)
-        trace.sinks.remove(note_call)
         thread.join()
 
 

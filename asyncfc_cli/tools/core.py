@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Mapping
@@ -184,6 +185,18 @@ def to_json(tool: str, value: Any) -> Any:
 
 # --------------------------------------------------------------------------
 # the tool-source seam
+
+
+# The call the current task is running, noted from its tool_begin event (the
+# executor emits it in the task that then invokes the tool), so a tool can put
+# its own events (progress, blocking) on the right call in the trace.
+CURRENT_CALL: ContextVar[str | None] = ContextVar("asyncfc_current_call", default=None)
+
+
+def note_current_call(event: dict[str, Any]) -> None:
+    """A trace sink that keeps :data:`CURRENT_CALL` up to date."""
+    if event.get("type") == "tool_begin":
+        CURRENT_CALL.set(event.get("call_id"))
 
 
 @dataclass

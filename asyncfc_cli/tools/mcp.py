@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 from asyncfc_cli.tools import processes
 from asyncfc_cli.tools.command import check_executable
 from asyncfc_cli.tools.core import (
+    CURRENT_CALL,
     NAME_RE,
     RunContext,
     Tool,
@@ -300,9 +301,16 @@ class _Session:
                         if isinstance(transport, tuple):
                             transport, http = transport
                             await stack.enter_async_context(http)
-                        from mcp import Client
+                        from mcp import ClientSession
+                        from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
-                        self.client = await stack.enter_async_context(Client(transport))
+                        read, write = await stack.enter_async_context(transport)
+                        # Our own dispatcher: MCP tasks need requests the SDK has no method for.
+                        self.dispatcher = JSONRPCDispatcher(read, write)
+                        self.client = await stack.enter_async_context(ClientSession(dispatcher=self.dispatcher))
+                        # The initialize handshake (2025-11-25 and older) every server speaks,
+                        # and the revision that defines tasks.
+                        await self.client.initialize()
                         listed = await self._list_tools()
                         caps = self.client.server_capabilities
                         tasks = getattr(caps, "tasks", None)
@@ -347,7 +355,9 @@ class _Session:
         listed: list[Any] = []
         cursor = None
         for _ in range(1000):  # a server that pages forever is broken, not infinite
-            result = await self.client.list_tools(cursor=cursor)
+            from mcp.types import PaginatedRequestParams
+
+            result = await self.client.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
             listed.extend(result.tools)
             cursor = result.next_cursor
             if not cursor:
@@ -366,9 +376,7 @@ class _Session:
 
             try:
                 if use_task and self.tasks_supported:
-                    from asyncfc_cli.tools import mcp_tasks
-
-                    result = await mcp_tasks.call_as_task(self, listed_tool.name, arguments, self.run.trace)
+                    result = await self.call_as_task(listed_tool.name, exposed, arguments)
                 else:
                     result = await self.client.call_tool(listed_tool.name, arguments)
             except MCPError as exc:
@@ -381,6 +389,66 @@ class _Session:
             return result_value(exposed, result)
 
         return run
+
+
+    async def call_as_task(self, name: str, exposed: str, arguments: dict[str, Any]) -> Any:
+        """``tools/call`` as an MCP task (2025-11-25): create, follow, read, or cancel.
+
+        The SDK validates a ``tools/call`` answer as a CallToolResult, which a
+        task is not, so these requests go through the dispatcher as raw JSON-RPC.
+        """
+        from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+        from mcp.types import CallToolResult
+
+        def opts() -> dict[str, Any]:
+            return {"headers": {MCP_PROTOCOL_VERSION_HEADER: self.client.protocol_version}}
+
+        send = self.dispatcher.send_raw_request
+        call_id = CURRENT_CALL.get()
+        raw = await send("tools/call", {"name": name, "arguments": arguments, "task": {}}, opts())
+        if not isinstance(raw.get("task"), dict):  # the server answered at once
+            return CallToolResult.model_validate(raw, by_name=False)
+        task = raw["task"]
+        task_id = str(task.get("taskId"))
+        status: str | None = None
+
+        def note(state: dict[str, Any]) -> None:
+            nonlocal status
+            if state.get("status") != status:
+                status = str(state.get("status"))
+                message = state.get("statusMessage")
+                self.run.trace.emit("tool_progress", call_id=call_id, tool=exposed, mcp_task=task_id,
+                                    status=status, **({"message": str(message)[:200]} if message else {}))
+
+        note(task)
+        try:
+            while status not in _TERMINAL:
+                if status == "input_required":
+                    raise ToolError(f"the MCP task for {exposed!r} asks for input, which asyncfc cannot "
+                                    "give; it was cancelled", kind="mcp")
+                interval = task.get("pollInterval")
+                await trio.sleep(min(max((interval or 250) / 1000, 0.05), 5.0))
+                task = await send("tasks/get", {"taskId": task_id}, opts())
+                note(task)
+            if status == "cancelled":
+                raise ToolError(f"the server cancelled the MCP task for {exposed!r}", kind="mcp")
+            result = await send("tasks/result", {"taskId": task_id}, opts())
+            return CallToolResult.model_validate(result, by_name=False)
+        except BaseException:
+            if status not in _TERMINAL:
+                # Our future was cancelled (a timeout, the run ending) or gave up:
+                # the server's task must stop too. Bounded, and shielded so it
+                # runs while we are being cancelled.
+                with trio.move_on_after(2, shield=True):
+                    try:
+                        await send("tasks/cancel", {"taskId": task_id}, opts())
+                        note({"status": "cancelled"})
+                    except Exception:
+                        pass
+            raise
+
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 def result_value(exposed: str, result: Any) -> Any:
