@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -135,6 +136,12 @@ class TaskFile(_Strict):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
+# Variables asyncfc knows without the environment (the environment still wins):
+# ASYNCFC_PYTHON is the interpreter asyncfc runs on, which has asyncfc's
+# dependencies (e.g. the mcp package for an MCP server written in Python).
+BUILTIN_VARS = {"ASYNCFC_PYTHON": sys.executable}
+
+
 def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
     env = os.environ if env is None else env
@@ -144,6 +151,8 @@ def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | N
             name, default = m.group(1), m.group(2)
             if name in env and env[name] != "":
                 return env[name]
+            if name in BUILTIN_VARS:
+                return BUILTIN_VARS[name]
             if default is not None:
                 return default
             raise SpecError(
@@ -350,7 +359,7 @@ def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     # in the sections a run actually uses (see resolve_run).
     def keep(value: Any) -> Any:
         if isinstance(value, str):
-            return _VAR.sub(lambda m: os.environ.get(m.group(1))
+            return _VAR.sub(lambda m: os.environ.get(m.group(1)) or BUILTIN_VARS.get(m.group(1))
                             or (m.group(2) if m.group(2) is not None else m.group(0)), value)
         if isinstance(value, dict):
             return {k: keep(v) for k, v in value.items()}

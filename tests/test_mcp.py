@@ -380,3 +380,20 @@ def test_tasks_never_makes_plain_calls(tmp_path):
     assert result.exit_code == 0, result.output
     assert report["answer"] == "done inline"
     assert not read_trace(trace).of_type("tool_progress")
+
+
+# --- the shipped example ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "parallel", "async"])
+def test_the_mcp_example_task_runs_in_every_mode(tmp_path, mode):
+    # agents.toml runs the server with ${ASYNCFC_PYTHON}: asyncfc's own interpreter, unless set.
+    env = {"ASYNCFC_PYTHON": None}
+    repo = HERE.parent
+    trace = tmp_path / "t.jsonl"
+    result = CliRunner().invoke(app, ["run", str(repo / "tasks" / "mcp.toml"), "--mode", mode, "--json",
+                                      "--trace", str(trace)], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output  # 3 would mean the [expect] block failed
+    report = json.loads(result.stdout)
+    assert {c["tool"] for c in report["tool_calls"]} == {"search", "book", "copies"}
+    assert read_trace(trace).header["tool_kinds"] == {"library": "mcp"}

@@ -36,6 +36,7 @@ docs/reliability.md for what is and is not covered.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import re
@@ -459,9 +460,17 @@ def result_value(exposed: str, result: Any) -> Any:
         raise ToolError(f"the MCP tool {exposed!r} reported an error: {text}", kind="mcp")
     if result.structured_content is not None:
         return result.structured_content
+    if len(parts) == 1 and isinstance(parts[0], str):
+        # Many servers send JSON as text: pass an object or array on as that
+        # value, so "$f1.key" references reach into it like any tool's result.
+        try:
+            value = json.loads(parts[0])
+        except ValueError:
+            return parts[0]
+        return value if isinstance(value, (dict, list)) else parts[0]
     if all(isinstance(p, str) for p in parts):
         return "\n".join(parts)
-    return parts if len(parts) != 1 else parts[0]
+    return parts
 
 
 def _content(block: Any) -> Any:
