@@ -146,10 +146,12 @@ def test_max_concurrency_and_ordered_overrides_hold_in_a_run(tmp_path):
         [tools.srv]
         mcp = {STDIO}
         include = ["slow", "echo"]
-        [tools.srv.overrides.slow]
-        max_concurrency = 1
-        [tools.srv.overrides.echo]
         ordered = true
+        max_concurrency = 1
+        [tools.srv.overrides.slow]
+        ordered = false
+        [tools.srv.overrides.echo]
+        max_concurrency = 4
         """, steps(("a", "slow", {"seconds": 0.4}), ("b", "slow", {"seconds": 0.4}),
                    ("c", "echo", {"text": "one"}), ("d", "echo", {"text": "two"}), final="{a.result} {b.result} {c.result} {d.result}"),
         agent_extra='mode = "async"')
@@ -160,7 +162,8 @@ def test_max_concurrency_and_ordered_overrides_hold_in_a_run(tmp_path):
     assert slow[1]["start"] >= slow[0]["end"] - 0.01  # one at a time
     created = {e["call_id"]: e for e in read_trace(trace).of_type("future_created")}
     echo = [c for c in report["tool_calls"] if c["tool"] == "echo"]
-    assert created[echo[1]["id"]]["ordered_after"] == created[echo[0]["id"]]["future"]
+    assert created[echo[1]["id"]]["ordered_after"] == created[echo[0]["id"]]["future"]  # the table's ordered
+    assert all(created[c["id"]]["ordered_after"] is None for c in slow)  # the override's ordered = false
 
 
 # --- HTTP, headers, ${VAR}, secrets -----------------------------------------------------------
