@@ -276,6 +276,9 @@ def sim_serve(
 
 
 def main() -> None:
+    import asyncfc_cli
+
+    asyncfc_cli.OWN_PROCESS = True
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C outside a run (e.g. during startup)

@@ -9,9 +9,10 @@ What Linux offers, and what each layer here is for:
   the call ends, every process whose environment holds that token is killed,
   wherever it went (``setsid``, a double fork). A process that clears its
   environment before it escapes its group is not found this way.
-* **A child subreaper** (``PR_SET_CHILD_SUBREAPER`` on asyncfc): orphaned
-  descendants are re-parented to asyncfc rather than to init, so the ones the
-  sweep kills are reaped here instead of lingering as zombies.
+* **A child subreaper** (``PR_SET_CHILD_SUBREAPER`` on the ``asyncfc``
+  process, not on a program that imports asyncfc): orphaned descendants are
+  re-parented to asyncfc rather than to init, so the ones the sweep kills are
+  reaped here instead of lingering as zombies.
 * **A parent-death signal** (``PR_SET_PDEATHSIG`` in the direct child, set
   by util-linux's ``setpriv`` or else in a ``preexec_fn``): if asyncfc dies,
   even by ``kill -9``, the command itself gets SIGKILL. The signal belongs to
@@ -73,9 +74,16 @@ def _libc_prctl():
 
 
 def become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux); idempotent."""
+    """Make this process the reaper of its orphaned descendants (Linux); idempotent.
+
+    Only in the ``asyncfc`` command's own process: a program that runs asyncfc
+    inside itself (a test runner, a notebook) would otherwise collect every
+    orphan of every child it ever starts, as zombies nobody waits for.
+    """
     global _subreaper
-    if not _subreaper:
+    import asyncfc_cli
+
+    if not _subreaper and asyncfc_cli.OWN_PROCESS:
         prctl = _libc_prctl()
         _subreaper = bool(prctl) and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     return _subreaper
