@@ -234,7 +234,10 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
 def validate(
     files: Annotated[list[Path], typer.Argument(help="agents.toml and task files to check.", show_default=False)],
 ) -> None:
-    """Check agents and task files without running anything (exit 2 on the first bad file)."""
+    """Check agents and task files without running an agent (exit 2 on a bad file).
+
+    MCP servers are started (within their startup_timeout) to check their tools.
+    """
     from asyncfc_cli import spec as spec_mod
 
     bad = 0
