@@ -58,6 +58,13 @@ def build(mode: str) -> MCPServer:
         raise ToolError(f"refused: {reason}")
 
     @server.tool()
+    def protocol_error() -> str:
+        """Answers with a JSON-RPC error instead of a result."""
+        from mcp.shared.exceptions import MCPError
+
+        raise MCPError(-32602, "invalid params, on purpose")
+
+    @server.tool()
     def crash() -> str:
         """The server process dies mid-call."""
         os._exit(3)

@@ -72,7 +72,7 @@ def test_a_stdio_server_brings_its_tools_with_their_settings(tmp_path, mode):
         [tools.srv]
         mcp = {STDIO}
         prefix = "s_"
-        exclude = ["crash", "env"]
+        exclude = ["crash", "env", "protocol_error"]
         timeout = 10
         [tools.srv.overrides.slow]
         timeout = 1
@@ -286,13 +286,16 @@ def test_a_server_that_crashes_mid_run_is_an_error_the_model_sees(tmp_path):
 
 
 def test_a_protocol_error_is_an_error_the_model_sees(tmp_path):
-    # Arguments the server's schema rejects come back as an MCP error or isError.
-    path = task(tmp_path, f"[tools.srv]\nmcp = {STDIO}\ninclude = [\"add\"]\n",
-                steps(("bad", "add", {"a": "not a number", "b": 1}), final="{bad.error}"))
+    path = task(tmp_path, f"[tools.srv]\nmcp = {STDIO}\ninclude = [\"add\", \"protocol_error\"]\n",
+                steps(("proto", "protocol_error", {}), ("bad", "add", {"a": "not a number", "b": 1}),
+                      ("after", "add", {"a": 1, "b": 2}), final="{proto.error} | {bad.error} | {after.result}"),
+                agent_extra='mode = "sync"')
     result, report, _ = run(path)
     assert result.exit_code == 0, result.output
-    assert report["tool_calls"][0]["status"] == "error"
-    assert report["answer"]
+    proto, bad, after = report["answer"].split(" | ")
+    assert proto == "MCP error -32602: invalid params, on purpose"
+    assert "reported an error" in bad and "valid integer" in bad  # the server's own argument check
+    assert after == "3"  # the session goes on
 
 
 # --- leaving the run ------------------------------------------------------------------------------
