@@ -403,3 +403,19 @@ def test_the_mcp_example_task_runs_in_every_mode(tmp_path, mode):
     report = json.loads(result.stdout)
     assert {c["tool"] for c in report["tool_calls"]} == {"search", "book", "copies"}
     assert read_trace(trace).header["tool_kinds"] == {"library": "mcp"}
+
+
+def test_a_server_tool_named_like_another_tool_is_exit_2_until_prefixed(tmp_path):
+    (tmp_path / "localtools.py").write_text('def echo(text: str) -> str:\n    """Echo."""\n    return text\n')
+    table = f'[tools.echo]\npython = "localtools:echo"\n[tools.srv]\nmcp = {STDIO}\ninclude = ["echo"]\n'
+    path = task(tmp_path, table, steps(final="x"), tools='["echo", "srv"]')
+    result, _, _ = run(path)
+    assert result.exit_code == 2, result.output
+    assert "tool 'srv': brings a tool named 'echo', which tool 'echo' already has" in result.stderr
+    assert "prefix" in result.stderr
+    path = task(tmp_path, table + 'prefix = "srv_"\n',
+                steps(("a", "echo", {"text": "local"}), ("b", "srv_echo", {"text": "remote"}), final="{a} {b.result}"),
+                tools='["echo", "srv"]')
+    result, report, _ = run(path)
+    assert result.exit_code == 0, result.output
+    assert report["answer"] == "local remote"
