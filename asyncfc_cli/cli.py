@@ -154,6 +154,8 @@ def run(
                     outcome = runner.execute(run_spec, writer, sinks, run_id)
         except KeyboardInterrupt:
             pass
+        except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
+            raise _fail(str(exc), EXIT_USAGE) from None
     if outcome is None:
         where = f"trace: {trace_path}" if writer is not None else "before the run started, no trace written"
         if as_json:
@@ -272,7 +274,10 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
 def validate(
     files: Annotated[list[Path], typer.Argument(help="agents.toml and task files to check.", show_default=False)],
 ) -> None:
-    """Check agents and task files without running anything (exit 2 on the first bad file)."""
+    """Check agents and task files without running an agent (exit 2 on a bad file).
+
+    MCP servers are started (within their startup_timeout) to check their tools.
+    """
     from asyncfc_cli import spec as spec_mod
 
     bad = 0
@@ -314,6 +319,9 @@ def sim_serve(
 
 
 def main() -> None:
+    import asyncfc_cli
+
+    asyncfc_cli.OWN_PROCESS = True
     code = 0
     try:
         app()

@@ -394,3 +394,41 @@ class Hold(TraceEvent):
 @dataclass(frozen=True, eq=False, kw_only=True)
 class HoldEarned(TraceEvent):
     earned: Count
+
+
+# --- tool sources (asyncfc_cli/tools) ------------------------------------------------------
+
+
+@_event("tool_source")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ToolSourceOpened(TraceEvent):
+    name: Text
+    kind: Text
+    server: Text | None = None
+    tools: Ids = field(default_factory=list)
+    protocol: Text | None = None
+
+
+@_event("tool_source_error")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ToolSourceError(TraceEvent):
+    name: Text
+    error: Text = ""
+
+
+@_event("tool_progress")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ToolProgress(TraceEvent):
+    call_id: Text
+    tool: Text
+    status: Text
+    mcp_task: Text | None = None
+    message: Text | None = None
+
+
+@_event("tool_blocked")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ToolBlocked(TraceEvent):
+    call_id: Text
+    tool: Text
+    seconds: Number

@@ -21,6 +21,7 @@ from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
+from asyncfc_cli.tools import ToolLoadError, open_tools
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
 SIM_MODEL_NAME = "openai/asyncfc-sim"
@@ -60,6 +61,7 @@ def run_header(spec: RunSpec, run_id: str) -> dict:
         mode=spec.agent.mode,
         spec_digest=spec.digest,
         tools=sorted(spec.tools),
+        tool_kinds={src.name: src.kind for src in spec.tool_sources},
     )
 
 
@@ -79,20 +81,22 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
                       retries=m.retries, stream_timeout=m.request_timeout)
 
 
-def agent_run(spec: RunSpec, latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
-    """The loop's view of a spec; tool durations are remembered in ``latency_store``
-    across runs (None: only this run's are known)."""
+def agent_run(spec: RunSpec, tools: dict | None = None,
+              latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
+    """The loop's view of a spec, with ``tools`` as the run opened them (default:
+    the spec's); tool durations are remembered in ``latency_store`` across runs
+    (None: only this run's are known)."""
     return AgentRun(
         prompt=spec.prompt,
         instructions=spec.agent.instructions,
-        tools=spec.tools,
+        tools=spec.tools if tools is None else tools,
         mode=spec.agent.mode,
         max_turns=spec.agent.max_turns,
         timeout=spec.agent.timeout,
         max_concurrency=spec.agent.max_concurrency,
         futures_instruction=spec.agent.futures_instruction,
         max_result_chars=spec.agent.max_result_chars,
-        latency=LatencyBook.for_tools(spec.tools, latency_store),
+        latency=LatencyBook.for_tools(spec.tools if tools is None else tools, latency_store),
     )
 
 
@@ -104,7 +108,8 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     """
     run_id = run_id or new_run_id()
     import_litellm()  # seconds of import: before the run's clock starts
-    redactor = Redactor(run_secrets(spec.model, spec.tools))
+    # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
+    redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
     trace = Trace(redactor=redactor)
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)
@@ -127,7 +132,9 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
             async def main() -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
-                    result = await run_agent(agent_run(spec), client, trace)
+                    # Tool resources (processes, servers) live exactly as long as the run.
+                    async with open_tools(spec.tool_sources, trace) as tools:
+                        result = await run_agent(agent_run(spec, tools), client, trace)
                     outcome.append(RunOutcome(result, writer.path, run_id, trace, redactor))
                     nursery.cancel_scope.cancel()
 
@@ -137,6 +144,10 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 # Nurseries wrap Ctrl-C; callers should see the plain interrupt.
                 if group.subgroup(KeyboardInterrupt) is not None:
                     raise KeyboardInterrupt from None
+                # A tool source that could not open (an MCP server that fails to start).
+                failed = group.subgroup(ToolLoadError)
+                if failed is not None:
+                    raise _first_leaf(failed) from None
                 raise
     finally:
         writer.close()
@@ -159,3 +170,9 @@ async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) ->
                 raise KeyboardInterrupt
             interrupted.append(signum)
             scope.cancel()
+
+
+def _first_leaf(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -145,6 +146,11 @@ class TaskFile(_Strict):
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
+# Variables asyncfc knows without the environment (the environment still wins):
+# ASYNCFC_PYTHON is the interpreter asyncfc runs on, which has asyncfc's
+# dependencies (e.g. the mcp package for an MCP server written in Python).
+BUILTIN_VARS = {"ASYNCFC_PYTHON": sys.executable}
+
 
 def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
@@ -155,6 +161,8 @@ def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | N
             name, default = m.group(1), m.group(2)
             if name in env and env[name] != "":
                 return env[name]
+            if name in BUILTIN_VARS:
+                return BUILTIN_VARS[name]
             if default is not None:
                 return default
             raise SpecError(
@@ -397,7 +405,7 @@ def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     # in the sections a run actually uses (see resolve_run).
     def keep(value: Any) -> Any:
         if isinstance(value, str):
-            return _VAR.sub(lambda m: os.environ.get(m.group(1))
+            return _VAR.sub(lambda m: os.environ.get(m.group(1)) or BUILTIN_VARS.get(m.group(1))
                             or (m.group(2) if m.group(2) is not None else m.group(0)), value)
         if isinstance(value, dict):
             return {k: keep(v) for k, v in value.items()}
@@ -457,10 +465,13 @@ class RunSpec:
     agent: AgentSpec
     model: ResolvedModel
     prompt: str
-    tools: dict[str, Any]  # name -> asyncfc_cli.tools.Tool
+    tools: dict[str, Any]  # name -> asyncfc_cli.tools.Tool, those known before the run (python, command)
     expect: Expectations
     sim_plan: Any | None  # asyncfc_cli.sim.plan.SimPlan
     digest: str
+    # Every [tools.NAME] the agent uses, opened inside the run (asyncfc_cli.tools.open_tools):
+    # an mcp table's tools exist only then.
+    tool_sources: list[Any] = field(default_factory=list)
 
 
 def parse_set(pairs: list[str]) -> dict[str, str]:
@@ -537,7 +548,7 @@ def resolve_run(
     else:
         agent_name = "inline"
         raw_agent, agent_file, agent_key = raw_task["agent"], task_path, "agent"
-    agent, model, tools = resolve_agent(
+    agent, model, tools, sources = resolve_agent(
         raw_agent, agent_file, agent_key, raw_agents, found, task_tools=raw_task.get("tools", {}),
         task_path=task_path, model_override=model_override, mode_override=mode_override,
         timeout_override=timeout_override)
@@ -551,8 +562,11 @@ def resolve_run(
     params.update(overrides or {})
     prompt = render_prompt(task.prompt, params, task_path)
 
+    # A server's tools (mcp) are listed only when it starts, inside the run:
+    # names that may be among them are not judged here.
+    dynamic = any(not src.static_tools() for src in sources)
     for index, name in enumerate(task.expect.tools_called):
-        if name not in tools:
+        if name not in tools and not dynamic:
             # "wait" is never recorded as a call, so it cannot be expected either.
             raise SpecError(task_path, f"expect.tools_called[{index}]",
                             f"agent {agent_name!r} has no tool {name!r}, so this can never be met",
@@ -565,7 +579,8 @@ def resolve_run(
                             "add a [sim] section with steps, or choose a real model with --model")
         raw_sim = interpolate(raw_task["sim"], task_path, "sim")
         sim_plan = load_sim_plan(raw_sim, task_path)
-        check_sim_tools(sim_plan, raw_sim, tools, agent.mode, agent_name, task_path)
+        if not dynamic:
+            check_sim_tools(sim_plan, raw_sim, tools, agent.mode, agent_name, task_path)
 
     from asyncfc_cli.trace import digest
 
@@ -577,6 +592,7 @@ def resolve_run(
         model=model,
         prompt=prompt,
         tools=tools,
+        tool_sources=sources,
         expect=task.expect,
         sim_plan=sim_plan,
         digest=digest({"task": raw_task, "agents": raw_agents.get("agents", {}).get(agent_name),
@@ -624,9 +640,10 @@ def resolve_agent(
     model_override: str | None = None,
     mode_override: str | None = None,
     timeout_override: float | None = None,
-) -> tuple[AgentSpec, ResolvedModel, dict[str, Any]]:
+) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
-    model resolved and its tools built. Shared by :func:`resolve_run` and by
+    model resolved, its tool sources built and the tools known before the run
+    (an mcp source's tools exist only once it is opened, inside the run). Shared by :func:`resolve_run` and by
     ``asyncfc validate`` on an agents file (every agent, as a run of it would)."""
     from asyncfc_cli import tools as tools_mod
 
@@ -648,6 +665,7 @@ def resolve_agent(
         model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model")
 
     tools = {}
+    sources = []
     for index, name in enumerate(agent.tools):
         if name in task_tools:
             raw, file = task_tools[name], task_path
@@ -662,15 +680,15 @@ def resolve_agent(
             raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
         raw = interpolate(raw, file, f"tools.{name}")
         try:
-            tool = tools_mod.build_tool(name, raw, Path(file).parent.resolve())  # type: ignore[arg-type]
+            source = tools_mod.build_source(name, raw, Path(file).parent.resolve())  # type: ignore[arg-type]
         except ValidationError as exc:
             raise spec_error_from(exc, None, file, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
             raise tool_spec_error(exc, name, file) from None
-        if agent.tool_timeout is not None and tool.timeout is None:
-            tool.timeout = agent.tool_timeout
-        tools[name] = tool
-    return agent, model, tools
+        source.set_default_timeout(agent.tool_timeout)
+        sources.append(source)
+        tools.update({tool.name: tool for tool in source.static_tools()})
+    return agent, model, tools, sources
 
 
 def check_sim_tools(plan: Any, raw_sim: dict[str, Any], tools: dict[str, Any], mode: str, agent_name: str,
@@ -768,6 +786,8 @@ def validate_file(path: Path) -> str:
         run_spec = resolve_run(path)
         if task.sim is not None and run_spec.sim_plan is None:
             load_sim_plan(task.sim, path)  # unused by this run, but --model sim would use it
+        for source in run_spec.tool_sources:
+            _check_source(source, run_spec.agents_path if source.name not in task.tools else path)
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
     agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
     check_tool_definitions({}, None, raw.get("tools", {}), path)
@@ -775,9 +795,22 @@ def validate_file(path: Path) -> str:
         resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path)
     for name, tool_raw in agents.tools.items():
         try:
-            tools_mod.build_tool(name, _interpolate_leniently(tool_raw), path.parent.resolve())
+            source = tools_mod.build_source(name, _interpolate_leniently(tool_raw), path.parent.resolve())
         except ValidationError as exc:
             raise spec_error_from(exc, None, path, f"tools.{name}") from None
         except tools_mod.ToolLoadError as exc:
             raise tool_spec_error(exc, name, path) from None
+        _check_source(source, path)
     return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
+
+
+def _check_source(source: Any, file: Path | None) -> None:
+    """What only running can tell (an MCP server starts and lists its tools), for validate."""
+    import trio
+
+    from asyncfc_cli import tools as tools_mod
+
+    try:
+        trio.run(source.check)
+    except tools_mod.ToolLoadError as exc:
+        raise tool_spec_error(exc, source.name, file) from None

@@ -43,6 +43,10 @@ Async mode adds:
 ``finish_held``       outstanding, cut                        (an answer was held or cut, see futures.py)
 ``hold``              futures, expected, held, budget         (the next request waited for calls that
                                                                may finish soon, see AsyncScheduler._hold)
+``tool_source``       name, kind, server, tools, protocol     (an MCP server started for the run)
+``tool_source_error`` name, error                             (an MCP session failed after its start)
+``tool_progress``     call_id, tool, status, mcp_task?, message? (an MCP task's state changed)
+``tool_blocked``      call_id, tool, seconds                  (an async def tool blocked the loop)
 ``hold_earned``       earned                                  (the model waited on futures it was handed:
                                                                one more time to first token of holds)
 

@@ -48,6 +48,7 @@ def merged(parts: list) -> list:
 
 def render(parts: list) -> str:
     """How it is written: literal text escaped, knowing what follows it."""
+    parts = merged(parts)
     out = []
     for i, part in enumerate(parts):
         if isinstance(part, Literal):

@@ -611,7 +611,8 @@ async def test_cwd_and_minimal_env(tmp_path, monkeypatch):
     assert cwd == str((tmp_path / "sub").resolve())
     assert env["LC_ALL"] == "C"
     assert "ASYNCFC_TEST_SECRET" not in env
-    assert set(env) <= {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE"}
+    assert set(env) <= {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "ASYNCFC_TOOL_TOKEN"}
+    assert env["ASYNCFC_TOOL_TOKEN"].count(":") == 1  # <run>:<call>, for the process sweep
 
 
 def test_missing_cwd_is_a_load_error(tmp_path):
@@ -641,11 +642,29 @@ async def test_ok_codes_and_failure_message(tmp_path):
     assert "early" not in info.value.message  # only the tail
 
 
-async def test_missing_executable_is_a_tool_error(tmp_path):
-    tool = cmd_tool(tmp_path, ["definitely-not-a-program-xyz", "a"])
-    with pytest.raises(ToolError, match="'definitely-not-a-program-xyz' not found") as info:
+def test_missing_executable_is_a_load_error(tmp_path):
+    with pytest.raises(ToolLoadError, match="program 'definitely-not-a-program-xyz' is not found on PATH"):
+        cmd_tool(tmp_path, ["definitely-not-a-program-xyz", "a"])
+    with pytest.raises(ToolLoadError, match="on the PATH set in its env"):
+        cmd_tool(tmp_path, ["ls"], env={"PATH": str(tmp_path)})
+    with pytest.raises(ToolLoadError, match="'./nope.sh' does not exist"):
+        cmd_tool(tmp_path, ["./nope.sh"])
+    (tmp_path / "plain.sh").write_text("echo hi\n")
+    with pytest.raises(ToolLoadError, match="'./plain.sh' is not executable"):
+        cmd_tool(tmp_path, ["./plain.sh"])
+
+
+async def test_executable_gone_at_run_time_is_a_tool_error_without_the_path(tmp_path, monkeypatch):
+    script = tmp_path / "gone.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    tool = cmd_tool(tmp_path, ["gone.sh"])
+    script.unlink()
+    with pytest.raises(ToolError, match="'gone.sh' not found") as info:
         await tool.invoke({})
     assert info.value.kind == "spawn"
+    assert str(tmp_path) not in info.value.message and "/usr/bin" not in info.value.message
 
 
 async def test_relative_executable_resolves_against_base_dir(tmp_path):
@@ -761,3 +780,36 @@ async def test_failed_command_keeps_details(tmp_path):
         await tool.invoke({})
     assert info.value.details == {"exit_code": 4, "stdout": "out\n", "stderr": ""}
     assert "stdout tail: out" in info.value.message
+
+
+# ---------------------------------------------------------------- validate and run refuse what cannot work
+
+UNWORKABLE = {
+    "*args": ('[tools.t]\npython = "{mod}:star"\n', "takes *values, which a model's JSON arguments cannot fill"),
+    "**kwargs": ('[tools.t]\npython = "{mod}:kw"\n', "takes **options"),
+    "missing program": ('[tools.t]\ndescription = "d"\ncommand = ["no-such-program-xyz", "a"]\n',
+                        "program 'no-such-program-xyz' is not found on PATH"),
+    "missing script": ('[tools.t]\ndescription = "d"\ncommand = ["./absent.sh"]\n', "'./absent.sh' does not exist"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNWORKABLE))
+def test_validate_and_run_refuse_tools_that_can_never_work(tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from asyncfc_cli.cli import app
+
+    mod = write_module(tmp_path, "def star(*values):\n    return values[0]\n\n"
+                                 "def kw(query: str, **options):\n    return query\n")
+    table, needle = UNWORKABLE[kind]
+    agents = tmp_path / "agents.toml"
+    agents.write_text(table.format(mod=mod) + '[agents.a]\nmodel = "sim"\ntools = ["t"]\n')
+    result = CliRunner().invoke(app, ["validate", str(agents)])
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr and "fix:" in result.stderr and "tools.t" in result.stderr
+    # run refuses it the same way, before anything runs.
+    task = tmp_path / "task.toml"
+    task.write_text('agent = "a"\nprompt = "p"\n[sim.final]\nanswer = "x"\n')
+    result = CliRunner().invoke(app, ["run", str(task), "--trace", str(tmp_path / "t.jsonl")])
+    assert result.exit_code == 2 and needle in result.stderr
+    assert not (tmp_path / "t.jsonl").exists()

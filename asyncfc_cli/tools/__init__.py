@@ -1,0 +1,196 @@
+"""Tool registry: turn ``[tools.NAME]`` tables into tools, and open them for a run.
+
+Each kind of table is one module that turns its config into a
+:class:`~asyncfc_cli.tools.core.ToolSource` (see :mod:`.core`):
+
+* :mod:`.python`: ``python = "module:function"``, an ordinary callable;
+* :mod:`.command`: ``command = [...]``, an argv run without a shell;
+* :mod:`.mcp`: ``mcp = { command = [...] }`` or ``mcp = { url = "..." }``,
+  every tool of an MCP server.
+
+Adding a kind is one module with a ``KIND`` (a :class:`ToolKind`) and its
+name in ``_KIND_MODULES`` below.
+
+``Tool.invoke`` never enforces ``timeout`` (the executor owns time through
+trio cancel scopes) but always honours cancellation: async tools are
+cancelled, sync tools are abandoned in their worker thread, commands are
+killed with every process they started, MCP calls are cancelled on the
+server, before ``invoke`` lets ``Cancelled`` out.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Mapping, Union
+
+from pydantic import BaseModel, Discriminator, Tag, ValidationError
+
+from asyncfc_cli.tools.command import CommandParam, CommandToolConfig, build_command_tool, parse_template
+from asyncfc_cli.tools.core import (
+    NAME_RE,
+    RunContext,
+    StaticSource,
+    Tool,
+    ToolError,
+    ToolKind,
+    ToolLoadError,
+    ToolSource,
+    format_validation_error,
+    note_current_call,
+)
+from asyncfc_cli.tools.docstrings import parse_docstring
+from asyncfc_cli.tools.python import PythonToolConfig, build_python_tool
+
+__all__ = [
+    "ToolError",
+    "ToolLoadError",
+    "PythonToolConfig",
+    "CommandToolConfig",
+    "CommandParam",
+    "ToolConfig",
+    "ToolKind",
+    "ToolSource",
+    "StaticSource",
+    "RunContext",
+    "KINDS",
+    "parse_tool_config",
+    "Tool",
+    "build_source",
+    "build_tool",
+    "build_tools",
+    "build_python_tool",
+    "build_command_tool",
+    "open_tools",
+    "parse_docstring",
+    "parse_template",
+]
+
+_KIND_MODULES = ("python", "command", "mcp")
+
+KINDS: dict[str, ToolKind] = {}
+for _module in _KIND_MODULES:
+    _kind: ToolKind = importlib.import_module(f"asyncfc_cli.tools.{_module}").KIND
+    KINDS[_kind.key] = _kind
+
+_KIND_MESSAGE = (
+    'a tool needs exactly one of python = "module:function", command = ["argv", "..."] '
+    'or mcp = { command = ["server", "..."] } / mcp = { url = "http://..." }'
+)
+
+
+def _kind_keys(raw: Any) -> list[str]:
+    if isinstance(raw, BaseModel):
+        return [k.key for k in KINDS.values() if isinstance(raw, k.config)]
+    if not isinstance(raw, Mapping):
+        return []
+    return [key for key in KINDS if key in raw]
+
+
+def _discriminate(raw: Any) -> str | None:
+    keys = _kind_keys(raw)
+    return keys[0] if len(keys) == 1 else None
+
+
+ToolConfig = Annotated[
+    Union[tuple(Annotated[k.config, Tag(k.key)] for k in KINDS.values())],  # type: ignore[misc]
+    Discriminator(_discriminate, custom_error_type="tool_kind", custom_error_message=_KIND_MESSAGE),
+]
+"""Pydantic type for one ``[tools.NAME]`` table, usable inside other models."""
+
+
+def parse_tool_config(raw: Mapping[str, Any], name: str = "?") -> Any:
+    """Validate one ``[tools.NAME]`` table; raise ``ToolLoadError`` on problems."""
+    where = f"tool {name!r}"
+    keys = _kind_keys(raw)
+    if not keys:
+        got = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
+        raise ToolLoadError(f"{where}: {_KIND_MESSAGE} (got keys: {got})")
+    if len(keys) > 1:
+        both = f"both {keys[0]} and {keys[1]}" if len(keys) == 2 else ", ".join(keys[:-1]) + f" and {keys[-1]}"
+        raise ToolLoadError(f"{where}: sets {both}; {_KIND_MESSAGE}. Split it into one tool per kind")
+    kind = KINDS[keys[0]]
+    try:
+        return kind.config.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ToolLoadError(
+            f"{where}: {format_validation_error(exc)} (valid keys for a {kind.name} "
+            f"tool: {', '.join(sorted(kind.config.model_fields))})"
+        ) from None
+
+
+def build_source(name: str, raw_config: Mapping[str, Any], base_dir: Path) -> ToolSource:
+    """The tool source for one ``[tools.NAME]`` table; ``base_dir`` is its file's directory."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ToolLoadError(
+            f"tool name {name!r} is not valid: use 1-64 letters, digits, '_' or '-' "
+            "(what chat-completions APIs accept as a function name)"
+        )
+    cfg = parse_tool_config(raw_config, name)
+    kind = next(k for k in KINDS.values() if isinstance(cfg, k.config))
+    return kind.build(name, cfg, Path(base_dir))
+
+
+def build_tool(name: str, raw_config: Mapping[str, Any], base_dir: Path) -> Tool:
+    """Build the one tool of a python or command table."""
+    source = build_source(name, raw_config, base_dir)
+    tools = source.static_tools()
+    if len(tools) != 1:
+        raise ToolLoadError(
+            f"tool {name!r}: a {source.kind} table brings its tools when its run opens it, "
+            "not one tool now. Fix: use build_source() and open_tools()"
+        )
+    return tools[0]
+
+
+def build_tools(raw_tools: Mapping[str, Mapping[str, Any]], base_dir: Path) -> dict[str, Tool]:
+    """Build every tool; report all broken tables at once, not just the first."""
+    tools: dict[str, Tool] = {}
+    problems: list[str] = []
+    for name, raw in raw_tools.items():
+        try:
+            tools[name] = build_tool(name, raw, base_dir)
+        except ToolLoadError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ToolLoadError("\n".join(problems))
+    return tools
+
+
+RESERVED_NAMES = frozenset({"wait"})  # the executor's own tool in async mode
+
+
+@asynccontextmanager
+async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: Any) -> AsyncIterator[dict[str, Tool]]:
+    """Open every source for one run, inside its trio run; yields the run's tools by name.
+
+    Each kind's run resources are opened first, then the sources in order;
+    all of it is closed when the block ends, however it ends. A source that
+    fails to open raises :class:`ToolLoadError` (the CLI exits 2).
+    """
+    if isinstance(sources, Mapping):  # plain tools: nothing to open but their kinds' resources
+        sources = [StaticSource(tool) for tool in sources.values()]
+    sources = list(sources)
+    run = RunContext(trace)
+    async with AsyncExitStack() as stack:
+        trace.sinks.append(note_current_call)
+        stack.callback(trace.sinks.remove, note_current_call)
+        for key in dict.fromkeys(s.kind for s in sources):
+            kind = KINDS.get(key)
+            if kind is not None and kind.run_resources is not None:
+                await stack.enter_async_context(kind.run_resources(run))
+        tools: dict[str, Tool] = {}
+        origin: dict[str, str] = {}
+        for source in sources:
+            for tool in await stack.enter_async_context(source.open(run)):
+                if tool.name in tools or tool.name in RESERVED_NAMES:
+                    other = f"tool {origin[tool.name]!r}" if tool.name in tools else "asyncfc's own tool"
+                    raise ToolLoadError(
+                        f"tool {source.name!r}: brings a tool named {tool.name!r}, which "
+                        f"{other} already has. Fix: set prefix, or exclude it"
+                    )
+                tools[tool.name] = tool
+                origin[tool.name] = source.name
+        yield tools

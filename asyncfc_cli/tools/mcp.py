@@ -1,0 +1,509 @@
+"""The ``mcp`` tool kind: every tool of an MCP server, through the official SDK.
+
+::
+
+    [tools.fs]
+    mcp = { command = ["python", "server.py"], env = { TOKEN = "${TOKEN}" }, cwd = "." }
+    # or: mcp = { url = "http://127.0.0.1:8000/mcp", headers = { Authorization = "Bearer ${TOKEN}" } }
+    include = ["read", "list"]      # or exclude = [...]
+    prefix = "fs_"
+    timeout = 30
+    [tools.fs.overrides.read]
+    timeout = 5
+
+The session runs on the run's own trio loop through anyio's trio backend
+(the SDK is written on anyio). That keeps a call's cancellation a trio
+cancellation: a timeout or Ctrl-C cancels the ``tools/call`` (the SDK sends
+``notifications/cancelled``), and closing the session is part of leaving the
+run. Hosting the SDK on an asyncio thread, as LiteLLM is, would put a
+thread hop and a second cancellation path in every call, for no gain:
+tests/test_mcp.py proves the trio path (calls, cancellation, start-up and
+mid-run failures, closing on every way out, over stdio and HTTP).
+
+The session lives exactly as long as the run: a task of the source's own
+nursery holds it (so the SDK's cancel scopes nest inside that task), started
+when the run opens its tools and told to close when the run leaves them.
+
+MCP tasks (specification 2025-11-25): when the server declares task-augmented
+``tools/call`` and a tool allows it, the call asks for a task and the future
+follows it with ``tasks/get`` until it is terminal, then reads
+``tasks/result``; cancelling the call sends ``tasks/cancel``; each state is a
+``tool_progress`` event in the trace. SDK 2.3 has the task types but no client
+for them, so this goes through ``ClientSession.send_request``; see
+docs/reliability.md for what is and is not covered.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import trio
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from asyncfc_cli.tools import processes
+from asyncfc_cli.tools.command import check_executable
+from asyncfc_cli.tools.core import (
+    CURRENT_CALL,
+    NAME_RE,
+    RunContext,
+    Tool,
+    ToolConfigBase,
+    ToolError,
+    ToolKind,
+    ToolLoadError,
+    ToolSource,
+)
+
+DEFAULT_STARTUP_TIMEOUT = 30.0
+_STDERR_TAIL = 1500
+_SECRET_ENV = re.compile(r"TOKEN|KEY|SECRET|PASSW|AUTH|CREDENTIAL|COOKIE", re.IGNORECASE)
+
+
+class McpServer(BaseModel):
+    """How to reach the server: ``command`` (stdio) or ``url`` (streamable HTTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | None = Field(None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> "McpServer":
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                'give exactly one of command = ["server", "..."] (stdio) or url = "http://..." '
+                "(streamable HTTP)"
+            )
+        if self.command is not None and self.headers:
+            raise ValueError("headers are for url servers; a command server gets env")
+        if self.url is not None and (self.env or self.cwd):
+            raise ValueError("env and cwd are for command servers; a url server gets headers")
+        if self.url is not None and not re.match(r"^https?://", self.url):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        return self
+
+
+class McpToolOverride(BaseModel):
+    """Per server tool: what differs from the table's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    timeout: PositiveFloat | None = None
+    ordered: bool | None = None
+    max_concurrency: PositiveInt | None = None
+    expected_latency: NonNegativeFloat | None = None
+
+
+class McpToolConfig(ToolConfigBase):
+    mcp: McpServer
+    include: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    prefix: str = ""
+    overrides: dict[str, McpToolOverride] = Field(default_factory=dict)
+    startup_timeout: PositiveFloat = DEFAULT_STARTUP_TIMEOUT
+    # "auto": an MCP task when the server and the tool allow one; "never": plain calls.
+    tasks: Literal["auto", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self) -> "McpToolConfig":
+        if self.include is not None and self.exclude:
+            raise ValueError("set include or exclude, not both")
+        if self.prefix and not re.match(r"^[A-Za-z0-9_-]{1,40}$", self.prefix):
+            raise ValueError(f"prefix {self.prefix!r} may hold only letters, digits, '_' and '-'")
+        if self.description is not None:
+            raise ValueError(
+                "description is per server tool: set it under [tools.NAME.overrides.TOOL]"
+            )
+        return self
+
+
+def _exposed_name(prefix: str, name: str) -> str:
+    # Chat-completions function names allow [A-Za-z0-9_-]; MCP names may hold
+    # dots and slashes.
+    return prefix + re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+class McpSource(ToolSource):
+    kind = "mcp"
+
+    def __init__(self, name: str, cfg: McpToolConfig, base_dir: Path) -> None:
+        super().__init__(name)
+        self.cfg = cfg
+        self.base_dir = base_dir
+        server = cfg.mcp
+        if server.command is not None:
+            self.cwd = str((base_dir / server.cwd).resolve()) if server.cwd else str(base_dir)
+            if not os.path.isdir(self.cwd):
+                raise ToolLoadError(
+                    f"tool {name!r}: mcp.cwd {self.cwd!r} is not a directory. Fix: set it to an "
+                    f"existing directory, relative to {base_dir}"
+                )
+            program = server.command[0]
+            if "/" in program and not os.path.isabs(program):
+                program = str(base_dir / program)
+            self.program = program
+            check_executable(name, program, server.command[0], {"PATH": os.environ.get("PATH", os.defpath),
+                                                                **server.env}, base_dir)
+        self.where = " ".join(server.command) if server.command else server.url
+
+    def secrets(self) -> list[str]:
+        server = self.cfg.mcp
+        found = list(server.headers.values())
+        found += [v for k, v in server.env.items() if _SECRET_ENV.search(k)]
+        if server.url:
+            found += re.findall(r"//[^/@:]*:([^/@]+)@", server.url)  # a password in the URL
+        return [s for s in found if s]
+
+    # -- the session --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open(self, run: RunContext) -> AsyncIterator[list[Tool]]:
+        session = _Session(self, run)
+        try:
+            async with trio.open_nursery() as nursery:
+                tools = await nursery.start(session.hold)
+                try:
+                    yield tools
+                finally:
+                    session.close()
+        except BaseExceptionGroup as group:
+            # The nursery wraps a start failure; the user should read the failure.
+            failure = _leaf(group, ToolLoadError)
+            if failure is not None:
+                raise failure from None
+            raise
+
+    async def check(self) -> str:
+        run = RunContext(_NoTrace())
+        async with self.open(run) as tools:
+            return f"{len(tools)} tools from {self.where}"
+
+    def _transport(self, stack: AsyncExitStack, errlog: Any) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        server = self.cfg.mcp
+        if server.command is not None:
+            env = {**server.env, processes.TOKEN_VAR: processes.new_call_token()}
+            params = StdioServerParameters(command=self.program, args=server.command[1:], env=env, cwd=self.cwd)
+            self.token = env[processes.TOKEN_VAR]
+            return stdio_client(params, errlog=errlog)
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None))
+        return streamable_http_client(server.url, http_client=http), http
+
+    def build_tools(self, session: "_Session", listed: list[Any]) -> list[Tool]:
+        cfg = self.cfg
+        names = [t.name for t in listed]
+        wanted = set(cfg.include) if cfg.include is not None else None
+        for key, asked in (("include", cfg.include or []), ("exclude", cfg.exclude), ("overrides", list(cfg.overrides))):
+            unknown = [n for n in asked if n not in names]
+            if unknown:
+                raise ToolLoadError(
+                    f"tool {self.name!r}: {key} names {', '.join(map(repr, unknown))}, which the "
+                    f"server does not have. Fix: use its tools: {', '.join(names) or '(none)'}"
+                )
+        tools = []
+        for listed_tool in listed:
+            if (wanted is not None and listed_tool.name not in wanted) or listed_tool.name in cfg.exclude:
+                continue
+            exposed = _exposed_name(cfg.prefix, listed_tool.name)
+            if not NAME_RE.match(exposed):
+                raise ToolLoadError(
+                    f"tool {self.name!r}: server tool {listed_tool.name!r} would be called "
+                    f"{exposed!r}, longer than the 64 characters a function name may have. "
+                    "Fix: a shorter prefix, or exclude it"
+                )
+            override = cfg.overrides.get(listed_tool.name, McpToolOverride())
+            schema = dict(listed_tool.input_schema or {})
+            schema.pop("title", None)
+            schema.setdefault("type", "object")
+            schema.setdefault("properties", {})
+            timeout = override.timeout or cfg.timeout or self.default_timeout
+            tools.append(Tool(
+                name=exposed,
+                description=override.description or listed_tool.description or listed_tool.title or "",
+                parameters=schema,
+                kind="mcp",
+                runner=session.runner(listed_tool, exposed),
+                ordered=override.ordered if override.ordered is not None else cfg.ordered,
+                timeout=timeout,
+                max_concurrency=override.max_concurrency or cfg.max_concurrency,
+                expected_latency=(override.expected_latency if override.expected_latency is not None
+                                  else cfg.expected_latency),
+                source=f"{self.where} :: {listed_tool.name}",
+            ))
+        return tools
+
+
+class _NoTrace:
+    def __init__(self) -> None:
+        self.sinks: list[Any] = []
+
+    def emit(self, type: str, **fields: Any) -> None:
+        pass
+
+
+def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _leaf(inner, kind)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an exception that may be a group of groups (anyio task groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = next((e for e in exc.exceptions if not isinstance(e, trio.Cancelled)), exc.exceptions[0])
+    text = str(exc) or type(exc).__name__
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+class _Session:
+    """One source's connection for one run, held by one task."""
+
+    def __init__(self, source: McpSource, run: RunContext) -> None:
+        self.source, self.run = source, run
+        self.client: Any = None
+        self.lost: str | None = None  # why calls can no longer reach the server
+        self._closed = trio.Event()
+        self.tasks_supported = False
+
+    def close(self) -> None:
+        self._closed.set()
+
+    async def hold(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        source = self.source
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
+            started = False
+            # The start-up deadline covers connecting and listing; the session is
+            # entered and left inside this scope, so the SDK's scopes nest in it.
+            with trio.CancelScope(deadline=trio.current_time() + source.cfg.startup_timeout) as startup:
+                try:
+                    async with AsyncExitStack() as stack:
+                        transport = source._transport(stack, errlog)
+                        if isinstance(transport, tuple):
+                            transport, http = transport
+                            await stack.enter_async_context(http)
+                        from mcp import ClientSession
+                        from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+                        read, write = await stack.enter_async_context(transport)
+                        # Our own dispatcher: MCP tasks need requests the SDK has no method for.
+                        self.dispatcher = JSONRPCDispatcher(read, write)
+                        self.client = await stack.enter_async_context(ClientSession(dispatcher=self.dispatcher))
+                        # The initialize handshake (2025-11-25 and older) every server speaks,
+                        # and the revision that defines tasks.
+                        await self.client.initialize()
+                        listed = await self._list_tools()
+                        caps = self.client.server_capabilities
+                        tasks = getattr(caps, "tasks", None)
+                        self.tasks_supported = bool(
+                            tasks and tasks.requests and tasks.requests.tools and tasks.requests.tools.call
+                        )
+                        tools = source.build_tools(self, listed)
+                        startup.deadline = math.inf
+                        self.run.trace.emit("tool_source", name=source.name, kind="mcp", server=source.where,
+                                            tools=[t.name for t in tools],
+                                            protocol=self.client.protocol_version)
+                        started = True
+                        task_status.started(tools)
+                        await self._closed.wait()
+                except ToolLoadError:
+                    raise
+                except Exception as exc:
+                    if not started:
+                        raise ToolLoadError(self._start_failure(_describe(exc), errlog)) from None
+                    # After the start: the session failed while closing or mid-run;
+                    # the calls have already said so to the model.
+                    self.run.trace.emit("tool_source_error", name=source.name, error=_describe(exc)[:500])
+                finally:
+                    self.lost = self.lost or "the MCP session is closed"
+                    if getattr(source, "token", None):
+                        processes.sweep(source.token)  # whatever the server left behind
+            if startup.cancelled_caught and not started:
+                raise ToolLoadError(self._start_failure(
+                    f"the server did not start and list its tools within {source.cfg.startup_timeout:g}s "
+                    "(startup_timeout)", errlog))
+
+    def _start_failure(self, what: str, errlog: Any) -> str:
+        errlog.flush()
+        errlog.seek(0)
+        tail = errlog.read()[-_STDERR_TAIL:].strip()
+        text = f"tool {self.source.name!r}: MCP server {self.source.where!r} failed to start: {what}"
+        if tail:
+            text += f"; its stderr ends with: {tail}"
+        return text + ". Fix: run the server by hand to see why, or correct [tools." + self.source.name + ".mcp]"
+
+    async def _list_tools(self) -> list[Any]:
+        listed: list[Any] = []
+        cursor = None
+        for _ in range(1000):  # a server that pages forever is broken, not infinite
+            from mcp.types import PaginatedRequestParams
+
+            result = await self.client.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
+            listed.extend(result.tools)
+            cursor = result.next_cursor
+            if not cursor:
+                break
+        return listed
+
+    def runner(self, listed_tool: Any, exposed: str) -> Any:
+        execution = getattr(listed_tool, "execution", None)
+        support = getattr(execution, "task_support", None) if execution is not None else None
+        use_task = self.source.cfg.tasks == "auto" and support in ("optional", "required")
+
+        async def run(arguments: dict[str, Any]) -> Any:
+            if self.lost is not None:
+                raise ToolError(f"cannot call {exposed!r}: {self.lost}", kind="mcp")
+            from mcp import MCPError
+
+            try:
+                if use_task and self.tasks_supported:
+                    result = await self.call_as_task(listed_tool.name, exposed, arguments)
+                else:
+                    result = await self.client.call_tool(listed_tool.name, arguments)
+            except MCPError as exc:
+                if exc.code == -32000 or "closed" in exc.message.lower():
+                    self.lost = f"the MCP server connection was lost ({exc.message})"
+                raise ToolError(f"MCP error {exc.code}: {exc.message}", kind="mcp") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.lost = f"the MCP server connection was lost ({_describe(exc)})"
+                raise ToolError(self.lost, kind="mcp") from None
+            return result_value(exposed, result)
+
+        return run
+
+
+    async def call_as_task(self, name: str, exposed: str, arguments: dict[str, Any]) -> Any:
+        """``tools/call`` as an MCP task (2025-11-25): create, follow, read, or cancel.
+
+        The SDK validates a ``tools/call`` answer as a CallToolResult, which a
+        task is not, so these requests go through the dispatcher as raw JSON-RPC.
+        """
+        from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+        from mcp.types import CallToolResult
+
+        def opts() -> dict[str, Any]:
+            return {"headers": {MCP_PROTOCOL_VERSION_HEADER: self.client.protocol_version}}
+
+        send = self.dispatcher.send_raw_request
+        call_id = CURRENT_CALL.get()
+        raw = await send("tools/call", {"name": name, "arguments": arguments, "task": {}}, opts())
+        if not isinstance(raw.get("task"), dict):  # the server answered at once
+            return CallToolResult.model_validate(raw, by_name=False)
+        task = raw["task"]
+        task_id = str(task.get("taskId"))
+        status: str | None = None
+
+        def note(state: dict[str, Any]) -> None:
+            nonlocal status
+            if state.get("status") != status:
+                status = str(state.get("status"))
+                message = state.get("statusMessage")
+                self.run.trace.emit("tool_progress", call_id=call_id, tool=exposed, mcp_task=task_id,
+                                    status=status, **({"message": str(message)[:200]} if message else {}))
+
+        note(task)
+        try:
+            while status not in _TERMINAL:
+                if status == "input_required":
+                    raise ToolError(f"the MCP task for {exposed!r} asks for input, which asyncfc cannot "
+                                    "give; it was cancelled", kind="mcp")
+                interval = task.get("pollInterval")
+                await trio.sleep(min(max((interval or 250) / 1000, 0.05), 5.0))
+                task = await send("tasks/get", {"taskId": task_id}, opts())
+                note(task)
+            if status == "cancelled":
+                raise ToolError(f"the server cancelled the MCP task for {exposed!r}", kind="mcp")
+            result = await send("tasks/result", {"taskId": task_id}, opts())
+            return CallToolResult.model_validate(result, by_name=False)
+        except BaseException:
+            if status not in _TERMINAL:
+                # Our future was cancelled (a timeout, the run ending) or gave up:
+                # the server's task must stop too. Bounded, and shielded so it
+                # runs while we are being cancelled.
+                with trio.move_on_after(2, shield=True):
+                    try:
+                        await send("tasks/cancel", {"taskId": task_id}, opts())
+                        note({"status": "cancelled"})
+                    except Exception:
+                        pass
+            raise
+
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def result_value(exposed: str, result: Any) -> Any:
+    """A ``CallToolResult`` as the JSON value the model sees (or a ToolError)."""
+    parts = [_content(c) for c in (result.content or [])]
+    if result.is_error:
+        text = "\n".join(p if isinstance(p, str) else str(p) for p in parts) or "(no message)"
+        raise ToolError(f"the MCP tool {exposed!r} reported an error: {text}", kind="mcp")
+    if result.structured_content is not None:
+        return result.structured_content
+    if len(parts) == 1 and isinstance(parts[0], str):
+        # Many servers send JSON as text: pass an object or array on as that
+        # value, so "$f1.key" references reach into it like any tool's result.
+        try:
+            value = json.loads(parts[0])
+        except ValueError:
+            return parts[0]
+        return value if isinstance(value, (dict, list)) else parts[0]
+    if all(isinstance(p, str) for p in parts):
+        return "\n".join(parts)
+    return parts
+
+
+def _content(block: Any) -> Any:
+    kind = getattr(block, "type", None)
+    if kind == "text":
+        return block.text
+    if kind in ("image", "audio"):
+        # The model cannot use base64 in a tool message; say what it was.
+        size = len(base64.b64decode(block.data, validate=False)) if getattr(block, "data", None) else 0
+        return {"type": kind, "mime_type": getattr(block, "mime_type", None), "bytes": size}
+    if kind == "resource":
+        resource = block.resource
+        text = getattr(resource, "text", None)
+        return {"type": "resource", "uri": str(resource.uri), **({"text": text} if text is not None else {})}
+    if kind == "resource_link":
+        return {"type": "resource_link", "uri": str(block.uri), "name": getattr(block, "name", None)}
+    return {"type": kind or "unknown"}
+
+
+@asynccontextmanager
+async def _run_resources(run: RunContext) -> AsyncIterator[None]:
+    # A stdio server carries the run's token: the guard stops it after a kill -9.
+    async with processes.guard():
+        yield
+
+
+KIND = ToolKind(
+    name="mcp",
+    key="mcp",
+    config=McpToolConfig,
+    build=McpSource,
+    run_resources=_run_resources,
+)
