@@ -13,15 +13,17 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from asyncfc_cli import credentials
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
-SIM_MODEL_NAME = "openai/asyncfc-sim"
+SIM_MODEL_NAME = "openai/asyncfc-sim"  # the sim's OpenAI route (see SimServer.litellm_model for the others)
 
 
 @dataclass
@@ -30,11 +32,42 @@ class RunOutcome:
     trace_path: Path
     run_id: str
     trace: Trace
+    # Set when a request failed on its key (missing or refused): the CLI
+    # exits 2 with a fix line, not 1.
+    credentials_failure: str | None = None
+    key_hint: str = ""
 
 
 def open_trace_file(path: Path) -> TraceWriter:
     """Open the trace before anything runs, so a bad path fails early."""
     return TraceWriter(path)
+
+
+def register_sim_models(litellm: Any) -> None:
+    """Tell LiteLLM what the simulated model is on each route, as its model map
+    does for a real model: chat, tools and system messages (without this the
+    Gemini route folds the system prompt into the user turn), no cost."""
+    from asyncfc_cli.sim.protocols import NAMES, get_format
+
+    info = {"mode": "chat", "max_input_tokens": 1_000_000, "max_output_tokens": 65_536, "max_tokens": 65_536,
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "cache_creation_input_token_cost": 0.0,
+            "cache_read_input_token_cost": 0.0, "supports_function_calling": True,
+            "supports_parallel_function_calling": True, "supports_system_messages": True,
+            "supports_tool_choice": True}
+    entries = {}
+    for name in NAMES:
+        wire = get_format(name)
+        provider = wire.litellm_prefix.split("/", 1)[0]
+        entries[f"{provider}/{wire.litellm_model.rsplit('/', 1)[-1]}"] = {**info, "litellm_provider": provider}
+    litellm.register_model(entries)
+
+
+def sim_config(server: Any, retries: int, stream_timeout: float) -> ModelConfig:
+    """The LiteLLM configuration that reaches a running SimServer through its provider's adapter."""
+    register_sim_models(import_litellm())
+    return ModelConfig(model=server.litellm_model, api_base=server.base_url, api_key=credentials.SIM_KEY,
+                       retries=retries, stream_timeout=stream_timeout,
+                       eager_input_streaming=server.protocol == "anthropic")
 
 
 @contextmanager
@@ -44,13 +77,32 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
     if m.is_sim:
         from asyncfc_cli.sim.server import SimServer
 
-        with SimServer(spec.sim_plan) as server:
-            # The simulated model is reached like any local OpenAI-compatible server.
-            yield ModelConfig(model=SIM_MODEL_NAME, api_base=server.base_url, api_key="sim-no-key",
-                              retries=m.retries, stream_timeout=m.request_timeout)
+        with SimServer(spec.sim_plan, protocol=m.sim_protocol) as server:
+            # The simulated model is reached like the provider it imitates: a
+            # local OpenAI-compatible server, or Anthropic/Gemini/Responses
+            # through LiteLLM's adapter for that provider.
+            yield sim_config(server, m.retries, m.request_timeout)
         return
-    yield ModelConfig(model=m.model, api_base=m.api_base, api_key=m.api_key, params=dict(m.params),
-                      retries=m.retries, stream_timeout=m.request_timeout)
+    keys = credentials.resolve(m, import_litellm())
+    eager = m.eager_input_streaming if m.eager_input_streaming is not None else keys.provider == "anthropic"
+    yield ModelConfig(model=m.model, api_base=m.api_base, api_key=keys.api_key, params=dict(m.params),
+                      retries=m.retries, stream_timeout=m.request_timeout, eager_input_streaming=eager,
+                      key_hint=keys.hint)
+
+
+def model_identity(spec: RunSpec, config: ModelConfig) -> dict[str, str]:
+    """What the trace header and ``--json`` say about the model: the LiteLLM
+    model string (``sim:P`` for the simulated one) rather than a [models]
+    alias, the alias, the string LiteLLM was called with, and its provider."""
+    m = spec.model
+    if m.is_sim:
+        provider = "asyncfc.sim"
+    else:
+        try:
+            provider = str(import_litellm().get_llm_provider(model=m.model, api_base=m.api_base)[1])
+        except Exception:  # an unknown provider was refused before the run; be safe anyway
+            provider = ""
+    return {"model": m.model, "model_alias": m.name, "litellm_model": config.model, "provider": provider}
 
 
 def agent_run(spec: RunSpec) -> AgentRun:
@@ -89,8 +141,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                     run_id,
                     task=str(spec.task_path),
                     agent=spec.agent_name,
-                    model=spec.model.name,
-                    litellm_model=config.model,
+                    **model_identity(spec, config),
                     mode=spec.agent.mode,
                     spec_digest=spec.digest,
                     tools=sorted(spec.tools),
@@ -110,7 +161,8 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
                     result = await run_agent(agent_run(spec), client, trace)
-                    outcome.append(RunOutcome(result, writer.path, run_id, trace))
+                    outcome.append(RunOutcome(result, writer.path, run_id, trace,
+                                              client.credentials_failure, config.key_hint))
                     nursery.cancel_scope.cancel()
 
             try:

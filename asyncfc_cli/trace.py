@@ -7,8 +7,10 @@ missing summary. Times (``t``) are monotonic seconds from the run's start.
 
 Event types (fields beyond ``type`` and ``t``):
 
-``header``            version, run_id, started_at, task, agent, model (the name as
-                      configured), litellm_model (the LiteLLM model string), mode,
+``header``            version, run_id, started_at, task, agent, model (the LiteLLM model
+                      string; sim or sim:P for the simulated model), model_alias (the
+                      [models] name or string as given), litellm_model (what LiteLLM was
+                      called with), provider (LiteLLM's provider; asyncfc.sim), mode,
                       spec_digest, tools
 ``model_begin``       request, messages
 ``model_first_token`` request
