@@ -251,20 +251,21 @@ class StreamDecoder:
         self._first = True
         self.chunks = 0
         self.progressed = False
+        self.carried = False  # anything at all but a finish reason: text, thinking, a call, usage
 
     def feed(self, chunk: Any) -> list[ModelEvent]:
         events: list[ModelEvent] = []
         self.progressed = False
         if get(chunk, "usage"):
             self._usage = get(chunk, "usage")
-            self.progressed = True
+            self.progressed = self.carried = True
         for choice in get(chunk, "choices") or []:
             delta = get(choice, "delta")
             text = get(delta, "content") if delta is not None else None
             fragments = (get(delta, "tool_calls") if delta is not None else None) or []
             thinking = get(delta, "reasoning_content") if delta is not None else None
             if text or fragments or thinking:
-                self.progressed = True
+                self.progressed = self.carried = True
                 self.chunks += 1
                 if self._first:
                     self._first = False

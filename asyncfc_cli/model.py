@@ -76,6 +76,10 @@ class StreamStalled(TimeoutError):
     """Nothing but empty deltas or keep-alives for ``stream_timeout`` seconds."""
 
 
+class StreamTruncated(ConnectionError):
+    """The stream ended without a finish reason: the connection was cut."""
+
+
 class ModelClient(Protocol):
     """What the agent loop needs from a model: one streamed request."""
 
@@ -339,6 +343,10 @@ class LiteLLMClient:
         finally:
             if not future.done():
                 loop.call_soon_threadsafe(future.cancel)
+        if decoder.finish_reason is None or not decoder.carried:
+            # LiteLLM raises for most cut streams, but makes up a "stop" for
+            # one cut before its first event (an empty body): that is no answer.
+            raise StreamTruncated("the stream ended without an answer or a finish reason (the connection was cut?)")
         for event in decoder.end():
             yield event
 

@@ -43,10 +43,17 @@ def open_trace_file(path: Path) -> TraceWriter:
     return TraceWriter(path)
 
 
+_registered: list[bool] = []
+
+
 def register_sim_models(litellm: Any) -> None:
     """Tell LiteLLM what the simulated model is on each route, as its model map
     does for a real model: chat, tools and system messages (without this the
-    Gemini route folds the system prompt into the user turn), no cost."""
+    Gemini route folds the system prompt into the user turn), no cost.
+    Once per process: it takes a noticeable fraction of a second."""
+    if _registered:
+        return
+    _registered.append(True)
     from asyncfc_cli.sim.protocols import NAMES, get_format
 
     info = {"mode": "chat", "max_input_tokens": 1_000_000, "max_output_tokens": 65_536, "max_tokens": 65_536,
@@ -126,7 +133,9 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     trace has been closed with status ``interrupted``.
     """
     run_id = run_id or new_run_id()
-    import_litellm()  # seconds of import: before the run's clock starts
+    litellm = import_litellm()  # seconds of import: before the run's clock starts
+    if spec.model.is_sim:
+        register_sim_models(litellm)
     trace = Trace(secrets=[spec.model.api_key])
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)

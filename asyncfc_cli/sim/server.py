@@ -89,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error("bad_request", str(exc))
             return
         plan = sim.plan
-        number = sim._record(request.messages)
+        number = sim._record(request)
         fault = plan.fault(number)
         if fault is not None and fault.kind not in ("cut", "stream_error"):
             self._error(fault.kind, _FAULT_MESSAGES[fault.kind])
@@ -162,8 +162,8 @@ class SimServer:
     """A running simulated model; use as a context manager.
 
     ``protocol`` defaults to the plan's. ``plan`` may be replaced between
-    requests. ``requests`` and ``last_messages`` (the conversation as the
-    engine read it) are there for tests.
+    requests. ``requests``, ``last_messages`` (the conversation as the
+    engine read it) and ``last_request`` are there for tests.
     """
 
     def __init__(self, plan: SimPlan, host: str = "127.0.0.1", port: int = 0, protocol: str | None = None):
@@ -172,6 +172,7 @@ class SimServer:
         self.wire = get_format(self.protocol)
         self.requests = 0
         self.last_messages: list[dict] | None = None
+        self.last_request: Request | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), self)
@@ -221,10 +222,11 @@ class SimServer:
             self._stopping.set()
             self._httpd.server_close()
 
-    def _record(self, messages: list[dict]) -> int:
+    def _record(self, request: Request) -> int:
         with self._lock:
             self.requests += 1
-            self.last_messages = messages
+            self.last_messages = request.messages
+            self.last_request = request
             return self.requests
 
     def _sleep(self, seconds: float) -> None:
