@@ -230,7 +230,11 @@ def _model_label(model: Any) -> str:
 def _print_json(obj: dict[str, Any], stdout_fd: int | None) -> None:
     """Print ``obj`` on the real stdout, also while fd 1 points at stderr (see _stdout_to_stderr)."""
     data = json.dumps(obj, ensure_ascii=False) + "\n"
-    if stdout_fd is None:
+    try:
+        redirected = stdout_fd is not None and sys.stdout.fileno() == 1
+    except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (e.g. captured)
+        redirected = False
+    if not redirected:
         print(data, end="", flush=True)
         return
     sys.stdout.flush()
