@@ -69,12 +69,13 @@ def register_sim_models(litellm: Any) -> None:
     litellm.register_model(entries)
 
 
-def sim_config(server: Any, retries: int, stream_timeout: float) -> ModelConfig:
-    """The LiteLLM configuration that reaches a running SimServer through its provider's adapter."""
+def sim_config(server: Any, retries: int, stream_timeout: float, eager: bool | None = None) -> ModelConfig:
+    """The LiteLLM configuration that reaches a running SimServer through its
+    provider's adapter; ``eager`` as ``eager_input_streaming`` (None: on for Anthropic)."""
     register_sim_models(import_litellm())
     return ModelConfig(model=server.litellm_model, api_base=server.base_url, api_key=credentials.SIM_KEY,
                        retries=retries, stream_timeout=stream_timeout,
-                       eager_input_streaming=server.protocol == "anthropic")
+                       eager_input_streaming=server.protocol == "anthropic" if eager is None else eager)
 
 
 @contextmanager
@@ -88,7 +89,7 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
             # The simulated model is reached like the provider it imitates: a
             # local OpenAI-compatible server, or Anthropic/Gemini/Responses
             # through LiteLLM's adapter for that provider.
-            yield sim_config(server, m.retries, m.request_timeout)
+            yield sim_config(server, m.retries, m.request_timeout, m.eager_input_streaming)
         return
     keys = credentials.resolve(m, import_litellm())
     eager = m.eager_input_streaming if m.eager_input_streaming is not None else keys.provider == "anthropic"

@@ -163,21 +163,34 @@ ANSWER = 'got one\n and two\n'
 
 
 @pytest.mark.parametrize("protocol", ["openai", *PROTOCOLS])
-def test_rate_limits_and_overloads_are_retried(tmp_path, protocol):
-    task = fault_task(tmp_path, '{ request = 1, kind = "rate_limit" }, { request = 2, kind = "overloaded" }')
+def test_rate_limits_overloads_and_server_errors_are_retried(tmp_path, protocol):
+    task = fault_task(tmp_path, '{ request = 1, kind = "rate_limit" }, { request = 2, kind = "overloaded" }, '
+                                '{ request = 3, kind = "server_error" }')
     result, report, trace = run(tmp_path, task, "--model", f"sim:{protocol}")
     assert result.exit_code == 0, result.output
     assert report["answer"] == ANSWER
     retries = trace.of_type("retry")
-    assert [r["attempt"] for r in retries] == [1, 2]
+    assert [r["attempt"] for r in retries] == [1, 2, 3]
     assert "RateLimitError" in retries[0]["error"]
     overloaded = {"openai": "ServiceUnavailableError", "responses": "ServiceUnavailableError",
                   "anthropic": "Overloaded", "gemini": "UNAVAILABLE"}[protocol]
     assert overloaded in retries[1]["error"]
-    assert "simulated" in retries[0]["error"]  # the provider's message, as LiteLLM passed it on
+    assert "InternalServerError" in retries[2]["error"]
+    assert all("simulated" in r["error"] for r in retries)  # the provider's message, as LiteLLM passed it on
 
 
-@pytest.mark.parametrize("kind", ["cut", "stream_error", "server_error"])
+def test_the_quickstart_gives_the_same_answer_in_every_format(tmp_path):
+    """README: asyncfc run tasks/quickstart.toml --model sim:anthropic (and sim:gemini, sim:responses)."""
+    expected = ('"Structured Concurrency" has 732 words and "Futures And Promises" has 293; their combined '
+                "score is 215208.0. trio is a Python library for structured async concurrency.")
+    for protocol in PROTOCOLS:
+        result, report, trace = run(tmp_path, REPO / "tasks" / "quickstart.toml", "--model", f"sim:{protocol}")
+        assert result.exit_code == 0, (protocol, result.output)
+        assert report["answer"] == expected, protocol
+        assert report["litellm_model"] == ROUTES[protocol]
+
+
+@pytest.mark.parametrize("kind", ["cut", "stream_error"])
 @pytest.mark.parametrize("protocol", ["openai", *PROTOCOLS])
 def test_a_stream_that_fails_before_any_call_is_retried(tmp_path, protocol, kind):
     task = fault_task(tmp_path, f'{{ request = 1, kind = "{kind}" }}')
@@ -337,14 +350,19 @@ def test_eager_input_streaming_is_on_for_anthropic_unless_turned_off(tmp_path, m
     (tmp_path / "agents.toml").write_text(
         '[models.claude]\nmodel = "anthropic/claude-sonnet-4-5"\n'
         '[models.claude_buffered]\nmodel = "anthropic/claude-sonnet-4-5"\neager_input_streaming = false\n'
-        '[models.gpt]\nmodel = "openai/gpt-4o-mini"\n[agents.a]\nmodel = "claude"\n')
+        '[models.gpt]\nmodel = "openai/gpt-4o-mini"\n'
+        '[models.sim_claude]\nmodel = "sim:anthropic"\n'
+        '[models.sim_buffered]\nmodel = "sim:anthropic"\neager_input_streaming = false\n'
+        '[agents.a]\nmodel = "claude"\n')
     task = tmp_path / "t.toml"
-    task.write_text('agent = "a"\nprompt = "p"\n')
+    task.write_text('agent = "a"\nprompt = "p"\n[sim.final]\nanswer = "x"\n')
     seen = {}
-    for name in ("claude", "claude_buffered", "gpt"):
+    for name in ("claude", "claude_buffered", "gpt", "sim_claude", "sim_buffered"):
+        # The configuration asyncfc run builds from the spec (no request is made).
         with runner.model_endpoint(spec.resolve_run(task, model_override=name)) as config:
             seen[name] = config.eager_input_streaming
-    assert seen == {"claude": True, "claude_buffered": False, "gpt": False}
+    assert seen == {"claude": True, "claude_buffered": False, "gpt": False, "sim_claude": True,
+                    "sim_buffered": False}
 
 
 def test_no_request_left_the_machine(tmp_path, no_network):

@@ -115,6 +115,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not request.stream:
             timed = list(events)
             sim._sleep(sum(delay for delay, _ in timed))
+            if fault is not None:  # a stream fault, on a request that did not stream
+                if fault.kind == "cut":
+                    self.close_connection = True
+                else:
+                    self._error("server_error", _FAULT_MESSAGES["stream_error"])
+                return
             for _, event in timed:
                 encoder.collect(event)
             self._json(200, encoder.body())
