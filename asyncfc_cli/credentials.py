@@ -61,7 +61,10 @@ def resolve(model: ResolvedModel, litellm: Any) -> Credentials:
     if model.api_key:
         hint = model.key_env or f"api_key in [models.{model.name}]"
         return Credentials(model.api_key, hint, provider)
-    needed = litellm.validate_environment(model=model.model, api_base=model.api_base)
+    try:
+        needed = litellm.validate_environment(model=model.model, api_base=model.api_base)
+    except Exception:  # a provider LiteLLM cannot check: its own error, at the first request
+        needed = {"keys_in_environment": True, "missing_keys": []}
     missing = [name for name in needed.get("missing_keys") or [] if name.endswith(("_API_KEY", "_AUTH_TOKEN"))]
     hint = " or ".join(missing) or _KEY_VARIABLES.get(provider, f"{provider.upper()}_API_KEY")
     if not missing or needed.get("keys_in_environment"):

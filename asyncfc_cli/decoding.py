@@ -73,6 +73,12 @@ ModelEvent = FirstToken | TextDelta | Decoding | ToolCallReady | StreamDone
 PROGRESS_INTERVAL = 0.25  # seconds between Decoding events: enough for a 10 Hz display
 
 
+def _carries(fragment: Any) -> bool:
+    """A tool-call fragment with something in it (an id, a name or argument text)."""
+    fn = get(fragment, "function")
+    return bool(get(fragment, "id") or (fn is not None and (get(fn, "name") or get(fn, "arguments"))))
+
+
 def get(obj: Any, key: str) -> Any:
     """A field of a chunk part, whether LiteLLM handed over an object or a dict."""
     if isinstance(obj, dict):
@@ -236,9 +242,10 @@ class StreamDecoder:
 
     ``clock`` (seconds, any origin) paces :class:`Decoding` events; without
     one there are none. After each :meth:`feed`, ``progressed`` says whether
-    the chunk carried anything (text, thinking, a call fragment, a finish
-    reason, usage): empty deltas and keep-alives do not, so a stream of them
-    can be timed out as silence.
+    the chunk moved the response on (text, thinking, a call fragment with
+    something in it, the first finish reason): empty deltas, keep-alives and
+    repeated usage do not, so a stream of them can be timed out as silence.
+    ``carried`` says whether the response held anything at all.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
@@ -258,14 +265,15 @@ class StreamDecoder:
         self.progressed = False
         if get(chunk, "usage"):
             self._usage = get(chunk, "usage")
-            self.progressed = self.carried = True
+            self.carried = True  # but not progress: a server can repeat it forever
         for choice in get(chunk, "choices") or []:
             delta = get(choice, "delta")
             text = get(delta, "content") if delta is not None else None
             fragments = (get(delta, "tool_calls") if delta is not None else None) or []
             thinking = get(delta, "reasoning_content") if delta is not None else None
-            if text or fragments or thinking:
+            if text or thinking or any(_carries(f) for f in fragments):
                 self.progressed = self.carried = True
+            if text or fragments or thinking:
                 self.chunks += 1
                 if self._first:
                     self._first = False
@@ -278,7 +286,7 @@ class StreamDecoder:
                 events.append(TextDelta(text))
             events.extend(self.assembler.feed(fragments, text))
             if get(choice, "finish_reason"):
-                self.progressed = True
+                self.progressed = self.progressed or self.finish_reason is None  # the first one only
                 self.finish_reason = get(choice, "finish_reason")
                 events.extend(self.assembler.finish())
         return events

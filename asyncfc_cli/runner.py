@@ -23,9 +23,6 @@ from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
-SIM_MODEL_NAME = "openai/asyncfc-sim"  # the sim's OpenAI route (see SimServer.litellm_model for the others)
-
-
 @dataclass
 class RunOutcome:
     result: RunResult

@@ -240,6 +240,27 @@ def test_the_scanner_never_closes_what_is_not_an_object():
 # --- a stream of nothing ------------------------------------------------------------------
 
 
+def test_only_chunks_that_move_the_response_on_count_as_progress():
+    """What resets request_timeout: a repeated usage chunk, an empty fragment or a
+    second finish reason from a hostile server is silence like an empty delta."""
+    usage = {"prompt_tokens": 3, "completion_tokens": 1}
+    steps = [
+        ({"choices": [{"delta": {}}]}, False),
+        ({"choices": [{"delta": {"content": ""}}]}, False),
+        ({"choices": [], "usage": usage}, False),
+        ({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": ""}}]}}]}, False),
+        ({"choices": [{"delta": {"reasoning_content": "hm"}}]}, True),
+        ({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]}}]}, True),
+        ({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]}, True),
+        ({"choices": [{"delta": {"content": "x"}}]}, True),
+        ({"choices": [{"delta": {}, "finish_reason": "stop"}]}, True),
+        ({"choices": [{"delta": {}, "finish_reason": "stop"}]}, False),
+        ({"choices": [], "usage": usage}, False),
+    ]
+    decoder = StreamDecoder()
+    assert [(decoder.feed(chunk), decoder.progressed)[1] for chunk, _ in steps] == [p for _, p in steps]
+
+
 class EndlessServer:
     """An OpenAI-compatible endpoint whose stream never ends: after ``prefix``
     chunks it sends ``filler`` (an empty delta, or an SSE comment) every 20 ms

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asyncfc_cli.sim.render import Begin, CallEnd, Finish, StreamEvent, TextPiece
+from asyncfc_cli.sim.render import CallEnd, Finish, StreamEvent, TextPiece
 
 from . import Encoder, Request, WireFormat, expect, openai_tool, sse
 
