@@ -88,6 +88,9 @@ class _Handler(BaseHTTPRequestHandler):
         except BadRequest as exc:
             self._error("bad_request", str(exc))
             return
+        except Exception as exc:  # noqa: BLE001 - a shape the reader did not foresee is still the client's
+            self._error("bad_request", f"malformed {sim.protocol} request: {type(exc).__name__}: {exc}")
+            return
         plan = sim.plan
         number = sim._record(request)
         fault = plan.fault(number)
