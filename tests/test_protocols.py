@@ -375,3 +375,63 @@ def test_no_request_left_the_machine(tmp_path, no_network):
     assert result.exit_code == 1, result.output
     # It tried api.anthropic.com through the proxy, which is not there.
     assert "Connect call failed" in report["error"] and f"127.0.0.1', {no_network})" in report["error"]
+
+
+# --- the wire, raw -----------------------------------------------------------------------
+
+REQUESTS = {
+    "openai": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "go"}]}),
+    "anthropic": ("/v1/messages", {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "go"}]}),
+    "gemini": ("/v1beta/models/m:generateContent", {"contents": [{"role": "user", "parts": [{"text": "go"}]}]}),
+    "responses": ("/v1/responses", {"model": "m", "input": "go"}),
+}
+
+
+def post(server, path: str, body) -> tuple[int, dict]:
+    import http.client
+
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = json.loads(response.read() or b"null")
+    conn.close()
+    return response.status, data
+
+
+def test_errors_come_in_each_providers_format():
+    from asyncfc_cli.sim.server import SimServer
+
+    faults = [{"request": 1, "kind": "rate_limit"}, {"request": 2, "kind": "overloaded"},
+              {"request": 3, "kind": "server_error"}, {"request": 4, "kind": "auth"}]
+    expected = {
+        "openai": [(429, "rate_limit_exceeded"), (503, "engine_overloaded"), (500, None), (401, "invalid_api_key")],
+        "responses": [(429, "rate_limit_exceeded"), (503, "engine_overloaded"), (500, None), (401, "invalid_api_key")],
+        "anthropic": [(429, "rate_limit_error"), (529, "overloaded_error"), (500, "api_error"),
+                      (401, "authentication_error")],
+        "gemini": [(429, "RESOURCE_EXHAUSTED"), (503, "UNAVAILABLE"), (500, "INTERNAL"), (400, "INVALID_ARGUMENT")],
+    }
+    for protocol, (path, body) in REQUESTS.items():
+        plan = make_plan(faults=faults)
+        with SimServer(plan, protocol=protocol) as server:
+            got = []
+            for _ in faults:
+                status, data = post(server, path, body)
+                error = data["error"]
+                kind = {"anthropic": lambda: (data["type"] == "error") and error["type"],
+                        "gemini": lambda: error["code"] == status and error["status"]}.get(
+                    protocol, lambda: error["code"])()
+                assert error["message"]
+                got.append((status, kind))
+            assert got == expected[protocol], protocol
+            # The fifth request has no fault: a whole (non-streaming) answer in the format's shape.
+            status, data = post(server, path, body)
+            assert status == 200
+            text = {"openai": lambda: data["choices"][0]["message"]["content"],
+                    "anthropic": lambda: data["content"][-1]["text"],
+                    "gemini": lambda: data["candidates"][0]["content"]["parts"][-1]["text"],
+                    "responses": lambda: data["output"][-1]["content"][0]["text"]}[protocol]()
+            assert text == "done"
+            # A route of another format is a 404 in this one's.
+            other = REQUESTS["anthropic" if protocol != "anthropic" else "openai"][0]
+            status, data = post(server, other, body)
+            assert status == 404 and "error" in data
