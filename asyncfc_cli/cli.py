@@ -26,7 +26,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 13
 
 EXIT_CODES_HELP = """
 Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
-2 usage or spec error; 3 expectations in the task not met; 130 interrupted.
+2 usage or spec error, or a missing or refused API key; 3 expectations in the
+task not met; 130 interrupted.
 """
 
 app = typer.Typer(
