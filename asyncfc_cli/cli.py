@@ -321,9 +321,11 @@ def sim_serve(
         if task_spec.sim is None:
             raise spec_mod.SpecError(task, "sim", "this task has no [sim] plan", "add a [sim] section")
         plan = spec_mod.load_sim_plan(task_spec.sim, task)
-        if protocol is not None and protocol not in spec_mod.SIM_PROTOCOLS:
+        from asyncfc_cli.sim.plan import PROTOCOLS
+
+        if protocol is not None and protocol not in PROTOCOLS:
             raise spec_mod.SpecError(None, "--protocol", f"unknown protocol {protocol!r}",
-                                     "use one of: " + ", ".join(spec_mod.SIM_PROTOCOLS))
+                                     "use one of: " + ", ".join(PROTOCOLS))
     except spec_mod.SpecError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     try:

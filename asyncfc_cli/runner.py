@@ -23,6 +23,7 @@ from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
+
 @dataclass
 class RunOutcome:
     result: RunResult

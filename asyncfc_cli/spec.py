@@ -577,9 +577,6 @@ def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
         raise spec_error_from(exc, SimPlan, file, "sim") from None
 
 
-SIM_PROTOCOLS = ("openai", "anthropic", "gemini", "responses")
-
-
 def is_model_string(ref: str) -> bool:
     """Whether ``ref`` reads as a LiteLLM model string (or the simulated model, ``sim[:protocol]``)."""
     return (ref == SIM_MODEL or ref.startswith(SIM_MODEL + ":") or "/" in ref
@@ -588,9 +585,11 @@ def is_model_string(ref: str) -> bool:
 
 def check_sim_model(model: str, file: Path | None, key: str) -> None:
     """``sim:P`` must name a wire format the simulated model speaks."""
-    if model.startswith(SIM_MODEL + ":") and model.partition(":")[2] not in SIM_PROTOCOLS:
+    from asyncfc_cli.sim.plan import PROTOCOLS
+
+    if model.startswith(SIM_MODEL + ":") and model.partition(":")[2] not in PROTOCOLS:
         raise SpecError(file, key, f"the simulated model does not speak {model.partition(':')[2]!r}",
-                        "use " + ", ".join(["sim"] + [f"sim:{p}" for p in SIM_PROTOCOLS]))
+                        "use " + ", ".join(["sim"] + [f"sim:{p}" for p in PROTOCOLS]))
 
 
 def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,

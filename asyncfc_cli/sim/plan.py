@@ -10,6 +10,7 @@ before it can decode a step, so they define the plan's dataflow.
 from __future__ import annotations
 
 import functools
+import typing
 
 import json
 import re
@@ -135,6 +136,7 @@ class SimFinal(BaseModel):
 
 
 Protocol = Literal["openai", "anthropic", "gemini", "responses"]
+PROTOCOLS: tuple[str, ...] = typing.get_args(Protocol)  # the wire formats (sim/protocols/)
 FaultKind = Literal["rate_limit", "overloaded", "server_error", "auth", "cut", "stream_error"]
 
 

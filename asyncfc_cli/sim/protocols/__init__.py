@@ -28,10 +28,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from asyncfc_cli.sim.plan import PROTOCOLS
 from asyncfc_cli.sim.render import StreamEvent
 
 SIM_MODEL = "asyncfc-sim"  # the model name LiteLLM sends to the sim, on every route
-NAMES = ("openai", "anthropic", "gemini", "responses")
+NAMES = PROTOCOLS
 
 # Errors the server can answer with, by neutral kind; each format maps them
 # to its own status code and body (Anthropic's overloaded is a 529, ...).
