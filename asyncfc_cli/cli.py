@@ -26,7 +26,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 13
 
 EXIT_CODES_HELP = """
 Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
-2 usage or spec error; 3 expectations in the task not met; 130 interrupted.
+2 usage or spec error, or a missing or refused API key; 3 expectations in the
+task not met; 130 interrupted.
 """
 
 app = typer.Typer(
@@ -83,7 +84,9 @@ def run(
         "then the current directory).")] = None,
     model: Annotated[Optional[str], typer.Option(
         "--model", help='Override the agent\'s model: a [models] name, "sim", or any LiteLLM '
-        "model string such as openai/gpt-4o-mini.")] = None,
+        "model string such as openai/gpt-4o-mini. sim:anthropic, sim:gemini, sim:responses "
+        "(and sim:openai) serve the simulated model in that provider's wire format, reached "
+        "through LiteLLM's adapter for it.")] = None,
     mode: Annotated[Optional[str], typer.Option(
         "--mode", help="Execution mode: async (futures: tools run while the model decodes), "
         "parallel (calls of one message run together, the model waits) or sync (one call at a "
@@ -108,18 +111,28 @@ def run(
     start_litellm_import()  # seconds: overlapped with everything up to the first request
     from asyncfc_cli import runner, spec as spec_mod
     from asyncfc_cli.expectations import unmet
-    from asyncfc_cli.output import answer_text, print_json
+    from asyncfc_cli.output import answer_text, print_json, printable
     from asyncfc_cli.trace import check_writable, default_trace_path, new_run_id
 
     # Until the answer is printed, anything written to stdout (a python tool's
     # print(), a library's banner, a child process) goes to stderr instead:
     # stdout is the answer or the JSON object, nothing else.
-    with _stdout_to_stderr():
+    with _stdout_to_stderr() as stdout_fd:
         try:
             overrides = spec_mod.parse_set(sets or [])
             run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
                                             mode_override=mode, overrides=overrides, timeout_override=timeout)
+            if not run_spec.model.is_sim:
+                # A missing key fails here, once, before anything runs or is retried.
+                from asyncfc_cli import credentials
+                from asyncfc_cli.model import import_litellm
+
+                credentials.resolve(run_spec.model, import_litellm())
         except spec_mod.SpecError as exc:
+            if as_json:
+                _print_json({"status": "error", "exit_code": EXIT_USAGE, "error": exc.message,
+                             "where": ": ".join(str(p) for p in (exc.file, exc.key) if p), "fix": exc.fix},
+                            stdout_fd)
             raise _fail(str(exc), EXIT_USAGE) from None
 
         run_id = new_run_id()
@@ -139,16 +152,20 @@ def run(
 
                 sinks = []
                 display: Any = nullcontext()
+                errors_shown = False
                 if not quiet and not as_json:
                     from asyncfc_cli.progress import progress_sink
 
                     err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model "
-                              f"{escape(run_spec.model.name)} · mode {run_spec.agent.mode}", highlight=False)
+                              f"{escape(_model_label(run_spec.model))} · mode {run_spec.agent.mode}",
+                              highlight=False)
                     # A live timeline on a terminal, plain lines anywhere else (CI logs, pipes).
                     sink = progress_sink(err)
                     sinks.append(sink)
                     if hasattr(sink, "__enter__"):
                         display = sink
+                    else:
+                        errors_shown = True  # the plain lines print a model error as it happens
                 # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
                 with display:
                     outcome = runner.execute(run_spec, writer, sinks, run_id)
@@ -169,6 +186,18 @@ def run(
     code = EXIT_OK if result.status == "ok" else EXIT_FAILED
     if code == EXIT_OK and failures:
         code = EXIT_EXPECT
+    if outcome.credentials_failure:
+        # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
+        from asyncfc_cli.credentials import fix_line
+
+        code, fix = EXIT_USAGE, fix_line(outcome.key_hint)
+        if as_json:
+            print_json(redact.value({**_json_report(run_spec, outcome, failures, code), "fix": fix}))
+        else:
+            shown = "the model endpoint refused the request's key (above)" if errors_shown else outcome.credentials_failure
+            err.print(f"[red]error:[/] {escape(printable(redact.text(shown)))}\n  fix: {escape(fix)}")
+            err.print(f"[dim]trace: {outcome.trace_path}[/]")
+        raise typer.Exit(code)
     if as_json:
         print_json(redact.value(_json_report(run_spec, outcome, failures, code)))
     else:
@@ -202,18 +231,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
+def _stdout_to_stderr() -> Iterator[int | None]:
     """Point file descriptor 1 at stderr for the duration (fd level, so child
-    processes and C code are covered too); a no-op if either is unusable."""
+    processes and C code are covered too); a no-op if either is unusable.
+    Yields a descriptor of the real stdout (None if nothing was redirected)."""
     try:
         sys.stdout.flush()
         saved = os.dup(1)
         os.dup2(2, 1)
     except (OSError, ValueError):
-        yield
+        yield None
         return
     try:
-        yield
+        yield saved
     finally:
         try:
             sys.stdout.flush()
@@ -236,8 +266,32 @@ def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: An
     err.print(f"[dim]trace: {trace_path}[/]")
 
 
+def _model_label(model: Any) -> str:
+    """The LiteLLM model string, with the [models] alias it was chosen by, if any."""
+    return model.model if model.name == model.model else f"{model.model} ({model.name})"
+
+
+def _print_json(obj: dict[str, Any], stdout_fd: int | None) -> None:
+    """Print ``obj`` on the real stdout, also while fd 1 points at stderr (see _stdout_to_stderr)."""
+    from asyncfc_cli.output import json_text
+    from asyncfc_cli.redaction import Redactor, env_secrets
+
+    # A spec error may quote a value that came from the environment.
+    data = json_text(Redactor(env_secrets()).value(obj)) + "\n"
+    try:
+        redirected = stdout_fd is not None and sys.stdout.fileno() == 1
+    except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (e.g. captured)
+        redirected = False
+    if not redirected:
+        print(data, end="", flush=True)
+        return
+    sys.stdout.flush()
+    os.write(stdout_fd, data.encode())
+
+
 def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) -> dict[str, Any]:
     result = outcome.result
+    header = next((e for e in outcome.trace.events if e.get("type") == "header"), {})
     return {
         "status": result.status,
         "exit_code": code,
@@ -245,7 +299,11 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
         "error": result.error,
         "task": str(run_spec.task_path),
         "agent": run_spec.agent_name,
-        "model": run_spec.model.name,
+        # The LiteLLM model string (sim or sim:P for the simulated one), not a [models] alias.
+        "model": header.get("model", run_spec.model.model),
+        "model_alias": header.get("model_alias", run_spec.model.name),
+        "litellm_model": header.get("litellm_model"),
+        "provider": header.get("provider"),
         "mode": run_spec.agent.mode,
         "wall": round(result.wall, 6),
         "turns": result.turns,
@@ -295,8 +353,16 @@ def validate(
 def sim_serve(
     task: Annotated[Path, typer.Argument(help="A task file whose [sim] plan the model follows.")],
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    protocol: Annotated[Optional[str], typer.Option(
+        "--protocol", help="Wire format: openai (chat completions), anthropic (Messages), gemini "
+        "(generateContent) or responses (OpenAI Responses). Default: the plan's [sim] protocol, "
+        "openai unless set.")] = None,
 ) -> None:
-    """Serve the simulated model as an OpenAI-compatible endpoint on 127.0.0.1."""
+    """Serve the simulated model on 127.0.0.1, in one provider's wire format.
+
+    Prints the base URL and the LiteLLM model string that reach it; any
+    client of that provider's API can use it (model name and key: anything).
+    """
     from asyncfc_cli import spec as spec_mod
     from asyncfc_cli.sim.server import SimServer
 
@@ -305,10 +371,22 @@ def sim_serve(
         if task_spec.sim is None:
             raise spec_mod.SpecError(task, "sim", "this task has no [sim] plan", "add a [sim] section")
         plan = spec_mod.load_sim_plan(task_spec.sim, task)
+        from asyncfc_cli.sim.plan import PROTOCOLS
+
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise spec_mod.SpecError(None, "--protocol", f"unknown protocol {protocol!r}",
+                                     "use one of: " + ", ".join(PROTOCOLS))
     except spec_mod.SpecError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
-    with SimServer(plan, port=port) as server:
-        err.print(f"simulated model at {server.base_url} (model name: anything; api key: anything). Ctrl-C stops.")
+    try:
+        server = SimServer(plan, port=port, protocol=protocol)
+    except OSError as exc:
+        raise _fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}; choose another --port",
+                    EXIT_USAGE) from None
+    with server:
+        err.print(f"simulated model ({server.protocol} format) at {server.base_url}; "
+                  f"LiteLLM model string {server.litellm_model} (model name: anything; api key: anything). "
+                  "Ctrl-C stops.")
         try:
             while True:
                 import time

@@ -390,12 +390,6 @@ class Hold(TraceEvent):
     budget: Number | None = None
 
 
-@_event("hold_earned")
-@dataclass(frozen=True, eq=False, kw_only=True)
-class HoldEarned(TraceEvent):
-    earned: Count
-
-
 # --- tool sources (asyncfc_cli/tools) ------------------------------------------------------
 
 

@@ -175,14 +175,14 @@ PROVIDERS = {
 }
 
 
-def provider_name(model: str) -> str:
-    """``gen_ai.provider.name`` from a model name: a LiteLLM ``provider/`` prefix
-    mapped to the convention's value, ``asyncfc.sim`` for the simulated
-    model, else ``_OTHER`` (e.g. a ``[models]`` alias whose string the trace
-    does not record)."""
-    if model == "sim":
+def provider_name(model: str, provider: str | None = None) -> str:
+    """``gen_ai.provider.name``: ``asyncfc.sim`` for the simulated model (``sim``,
+    ``sim:P``), else the LiteLLM provider the header records (or the model's
+    ``provider/`` prefix, for older traces) mapped to the convention's value,
+    else ``_OTHER``."""
+    if model == "sim" or model.startswith("sim:"):
         return "asyncfc.sim"
-    prefix = model.split("/", 1)[0] if "/" in model else ""
+    prefix = provider or (model.split("/", 1)[0] if "/" in model else "")
     return PROVIDERS.get(prefix, prefix or "_OTHER")
 
 
@@ -227,7 +227,7 @@ def otel_trace(run: Run) -> dict[str, Any]:
     zero = _epoch_ns(run)
     model = header.model or ""
     agent = header.agent or ""
-    provider = provider_name(model)
+    provider = provider_name(model, header.get("provider"))
 
     def ns(t: float) -> str:
         return str(zero + int(round(t * 1e9)))

@@ -133,13 +133,9 @@ class AsyncScheduler(Scheduler):
         self._forward: set[str] = set()  # ids referenced before they were issued, in this response
         self._last_ordered: CallRecord | None = None
         self._finishing = False  # the model's held answer is in the conversation
-        # Holding can cost a model that had other work to do. The run may hold
-        # for one time to first token in all, plus one more each time the
-        # model showed it needed handed-back values (a message that only
-        # waits on them): see _hold.
+        # Holding can cost a model that had other work to do: a run holds for
+        # one time to first token in all (see _hold).
         self._held = 0.0
-        self._earned = 0
-        self._handed: set[str] = set()  # futures that went back as handles in the last response
 
     def extra_tools(self) -> list[Any]:
         return [wait_tool()]
@@ -306,9 +302,6 @@ class AsyncScheduler(Scheduler):
         self._close_response()
         calls = [r for r in response if r.future is not None]
         waits = [r for r in response if r.future is None]
-        if waits and not calls and self._waited_on(waits) & self._handed:
-            self._earned += 1  # it needed what it was handed: holding would have saved this request
-            self.trace.emit("hold_earned", earned=self._earned)
         # Results already there go back in their calls' own messages...
         given = [r for r in calls if r.done and not r.delivered]
         self._mark(given, "result")
@@ -323,7 +316,6 @@ class AsyncScheduler(Scheduler):
             self._mark(late, "result")
             given += late
         messages = []
-        self._handed = set()
         for record in response:
             if record.future is None:
                 content = replies[id(record)]
@@ -331,19 +323,8 @@ class AsyncScheduler(Scheduler):
                 content = record.content()
             else:
                 content = handle(record.future)
-                self._handed.add(record.future)
             messages.append({"role": "tool", "tool_call_id": record.call_id, "content": content})
         return messages
-
-    def _waited_on(self, waits: list[CallRecord]) -> set[str]:
-        named: set[str] = set()
-        for w in waits:
-            ids = (w.arguments or {}).get("futures") if isinstance(w.arguments, dict) else None
-            for raw in ids if isinstance(ids, list) else [ids]:
-                fid = parse_future_id(raw)
-                if fid:
-                    named.add(fid)
-        return named
 
     async def _hold(self, records: list[CallRecord]) -> None:
         """Hold the next request, at most one time to first token, for calls that may finish within it.
@@ -357,13 +338,12 @@ class AsyncScheduler(Scheduler):
         call known to take longer gets its handle at once, since holding
         could not save the request.
 
-        Holds add up, and a model that forwards everything never needs one:
-        so a run holds for one time to first token in all, and one more each
-        time the model, handed pending futures, answered with a message that
-        only waits on them (it needed them; a hold would have saved that
-        request). A run is then never slower than without holds by more than
-        about one time to first token, and a model that reads its results
-        gets them held.
+        Holds add up, and a model that had other work loses each one, while
+        latency estimates can be wrong: so a run holds for one time to first
+        token in all. A run is then never slower than without holds by more
+        than one time to first token (when the model's messages do not depend
+        on whether a value came back held), and the first reads of a model
+        that does not say what it needs cost no extra request.
         """
         pending = [r for r in records if not r.done]
         if self.hold == "never" or not pending:
@@ -375,7 +355,7 @@ class AsyncScheduler(Scheduler):
             ttft = self.cost.ttft
             if not ttft:
                 return
-            budget = min(ttft, (1 + self._earned) * ttft - self._held)
+            budget = ttft - self._held
         if budget <= 0:
             return
         now = self.trace.now()

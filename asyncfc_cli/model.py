@@ -22,17 +22,22 @@ The alternatives (sync ``completion`` in ``trio.to_thread``, trio-asyncio)
 were worse: a blocked read on a stalled stream does not wake on close, and
 trio-asyncio needs private patches (see DESIGN.md, "Measured facts").
 
-Tool calls are assembled incrementally (:class:`ToolCallAssembler`): a
-call's arguments are complete when they parse as a JSON object, a higher
-``tool_calls[].index`` or content begins, or a ``finish_reason`` arrives,
-and :class:`ToolCallReady` is emitted at that moment, before the stream
-ends, so the async executor can start the tool while the model decodes.
+Chunks are decoded by :class:`~asyncfc_cli.decoding.StreamDecoder`, the
+one decoder every path shares: a call's arguments are complete when they
+close a JSON object, a higher ``tool_calls[].index`` or content begins, or a
+``finish_reason`` arrives, and :class:`ToolCallReady` is emitted at that
+moment, before the stream ends, so the async executor can start the tool
+while the model decodes.
+
+``stream_timeout`` bounds silence, not bytes: a stream that sends only empty
+deltas or SSE comments keeps the HTTP read timeout happy forever, so the
+bridge also ends a request when no chunk has carried anything for that long
+(:class:`StreamStalled`, retried like any timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import sys
@@ -43,6 +48,17 @@ from typing import Any, Protocol
 
 import trio
 
+from asyncfc_cli.decoding import (  # noqa: F401  (the events are this module's interface too)
+    PROGRESS_INTERVAL,
+    Decoding,
+    FirstToken,
+    ModelEvent,
+    StreamDecoder,
+    StreamDone,
+    TextDelta,
+    ToolCallAssembler,
+    ToolCallReady,
+)
 from asyncfc_cli.redaction import Redactor, run_secrets
 
 # Offline by default: without this, importing litellm tries to download its
@@ -50,155 +66,26 @@ from asyncfc_cli.redaction import Redactor, run_secrets
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-# --- events a model stream produces -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FirstToken:
-    """The first content or tool-call byte arrived (time to first token ends)."""
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """Progress: streamed chunks so far (about one token each), a few times a second."""
-
-    chunks: int
-
-
-@dataclass(frozen=True)
-class ToolCallReady:
-    """A streamed tool call whose arguments are complete."""
-
-    index: int
-    id: str
-    name: str
-    arguments: str  # raw JSON text as the model wrote it; may be malformed
-
-
-@dataclass(frozen=True)
-class StreamDone:
-    finish_reason: str | None
-    content: str
-    tool_calls: list[ToolCallReady]
-    prompt_tokens: int
-    completion_tokens: int
-
-
-ModelEvent = FirstToken | TextDelta | Decoding | ToolCallReady | StreamDone
-
-
-PROGRESS_INTERVAL = 0.25  # seconds between Decoding events: enough for a 10 Hz display
-
-
 class ModelError(Exception):
     """The model endpoint failed (after retries, where retrying made sense)."""
+
+
+class CredentialsError(ModelError):
+    """The endpoint refused the key, or there was none: retrying cannot help."""
+
+
+class StreamStalled(TimeoutError):
+    """Nothing but empty deltas or keep-alives for ``stream_timeout`` seconds."""
+
+
+class StreamTruncated(ConnectionError):
+    """The stream ended without a finish reason: the connection was cut."""
 
 
 class ModelClient(Protocol):
     """What the agent loop needs from a model: one streamed request."""
 
     def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]: ...
-
-
-# --- streamed tool-call assembly ----------------------------------------------------
-
-
-@dataclass
-class _Partial:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
-
-
-class ToolCallAssembler:
-    """Rebuilds tool calls from OpenAI-style delta fragments.
-
-    ``id`` and ``name`` come only on a call's first fragment; later fragments
-    carry ``index`` and argument text. A call is complete, and reported at
-    once, at the first of:
-
-    - its arguments parse as a JSON object (nothing valid can follow it);
-    - a higher index begins, or content arrives after it;
-    - the finish reason arrives.
-
-    The first rule matters when a model thinks between calls: the index rule
-    alone would hold a finished call until the next call's header, after the
-    thinking, and the tool would start that much later.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[int, _Partial] = {}
-        self._closed: set[int] = set()
-        self._alias: dict[int, int] = {}  # index as sent -> slot, for reused indices
-        self.done: list[ToolCallReady] = []
-
-    def feed(self, fragments: list[Any], text: str | None = None) -> list[ToolCallReady]:
-        ready: list[ToolCallReady] = []
-        if text:
-            ready.extend(self.finish())
-        for frag in fragments:
-            index = _get(frag, "index")
-            if index is None:
-                index = max(self._open, default=len(self.done))
-            index = self._alias.get(index, index)
-            new_id = _get(frag, "id")
-            taken = index in self._closed or (index in self._open and self._open[index].id not in ("", new_id))
-            if new_id and taken:
-                # A new call reusing an index (some servers send none, and
-                # LiteLLM fills in 0 for all): give it the next free slot.
-                slot = max([*self._closed, *self._open]) + 1
-                self._alias[_get(frag, "index") if _get(frag, "index") is not None else index] = slot
-                index = slot
-            elif index in self._closed:
-                continue  # e.g. whitespace after a complete object
-            for lower in sorted(i for i in self._open if i < index):
-                ready.append(self._close(lower))
-            part = self._open.setdefault(index, _Partial())
-            if _get(frag, "id"):
-                part.id = _get(frag, "id")
-            fn = _get(frag, "function")
-            if fn is not None:
-                if _get(fn, "name"):
-                    part.name = _get(fn, "name")
-                piece = _get(fn, "arguments")
-                if piece:
-                    part.arguments.append(piece)
-                    if piece.rstrip().endswith("}") and part.name and _is_object("".join(part.arguments)):
-                        ready.append(self._close(index))
-        return ready
-
-    def finish(self) -> list[ToolCallReady]:
-        return [self._close(i) for i in sorted(self._open)]
-
-    def _close(self, index: int) -> ToolCallReady:
-        part = self._open.pop(index)
-        self._closed.add(index)
-        call = ToolCallReady(
-            index=index,
-            id=part.id or f"call_{index}",
-            name=part.name,
-            arguments="".join(part.arguments),
-        )
-        self.done.append(call)
-        return call
-
-
-def _is_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
-
-
-def _get(obj: Any, key: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return getattr(obj, key, None)
 
 
 # --- the asyncio loop thread ---------------------------------------------------------
@@ -309,6 +196,12 @@ class ModelConfig:
     retries: int = 3
     backoff: float = 0.5
     stream_timeout: float = 120.0
+    # Anthropic's fine-grained tool streaming: mark every tool
+    # ``eager_input_streaming`` so its arguments stream without server buffering.
+    eager_input_streaming: bool = False
+    # Where the key comes from, for the fix line of a credentials error
+    # (e.g. "export OPENAI_API_KEY=..."); never the key itself.
+    key_hint: str = ""
 
     def __repr__(self) -> str:  # keeps keys out of tracebacks and logs
         return f"ModelConfig(model={self.model!r}, api_base={self.api_base!r})"
@@ -325,13 +218,39 @@ _TRANSIENT = (
     "BadGatewayError",
 )
 
+# How providers (through LiteLLM) say the key is missing or wrong. A missing
+# key is not always an AuthenticationError: LiteLLM reports OpenAI's as an
+# InternalServerError and Gemini's as an APIConnectionError, which would
+# otherwise be retried; Gemini answers a bad key with a 400.
+_CREDENTIAL_CLASSES = ("AuthenticationError", "PermissionDeniedError")
+_CREDENTIAL_MESSAGES = (
+    "missing credentials", "api_key client option must be set", "missing anthropic api key",
+    "missing gemini api key", "api key not valid", "api_key_invalid", "invalid x-api-key",
+    "incorrect api key", "invalid api key", "invalid_api_key",
+)
+
 
 def is_transient(exc: BaseException) -> bool:
+    if is_credentials_error(exc):
+        return False
     return type(exc).__name__ in _TRANSIENT or isinstance(exc, (ConnectionError, TimeoutError))
 
 
+def is_credentials_error(exc: BaseException) -> bool:
+    """The endpoint refused the key, or the client had none to send."""
+    if type(exc).__name__ in _CREDENTIAL_CLASSES:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _CREDENTIAL_MESSAGES)
+
+
 class LiteLLMClient:
-    """Streams chat completions through LiteLLM on an :class:`AsyncioThread`."""
+    """Streams chat completions through LiteLLM on an :class:`AsyncioThread`.
+
+    ``credentials_failure`` holds the message of a request that failed on its
+    key (missing or refused): the run stops at once, and the CLI exits 2 with
+    a fix line instead of 1.
+    """
 
     def __init__(
         self,
@@ -347,9 +266,12 @@ class LiteLLMClient:
         # still knows its key, its params' credentials and the environment's.
         self.redactor = redactor or Redactor(run_secrets(config))
         self._litellm = import_litellm()
+        self.credentials_failure: str | None = None
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
         attempt = 0
+        if self.config.eager_input_streaming:
+            tools = [{**tool, "eager_input_streaming": True} for tool in tools]
         while True:
             emitted_calls = False
             try:
@@ -361,6 +283,9 @@ class LiteLLMClient:
             except ModelError:
                 raise
             except Exception as exc:
+                if is_credentials_error(exc):
+                    self.credentials_failure = describe_error(exc, self.redactor)
+                    raise CredentialsError(self.credentials_failure) from None
                 # Tool calls already handed out may be running; replaying the
                 # request would issue them twice, so only a clean failure retries.
                 if emitted_calls or not is_transient(exc) or attempt >= self.config.retries:
@@ -421,56 +346,38 @@ class LiteLLMClient:
                 hand_over("error", exc)
 
         future = asyncio.run_coroutine_threadsafe(pump(), loop)
-        assembler = ToolCallAssembler()
-        content: list[str] = []
-        finish_reason: str | None = None
-        usage: Any = None
-        first = True
-        chunks, next_progress = 0, trio.current_time() + PROGRESS_INTERVAL
+        decoder = StreamDecoder(clock=trio.current_time)
+        silence = self.config.stream_timeout
+        deadline = trio.current_time() + silence
         try:
             async with receive:
-                async for kind, value in receive:
+                while True:
+                    # Only the wait is under the deadline: yielding inside a
+                    # cancel scope from an async generator is not safe in trio.
+                    item: tuple[str, Any] | None = None
+                    with trio.move_on_at(deadline):
+                        item = await receive.receive()
+                    if item is None:
+                        raise StreamStalled(f"no tokens for {silence:g}s (request_timeout): the stream "
+                                            "sent nothing, or only empty chunks or keep-alives")
+                    kind, value = item
                     if kind == "error":
                         raise value
                     if kind == "end":
                         break
-                    chunk = value
-                    if _get(chunk, "usage"):
-                        usage = _get(chunk, "usage")
-                    for choice in _get(chunk, "choices") or []:
-                        delta = _get(choice, "delta")
-                        text = _get(delta, "content") if delta is not None else None
-                        fragments = (_get(delta, "tool_calls") if delta is not None else None) or []
-                        thinking = _get(delta, "reasoning_content") if delta is not None else None
-                        if text or fragments or thinking:
-                            chunks += 1
-                            if first:
-                                first = False
-                                yield FirstToken()
-                            elif trio.current_time() >= next_progress:
-                                next_progress = trio.current_time() + PROGRESS_INTERVAL
-                                yield Decoding(chunks)
-                        if text:
-                            content.append(text)
-                            yield TextDelta(text)
-                        for call in assembler.feed(fragments, text):
-                            yield call
-                        if _get(choice, "finish_reason"):
-                            finish_reason = _get(choice, "finish_reason")
-                            for call in assembler.finish():
-                                yield call
+                    for event in decoder.feed(value):
+                        yield event
+                    if decoder.progressed:
+                        deadline = trio.current_time() + silence
         finally:
             if not future.done():
                 loop.call_soon_threadsafe(future.cancel)
-        for call in assembler.finish():
-            yield call
-        yield StreamDone(
-            finish_reason=finish_reason,
-            content="".join(content),
-            tool_calls=list(assembler.done),
-            prompt_tokens=int(_get(usage, "prompt_tokens") or 0) if usage else 0,
-            completion_tokens=int(_get(usage, "completion_tokens") or 0) if usage else 0,
-        )
+        if decoder.finish_reason is None or not decoder.carried:
+            # LiteLLM raises for most cut streams, but makes up a "stop" for
+            # one cut before its first event (an empty body): that is no answer.
+            raise StreamTruncated("the stream ended without an answer or a finish reason (the connection was cut?)")
+        for event in decoder.end():
+            yield event
 
 
 def describe_error(exc: BaseException, redactor: Redactor) -> str:

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from asyncfc_cli import credentials
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
@@ -23,8 +25,6 @@ from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.tools import ToolLoadError, open_tools
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
-
-SIM_MODEL_NAME = "openai/asyncfc-sim"
 
 
 @dataclass
@@ -34,6 +34,10 @@ class RunOutcome:
     run_id: str
     trace: Trace
     redactor: Redactor  # every secret the run knew: the CLI's outputs go through it too
+    # Set when a request failed on its key (missing or refused): the CLI
+    # exits 2 with a fix line, not 1.
+    credentials_failure: str | None = None
+    key_hint: str = ""
 
 
 def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None = None) -> TraceWriter:
@@ -56,13 +60,47 @@ def run_header(spec: RunSpec, run_id: str) -> dict:
         run_id,
         task=str(spec.task_path),
         agent=spec.agent_name,
-        model=spec.model.name,
-        litellm_model=SIM_MODEL_NAME if spec.model.is_sim else spec.model.model,
+        **model_identity(spec),
         mode=spec.agent.mode,
         spec_digest=spec.digest,
         tools=sorted(spec.tools),
         tool_kinds={src.name: src.kind for src in spec.tool_sources},
     )
+
+
+_registered: list[bool] = []
+
+
+def register_sim_models(litellm: Any) -> None:
+    """Tell LiteLLM what the simulated model is on each route, as its model map
+    does for a real model: chat, tools and system messages (without this the
+    Gemini route folds the system prompt into the user turn), no cost.
+    Once per process: it takes a noticeable fraction of a second."""
+    if _registered:
+        return
+    _registered.append(True)
+    from asyncfc_cli.sim.protocols import NAMES, get_format
+
+    info = {"mode": "chat", "max_input_tokens": 1_000_000, "max_output_tokens": 65_536, "max_tokens": 65_536,
+            "input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "cache_creation_input_token_cost": 0.0,
+            "cache_read_input_token_cost": 0.0, "supports_function_calling": True,
+            "supports_parallel_function_calling": True, "supports_system_messages": True,
+            "supports_tool_choice": True}
+    entries = {}
+    for name in NAMES:
+        wire = get_format(name)
+        provider = wire.litellm_prefix.split("/", 1)[0]
+        entries[f"{provider}/{wire.litellm_model.rsplit('/', 1)[-1]}"] = {**info, "litellm_provider": provider}
+    litellm.register_model(entries)
+
+
+def sim_config(server: Any, retries: int, stream_timeout: float, eager: bool | None = None) -> ModelConfig:
+    """The LiteLLM configuration that reaches a running SimServer through its
+    provider's adapter; ``eager`` as ``eager_input_streaming`` (None: on for Anthropic)."""
+    register_sim_models(import_litellm())
+    return ModelConfig(model=server.litellm_model, api_base=server.base_url, api_key=credentials.SIM_KEY,
+                       retries=retries, stream_timeout=stream_timeout,
+                       eager_input_streaming=server.protocol == "anthropic" if eager is None else eager)
 
 
 @contextmanager
@@ -72,13 +110,35 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
     if m.is_sim:
         from asyncfc_cli.sim.server import SimServer
 
-        with SimServer(spec.sim_plan) as server:
-            # The simulated model is reached like any local OpenAI-compatible server.
-            yield ModelConfig(model=SIM_MODEL_NAME, api_base=server.base_url, api_key="sim-no-key",
-                              retries=m.retries, stream_timeout=m.request_timeout)
+        with SimServer(spec.sim_plan, protocol=m.sim_protocol) as server:
+            # The simulated model is reached like the provider it imitates: a
+            # local OpenAI-compatible server, or Anthropic/Gemini/Responses
+            # through LiteLLM's adapter for that provider.
+            yield sim_config(server, m.retries, m.request_timeout, m.eager_input_streaming)
         return
-    yield ModelConfig(model=m.model, api_base=m.api_base, api_key=m.api_key, params=dict(m.params),
-                      retries=m.retries, stream_timeout=m.request_timeout)
+    keys = credentials.resolve(m, import_litellm())
+    eager = m.eager_input_streaming if m.eager_input_streaming is not None else keys.provider == "anthropic"
+    yield ModelConfig(model=m.model, api_base=m.api_base, api_key=keys.api_key, params=dict(m.params),
+                      retries=m.retries, stream_timeout=m.request_timeout, eager_input_streaming=eager,
+                      key_hint=keys.hint)
+
+
+def model_identity(spec: RunSpec) -> dict[str, str]:
+    """What the trace header and ``--json`` say about the model: the LiteLLM
+    model string (``sim:P`` for the simulated one) rather than a [models]
+    alias, the alias, the string LiteLLM is called with, and its provider."""
+    m = spec.model
+    if m.is_sim:
+        from asyncfc_cli.sim.protocols import get_format
+
+        protocol = m.sim_protocol or (spec.sim_plan.protocol if spec.sim_plan is not None else "openai")
+        return {"model": m.model, "model_alias": m.name, "provider": "asyncfc.sim",
+                "litellm_model": get_format(protocol).litellm_model}
+    try:
+        provider = str(import_litellm().get_llm_provider(model=m.model, api_base=m.api_base)[1])
+    except Exception:  # an unknown provider was refused before the run; be safe anyway
+        provider = ""
+    return {"model": m.model, "model_alias": m.name, "litellm_model": m.model, "provider": provider}
 
 
 def agent_run(spec: RunSpec, tools: dict | None = None,
@@ -107,7 +167,9 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     trace has been closed with status ``interrupted``.
     """
     run_id = run_id or new_run_id()
-    import_litellm()  # seconds of import: before the run's clock starts
+    litellm = import_litellm()  # seconds of import: before the run's clock starts
+    if spec.model.is_sim:
+        register_sim_models(litellm)
     # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
     redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
     trace = Trace(redactor=redactor)
@@ -135,7 +197,8 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                     # Tool resources (processes, servers) live exactly as long as the run.
                     async with open_tools(spec.tool_sources, trace) as tools:
                         result = await run_agent(agent_run(spec, tools), client, trace)
-                    outcome.append(RunOutcome(result, writer.path, run_id, trace, redactor))
+                    outcome.append(RunOutcome(result, writer.path, run_id, trace, redactor,
+                                              client.credentials_failure, config.key_hint))
                     nursery.cancel_scope.cancel()
 
             try:

@@ -87,6 +87,8 @@ class ModelSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="extra LiteLLM arguments")
     retries: int = Field(3, ge=0, le=10)
     request_timeout: float = Field(120.0, gt=0)
+    eager_input_streaming: bool | None = Field(
+        None, description="Anthropic: stream tool arguments without server buffering (default: on for anthropic/)")
 
 
 class AgentSpec(_Strict):
@@ -446,10 +448,17 @@ class ResolvedModel:
     params: dict[str, Any] = field(default_factory=dict)
     retries: int = 3
     request_timeout: float = 120.0
+    eager_input_streaming: bool | None = None
+    key_env: str | None = None  # the api_key_env variable, if the key comes from one
 
     @property
     def is_sim(self) -> bool:
-        return self.model == SIM_MODEL
+        return self.model == SIM_MODEL or self.model.startswith(SIM_MODEL + ":")
+
+    @property
+    def sim_protocol(self) -> str | None:
+        """The wire format asked for with ``sim:P`` (None: the plan's own)."""
+        return self.model.partition(":")[2] or None if self.is_sim else None
 
     def __repr__(self) -> str:
         return f"ResolvedModel(name={self.name!r}, model={self.model!r})"
@@ -724,8 +733,18 @@ def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
 
 
 def is_model_string(ref: str) -> bool:
-    """Whether ``ref`` reads as a LiteLLM model string (or the simulated model)."""
-    return ref == SIM_MODEL or "/" in ref or ref.startswith(("gpt-", "claude", "gemini"))
+    """Whether ``ref`` reads as a LiteLLM model string (or the simulated model, ``sim[:protocol]``)."""
+    return (ref == SIM_MODEL or ref.startswith(SIM_MODEL + ":") or "/" in ref
+            or ref.startswith(("gpt-", "claude", "gemini")))
+
+
+def check_sim_model(model: str, file: Path | None, key: str) -> None:
+    """``sim:P`` must name a wire format the simulated model speaks."""
+    from asyncfc_cli.sim.plan import PROTOCOLS
+
+    if model.startswith(SIM_MODEL + ":") and model.partition(":")[2] not in PROTOCOLS:
+        raise SpecError(file, key, f"the simulated model does not speak {model.partition(':')[2]!r}",
+                        "use " + ", ".join(["sim"] + [f"sim:{p}" for p in PROTOCOLS]))
 
 
 def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
@@ -735,6 +754,7 @@ def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
     models = raw_agents.get("models", {})
     if ref in models:
         spec = validate_as(ModelSpec, interpolate(models[ref], file, f"models.{ref}"), file, f"models.{ref}")
+        check_sim_model(spec.model, file, f"models.{ref}.model")
         api_key = spec.api_key
         if spec.api_key_env:
             api_key = os.environ.get(spec.api_key_env) or None
@@ -743,8 +763,9 @@ def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
                                 f"environment variable {spec.api_key_env} is not set",
                                 f"export {spec.api_key_env}=<your key>")
         return ResolvedModel(ref, spec.model, spec.api_base or None, api_key, spec.params,
-                             spec.retries, spec.request_timeout)
+                             spec.retries, spec.request_timeout, spec.eager_input_streaming, spec.api_key_env)
     if is_model_string(ref):
+        check_sim_model(ref, ref_file, key)
         return ResolvedModel(ref, ref)
     raise SpecError(ref_file, key, f"{ref!r} is neither a [models] entry nor a LiteLLM model string",
                     _model_fix(models))
@@ -753,7 +774,7 @@ def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
 def _model_fix(models: Any) -> str:
     names = [n for n in sorted(models) if n != SIM_MODEL]
     defined = f"a [models] name ({', '.join(names)}), " if names else ""
-    return f'use {defined}"sim", or a provider/model string like openai/gpt-4o-mini'
+    return f'use {defined}"sim" (or sim:anthropic, ...), or a provider/model string like openai/gpt-4o-mini'
 
 
 def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
@@ -790,6 +811,8 @@ def validate_file(path: Path) -> str:
             _check_source(source, run_spec.agents_path if source.name not in task.tools else path)
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
     agents = validate_as(AgentsFile, _interpolate_leniently(raw), path)
+    for name, model_spec in agents.models.items():
+        check_sim_model(model_spec.model, path, f"models.{name}.model")
     check_tool_definitions({}, None, raw.get("tools", {}), path)
     for name in agents.agents:
         resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path)

@@ -15,8 +15,10 @@ The event types and their fields are defined once, typed, in
 :mod:`asyncfc_cli.events`; every reader goes through them. In brief
 (fields beyond ``type`` and ``t``):
 
-``header``            version, run_id, started_at, task, agent, model (the name as
-                      configured), litellm_model (the LiteLLM model string), mode,
+``header``            version, run_id, started_at, task, agent, model (the LiteLLM model
+                      string; sim or sim:P for the simulated model), model_alias (the
+                      [models] name or string as given), litellm_model (what LiteLLM was
+                      called with), provider (LiteLLM's provider; asyncfc.sim), mode,
                       spec_digest, tools
 ``model_begin``       request, messages
 ``model_first_token`` request
@@ -47,8 +49,6 @@ Async mode adds:
 ``tool_source_error`` name, error                             (an MCP session failed after its start)
 ``tool_progress``     call_id, tool, status, mcp_task?, message? (an MCP task's state changed)
 ``tool_blocked``      call_id, tool, seconds                  (an async def tool blocked the loop)
-``hold_earned``       earned                                  (the model waited on futures it was handed:
-                                                               one more time to first token of holds)
 
 Secrets are removed from every line before it is written (:func:`Trace.emit`).
 """

@@ -301,10 +301,11 @@ def test_secrets_the_run_knows_never_reach_any_output(tmp_path, mode):
 
 
 def test_a_secret_across_the_error_cut_is_redacted_before_the_cut(tmp_path):
-    # The message is cut at 400 characters; the key straddles the cut.
+    # The message is cut at 400 characters; the key straddles the cut. (A server
+    # error, not a refused key: that exits 2 with a fix, tests/test_credentials.py.)
     def quote_key(request):
         key = request["headers"].get("authorization", "").removeprefix("Bearer ")
-        return Reply.error(401, "x" * 380 + f" invalid key {key}")
+        return Reply.error(500, "x" * 380 + f" upstream said {key}")
 
     with ScriptedServer([quote_key]) as server:
         env = {"OPENAI_API_KEY": ENV_KEY, "ASYNCFC_TEST_API_BASE": server.base_url}

@@ -168,7 +168,7 @@ def test_the_live_display_draws_its_last_frame_for_hostile_calls(tmp_path):
                                           "--timeout", "30", "--trace", str(tmp_path / "t.jsonl")], env)
     assert "Traceback" not in screen and "timeline not drawn" not in screen
     assert code in (0, 1), screen  # 1 only if the run itself failed (e.g. a self-reference the engine refuses)
-    assert "model endpoint" in screen  # the live timeline was drawn
+    assert "model openai/hostile" in screen  # the live timeline was drawn (its model lane)
     if code == 0:
         assert "bad \\ud800 text \\x1b]0;pwned\\x07 and \U0001f642 done" in screen
     assert "\x1b]0;pwned" not in screen and "\x1b[2Jb" not in screen

@@ -16,7 +16,9 @@ import pytest
 from pydantic import ValidationError
 
 from asyncfc_cli.sim import engine
-from asyncfc_cli.sim.engine import Call, Text, count_tokens, decide, render
+from asyncfc_cli.sim.engine import Call, Text, count_tokens, decide
+from asyncfc_cli.sim.protocols.openai import delta_of
+from asyncfc_cli.sim.render import render
 from asyncfc_cli.sim.plan import Ref, SimPlan, parse_template, template_refs
 from asyncfc_cli.sim.server import SimServer
 
@@ -264,7 +266,7 @@ def test_render_fragments_rebuild_exact_arguments(chunk_chars):
         "tool_calls",
     )
     items = list(render(reply, plan, 10, random.Random(0)))
-    choices = [c for _, c in items]
+    choices = [c for _, event in items if (c := delta_of(event)) is not None]  # as OpenAI chunks
     assert choices[0]["delta"] == {"role": "assistant", "content": ""}
     assert choices[-1] == {"delta": {}, "finish_reason": "tool_calls"}
     assert all(c["finish_reason"] is None for c in choices[:-1])
@@ -519,7 +521,7 @@ def test_render_never_repeats_a_content_delta():
     plan = make_plan(decode_tps=100.0)
     reply = engine.Reply([Text("=" * 401 + "ab")], "stop")
     items = list(render(reply, plan, 0, random.Random(0)))[1:-1]
-    pieces = [c["delta"]["content"] for _, c in items]
+    pieces = [event.text for _, event in items]
     assert "".join(pieces) == reply.content
     assert all(a != b for a, b in zip(pieces, pieces[1:]))
     assert sum(d for d, _ in items) == pytest.approx(count_tokens(reply.content) / 100.0)

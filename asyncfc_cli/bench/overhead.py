@@ -28,11 +28,14 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.decoding import ModelEvent, StreamDecoder, ToolCallReady
 from asyncfc_cli.executor import Limits, ParallelScheduler, SyncScheduler
 from asyncfc_cli.futures import AsyncScheduler
-from asyncfc_cli.model import FirstToken, ModelEvent, StreamDone, TextDelta, ToolCallAssembler, ToolCallReady
+from asyncfc_cli.model import StreamDone
 from asyncfc_cli.sim import engine
+from asyncfc_cli.sim.inprocess import chat_encoder
 from asyncfc_cli.sim.plan import SimPlan
+from asyncfc_cli.sim.render import render
 from asyncfc_cli.tools import Tool
 from asyncfc_cli.trace import Trace
 
@@ -111,27 +114,12 @@ class InstantSim:
         messages = copy.deepcopy(messages)
         reply = engine.decide(self.plan, messages, tools)
         prompt = engine.prompt_tokens(messages, tools)
-        assembler = ToolCallAssembler()
-        content: list[str] = []
+        encoder = chat_encoder(messages, tools)
+        decoder = StreamDecoder()
         chunks: list[list[ModelEvent]] = []
-        first, finish = True, None
-        for _delay, choice in engine.render(reply, self.plan, prompt, engine.timing_rng(self.plan, 0)):
-            events: list[ModelEvent] = []
-            delta = choice["delta"]
-            text, fragments = delta.get("content"), delta.get("tool_calls") or []
-            if first and (text or fragments or delta.get("reasoning_content")):
-                first = False
-                events.append(FirstToken())
-            if text:
-                content.append(text)
-                events.append(TextDelta(text))
-            events.extend(assembler.feed(fragments, text))
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-                events.extend(assembler.finish())
-            chunks.append(events)
-        chunks.append([StreamDone(finish, "".join(content), list(assembler.done), prompt,
-                                  engine.completion_tokens(reply))])
+        for _delay, event in render(reply, self.plan, prompt, engine.timing_rng(self.plan, 0)):
+            chunks.append([e for chunk in encoder.chunks(event) for e in decoder.feed(chunk)])
+        chunks.append(decoder.end())
         self.model_seconds += time.perf_counter() - t0
         for events in chunks:
             await trio.lowlevel.checkpoint()

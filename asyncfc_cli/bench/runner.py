@@ -276,7 +276,7 @@ def http_transport(model: str | None = None, api_base: str | None = None, api_ke
     """An :class:`Http` transport: the simulated model's server (``model`` None or "sim"),
     or the LiteLLM model ``model``. Imports litellm (seconds), so only commands that need it call this."""
     from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
-    from asyncfc_cli.runner import SIM_MODEL_NAME
+    from asyncfc_cli.runner import sim_config
 
     import_litellm()
     with AsyncioThread() as loop_thread:
@@ -284,8 +284,7 @@ def http_transport(model: str | None = None, api_base: str | None = None, api_ke
             from asyncfc_cli.sim.server import SimServer
 
             with SimServer(first_plan) as server:
-                config = ModelConfig(model=SIM_MODEL_NAME, api_base=server.base_url, api_key="sim-no-key",
-                                     retries=0, stream_timeout=timeout)
+                config = sim_config(server, retries=0, stream_timeout=timeout)
                 yield Http(LiteLLMClient(config, loop_thread), server)
             return
         config = ModelConfig(model=model, api_base=api_base or None, api_key=api_key or None,

@@ -1,39 +1,10 @@
-"""Decision logic and stream rendering of the simulated model; no I/O.
+"""Decision logic of the simulated model; no I/O.
 
 ``decide`` looks at the conversation it is sent, the way a model does, and
-picks its next step from the plan. ``render`` turns that reply into timed
-stream deltas, which the HTTP server sleeps with ``time.sleep`` and an
-in-process client could sleep with ``trio.sleep``.
-
-The stream interleaves content and tool calls in plan order (think text,
-call, think text, call, ...): that is how decode time between calls is
-simulated.
-
-What litellm 1.110 does with such a stream (``openai/`` provider,
-``CustomStreamWrapper``; checked in tests/test_sim.py and by reading
-litellm_core_utils/streaming_handler.py):
-
-- Interleaving is handled correctly. Every upstream chunk whose delta has
-  non-empty content or any ``tool_calls`` is passed on, in order, with the
-  delta intact; content that arrives between one call's fragments and the
-  next call's header is neither dropped nor reordered. Argument fragments
-  are passed through byte-exact, even when they split a JSON escape
-  (``\\`` | ``n``) or sit next to multi-byte characters.
-- ``stream_chunk_builder`` joins *all* content deltas into one string (the
-  think text of every step, in order) and merges fragments by ``index``,
-  taking id and name from whichever fragment has them.
-- ``raise_on_model_repetition``: 100 consecutive identical content deltas
-  longer than two characters abort the stream with ``MidStreamFallbackError``
-  (``REPEATED_STREAMING_CHUNK_LIMIT``). An answer holding a long run of one
-  character (about 400 ``=``) hits that with one-token deltas, so ``render`` never
-  sends the same content delta twice in a row (see ``_content_pieces``).
-- A ``finish_reason`` of ``"stop"`` is rewritten to ``"tool_calls"`` when the
-  response streamed any tool call (``_normalize_tool_call_finish_reason``).
-- The usage chunk (``choices: []``) comes out as a chunk with empty
-  ``choices`` and ``usage`` set: consumers must not index ``choices[0]``
-  blindly.
-- The first request in a process costs ~0.5 s of lazy setup inside litellm,
-  before the server sees anything; later requests add ~1 ms per chunk.
+picks its next step from the plan. :mod:`asyncfc_cli.sim.render` turns that
+reply into timed neutral stream events, and each protocol in
+:mod:`asyncfc_cli.sim.protocols` puts them on its wire (what LiteLLM does
+with each is written down there).
 """
 
 from __future__ import annotations
@@ -41,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -708,138 +679,3 @@ def completion_tokens(reply: Reply) -> int:
         else:
             total += count_tokens(segment.name) + count_tokens(segment.arguments)
     return total
-
-
-# --- rendering -------------------------------------------------------------
-
-
-def _jittered(delay: float, plan: SimPlan, rng: random.Random) -> float:
-    if not plan.jitter or delay <= 0:
-        return delay
-    return max(0.0, delay * (1.0 + plan.jitter * rng.uniform(-1.0, 1.0)))
-
-
-def render(
-    reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random
-) -> Iterator[tuple[float, dict[str, Any]]]:
-    """Timed stream of ``reply``: ``(delay_before, choice)`` pairs.
-
-    ``prompt_tokens`` are the tokens to prefill before the first one
-    (:func:`prefill_tokens`).
-
-    ``choice`` is ``{"delta": {...}, "finish_reason": None | str}``, i.e. the
-    ``choices[0]`` of an OpenAI ``chat.completion.chunk`` without its index.
-    The delay is slept *before* sending that chunk.
-    """
-    token = 1.0 / plan.decode_tps
-    first = plan.ttft + prompt_tokens / plan.prefill_tps
-    yield _jittered(first, plan, rng), _choice({"role": "assistant", "content": ""})
-    index = 0
-    previous = None
-    for segment in reply.segments:
-        if isinstance(segment, Text):
-            key = "reasoning_content" if segment.reasoning else "content"
-            for piece, tokens in _content_pieces(segment.text, previous):
-                yield _jittered(tokens * token, plan, rng), _choice({key: piece})
-                previous = piece
-            continue
-        previous = None
-        header = {
-            "index": index,
-            "id": segment.id,
-            "type": "function",
-            "function": {"name": segment.name, "arguments": ""},
-        }
-        yield _jittered(token, plan, rng), _choice({"tool_calls": [header]})
-        step = plan.chunk_chars
-        for start in range(0, len(segment.arguments), step):
-            fragment = {
-                "index": index,
-                "function": {"arguments": segment.arguments[start:start + step]},
-            }
-            yield _jittered(token, plan, rng), _choice({"tool_calls": [fragment]})
-        index += 1
-    yield 0.0, {"delta": {}, "finish_reason": reply.finish_reason}
-
-
-def _content_pieces(text: str, previous: str | None) -> Iterator[tuple[str, int]]:
-    """One token (four characters) per delta, never the same delta twice running.
-
-    litellm aborts a stream after 100 identical consecutive content deltas
-    (``REPEATED_STREAMING_CHUNK_LIMIT``), which an answer holding a long run
-    of one character would hit. A repeat is glued to the next token instead,
-    so the text and its decode time stay exact.
-    """
-    pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
-    i = 0
-    while i < len(pieces):
-        if pieces[i] == previous and i + 1 < len(pieces):
-            piece, tokens = pieces[i] + pieces[i + 1], 2
-        else:
-            piece, tokens = pieces[i], 1
-        yield piece, tokens
-        previous = piece
-        i += tokens
-
-
-def _choice(delta: dict[str, Any]) -> dict[str, Any]:
-    return {"delta": delta, "finish_reason": None}
-
-
-def total_delay(reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random) -> float:
-    return sum(delay for delay, _ in render(reply, plan, prompt_tokens, rng))
-
-
-# --- OpenAI wire objects ---------------------------------------------------
-
-
-def chunk_object(
-    choice: dict[str, Any], *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, **choice}],
-    }
-
-
-def usage(reply: Reply, prompt: int) -> dict[str, int]:
-    completion = completion_tokens(reply)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def usage_chunk(
-    reply: Reply, prompt: int, *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage(reply, prompt),
-    }
-
-
-def completion_object(
-    reply: Reply, prompt: int, *, completion_id: str, created: int, model: str
-) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
-    if reply.tool_calls:
-        message["tool_calls"] = reply.tool_calls
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": reply.finish_reason}
-        ],
-        "usage": usage(reply, prompt),
-    }

@@ -2,8 +2,9 @@
 
 For tests that need exact time (trio's ``MockClock``) and thousands of runs:
 it implements :class:`asyncfc_cli.model.ModelClient` by sleeping the render
-delays with ``trio.sleep`` and feeding the chunks through the same
-:class:`~asyncfc_cli.model.ToolCallAssembler` the LiteLLM bridge uses. The
+delays with ``trio.sleep``, encoding each event as the OpenAI chat chunks the
+HTTP server would send, and reading them with the same
+:class:`~asyncfc_cli.decoding.StreamDecoder` the LiteLLM bridge uses. The
 HTTP server stays the main path; this is the seam for property tests.
 """
 
@@ -14,9 +15,18 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from asyncfc_cli.model import FirstToken, ModelEvent, StreamDone, TextDelta, ToolCallAssembler
+from asyncfc_cli.decoding import ModelEvent, StreamDecoder
 from asyncfc_cli.sim import engine
 from asyncfc_cli.sim.plan import SimPlan
+from asyncfc_cli.sim.protocols import Request
+from asyncfc_cli.sim.protocols.openai import ChatEncoder
+from asyncfc_cli.sim.render import render
+
+
+def chat_encoder(messages: list[dict], tools: list[dict]) -> ChatEncoder:
+    """An encoder of OpenAI chat chunks (with the usage chunk) for one in-process reply."""
+    request = Request(messages=messages, tools=tools, stream=True, model="sim", include_usage=True)
+    return ChatEncoder(request, "chatcmpl-inprocess", 0)
 
 
 class InProcessSim:
@@ -33,27 +43,14 @@ class InProcessSim:
         reply = engine.decide(self.plan, messages, tools)
         prompt = engine.prompt_tokens(messages, tools)
         rng = engine.timing_rng(self.plan, engine.assistant_turns(messages))
-        assembler = ToolCallAssembler()
-        content: list[str] = []
-        first = True
-        finish = None
+        encoder = chat_encoder(messages, tools)
+        decoder = StreamDecoder(clock=trio.current_time)
         prefill = engine.prefill_tokens(self.plan, self.cache, messages, tools)
-        for delay, choice in engine.render(reply, self.plan, prefill, rng):
+        for delay, event in render(reply, self.plan, prompt, rng, prefill):
             if delay > 0:
                 await trio.sleep(delay)
-            delta = choice["delta"]
-            text, fragments = delta.get("content"), delta.get("tool_calls") or []
-            if first and (text or fragments or delta.get("reasoning_content")):
-                first = False
-                yield FirstToken()
-            if text:
-                content.append(text)
-                yield TextDelta(text)
-            for call in assembler.feed(fragments, text):
-                yield call
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-                for call in assembler.finish():
-                    yield call
-        yield StreamDone(finish, "".join(content), list(assembler.done), prompt,
-                         engine.completion_tokens(reply))
+            for chunk in encoder.chunks(event):
+                for model_event in decoder.feed(chunk):
+                    yield model_event
+        for model_event in decoder.end():
+            yield model_event

@@ -10,6 +10,7 @@ before it can decode a step, so they define the plan's dataflow.
 from __future__ import annotations
 
 import functools
+import typing
 
 import json
 import re
@@ -134,8 +135,34 @@ class SimFinal(BaseModel):
         return template_refs(self.answer) | set(self.needs)
 
 
+Protocol = Literal["openai", "anthropic", "gemini", "responses"]
+PROTOCOLS: tuple[str, ...] = typing.get_args(Protocol)  # the wire formats (sim/protocols/)
+FaultKind = Literal["rate_limit", "overloaded", "server_error", "auth", "cut", "stream_error"]
+
+
+class SimFault(BaseModel):
+    """A wire fault the server injects into one request (``[[sim.faults]]``).
+
+    ``rate_limit`` (429), ``overloaded`` (Anthropic's 529, 503 elsewhere),
+    ``server_error`` (500) and ``auth`` (a rejected key) answer with the
+    provider's error instead of a stream; ``cut`` closes the connection in
+    the middle of the stream and ``stream_error`` sends the provider's error
+    event there, after ``after_calls`` complete tool calls.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: int = Field(ge=1, description="the Nth request the server receives, retries included")
+    kind: FaultKind
+    after_calls: int = Field(default=0, ge=0)
+
+
 class SimPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # The wire format the server speaks; --model sim:P and sim serve --protocol override it.
+    protocol: Protocol = "openai"
+    faults: list[SimFault] = Field(default_factory=list)
 
     decode_tps: float = Field(default=40.0, gt=0)
     ttft: float = Field(default=0.15, ge=0)
@@ -185,6 +212,10 @@ class SimPlan(BaseModel):
                 f"valid ids: {_listing(seen)}"
             )
         return self
+
+    def fault(self, request: int) -> SimFault | None:
+        """The fault planned for the ``request``-th request, if any."""
+        return next((f for f in self.faults if f.request == request), None)
 
     def step(self, step_id: str) -> SimStep | None:
         return self._by_id.get(step_id)

@@ -1,4 +1,11 @@
-"""The simulated model behind a local OpenAI-compatible HTTP endpoint.
+"""The simulated model behind a local HTTP endpoint, in one provider's wire format.
+
+The server speaks one protocol per run (:mod:`asyncfc_cli.sim.protocols`):
+OpenAI chat completions by default, or Anthropic Messages, the Gemini API or
+OpenAI Responses. Each request is read into the conversation the engine
+understands, answered by the engine, and the reply streamed back as the
+provider would, on the timing :func:`~asyncfc_cli.sim.render.render` gives.
+The plan's ``faults`` make chosen requests fail in the provider's own way.
 
 Stdlib only, so starting it costs nothing next to importing litellm. Each
 response is close-delimited HTTP/1.0: no connection outlives its request, so
@@ -17,9 +24,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import engine
-from .plan import SimPlan
+from .plan import SimFault, SimPlan
+from .protocols import BadRequest, Encoder, Request, WireFormat, get_format
+from .render import CallEnd, render
 
 MODEL_ID = "sim"
+
+_FAULT_MESSAGES = {
+    "rate_limit": "Rate limit reached for requests (simulated). Please try again in 1s.",
+    "overloaded": "Overloaded (simulated)",
+    "server_error": "The server had an error while processing your request (simulated).",
+    "auth": "invalid x-api-key (simulated)",
+    "stream_error": "Overloaded (simulated, after the stream began)",
+}
 
 
 class _Stopped(Exception):
@@ -43,76 +60,99 @@ class _Handler(BaseHTTPRequestHandler):
         # stdout/stderr belong to the CLI that embeds the server.
         pass
 
+    @property
+    def wire(self) -> WireFormat:
+        return self.server.sim.wire
+
     def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._json(200, {
-                "object": "list",
-                "data": [{"id": MODEL_ID, "object": "model", "created": 0,
-                          "owned_by": "asyncfc"}],
-            })
+        body = self.wire.get(self.path.split("?", 1)[0])
+        if body is None:
+            self._error("not_found", f"no route GET {self.path}")
         else:
-            self._error(404, f"no route {self.path}", "not_found_error")
+            self._json(200, body)
 
     def do_POST(self) -> None:
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            self._error(404, f"no route {self.path}", "not_found_error")
+        sim = self.server.sim
+        if not self.wire.handles("POST", self.path):
+            self._error("not_found", f"no route POST {self.path}: this simulated server speaks the "
+                                     f"{sim.protocol} format")
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
-            self._error(400, f"request body is not valid JSON: {exc}")
+            self._error("bad_request", f"request body is not valid JSON: {exc}")
             return
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            self._error(400, "request body must be an object with a 'messages' list of objects")
+        try:
+            request = self.wire.read(self.path, body)
+        except BadRequest as exc:
+            self._error("bad_request", str(exc))
             return
-        sim = self.server.sim
+        except Exception as exc:  # noqa: BLE001 - a shape the reader did not foresee is still the client's
+            self._error("bad_request", f"malformed {sim.protocol} request: {type(exc).__name__}: {exc}")
+            return
         plan = sim.plan
-        sim._record(messages)
-        try:
-            reply = engine.decide(plan, messages, body.get("tools"))
-            prompt = engine.prompt_tokens(messages, body.get("tools"))
-            prefill = sim._prefill(plan, messages, body.get("tools"))
-        except Exception as exc:  # noqa: BLE001 - report it to the client, not to stderr
-            self._error(500, f"simulated model failed: {exc!r}", "server_error")
+        number = sim._record(request)
+        fault = plan.fault(number)
+        if fault is not None and fault.kind not in ("cut", "stream_error"):
+            self._error(fault.kind, _FAULT_MESSAGES[fault.kind])
             return
         try:
-            self._complete(body, plan, reply, prompt, prefill)
+            reply = engine.decide(plan, request.messages, request.tools)
+            prompt = engine.prompt_tokens(request.messages, request.tools)
+            prefill = sim._prefill(plan, request.messages, request.tools)
+        except Exception as exc:  # noqa: BLE001 - report it to the client, not to stderr
+            self._error("server_error", f"simulated model failed: {exc!r}")
+            return
+        try:
+            self._answer(request, plan, reply, prompt, prefill, fault)
         except (BrokenPipeError, ConnectionResetError, _Stopped):
             # The client hung up or the server is stopping: nobody to answer.
             self.close_connection = True
 
-    def _complete(
-        self, body: dict[str, Any], plan: SimPlan, reply: engine.Reply, prompt: int, prefill: int
-    ) -> None:
+    def _answer(self, request: Request, plan: SimPlan, reply: engine.Reply, prompt: int, prefill: int,
+                fault: SimFault | None) -> None:
         sim = self.server.sim
-        rng = engine.timing_rng(plan, engine.assistant_turns(body["messages"]))
-        ids = {
-            "completion_id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}",
-            "created": int(time.time()),
-            "model": str(body.get("model") or MODEL_ID),
-        }
-        if not body.get("stream"):
-            sim._sleep(engine.total_delay(reply, plan, prefill, rng))
-            self._json(200, engine.completion_object(reply, prompt, **ids))
+        rng = engine.timing_rng(plan, engine.assistant_turns(request.messages))
+        encoder = self.wire.encoder(request, f"sim{uuid.uuid4().hex[:12]}", int(time.time()))
+        events = render(reply, plan, prompt, rng, prefill)
+        if not request.stream:
+            timed = list(events)
+            sim._sleep(sum(delay for delay, _ in timed))
+            if fault is not None:  # a stream fault, on a request that did not stream
+                if fault.kind == "cut":
+                    self.close_connection = True
+                else:
+                    self._error("server_error", _FAULT_MESSAGES["stream_error"])
+                return
+            for _, event in timed:
+                encoder.collect(event)
+            self._json(200, encoder.body())
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for delay, choice in engine.render(reply, plan, prefill, rng):
+        calls_done = 0
+        for delay, event in events:
             sim._sleep(delay)
-            self._event(engine.chunk_object(choice, **ids))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            self._event(engine.usage_chunk(reply, prompt, **ids))
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+            self._send(encoder.frames(event))
+            calls_done += isinstance(event, CallEnd)
+            if fault is not None and calls_done >= fault.after_calls:
+                self._break(encoder, fault)
+                return
 
-    def _event(self, obj: dict[str, Any]) -> None:
-        self.wfile.write(b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n")
-        self.wfile.flush()
+    def _break(self, encoder: Encoder, fault: SimFault) -> None:
+        """Fail the stream in the middle: the provider's error event, or a cut connection."""
+        if fault.kind == "stream_error":
+            self._send(encoder.fault(_FAULT_MESSAGES["stream_error"]))
+        self.close_connection = True
+
+    def _send(self, frames: list[bytes]) -> None:
+        if frames:
+            self.wfile.write(b"".join(frames))
+            self.wfile.flush()
 
     def _json(self, status: int, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, ensure_ascii=False).encode()
@@ -123,21 +163,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        self._json(status, {"error": {"message": message, "type": kind}})
+    def _error(self, kind: str, message: str) -> None:
+        status, body = self.wire.error(kind, message)
+        self._json(status, body)
 
 
 class SimServer:
     """A running simulated model; use as a context manager.
 
-    ``plan`` may be replaced between requests. ``requests`` and
-    ``last_messages`` are there for tests.
+    ``protocol`` defaults to the plan's. ``plan`` may be replaced between
+    requests. ``requests``, ``last_messages`` (the conversation as the
+    engine read it) and ``last_request`` are there for tests.
     """
 
-    def __init__(self, plan: SimPlan, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, plan: SimPlan, host: str = "127.0.0.1", port: int = 0, protocol: str | None = None):
         self.plan = plan
+        self.protocol = protocol or plan.protocol
+        self.wire = get_format(self.protocol)
         self.requests = 0
         self.last_messages: list[dict] | None = None
+        self.last_request: Request | None = None
         self._lock = threading.Lock()
         self._cache: tuple[SimPlan, engine.PrefixCache] | None = None
         self._stopping = threading.Event()
@@ -154,7 +199,13 @@ class SimServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        """The base URL a client of this protocol is given (LiteLLM's ``api_base``)."""
+        return self.wire.api_base(f"http://{self.host}:{self.port}")
+
+    @property
+    def litellm_model(self) -> str:
+        """The LiteLLM model string that reaches this server through its provider's adapter."""
+        return self.wire.litellm_model
 
     def __enter__(self) -> SimServer:
         self._thread = threading.Thread(
@@ -182,10 +233,12 @@ class SimServer:
             self._stopping.set()
             self._httpd.server_close()
 
-    def _record(self, messages: list[dict]) -> None:
+    def _record(self, request: Request) -> int:
         with self._lock:
             self.requests += 1
-            self.last_messages = messages
+            self.last_messages = request.messages
+            self.last_request = request
+            return self.requests
 
     def _prefill(self, plan: SimPlan, messages: list[dict], tools: list[dict] | None) -> int:
         # One prompt cache per plan: a new plan (the bench's next case) is a new run.
@@ -206,12 +259,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     ready: Callable[[str], None] | None = None,
+    protocol: str | None = None,
 ) -> None:
     """Serve ``plan`` until interrupted; ``ready`` gets the base URL once bound.
 
     Prints nothing: the caller decides what, if anything, to show.
     """
-    server = SimServer(plan, host, port)
+    server = SimServer(plan, host, port, protocol)
     if ready is not None:
         ready(server.base_url)
     server.serve_forever()

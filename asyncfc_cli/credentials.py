@@ -1,0 +1,91 @@
+"""Which key a run's model needs, decided before the run starts.
+
+- A model with ``api_key`` or ``api_key_env`` uses that key.
+- A hosted model whose key LiteLLM reads from the environment
+  (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEMINI_API_KEY``, ...) and
+  finds none fails at once: exit 2, one message naming the variable, and
+  ``--model sim`` for trying asyncfc offline. Nothing is sent, nothing is
+  retried.
+- A model with an ``api_base`` (a local OpenAI-compatible server: Ollama,
+  llama.cpp, vLLM) and no key gets a placeholder, because LiteLLM's clients
+  refuse to send a request without one; a server that wants a real key
+  refuses it, and that refusal is the same clear error.
+- Providers that authenticate otherwise (AWS, Google Cloud credentials,
+  Azure's key + base + version) are left to LiteLLM; a refusal at run time is
+  reported the same way, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from asyncfc_cli.spec import ResolvedModel, SpecError
+
+# Sent as the key to a server given by api_base when no key is configured;
+# a server that ignores auth (the usual local one) never looks at it.
+KEYLESS = "asyncfc-no-key"
+SIM_KEY = "sim-no-key"
+
+# Key variables by LiteLLM provider, for fix lines when LiteLLM found a key
+# (it only names the ones that are missing).
+_KEY_VARIABLES = {
+    "gemini": "GEMINI_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "azure": "AZURE_API_KEY",
+    "bedrock": "AWS_ACCESS_KEY_ID", "vertex_ai": "GOOGLE_APPLICATION_CREDENTIALS",
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str | None  # what to pass to LiteLLM (None: LiteLLM reads its own variable)
+    hint: str  # where the key comes from, for a fix line: a variable name or a spec key
+    provider: str  # LiteLLM's provider name for the model ("openai", "anthropic", ...)
+
+
+def provider_of(model: str, api_base: str | None, litellm: Any) -> str:
+    """LiteLLM's provider for ``model``; SpecError (exit 2) if LiteLLM cannot tell."""
+    try:
+        return str(litellm.get_llm_provider(model=model, api_base=api_base)[1])
+    except Exception:  # LiteLLM raises its BadRequestError, with a banner we do not want
+        raise SpecError(
+            None, "model", f"LiteLLM cannot tell which provider serves {model!r}",
+            "write it as provider/model (openai/gpt-4o-mini, anthropic/..., gemini/..., ollama/...), "
+            "or try asyncfc offline with --model sim") from None
+
+
+def resolve(model: ResolvedModel, litellm: Any) -> Credentials:
+    """The key (or placeholder) a run passes, or SpecError when a needed key is missing."""
+    if model.is_sim:
+        return Credentials(SIM_KEY, "", "asyncfc.sim")
+    provider = provider_of(model.model, model.api_base, litellm)
+    if model.api_key:
+        hint = model.key_env or f"api_key in [models.{model.name}]"
+        return Credentials(model.api_key, hint, provider)
+    try:
+        needed = litellm.validate_environment(model=model.model, api_base=model.api_base)
+    except Exception:  # a provider LiteLLM cannot check: its own error, at the first request
+        needed = {"keys_in_environment": True, "missing_keys": []}
+    missing = [name for name in needed.get("missing_keys") or [] if name.endswith(("_API_KEY", "_AUTH_TOKEN"))]
+    hint = " or ".join(missing) or _KEY_VARIABLES.get(provider, f"{provider.upper()}_API_KEY")
+    if not missing or needed.get("keys_in_environment"):
+        return Credentials(None, hint, provider)
+    if model.api_base:
+        return Credentials(KEYLESS, hint, provider)
+    if len(missing) < len(needed.get("missing_keys") or []):
+        # Something other than a key is missing too (Azure's base and version):
+        # LiteLLM's own message says what, at the first request.
+        return Credentials(None, hint, provider)
+    raise SpecError(
+        None, "model", f"{model.model} needs an API key: {hint} is not set",
+        f"export {missing[-1]}=<your key> (or name the variable with api_key_env in a [models] entry); "
+        "to try asyncfc without a key, run with --model sim")
+
+
+def fix_line(hint: str) -> str:
+    """How to fix a key the endpoint refused (or never got)."""
+    if not hint:
+        return "check the model's api_key / api_key_env in agents.toml; to try asyncfc offline, run with --model sim"
+    if " " in hint or "[" in hint:
+        return f"check the {hint}; to try asyncfc offline, run with --model sim"
+    return f"export {hint.split(' or ')[-1]}=<a valid key> (or set api_key_env in a [models] entry); " \
+           "to try asyncfc offline, run with --model sim"

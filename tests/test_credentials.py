@@ -1,0 +1,135 @@
+"""Keys, through the CLI: a local server needs none, a missing key fails at
+once (exit 2, one message naming the variable, --model sim as the way to try
+offline), a refused key is not retried, and the trace, --json, trace list
+and the OpenTelemetry export name the LiteLLM model string and provider, not
+the [models] alias."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from asyncfc_cli.cli import app
+from asyncfc_cli.sim.plan import SimPlan
+from asyncfc_cli.sim.server import SimServer
+from asyncfc_cli.trace import read_trace
+
+from conftest import Reply, ScriptedServer, text_stream
+
+# Every variable LiteLLM could take a key from for the providers used here.
+NO_KEYS = {name: None for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
+                                   "GEMINI_API_KEY", "GOOGLE_API_KEY", "MY_CLAUDE_KEY")}
+PLANTED = "sk-ant-PLANTED-key-0123456789"
+
+
+def project(tmp_path: Path, models: str, agent_model: str) -> Path:
+    (tmp_path / "agents.toml").write_text(f"{models}\n[agents.a]\nmodel = \"{agent_model}\"\n")
+    task = tmp_path / "task.toml"
+    task.write_text('agent = "a"\nprompt = "Say hello."\n')
+    return task
+
+
+def run(task: Path, *args: str, env: dict | None = None):
+    trace = task.parent / "trace.jsonl"
+    result = CliRunner().invoke(app, ["run", str(task), "--trace", str(trace), *args],
+                                env={**NO_KEYS, **(env or {})}, catch_exceptions=False)
+    return result, trace
+
+
+# --- a local server needs no key -------------------------------------------------------
+
+
+def test_the_readme_local_server_example_runs_without_any_key(tmp_path):
+    """README: [models.local] with model = "openai/qwen2.5" and an api_base."""
+    with ScriptedServer([Reply(chunks=text_stream("hello from the local model"))]) as server:
+        task = project(tmp_path, f'[models.local]\nmodel = "openai/qwen2.5"\napi_base = "{server.base_url}"\n',
+                       "local")
+        result, trace = run(task, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["answer"] == "hello from the local model"
+    # LiteLLM's client insists on a key: it got a placeholder, never a real one.
+    assert server.requests[0]["headers"]["authorization"] == "Bearer asyncfc-no-key"
+    # The model is named by its LiteLLM string and provider everywhere.
+    assert (report["model"], report["model_alias"], report["provider"]) == ("openai/qwen2.5", "local", "openai")
+    header = read_trace(trace).header
+    assert (header["model"], header["model_alias"], header["provider"]) == ("openai/qwen2.5", "local", "openai")
+
+
+def test_trace_list_and_the_otel_export_name_the_model_string_and_provider(tmp_path, monkeypatch):
+    with ScriptedServer([Reply(chunks=text_stream("hi"))]) as server:
+        # No provider prefix: LiteLLM knows gpt-4o-mini is OpenAI's, and so does the trace.
+        task = project(tmp_path, f'[models.remote]\nmodel = "gpt-4o-mini"\napi_base = "{server.base_url}"\n',
+                       "remote")
+        monkeypatch.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["run", str(task), "-q"], env=NO_KEYS, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    listed = CliRunner().invoke(app, ["trace", "list", "--json"])
+    entry = json.loads(listed.stdout.splitlines()[0])
+    assert entry["model"] == "gpt-4o-mini"
+    table = CliRunner().invoke(app, ["trace", "list"])
+    assert "gpt-4o-mini" in table.stdout and "remote" not in table.stdout
+    out = tmp_path / "otel.json"
+    exported = CliRunner().invoke(app, ["trace", "latest", "--export", "otel", "-o", str(out)])
+    assert exported.exit_code == 0, exported.output
+    spans = [s for r in json.loads(out.read_text())["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]]
+    chat = next(s for s in spans if s["name"].startswith("chat"))
+    attrs = {a["key"]: next(iter(a["value"].values())) for a in chat["attributes"]}
+    assert attrs["gen_ai.provider.name"] == "openai" and attrs["gen_ai.request.model"] == "gpt-4o-mini"
+    assert chat["name"] == "chat gpt-4o-mini"
+
+
+# --- a missing key fails at once --------------------------------------------------------
+
+
+@pytest.mark.parametrize("model, variable", [
+    ("openai/gpt-4o-mini", "OPENAI_API_KEY"),
+    ("anthropic/claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+    ("gemini/gemini-2.0-flash", "GEMINI_API_KEY"),
+])
+def test_a_missing_key_fails_at_once_with_exit_2_and_one_message(tmp_path, model, variable):
+    task = project(tmp_path, f'[models.remote]\nmodel = "{model}"\n', "remote")
+    result, trace = run(task)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"error: model: {model} needs an API key: " + lines[0].split(": ", 3)[3]
+    assert variable in lines[0] and len(lines) == 2  # the message, then the fix line
+    assert lines[1].strip().startswith(f"fix: export {variable}=") and "--model sim" in lines[1]
+    assert "retry" not in result.stderr
+    assert not trace.exists()  # nothing ran, not even the trace
+    result, _ = run(task, "--json")
+    report = json.loads(result.stdout)
+    assert report["status"] == "error" and report["exit_code"] == 2 and result.exit_code == 2
+    assert variable in report["error"] and "--model sim" in report["fix"]
+
+
+def test_an_unknown_provider_is_a_usage_error(tmp_path):
+    task = project(tmp_path, "", "claude-of-some-kind")
+    result, _ = run(task)
+    assert result.exit_code == 2 and "cannot tell which provider" in result.stderr
+
+
+# --- a refused key is not retried -------------------------------------------------------
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_refused_key_exits_2_once_with_a_fix_naming_the_variable(tmp_path, quiet):
+    plan = SimPlan.model_validate({"ttft": 0, "faults": [{"request": 1, "kind": "auth"}],
+                                   "final": {"answer": "never"}})
+    with SimServer(plan, protocol="anthropic") as server:
+        task = project(tmp_path, f'[models.claude]\nmodel = "anthropic/claude-sonnet-4-5"\n'
+                                 f'api_base = "{server.base_url}"\napi_key_env = "MY_CLAUDE_KEY"\n', "claude")
+        result, trace = run(task, *(["-q"] if quiet else []), env={"MY_CLAUDE_KEY": PLANTED})
+        requests = server.requests
+    assert result.exit_code == 2, result.output
+    assert requests == 1  # not retried
+    assert result.stderr.count("invalid x-api-key") == 1  # the provider's words, once
+    assert "fix: export MY_CLAUDE_KEY=" in result.stderr and "--model sim" in result.stderr
+    assert result.stdout == ""
+    assert PLANTED not in result.output + trace.read_text()
+    data = read_trace(trace)
+    assert data.summary["status"] == "error" and not data.of_type("retry")
