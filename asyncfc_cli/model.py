@@ -131,8 +131,24 @@ class AsyncioThread:
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(_close_litellm_clients())
             _forget_litellm_clients()
             loop.close()
+
+
+async def _close_litellm_clients() -> None:
+    # Connections are kept alive between the requests of a run; when the run's
+    # loop ends, so do they (a server would otherwise keep a thread, and the
+    # process a socket, for each until they time out).
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        return
+    try:
+        from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+        await close_litellm_async_clients()
+    except Exception:  # a client we cannot close costs a socket until the process ends
+        pass
 
 
 def _forget_litellm_clients() -> None:

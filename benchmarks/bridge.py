@@ -8,7 +8,10 @@
 2. Cancellation of a stalled stream: a trio cancel scope fires while the
    server is silent; how long until the stream returns, and until the client
    socket is no longer ESTABLISHED (read from /proc/net/tcp).
-3. Threads left behind after the run.
+3. Per request: 40 short requests in a row on one client (one asyncio
+   thread, as a run has), wall time per request and the TCP connections the
+   server accepted for them (1 when connections are reused).
+4. Threads left behind after the run.
 """
 
 from __future__ import annotations
@@ -95,6 +98,26 @@ def cancel_stalled() -> tuple[float, float]:
         return trio.run(go)
 
 
+def per_request(n: int = 40) -> tuple[float, int]:
+    """Seconds per short request, and connections the server accepted, for ``n`` requests in a row."""
+    plan = SimPlan.model_validate({"decode_tps": 1e6, "ttft": 0, "steps": [], "final": {"answer": "ok"}})
+    with SimServer(plan) as server:
+
+        async def go() -> float:
+            with AsyncioThread() as loop_thread:
+                client = LiteLLMClient(ModelConfig("openai/sim", server.base_url, "k", retries=0), loop_thread)
+                async for _ in client.stream(MESSAGES, []):  # the first request pays LiteLLM's setup
+                    pass
+                start = time.perf_counter()
+                for _ in range(n):
+                    async for _ in client.stream(MESSAGES, []):
+                        pass
+                return (time.perf_counter() - start) / n
+
+        seconds = trio.run(go)
+        return seconds, server.connections - 1
+
+
 def main() -> None:
     threads_before = threading.active_count()
     with SimServer(fast_plan()) as server:
@@ -106,6 +129,7 @@ def main() -> None:
             raw.append(t / n)
             t, n = bridged(server.base_url)
             ours.append(t / n)
+    requests = [per_request() for _ in range(3)]
     start = time.perf_counter()
     _, closed = cancel_stalled()
     total = time.perf_counter() - start
@@ -113,6 +137,8 @@ def main() -> None:
     print(f"plain litellm under asyncio: {statistics.median(raw) * 1000:.3f} ms/chunk (median of 5)")
     print(f"through the trio bridge:     {statistics.median(ours) * 1000:.3f} ms/chunk (median of 5)")
     print(f"bridge adds:                 {(statistics.median(ours) - statistics.median(raw)) * 1000:.3f} ms/chunk")
+    print(f"per request (40 short requests in a row): {statistics.median(r for r, _ in requests) * 1000:.2f} ms, "
+          f"{requests[0][1]} TCP connections accepted for them")
     print(f"stalled stream cancelled after 1.0 s; client socket closed {closed * 1000:.1f} ms after the scope exited"
           f" (whole case {total:.2f} s)")
     print(f"threads before {threads_before}, after {threading.active_count()}")

@@ -364,7 +364,13 @@ def test_server_survives_client_hangup_and_stops_fast():
         assert json.loads(payload)["choices"][0]["message"]["content"] == "still here"
         # leave one stream running in the middle of its sleeps
         server.plan = plan
-        slow = threading.Thread(target=post, args=(server, {"messages": USER, "stream": True}))
+
+        def slow_post() -> None:
+            # The server stops in the middle: the chunked body never ends.
+            with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+                post(server, {"messages": USER, "stream": True})
+
+        slow = threading.Thread(target=slow_post)
         slow.start()
         time.sleep(0.1)
         started = time.monotonic()

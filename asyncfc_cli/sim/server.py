@@ -7,15 +7,16 @@ understands, answered by the engine, and the reply streamed back as the
 provider would, on the timing :func:`~asyncfc_cli.sim.render.render` gives.
 The plan's ``faults`` make chosen requests fail in the provider's own way.
 
-Stdlib only, so starting it costs nothing next to importing litellm. Each
-response is close-delimited HTTP/1.0: no connection outlives its request, so
-stopping the server never waits on a client's idle keep-alive connection, and
-a client's pooled connection can never be reused from a dead event loop.
+Stdlib only, so starting it costs nothing next to importing litellm. It
+speaks HTTP/1.1 with keep-alive, as real servers do, so a run's requests
+reuse one connection (streams are sent chunked); stopping the server shuts
+every open connection, so no handler thread waits on an idle client.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -53,12 +54,23 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
+    protocol_version = "HTTP/1.1"  # keep-alive: a run's requests share a connection
     disable_nagle_algorithm = True  # else small chunks wait ~40 ms for an ACK
     timeout = 60  # a client that never sends its body must not pin a thread
 
     def log_message(self, format: str, *args: Any) -> None:
         # stdout/stderr belong to the CLI that embeds the server.
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.sim._opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.sim._closed(self.connection)
 
     @property
     def wire(self) -> WireFormat:
@@ -132,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         calls_done = 0
         for delay, event in events:
@@ -142,16 +154,21 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None and calls_done >= fault.after_calls:
                 self._break(encoder, fault)
                 return
+        self.wfile.write(b"0\r\n\r\n")  # the last chunk: the connection stays open for the next request
+        self.wfile.flush()
 
     def _break(self, encoder: Encoder, fault: SimFault) -> None:
         """Fail the stream in the middle: the provider's error event, or a cut connection."""
         if fault.kind == "stream_error":
             self._send(encoder.fault(_FAULT_MESSAGES["stream_error"]))
-        self.close_connection = True
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        self.close_connection = True  # a cut: the body ends without its last chunk
 
     def _send(self, frames: list[bytes]) -> None:
         if frames:
-            self.wfile.write(b"".join(frames))
+            data = b"".join(frames)
+            self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
             self.wfile.flush()
 
     def _json(self, status: int, obj: dict[str, Any]) -> None:
@@ -181,6 +198,8 @@ class SimServer:
         self.protocol = protocol or plan.protocol
         self.wire = get_format(self.protocol)
         self.requests = 0
+        self.connections = 0  # TCP connections accepted (for tests and benchmarks/bridge.py)
+        self._open: set[Any] = set()
         self.last_messages: list[dict] | None = None
         self.last_request: Request | None = None
         self._lock = threading.Lock()
@@ -224,7 +243,15 @@ class SimServer:
             self._httpd.shutdown()
             self._thread.join()
             self._thread = None
-        self._httpd.server_close()  # joins the handler threads
+        # Idle keep-alive connections: their handlers wait for a next request.
+        with self._lock:
+            open_now = list(self._open)
+        for connection in open_now:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._httpd.server_close()
 
     def serve_forever(self) -> None:
         try:
@@ -239,6 +266,15 @@ class SimServer:
             self.last_messages = request.messages
             self.last_request = request
             return self.requests
+
+    def _opened(self, connection: Any) -> None:
+        with self._lock:
+            self.connections += 1
+            self._open.add(connection)
+
+    def _closed(self, connection: Any) -> None:
+        with self._lock:
+            self._open.discard(connection)
 
     def _prefill(self, plan: SimPlan, messages: list[dict], tools: list[dict] | None) -> int:
         # One prompt cache per plan: a new plan (the bench's next case) is a new run.
