@@ -45,6 +45,10 @@ from asyncfc_cli.bench.cli import bench_app  # noqa: E402  (light: typer only; l
 
 app.add_typer(bench_app, name="bench")
 app.add_typer(trace_app, name="trace")
+from asyncfc_cli.commands import init as init_cmd, inspect_cmds  # noqa: E402  (typer and rich only)
+
+app.command("init")(init_cmd.init)
+inspect_cmds.register(app)
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).

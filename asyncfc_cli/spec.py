@@ -408,6 +408,12 @@ def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     return keep(raw)
 
 
+def interpolate_leniently(value: Any) -> Any:
+    """``value`` with every ``${VAR}`` that is set (or has a default) replaced, and
+    the others left as written: for showing a spec, not for running it."""
+    return _interpolate_leniently({"value": value})["value"]
+
+
 def find_agents_file(task_path: Path, task: TaskFile, explicit: Path | None) -> Path | None:
     if explicit is not None:
         if not explicit.is_file():
@@ -1040,4 +1046,6 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
             raise tool_spec_error(exc, name, path) from None
     if hints is not None:
         hints.extend(tool_hints(built, raw.get("tools", {})))
-    return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
+    counts = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                       ((len(agents.agents), "agent"), (len(agents.models), "model"), (len(agents.tools), "tool")))
+    return f"agents ok ({counts})"
