@@ -213,11 +213,14 @@ def key_source(model: str, raw: dict[str, Any], env: dict[str, str] | None = Non
         if var is None:
             return {"source": "file", "variable": None, "set": True,
                     "text": "written in the agents file (better: api_key_env = \"VAR\")"}
-        if env.get(var.group(1)) or var.group(2):
-            name = var.group(1)
+        name, default = var.group(1), var.group(2)
+        if env.get(name) or default is None:
             return {"source": "env", "variable": name, "set": bool(env.get(name)),
-                    "text": f"${name} (api_key){'' if env.get(name) else ', not set: its default from the file'}"}
-        # ${VAR:-} left empty: LiteLLM falls back to the provider's variable, as below.
+                    "text": f"${name} (api_key){'' if env.get(name) else ', not set'}"}
+        if default:
+            return {"source": "file", "variable": name, "set": False,
+                    "text": f"${name} (api_key) is not set: the default written in the agents file"}
+        # ${VAR:-} and VAR unset: no key, so LiteLLM reads the provider's variable, as below.
     provider = model.split("/", 1)[0] if "/" in model else (
         "openai" if model.startswith("gpt-") else "anthropic" if model.startswith("claude") else "")
     name = PROVIDER_KEYS.get(provider)
