@@ -7,6 +7,7 @@ commands start fast. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -73,6 +74,14 @@ def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
     _err().print(f"saved {svg}")
 
 
+class _Failure(typer.Exit):
+    """An error already printed on stderr; :func:`_json_errors` also prints it as JSON."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     from rich.markup import escape
 
@@ -81,7 +90,26 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     # Messages may quote a file's content: shown escaped, one line per line.
     text = "\n".join(printable(line) for line in message.split("\n"))
     _err().print(f"[red]error:[/] {escape(text)}")
-    return typer.Exit(code)
+    return _Failure(code, message)
+
+
+def _json_errors(command: Any) -> Any:
+    """With ``--json``, a command's error is also one JSON object on stdout, like its result."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except _Failure as exc:
+            if kwargs.get("as_json"):
+                from asyncfc_cli.commands.common import error_object
+                from asyncfc_cli.output import print_json
+
+                print_json(error_object("usage_error", exc.exit_code, exc.message,
+                                        "asyncfc trace list shows the recorded runs; asyncfc trace -h the options"))
+            raise
+
+    return run
 
 
 def _runs_dir(directory: Optional[Path]) -> Path:
@@ -204,6 +232,7 @@ def _describe(data: Any) -> dict[str, Any]:
 
 
 @trace_app.command("show")
+@_json_errors
 def show(
     target: Annotated[str, typer.Argument(help="A trace file, a run id (or its start, or the start of "
                                           "its part after the last -), or latest.")] = "latest",
@@ -494,6 +523,7 @@ def _short_task(task: Any) -> str:
 
 
 @trace_app.command("compare")
+@_json_errors
 def compare(
     a: Annotated[str, typer.Argument(help="The baseline run (trace file, run id, or latest).")],
     b: Annotated[str, typer.Argument(help="The run to compare with it.")],

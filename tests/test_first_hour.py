@@ -67,6 +67,9 @@ tools = ["aio", "note"]
 model = "sim"
 mode = "sync"
 tools = ["aio_ok", "trio_ok"]
+[agents.both]
+model = "sim"
+tools = ["aio", "aio_ok"]
 [agents.remote]
 model = "keyed"
 [agents.claude]
@@ -105,6 +108,26 @@ async def nap(seconds: float) -> float:
     return seconds
 '''
 
+# The README's case: the same asyncio coroutine without and with async_backend = "asyncio".
+AIO_TASK = """
+agent = "both"
+prompt = "Fetch the page twice."
+[sim]
+decode_tps = 2000
+ttft = 0
+[[sim.steps]]
+id = "bad"
+tool = "aio"
+args = { url = "https://example.org/a" }
+[[sim.steps]]
+id = "good"
+tool = "aio_ok"
+args = { url = "https://example.org/b" }
+[sim.final]
+needs = ["bad"]
+answer = "got {good}"
+"""
+
 SECRETS = {"AIO_TEST_KEY": "sk-env-secret-0002", "ANTHROPIC_API_KEY": "sk-ant-secret-0003"}
 
 
@@ -129,6 +152,7 @@ def aio(tmp_path_factory) -> Path:
     module = f"aiotools_{os.getpid()}"
     (path / "agents.toml").write_text(AIO_AGENTS.replace("MOD", module))
     (path / f"{module}.py").write_text(AIO_MODULE)
+    (path / "both.toml").write_text(AIO_TASK)
     return path
 
 
@@ -148,6 +172,7 @@ def runs(project, aio, tmp_path_factory) -> dict[str, Future]:
         "env": lambda: cli("run", str(REPO / "tasks" / "research.toml"), "--json", cwd=other,
                            ASYNCFC_MODE="sync", ASYNCFC_MODEL="sim", ASYNCFC_RUNS_DIR=str(other / "my-runs")),
         "aio": lambda: cli("run", "-a", "aio", "x", cwd=aio),
+        "aio_task": lambda: cli("run", "both.toml", "--json", cwd=aio),
     }
     pool = ThreadPoolExecutor(len(jobs))
     futures = {name: pool.submit(job) for name, job in jobs.items()}
@@ -382,6 +407,14 @@ def test_an_asyncio_tool_gets_a_hint_from_validate_tools_and_run(aio, runs):
     done = runs["aio"].result()
     assert done.code == 0 and done.stdout == NO_PLAN_ANSWER + "\n"
     assert "warning: tool 'aio' is an async function that uses asyncio" in done.stderr
+
+    done = runs["aio_task"].result()
+    report = json.loads(done.stdout)
+    assert done.code == 0 and report["answer"] == "got https://example.org/b", done.stderr
+    calls = {c["tool"]: c for c in report["tool_calls"]}
+    assert calls["aio_ok"]["status"] == "ok"  # async_backend = "asyncio": the same code works
+    assert calls["aio"]["status"] == "error" and 'async_backend = "asyncio"' in calls["aio"]["error"]
+    assert "warning: tool 'aio'" in done.stderr
 
 
 def test_the_readme_says_how_asyncio_tools_run():
