@@ -299,6 +299,11 @@ def test_spec_and_usage_errors_with_json_are_one_json_object(project, tmp_path):
         assert report["status"] == "usage_error" and report["exit_code"] == 2 and needle in report["error"]
         assert "--help" in report["fix"]
 
+    for args in (("trace", "nope", "--json"), ("trace", "compare", "nope", "latest", "--json")):
+        done = cli(*args, cwd=tmp_path)
+        report = json.loads(done.stdout)
+        assert done.code == 2 and report["status"] == "usage_error" and "no trace at nope" in report["error"]
+
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     done = run_cli("run", "tasks/hello.toml", "--json", "--trace", blocker / "t.jsonl", cwd=project)
