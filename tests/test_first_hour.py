@@ -171,7 +171,6 @@ def runs(project, aio, tmp_path_factory) -> dict[str, Future]:
                              cwd=elsewhere, stdin="Summarize structured\nconcurrency."),
         "env": lambda: cli("run", str(REPO / "tasks" / "research.toml"), "--json", cwd=other,
                            ASYNCFC_MODE="sync", ASYNCFC_MODEL="sim", ASYNCFC_RUNS_DIR=str(other / "my-runs")),
-        "aio": lambda: cli("run", "-a", "aio", "x", cwd=aio),
         "aio_task": lambda: cli("run", "both.toml", "--json", cwd=aio),
     }
     pool = ThreadPoolExecutor(len(jobs))
@@ -409,9 +408,10 @@ def test_an_asyncio_tool_gets_a_hint_from_validate_tools_and_run(aio, runs):
     assert json.loads(run_cli("tools", "fine", "--json", cwd=aio).stdout)["hints"] == []  # asyncio backend, trio
     assert "hint: tool 'aio'" in run_cli("tools", "aio", cwd=aio).stderr
 
-    done = runs["aio"].result()
-    assert done.code == 0 and done.stdout == NO_PLAN_ANSWER + "\n"
-    assert "warning: tool 'aio' is an async function that uses asyncio" in done.stderr
+    # A prompt run warns too, before anything starts (here it then stops at a trace path that cannot be).
+    (aio / "blocker").write_text("")
+    done = run_cli("run", "-a", "aio", "x", "--trace", aio / "blocker" / "t.jsonl", cwd=aio)
+    assert done.code == 2 and "warning: tool 'aio' is an async function that uses asyncio" in done.stderr
 
     done = runs["aio_task"].result()
     report = json.loads(done.stdout)
