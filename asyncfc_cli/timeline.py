@@ -329,7 +329,8 @@ class Timeline:
         for state, n in counts.items():
             _, style, symbol = STATES.get(state, STATES[analysis.OK])
             summary.append(f"{symbol}{n} ", style=style)
-        return Text(f"… {len(folded)} earlier calls", style="dim"), summary, Text("")
+        calls = "earlier call" if len(folded) == 1 else "earlier calls"
+        return Text(f"… {len(folded)} {calls}", style="dim"), summary, Text("")
 
     def _legend(self, run: Run, width: int) -> Text:
         parts: list[tuple[str, str, str]] = [

@@ -326,10 +326,12 @@ def _chain(names: list[str], keep: int = 8) -> str:
 
 def summary_rows(m: Any) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
+    from asyncfc_cli.commands.common import plural
+
     return [
         ("wall", _s(m.wall), _label(m.status) if m.finished else "unfinished"),
-        ("model time", _s(m.model_time), f"{m.requests} requests, ttft {_s(m.ttft_total)}"),
-        ("tool time", _s(m.tool_time), f"{m.tool_calls} calls, summed"),
+        ("model time", _s(m.model_time), f"{plural(m.requests, 'request')}, ttft {_s(m.ttft_total)}"),
+        ("tool time", _s(m.tool_time), f"{plural(m.tool_calls, 'call')}, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
         ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
