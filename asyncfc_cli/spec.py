@@ -876,7 +876,10 @@ def _asyncio_use(func: Any) -> str | None:
 
     while isinstance(func, functools.partial):
         func = func.func
-    func = getattr(func, "__wrapped__", func)
+    try:
+        func = inspect.unwrap(func)  # through functools.wraps decorators, to the code that runs
+    except ValueError:  # a __wrapped__ cycle
+        return None
     if not inspect.iscoroutinefunction(func) or not hasattr(func, "__code__"):
         return None
     names, codes = [], [func.__code__]
