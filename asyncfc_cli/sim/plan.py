@@ -211,5 +211,6 @@ NO_PLAN_ANSWER = (
 
 
 def no_plan() -> SimPlan:
-    """The plan of a simulated run without one: answer :data:`NO_PLAN_ANSWER` at once."""
-    return SimPlan(final=SimFinal(answer=NO_PLAN_ANSWER))
+    """The plan of a simulated run without one: answer :data:`NO_PLAN_ANSWER` at once
+    (decoded fast: there is nothing to show but the answer)."""
+    return SimPlan(decode_tps=200.0, final=SimFinal(answer=NO_PLAN_ANSWER))
