@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from asyncfc_cli import __version__
+from asyncfc_cli.commands.common import ModeChoice
 from asyncfc_cli.trace_cmd import trace_app  # reads trace files only: no LiteLLM
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -34,9 +35,10 @@ app = typer.Typer(
     name="asyncfc",
     help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (the shell asyncfc runs under)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 sim_app = typer.Typer(help="The embedded simulated model.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
@@ -44,18 +46,48 @@ from asyncfc_cli.bench.cli import bench_app  # noqa: E402  (light: typer only; l
 
 app.add_typer(bench_app, name="bench")
 app.add_typer(trace_app, name="trace")
+from asyncfc_cli.commands import init as init_cmd, inspect_cmds  # noqa: E402  (typer and rich only)
+
+app.command("init")(init_cmd.init)
+inspect_cmds.register(app)
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(message: str, code: int) -> typer.Exit:
+def _fail(message: str, code: int, as_json: dict[str, Any] | None = None, stdout_fd: int | None = None) -> typer.Exit:
+    """Print an error (and, given ``as_json``, that object on stdout) and return the Exit to raise.
+
+    ``stdout_fd``: the real stdout while file descriptor 1 points at stderr.
+    """
     # A spec error may quote a value that came from the environment.
     from asyncfc_cli.redaction import Redactor, env_secrets
 
-    err.print(f"[red]error:[/] {escape(Redactor(env_secrets()).text(message))}")
+    redact = Redactor(env_secrets())
+    err.print(f"[red]error:[/] {escape(redact.text(message))}")
+    if as_json is not None:
+        from asyncfc_cli.output import json_text
+
+        text = json_text(redact.value(as_json), encoding=None) + "\n"
+        try:
+            # fd 1 points at stderr (see _stdout_to_stderr) only if sys.stdout is fd 1.
+            redirected = stdout_fd is not None and sys.stdout.fileno() == 1
+        except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (e.g. captured)
+            redirected = False
+        if redirected:
+            sys.stdout.flush()
+            os.write(stdout_fd, text.encode(getattr(sys.stdout, "encoding", None) or "utf-8", "backslashreplace"))
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     return typer.Exit(code)
+
+
+def _spec_fail(exc: Exception, as_json: bool, stdout_fd: int | None = None) -> typer.Exit:
+    from asyncfc_cli.commands.common import spec_error_object
+
+    return _fail(str(exc), EXIT_USAGE, spec_error_object(exc, EXIT_USAGE) if as_json else None, stdout_fd)
 
 
 def _version(value: bool) -> None:
@@ -78,21 +110,27 @@ def _root(
 
 @app.command()
 def run(
-    task: Annotated[Path, typer.Argument(help="The task file (task.toml).", show_default=False)],
+    task: Annotated[str, typer.Argument(
+        metavar="TASK|PROMPT", show_default=False,
+        help="The task file (task.toml); with --agent, the prompt itself, or - to read it from stdin.")],
+    agent: Annotated[Optional[str], typer.Option(
+        "--agent", "-a", help="Run this agent of agents.toml on a prompt, without a task file: "
+        'asyncfc run -a AGENT "prompt". A simulated agent has no plan then, and says so.')] = None,
     agents: Annotated[Optional[Path], typer.Option(
         "--agents", help="agents.toml to use (default: next to the task or in a parent directory, "
-        "then the current directory).")] = None,
+        "then the current directory; with --agent, the current directory or a parent).")] = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", help='Override the agent\'s model: a [models] name, "sim", or any LiteLLM '
-        "model string such as openai/gpt-4o-mini. sim:anthropic, sim:gemini, sim:responses "
-        "(and sim:openai) serve the simulated model in that provider's wire format, reached "
-        "through LiteLLM's adapter for it.")] = None,
-    mode: Annotated[Optional[str], typer.Option(
-        "--mode", help="Execution mode: async (futures: tools run while the model decodes), "
-        "parallel (calls of one message run together, the model waits) or sync (one call at a "
-        "time). Default: the agent's mode, async unless set.")] = None,
+        "--model", envvar="ASYNCFC_MODEL", help='Override the agent\'s model: a [models] name, "sim", or any '
+        "LiteLLM model string such as openai/gpt-4o-mini. sim:anthropic, sim:gemini, sim:responses "
+        "(and sim:openai) serve the simulated model in that provider's wire format, reached through "
+        "LiteLLM's adapter for it.")] = None,
+    mode: Annotated[Optional[ModeChoice], typer.Option(
+        "--mode", envvar="ASYNCFC_MODE", help="Execution mode: async (futures: tools run while the model "
+        "decodes), parallel (calls of one message run together, the model waits) or sync (one call at "
+        "a time). Default: the agent's mode, async unless set.")] = None,
     trace: Annotated[Optional[Path], typer.Option(
-        "--trace", help="Where to write the JSONL trace (default .asyncfc/runs/<run-id>.jsonl).")] = None,
+        "--trace", help="Where to write the JSONL trace (default <runs dir>/<run-id>.jsonl; the runs "
+        "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
@@ -100,11 +138,12 @@ def run(
         "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
-    """Run an agent on a task and print its answer.
+    """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
     Progress goes to stderr, the answer to stdout (or, with --json, one object
     with status, answer, tool calls and timings, token usage, wall time and
-    the trace path and the conversation as the model saw it).
+    the trace path and the conversation as the model saw it; a spec error is
+    an object too, with the error and its fix).
     """
     from asyncfc_cli.model import start_litellm_import
 
@@ -120,8 +159,7 @@ def run(
     with _stdout_to_stderr() as stdout_fd:
         try:
             overrides = spec_mod.parse_set(sets or [])
-            run_spec = spec_mod.resolve_run(task, agents_path=agents, model_override=model,
-                                            mode_override=mode, overrides=overrides, timeout_override=timeout)
+            run_spec = _resolve(task, agent, agents, model, mode.value if mode else None, overrides, timeout)
             if not run_spec.model.is_sim:
                 # A missing key fails here, once, before anything runs or is retried.
                 from asyncfc_cli import credentials
@@ -129,11 +167,10 @@ def run(
 
                 credentials.resolve(run_spec.model, import_litellm())
         except spec_mod.SpecError as exc:
-            if as_json:
-                _print_json({"status": "error", "exit_code": EXIT_USAGE, "error": exc.message,
-                             "where": ": ".join(str(p) for p in (exc.file, exc.key) if p), "fix": exc.fix},
-                            stdout_fd)
-            raise _fail(str(exc), EXIT_USAGE) from None
+            raise _spec_fail(exc, as_json, stdout_fd) from None
+        if not quiet:
+            for hint in run_spec.hints:
+                err.print(f"[yellow]warning:[/] {escape(hint)}")
 
         run_id = new_run_id()
         trace_path = trace or default_trace_path(run_id)
@@ -147,8 +184,13 @@ def run(
                     runner.import_litellm()
                     writer = runner.open_trace_file(trace_path, run_spec, run_id)
                 except OSError as exc:
-                    raise _fail(f"cannot write the trace to {trace_path}: {exc.strerror or exc}; "
-                                "choose another path with --trace", EXIT_USAGE) from None
+                    from asyncfc_cli.commands.common import error_object
+
+                    message = f"cannot write the trace to {trace_path}: {exc.strerror or exc}"
+                    fix = "choose another path with --trace (or another runs dir with ASYNCFC_RUNS_DIR)"
+                    raise _fail(f"{message}; {fix}", EXIT_USAGE,
+                                error_object("usage_error", EXIT_USAGE, message, fix) if as_json else None,
+                                stdout_fd) from None
 
                 sinks = []
                 display: Any = nullcontext()
@@ -176,7 +218,8 @@ def run(
     if outcome is None:
         where = f"trace: {trace_path}" if writer is not None else "before the run started, no trace written"
         if as_json:
-            print_json({"status": "interrupted", "trace": str(trace_path) if writer is not None else None})
+            print_json({"status": "interrupted", "exit_code": EXIT_INTERRUPTED,
+                        "trace": str(trace_path) if writer is not None else None})
         err.print(f"[yellow]interrupted[/]; {escape(where)}")
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -206,6 +249,49 @@ def run(
         if not quiet or result.status != "ok" or failures:
             _print_footer(result, [redact.text(f) for f in failures], trace_path, redact)
     raise typer.Exit(code)
+
+
+def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
+             overrides: dict[str, str], timeout: float | None) -> Any:
+    """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin)."""
+    from asyncfc_cli import spec as spec_mod
+
+    if agent is None:
+        if target == "-" or not Path(target).exists():
+            raise spec_mod.SpecError(target if target != "-" else None, "",
+                                     "file not found" if target != "-" else "- (stdin) is a prompt, not a task",
+                                     "check the path; to run a prompt without a task file, name an agent: "
+                                     'asyncfc run -a AGENT "..." (asyncfc agents lists them)')
+        return spec_mod.resolve_run(Path(target), agents_path=agents, model_override=model, mode_override=mode,
+                                    overrides=overrides, timeout_override=timeout)
+    if target != "-" and target.endswith(".toml") and Path(target).is_file():
+        raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
+                                 "leave out --agent to run the task file (its agent is named in it)")
+    prompt = _read_stdin_prompt() if target == "-" else target
+    return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
+                                       overrides=overrides, timeout_override=timeout)
+
+
+MAX_PROMPT_BYTES = 10_000_000
+
+
+def _read_stdin_prompt() -> str:
+    """The prompt from stdin (``asyncfc run -a AGENT -``), bounded like spec files."""
+    from asyncfc_cli.spec import SpecError
+
+    if sys.stdin is None:
+        raise SpecError(None, "stdin", "there is no stdin to read the prompt from", 'pass the prompt as the argument')
+    if sys.stdin.isatty():
+        err.print("[dim]reading the prompt from stdin; end it with Ctrl-D[/]")
+    data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise SpecError(None, "stdin", f"the prompt is larger than {MAX_PROMPT_BYTES // 1_000_000} MB",
+                        "pass a shorter prompt")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(None, "stdin", f"the prompt is not UTF-8 text (byte {exc.start + 1})",
+                        "send UTF-8 text") from None
 
 
 @contextmanager
@@ -257,8 +343,10 @@ def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: An
     from asyncfc_cli.output import printable
 
     if result.status == "ok":
-        err.print(f"[green]done[/] in {result.wall:.2f}s · {len(result.calls)} tool calls · "
-                  f"{result.requests} model requests · tokens {result.tokens_in} in / {result.tokens_out} out")
+        from asyncfc_cli.commands.common import plural
+
+        err.print(f"[green]done[/] in {result.wall:.2f}s · {plural(len(result.calls), 'tool call')} · "
+                  f"{plural(result.requests, 'model request')} · tokens {result.tokens_in} in / {result.tokens_out} out")
     else:
         err.print(f"[red]{result.status}[/]: {escape(printable(redact.text(result.error or '')))}")
     for failure in failures:
@@ -271,24 +359,6 @@ def _model_label(model: Any) -> str:
     return model.model if model.name == model.model else f"{model.model} ({model.name})"
 
 
-def _print_json(obj: dict[str, Any], stdout_fd: int | None) -> None:
-    """Print ``obj`` on the real stdout, also while fd 1 points at stderr (see _stdout_to_stderr)."""
-    from asyncfc_cli.output import json_text
-    from asyncfc_cli.redaction import Redactor, env_secrets
-
-    # A spec error may quote a value that came from the environment.
-    data = json_text(Redactor(env_secrets()).value(obj)) + "\n"
-    try:
-        redirected = stdout_fd is not None and sys.stdout.fileno() == 1
-    except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (e.g. captured)
-        redirected = False
-    if not redirected:
-        print(data, end="", flush=True)
-        return
-    sys.stdout.flush()
-    os.write(stdout_fd, data.encode())
-
-
 def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) -> dict[str, Any]:
     result = outcome.result
     header = next((e for e in outcome.trace.events if e.get("type") == "header"), {})
@@ -297,7 +367,7 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
         "exit_code": code,
         "answer": result.answer,
         "error": result.error,
-        "task": str(run_spec.task_path),
+        "task": run_spec.task_name,
         "agent": run_spec.agent_name,
         # The LiteLLM model string (sim or sim:P for the simulated one), not a [models] alias.
         "model": header.get("model", run_spec.model.model),
@@ -331,22 +401,41 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="agents.toml and task files to check.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: status, exit_code and "
+                                          "each file's result (error and fix, hints).")] = False,
 ) -> None:
-    """Check agents and task files without running an agent (exit 2 on a bad file).
+    """Check agents and task files without running an agent (exit 2 if any is bad).
 
-    MCP servers are started (within their startup_timeout) to check their tools.
+    MCP servers are started (within their startup_timeout) to check their
+    tools. Also prints hints: likely mistakes that load fine but would fail
+    when called, such as an async tool written for asyncio without
+    async_backend = "asyncio".
     """
     from asyncfc_cli import spec as spec_mod
+    from asyncfc_cli.commands.common import spec_error_object
 
     bad = 0
+    results = []
     for path in files:
+        hints: list[str] = []
         try:
-            summary = spec_mod.validate_file(path)
+            summary = spec_mod.validate_file(path, hints)
             err.print(f"[green]ok[/] {escape(str(path))}: {escape(summary)}")
+            results.append({"path": str(path), "ok": True, "summary": summary, "hints": hints})
         except spec_mod.SpecError as exc:
             bad += 1
             err.print(f"[red]error:[/] {escape(str(exc))}")
-    raise typer.Exit(EXIT_USAGE if bad else EXIT_OK)
+            found = spec_error_object(exc, EXIT_USAGE)
+            results.append({"path": str(path), "ok": False, "error": found["error"], "fix": found["fix"],
+                            "hints": hints})
+        for hint in hints:
+            err.print(f"[yellow]hint:[/] {escape(hint)}")
+    code = EXIT_USAGE if bad else EXIT_OK
+    if as_json:
+        from asyncfc_cli.output import print_json
+
+        print_json({"status": "spec_error" if bad else "ok", "exit_code": code, "files": results})
+    raise typer.Exit(code)
 
 
 @sim_app.command("serve")
@@ -396,13 +485,42 @@ def sim_serve(
             pass
 
 
+def _dispatch(args: list[str] | None = None) -> int:
+    """Run the app and return its exit code.
+
+    Usage errors (an unknown option, a missing argument, a value not among
+    the choices) exit 2 with typer's message on stderr and, when the
+    command line has ``--json``, a JSON object on stdout like every other
+    outcome. The program is always called ``asyncfc`` (also as ``python -m
+    asyncfc_cli.cli``): help, and the completion variable ``_ASYNCFC_COMPLETE``.
+    """
+    try:
+        result = app(args=args, prog_name="asyncfc", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors
+        exc.show()  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", EXIT_USAGE)
+        argv = sys.argv[1:] if args is None else args
+        if "--json" in argv and code == EXIT_USAGE:
+            from asyncfc_cli.commands.common import error_object
+            from asyncfc_cli.output import print_json
+
+            command = next((a for a in argv if not a.startswith("-")), "")
+            print_json(error_object("usage_error", code, exc.format_message(),  # type: ignore[attr-defined]
+                                    f"asyncfc {command} --help lists the arguments and options".replace("  ", " ")))
+        return code
+    except typer.Abort:
+        err.print("Aborted!")
+        return EXIT_FAILED
+    return result if isinstance(result, int) else EXIT_OK
+
+
 def main() -> None:
     import asyncfc_cli
 
     asyncfc_cli.OWN_PROCESS = True
     code = 0
     try:
-        app()
+        code = _dispatch()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:  # Ctrl-C outside a run (e.g. during startup)

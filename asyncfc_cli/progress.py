@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from rich.console import Console
 from rich.markup import escape
 
-from asyncfc_cli.events import ModelEnd, Retry, ToolBegin, ToolEnd, from_emitted
+from asyncfc_cli.events import CallReady, FutureCreated, ModelEnd, Retry, ToolBegin, ToolEnd, from_emitted
 from asyncfc_cli.output import printable
 
 _MARK = {"ok": "[green]✓[/]", "error": "[red]✗[/]", "timeout": "[red]⏱[/]", "cancelled": "[yellow]⊘[/]"}
@@ -29,26 +29,47 @@ def _text(value: str, limit: int | None = None) -> str:
 
 
 class ProgressPrinter:
-    """A trace sink that prints tool starts/ends and model trouble."""
+    """A trace sink that prints tool starts/ends and model trouble.
+
+    Each call is named as the timeline names it: its future id in async
+    mode (``f1``), else its number in issue order (``#1``), so two calls of
+    the same tool can be told apart.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self._starts: dict[str, float] = {}
+        self._labels: dict[str, str] = {}  # call id -> f1 / #1
+
+    def _label(self, call_id: str, future: str | None = None) -> str:
+        # Numbered on first sight, in the order the analysis numbers lanes.
+        if future:
+            self._labels[call_id] = future
+        elif call_id not in self._labels:
+            self._labels[call_id] = f"#{len(self._labels) + 1}"
+        return self._labels[call_id]
 
     def __call__(self, event: Mapping) -> None:
         ev = from_emitted(event)
         if ev is None:
             return  # not a valid event: nothing to print (the trace file keeps it)
         t = ev.t
-        if isinstance(ev, ToolBegin):
+        if isinstance(ev, CallReady) and ev.tool != "wait":
+            self._label(ev.call_id)
+        elif isinstance(ev, FutureCreated):
+            self._label(ev.call_id, ev.future)
+        elif isinstance(ev, ToolBegin):
             self._starts[ev.call_id] = t
-            self.console.print(f"[dim]{t:7.2f}s[/] → {_text(ev.tool)}({_text(ev.args_summary)})", highlight=False)
+            label = self._label(ev.call_id, ev.future)
+            self.console.print(f"[dim]{t:7.2f}s[/] → {_text(label)} {_text(ev.tool)}({_text(ev.args_summary)})",
+                               highlight=False)
         elif isinstance(ev, ToolEnd):
             took = t - self._starts.pop(ev.call_id, t)
             mark = _MARK.get(ev.status, "?")
             detail = f" [dim]{_text(ev.error, 120)}[/]" if ev.error else ""
             self.console.print(
-                f"[dim]{t:7.2f}s[/] {mark} {_text(ev.tool)} {_text(ev.status)} in {took:.2f}s{detail}",
+                f"[dim]{t:7.2f}s[/] {mark} {_text(self._label(ev.call_id))} {_text(ev.tool)} {_text(ev.status)} "
+                f"in {took:.2f}s{detail}",
                 highlight=False,
             )
         elif isinstance(ev, Retry):

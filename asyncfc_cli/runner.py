@@ -58,7 +58,7 @@ def run_header(spec: RunSpec, run_id: str) -> dict:
     """The header's fields for a run of ``spec``."""
     return header_fields(
         run_id,
-        task=str(spec.task_path),
+        task=spec.task_name,
         agent=spec.agent_name,
         **model_identity(spec),
         mode=spec.agent.mode,

@@ -418,6 +418,12 @@ def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     return keep(raw)
 
 
+def interpolate_leniently(value: Any) -> Any:
+    """``value`` with every ``${VAR}`` that is set (or has a default) replaced, and
+    the others left as written: for showing a spec, not for running it."""
+    return _interpolate_leniently({"value": value})["value"]
+
+
 def find_agents_file(task_path: Path, task: TaskFile, explicit: Path | None) -> Path | None:
     if explicit is not None:
         if not explicit.is_file():
@@ -468,7 +474,7 @@ class ResolvedModel:
 class RunSpec:
     """Everything a run needs, validated; what the CLI hands the agent loop."""
 
-    task_path: Path
+    task_path: Path | None  # None: a prompt given on the command line (resolve_prompt_run)
     agents_path: Path | None
     agent_name: str
     agent: AgentSpec
@@ -481,6 +487,13 @@ class RunSpec:
     # Every [tools.NAME] the agent uses, opened inside the run (asyncfc_cli.tools.open_tools):
     # an mcp table's tools exist only then.
     tool_sources: list[Any] = field(default_factory=list)
+    task_label: str | None = None  # what traces and --json call the task when there is no file
+    hints: list[str] = field(default_factory=list)  # likely mistakes that are not errors (tool_hints)
+
+    @property
+    def task_name(self) -> str:
+        """The task as traces, ``trace list`` and ``--json`` show it."""
+        return self.task_label or str(self.task_path)
 
 
 def parse_set(pairs: list[str]) -> dict[str, str]:
@@ -563,9 +576,11 @@ def resolve_run(
         timeout_override=timeout_override)
 
     params: dict[str, Any] = dict(task.params)
-    unused = sorted(set(overrides or {}) - prompt_parameters(task.prompt))
+    # A [sim] plan may use parameters the prompt does not (e.g. only in a tool's arguments).
+    names = prompt_parameters(task.prompt) | sim_parameters(raw_task.get("sim"))
+    unused = sorted(set(overrides or {}) - names)
     if unused:
-        known = ", ".join(sorted(prompt_parameters(task.prompt))) or "none"
+        known = ", ".join(sorted(names)) or "none"
         raise SpecError(None, "--set", f"the prompt of {task_path} has no parameter {{{unused[0]}}}",
                         f"parameters of this prompt: {known}")
     params.update(overrides or {})
@@ -582,11 +597,12 @@ def resolve_run(
                             f"use one of the agent's tools: {', '.join(sorted(tools)) or 'none'}")
 
     sim_plan = None
-    if model.is_sim:
-        if task.sim is None:
-            raise SpecError(task_path, "sim", "the simulated model needs a [sim] plan in the task",
-                            "add a [sim] section with steps, or choose a real model with --model")
-        raw_sim = interpolate(raw_task["sim"], task_path, "sim")
+    if model.is_sim and task.sim is None:
+        from asyncfc_cli.sim.plan import no_plan
+
+        sim_plan = no_plan()  # answers, saying it is simulated: trying an agent needs no plan
+    elif model.is_sim:
+        raw_sim = fill_sim_params(interpolate(raw_task["sim"], task_path, "sim"), params, task_path)
         sim_plan = load_sim_plan(raw_sim, task_path)
         if not dynamic:
             check_sim_tools(sim_plan, raw_sim, tools, agent.mode, agent_name, task_path)
@@ -606,6 +622,7 @@ def resolve_run(
         sim_plan=sim_plan,
         digest=digest({"task": raw_task, "agents": raw_agents.get("agents", {}).get(agent_name),
                        "mode": agent.mode, "model": model.model}),
+        hints=tool_hints(tools, {**raw_agents.get("tools", {}), **raw_task.get("tools", {})}),
     )
 
 
@@ -732,6 +749,253 @@ def load_sim_plan(raw: dict[str, Any], file: Path) -> Any:
         raise spec_error_from(exc, SimPlan, file, "sim") from None
 
 
+def _sim_templates(raw_sim: Any) -> tuple[list[str], list[tuple[str, Any]]]:
+    """A raw [sim] table's step ids (written or implied) and its templates as
+    (key, value) pairs: each step's ``args`` and the final ``answer``."""
+    steps = raw_sim.get("steps") if isinstance(raw_sim, dict) else None
+    steps = steps if isinstance(steps, list) else []
+    ids = [str(step.get("id") or f"s{i}") if isinstance(step, dict) else f"s{i}"
+           for i, step in enumerate(steps, start=1)]
+    templates = [(f"sim.steps[{i}].args", step["args"]) for i, step in enumerate(steps)
+                 if isinstance(step, dict) and "args" in step]
+    final = raw_sim.get("final") if isinstance(raw_sim, dict) else None
+    if isinstance(final, dict) and "answer" in final:
+        templates.append(("sim.final.answer", final["answer"]))
+    return ids, templates
+
+
+def _template_names(value: Any) -> set[str]:
+    """The ``{name}`` references inside a JSON-like value (templates that do not parse: none)."""
+    from asyncfc_cli.sim.plan import Ref, parse_template
+
+    if isinstance(value, dict):
+        return set().union(*(_template_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_template_names(v) for v in value))
+    if not isinstance(value, str):
+        return set()
+    try:
+        return {part.id for part in parse_template(value) if isinstance(part, Ref)}
+    except ValueError:
+        return set()  # reported by the plan's own validation
+
+
+def sim_parameters(raw_sim: Any) -> set[str]:
+    """Names a [sim] plan references that are not its steps: prompt parameters."""
+    ids, templates = _sim_templates(raw_sim)
+    return set().union(*(_template_names(value) for _, value in templates)) - set(ids)
+
+
+def fill_sim_params(raw_sim: Any, params: dict[str, Any], file: Path | None) -> Any:
+    """A [sim] plan with the task's parameters filled in, as the prompt gets them.
+
+    ``{name}`` in a step's ``args`` or in the final ``answer`` is a step's
+    result when a step has that id, else the parameter ``name`` (from
+    ``[params]`` or ``--set``), so ``--set`` changes what a simulated run
+    does. A string that is only ``{name}`` takes the parameter's value with
+    its TOML type; inside longer text the value is inserted as text.
+    Braces in a value stay literal. A name that is both a step and a
+    parameter, or neither, is an error where the plan uses it.
+    """
+    from asyncfc_cli.sim.plan import Ref, parse_template
+
+    ids, templates = _sim_templates(raw_sim)
+    if not templates:
+        return raw_sim
+
+    def escaped(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    def fill(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v, f"{key}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        try:
+            parts = parse_template(value)
+        except ValueError:
+            return value  # reported by the plan's own validation
+        for part in parts:
+            if isinstance(part, Ref) and part.id not in ids and part.id not in params:
+                raise SpecError(file, key, f"{{{part.id}}} is neither a step of the plan nor a parameter",
+                                f"valid ids: {', '.join(ids) or '(no steps)'}; for a parameter, add "
+                                f"{part.id} under [params] or pass --set {part.id}=...")
+        refs = [p for p in parts if isinstance(p, Ref) and p.id in params]
+        if not refs:
+            return value
+        for ref in refs:
+            if ref.id in ids:
+                raise SpecError(file, key, f"{{{ref.id}}} is both a step id and a prompt parameter",
+                                f"rename the step {ref.id!r} or the parameter")
+            if ref.path:
+                raise SpecError(file, key, f"{{{ref.text}}}: the parameter {ref.id!r} is a single value, "
+                                "it has no parts", f"write {{{ref.id}}}")
+        if len(parts) == 1:
+            whole = params[parts[0].id]
+            return escaped(whole) if isinstance(whole, str) else whole
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(escaped(part))
+            elif part.id in params:
+                out.append(escaped(str(params[part.id])))
+            else:
+                out.append("{" + part.text + "}")
+        return "".join(out)
+
+    filled = dict(raw_sim)
+    if isinstance(filled.get("steps"), list):
+        filled["steps"] = [
+            {**step, "args": fill(step["args"], f"sim.steps[{i}].args")}
+            if isinstance(step, dict) and "args" in step else step
+            for i, step in enumerate(filled["steps"])
+        ]
+    if isinstance(filled.get("final"), dict) and "answer" in filled["final"]:
+        filled["final"] = {**filled["final"], "answer": fill(filled["final"]["answer"], "sim.final.answer")}
+    return filled
+
+
+# Libraries whose coroutines need an asyncio event loop: under trio they fail.
+_ASYNCIO_ONLY = ("asyncio", "aiohttp", "aiofiles", "asyncpg", "aiosqlite", "aioredis", "uvloop", "motor")
+
+
+def tool_hints(tools: dict[str, Any], raw_tables: dict[str, Any]) -> list[str]:
+    """Likely mistakes in tools that load fine but would fail when called.
+
+    Today one: an ``async def`` Python tool written for asyncio, left on the
+    default ``async_backend = "trio"``. It passes every check, then every
+    call fails (and the model, not the run, sees the failure), so
+    ``validate``, ``run`` and ``tools`` say so before it runs.
+    """
+    hints = []
+    for name, tool in tools.items():
+        raw = raw_tables.get(name)
+        if getattr(tool, "kind", None) != "python" or not isinstance(raw, dict):
+            continue
+        if raw.get("async_backend", "trio") != "trio":
+            continue
+        used = _asyncio_use(_loaded_callable(str(getattr(tool, "source", ""))))
+        if used:
+            hints.append(f"tool {name!r} is an async function that uses {used} (asyncio), but async tools "
+                         f'run on trio unless told otherwise, so every call would fail. Fix: add '
+                         f'async_backend = "asyncio" to [tools.{name}]')
+    return hints
+
+
+def _loaded_callable(source: str) -> Any:
+    """The function behind ``module:attr`` if its module is already imported (building
+    the tool imported it), else None: hints never import anything themselves."""
+    import sys
+
+    module_name, sep, attrs = source.partition(":")
+    obj = sys.modules.get(module_name) if sep else None
+    for attr in attrs.split(".") if obj is not None else ():
+        obj = getattr(obj, attr, None)
+    return obj
+
+
+def _asyncio_use(func: Any) -> str | None:
+    """The first asyncio-only name an ``async def`` refers to, or None."""
+    import functools
+    import inspect
+
+    while isinstance(func, functools.partial):
+        func = func.func
+    try:
+        func = inspect.unwrap(func)  # through functools.wraps decorators, to the code that runs
+    except ValueError:  # a __wrapped__ cycle
+        return None
+    if not inspect.iscoroutinefunction(func) or not hasattr(func, "__code__"):
+        return None
+    names, codes = [], [func.__code__]
+    while codes:  # nested functions and comprehensions have their own code objects
+        code = codes.pop()
+        names.extend(code.co_names)
+        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    for name in names:
+        value = func.__globals__.get(name)
+        owner = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(owner, str) and owner.split(".")[0] in _ASYNCIO_ONLY:
+            return name
+    return None
+
+
+def find_agents_upward(start: Path) -> Path | None:
+    """``agents.toml`` in ``start`` or the nearest parent directory that has one."""
+    start = start.resolve()
+    for directory in [start, *start.parents]:
+        candidate = directory / "agents.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_prompt_run(
+    prompt: str,
+    agent_name: str,
+    *,
+    agents_path: Path | None = None,
+    model_override: str | None = None,
+    mode_override: str | None = None,
+    overrides: dict[str, str] | None = None,
+    timeout_override: float | None = None,
+) -> RunSpec:
+    """A run of one agent on a prompt given on the command line: no task file.
+
+    The agents file is ``--agents`` or the nearest ``agents.toml`` from the
+    current directory up. The prompt is used as written: braces in it are
+    text, not parameters, so ``--set`` is refused. On the simulated model,
+    with no task there is no plan: the model answers that it is simulated.
+    """
+    if overrides:
+        raise SpecError(None, "--set", "--set fills a task's {parameters}; a prompt given on the command "
+                        "line is used as written", "write the values into the prompt, or use a task file")
+    if not prompt.strip():
+        raise SpecError(None, "prompt", "the prompt is empty",
+                        'give it as the argument: asyncfc run -a AGENT "...", or - to read it from stdin')
+    if agents_path is not None:
+        if not agents_path.is_file():
+            raise SpecError(agents_path, "", "agents file not found", "check the --agents path")
+        found = agents_path
+    else:
+        found = find_agents_upward(Path.cwd())
+        if found is None:
+            raise SpecError(None, "--agent", f"no agents.toml in {Path.cwd()} or a parent directory, so there is "
+                            f"no agent {agent_name!r}", "run asyncfc init to create a project, or pass --agents FILE")
+    raw_agents = read_toml(found)
+    agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found)
+    check_tool_definitions({}, None, raw_agents.get("tools", {}), found)
+    if agent_name not in agents.agents:
+        known = ", ".join(sorted(agents.agents)) or "none"
+        raise SpecError(found, "agents", f"agent {agent_name!r} is not defined",
+                        f"use one of: {known} (asyncfc agents lists them)")
+    agent, model, tools, sources = resolve_agent(
+        raw_agents["agents"][agent_name], found, f"agents.{agent_name}", raw_agents, found,
+        model_override=model_override, mode_override=mode_override, timeout_override=timeout_override)
+    from asyncfc_cli.sim.plan import no_plan
+    from asyncfc_cli.trace import digest
+
+    one_line = " ".join(prompt.split())
+    return RunSpec(
+        task_path=None,
+        agents_path=found,
+        agent_name=agent_name,
+        agent=agent,
+        model=model,
+        prompt=prompt,
+        tools=tools,
+        expect=Expectations(),
+        sim_plan=no_plan() if model.is_sim else None,
+        digest=digest({"prompt": prompt, "agents": raw_agents["agents"][agent_name],
+                       "mode": agent.mode, "model": model.model}),
+        task_label="prompt: " + (one_line if len(one_line) <= 60 else one_line[:59] + "…"),
+        hints=tool_hints(tools, raw_agents.get("tools", {})),
+        tool_sources=sources,
+    )
+
+
 def is_model_string(ref: str) -> bool:
     """Whether ``ref`` reads as a LiteLLM model string (or the simulated model, ``sim[:protocol]``)."""
     return (ref == SIM_MODEL or ref.startswith(SIM_MODEL + ":") or "/" in ref
@@ -787,7 +1051,7 @@ def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
     return SpecError(file, f"tools.{name}", message, fix if sep else "")
 
 
-def validate_file(path: Path) -> str:
+def validate_file(path: Path, hints: list[str] | None = None) -> str:
     """Check one agents or task file without running anything; returns a summary.
 
     A task goes through :func:`resolve_run`, exactly as ``asyncfc run`` would
@@ -805,8 +1069,11 @@ def validate_file(path: Path) -> str:
     if "prompt" in raw or "agent" in raw:
         task = validate_as(TaskFile, _interpolate_leniently(raw), path)
         run_spec = resolve_run(path)
+        if hints is not None:
+            hints.extend(run_spec.hints)
         if task.sim is not None and run_spec.sim_plan is None:
-            load_sim_plan(task.sim, path)  # unused by this run, but --model sim would use it
+            # Unused by this run, but --model sim would use it.
+            load_sim_plan(fill_sim_params(task.sim, dict(task.params), path), path)
         for source in run_spec.tool_sources:
             _check_source(source, run_spec.agents_path if source.name not in task.tools else path)
         return f"task ok (agent {task.agent if isinstance(task.agent, str) else 'inline'})"
@@ -816,6 +1083,7 @@ def validate_file(path: Path) -> str:
     check_tool_definitions({}, None, raw.get("tools", {}), path)
     for name in agents.agents:
         resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path)
+    built = {}
     for name, tool_raw in agents.tools.items():
         try:
             source = tools_mod.build_source(name, _interpolate_leniently(tool_raw), path.parent.resolve())
@@ -824,7 +1092,12 @@ def validate_file(path: Path) -> str:
         except tools_mod.ToolLoadError as exc:
             raise tool_spec_error(exc, name, path) from None
         _check_source(source, path)
-    return f"agents ok ({len(agents.agents)} agents, {len(agents.models)} models, {len(agents.tools)} tools)"
+        built.update({tool.name: tool for tool in source.static_tools()})
+    if hints is not None:
+        hints.extend(tool_hints(built, raw.get("tools", {})))
+    counts = ", ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in
+                       ((len(agents.agents), "agent"), (len(agents.models), "model"), (len(agents.tools), "tool")))
+    return f"agents ok ({counts})"
 
 
 def _check_source(source: Any, file: Path | None) -> None:

@@ -17,7 +17,7 @@ running    ``▒``  ``▸``  executing (live only)
 done       ``█``  ``✓``  returned a value
 failed     ``▓``  ``✗``  raised, exited non-zero, bad arguments
 timeout    ``▓``  ``⏱``  hit its timeout
-cancelled  ``░``  ``⊘``  the run ended first (answer, Ctrl-C)
+cancelled  ``╱``  ``⊘``  the run ended first (answer, Ctrl-C)
 unfinished ``▒``  ``?``  the trace ends while it was open
 ========== ===== ====== ==========================================
 
@@ -57,7 +57,8 @@ STATES: dict[str, tuple[str, str, str]] = {
     analysis.OK: ("█", BLUE, "✓"),
     analysis.ERROR: ("▓", VERMILLION, "✗"),
     analysis.TIMEOUT: ("▓", VERMILLION, "⏱"),
-    analysis.CANCELLED: ("░", PURPLE, "⊘"),
+    # Its own glyph: ░ is the model's time to first token.
+    analysis.CANCELLED: ("╱", PURPLE, "⊘"),
     analysis.UNFINISHED: ("▒", GREY, "?"),
 }
 MODEL_TTFT, MODEL_DECODE, MODEL_IDLE, MODEL_WAIT = ("░", GREEN), ("█", GREEN), ("·", GREY), ("⋯", PURPLE)
@@ -201,7 +202,7 @@ class Timeline:
         for tool in lanes:
             yield line(*self._tool_lane(run, tool, bar_w, span))
         if self.legend:
-            yield self._legend(run)
+            yield self._legend(run, width)
         if self.footer:
             yield self._footer(run, metrics, width)
 
@@ -263,6 +264,8 @@ class Timeline:
                 glyph, style = MODEL_DECODE
                 if m.status == "error":
                     glyph, style = MODEL_ERROR
+                elif m.status == "cancelled":  # stopped (Ctrl-C, timeout): it was not decoding to the end
+                    glyph, style = STATES[analysis.CANCELLED][:2]
                 elif m.end is None and not run.live:
                     glyph, style = STATES[analysis.UNFINISHED][:2]
                 bar.paint(m.first_token, stop, glyph, style, 3)
@@ -326,10 +329,10 @@ class Timeline:
         for state, n in counts.items():
             _, style, symbol = STATES.get(state, STATES[analysis.OK])
             summary.append(f"{symbol}{n} ", style=style)
-        return Text(f"… {len(folded)} earlier calls", style="dim"), summary, Text("")
+        calls = "earlier call" if len(folded) == 1 else "earlier calls"
+        return Text(f"… {len(folded)} {calls}", style="dim"), summary, Text("")
 
-    def _legend(self, run: Run) -> Text:
-        out = Text(no_wrap=False, end="\n")
+    def _legend(self, run: Run, width: int) -> Text:
         parts: list[tuple[str, str, str]] = [
             (MODEL_TTFT[0], MODEL_TTFT[1], "ttft"), (MODEL_DECODE[0], MODEL_DECODE[1], "decoding"),
             (MODEL_IDLE[0], MODEL_IDLE[1], "model blocked"),
@@ -337,6 +340,8 @@ class Timeline:
         if run.waits:
             parts.append((MODEL_WAIT[0], MODEL_WAIT[1], "wait"))
         seen = {run.tool_state(s) for s in run.tools} | {analysis.PENDING, analysis.OK}
+        if any(m.status == "cancelled" for m in run.models):
+            seen.add(analysis.CANCELLED)
         names = {analysis.PENDING: "pending", analysis.RUNNING: "running", analysis.OK: "done",
                  analysis.ERROR: "failed", analysis.TIMEOUT: "timeout", analysis.CANCELLED: "cancelled",
                  analysis.UNFINISHED: "unfinished"}
@@ -347,11 +352,20 @@ class Timeline:
                 glyph, style, symbol = STATES[state]
                 mark = glyph if glyph == symbol else f"{glyph}{symbol}"
                 parts.append((mark, style, names[state]))
-        for i, (glyph, style, name) in enumerate(parts):
-            if i:
+        # Lines break between entries, never inside one: a 60-column
+        # terminal gets two or three whole lines, not a glyph cut from its name.
+        out, used = Text(end="\n"), 0
+        for glyph, style, name in parts:
+            size = len(glyph) + 1 + len(name)
+            if used and used + 2 + size > width:
+                out.append("\n")
+                used = 0
+            elif used:
                 out.append("  ")
+                used += 2
             out.append(glyph, style=style)
             out.append(f" {name}", style="dim")
+            used += size
         return out
 
     def _footer(self, run: Run, m: analysis.Metrics, width: int) -> Text:

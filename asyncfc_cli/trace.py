@@ -207,8 +207,16 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
+RUNS_DIR_ENV = "ASYNCFC_RUNS_DIR"
+
+
+def runs_dir() -> Path:
+    """Where runs are recorded: ``$ASYNCFC_RUNS_DIR``, else ``.asyncfc/runs`` in the current directory."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_DIR)
+
+
 def default_trace_path(run_id: str, base: Path | None = None) -> Path:
-    return (base or DEFAULT_DIR) / f"{run_id}.jsonl"
+    return (base or runs_dir()) / f"{run_id}.jsonl"
 
 
 def header_fields(run_id: str, **fields: Any) -> dict[str, Any]:

@@ -7,8 +7,11 @@ commands start fast. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -27,6 +30,13 @@ class _ShowByDefault(TyperGroup):
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["show", *args]
         return super().parse_args(ctx, args)
+
+
+class ExportChoice(str, Enum):
+    """``--export``: shown and completed as ``[chrome|otel]`` (asyncfc_cli.exporters.FORMATS)."""
+
+    chrome = "chrome"
+    otel = "otel"
 
 
 trace_app = typer.Typer(
@@ -64,6 +74,14 @@ def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
     _err().print(f"saved {svg}")
 
 
+class _Failure(typer.Exit):
+    """An error already printed on stderr; :func:`_json_errors` also prints it as JSON."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     from rich.markup import escape
 
@@ -72,13 +90,32 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     # Messages may quote a file's content: shown escaped, one line per line.
     text = "\n".join(printable(line) for line in message.split("\n"))
     _err().print(f"[red]error:[/] {escape(text)}")
-    return typer.Exit(code)
+    return _Failure(code, message)
+
+
+def _json_errors(command: Any) -> Any:
+    """With ``--json``, a command's error is also one JSON object on stdout, like its result."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except _Failure as exc:
+            if kwargs.get("as_json"):
+                from asyncfc_cli.commands.common import error_object
+                from asyncfc_cli.output import print_json
+
+                print_json(error_object("usage_error", exc.exit_code, exc.message,
+                                        "asyncfc trace list shows the recorded runs; asyncfc trace -h the options"))
+            raise
+
+    return run
 
 
 def _runs_dir(directory: Optional[Path]) -> Path:
-    from asyncfc_cli.trace import DEFAULT_DIR
+    from asyncfc_cli.trace import runs_dir
 
-    return directory or DEFAULT_DIR
+    return directory or runs_dir()
 
 
 def _exists(path: Path, kind: str = "file") -> bool:
@@ -134,7 +171,22 @@ def resolve(target: str, directory: Optional[Path] = None) -> Path:
     for candidate in (runs / target, runs / f"{target}.jsonl"):
         if _exists(candidate):
             return candidate
+    matches = _by_prefix(target, runs)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        shown = ", ".join(_shown_path(Path(m.stem)) for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise _fail(f"{target} is the start of {len(matches)} run ids in {runs}: {shown}; give more of the id")
     raise _fail(f"no trace at {target}; asyncfc trace list shows the runs in {runs}")
+
+
+def _by_prefix(target: str, runs: Path) -> list[Path]:
+    """Traces in ``runs`` whose run id starts with ``target``, or whose last
+    part (after the last ``-``: the random part) does, newest first."""
+    if not target or "/" in target or target in (".", ".."):
+        return []
+    return [p for p in recent_traces(runs)
+            if p.stem.startswith(target) or p.stem.rpartition("-")[2].startswith(target)]
 
 
 def _shown_path(path: Path) -> str:
@@ -180,10 +232,12 @@ def _describe(data: Any) -> dict[str, Any]:
 
 
 @trace_app.command("show")
+@_json_errors
 def show(
-    target: Annotated[str, typer.Argument(help="A trace file, a run id, or latest.")] = "latest",
+    target: Annotated[str, typer.Argument(help="A trace file, a run id (or its start, or the start of "
+                                          "its part after the last -), or latest.")] = "latest",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    export: Annotated[Optional[str], typer.Option(
+    export: Annotated[Optional[ExportChoice], typer.Option(
         "--export", help="Write the trace as chrome (Chrome trace-event JSON for Perfetto and chrome://tracing) "
         "or otel (OTLP/JSON spans, OpenTelemetry GenAI conventions).", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option(
@@ -192,7 +246,7 @@ def show(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
 ) -> None:
     """Show a run: its timeline and a summary table (or export it)."""
     from asyncfc_cli import analysis
@@ -203,6 +257,7 @@ def show(
     if export is not None:
         from asyncfc_cli import exporters
 
+        export = export.value
         if export not in exporters.FORMATS:
             raise _fail(f"--export {export}: choose one of {', '.join(exporters.FORMATS)}")
         from asyncfc_cli.output import json_text
@@ -271,10 +326,12 @@ def _chain(names: list[str], keep: int = 8) -> str:
 
 def summary_rows(m: Any) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
+    from asyncfc_cli.commands.common import plural
+
     return [
         ("wall", _s(m.wall), _label(m.status) if m.finished else "unfinished"),
-        ("model time", _s(m.model_time), f"{m.requests} requests, ttft {_s(m.ttft_total)}"),
-        ("tool time", _s(m.tool_time), f"{m.tool_calls} calls, summed"),
+        ("model time", _s(m.model_time), f"{plural(m.requests, 'request')}, ttft {_s(m.ttft_total)}"),
+        ("tool time", _s(m.tool_time), f"{plural(m.tool_calls, 'call')}, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
         ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
@@ -411,14 +468,15 @@ def _local_time(stamp: Any) -> str:
 
 @trace_app.command("list")
 def list_runs(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs to show.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="How many runs to show (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
 ) -> None:
     """List recent runs, newest first: time, task, model, mode, status, wall time."""
     runs = _runs_dir(directory)
-    entries = [e for e in (list_entry(p) for p in recent_traces(runs)[: max(limit, 0)]) if e]
+    found = recent_traces(runs)
+    entries = [e for e in (list_entry(p) for p in (found[:limit] if limit else found)) if e]
     if as_json:
         from asyncfc_cli.output import print_json
 
@@ -430,22 +488,44 @@ def list_runs(
         return
     from rich.table import Table
 
+    # Readable at 80 columns: the run id (what `asyncfc trace` takes) and the
+    # short columns never shrink; task and model fold onto more lines
+    # instead of collapsing to "…". The local time needs room the run id
+    # (which starts with the UTC time) already gives, so it shows from 100.
+    console = _out()
+    columns = ("time", "run", "task", "model", "mode", "status", "wall")[0 if console.width >= 100 else 1:]
     table = Table(box=None, pad_edge=False)
-    for name in ("time", "task", "model", "mode", "status", "wall", "run"):
-        table.add_column(name, justify="right" if name == "wall" else "left", no_wrap=name != "task")
+    for name in columns:
+        folds = name in ("task", "model")
+        table.add_column(name, justify="right" if name == "wall" else "left", no_wrap=not folds,
+                         overflow="fold" if folds else "ellipsis", ratio=(3 if name == "task" else 1) if folds else None)
     styles = {"ok": "green", "unfinished": "yellow", "interrupted": "yellow"}
     for e in entries:
         status = str(e["status"])
-        wall = _s(e["wall"]) + ("+" if status == "unfinished" else "")
-        table.add_row(_label(_local_time(e["started_at"])), _label(e["task"]), _label(e["model"]), _label(e["mode"]),
-                      f"[{styles.get(status, 'red')}]{_label(status)}[/]", wall, _label(Path(e["path"]).stem))
-    _out().print(table)
+        cells = {"time": _label(_local_time(e["started_at"])), "run": _label(Path(e["path"]).stem),
+                 "task": _label(_short_task(e["task"])), "model": _label(e["model"]), "mode": _label(e["mode"]),
+                 "status": f"[{styles.get(status, 'red')}]{_label(status)}[/]",
+                 "wall": _s(e["wall"]) + ("+" if status == "unfinished" else "")}
+        table.add_row(*(cells[name] for name in columns))
+    console.print(table)
+
+
+def _short_task(task: Any) -> str:
+    """A task path relative to the current directory when it is inside it."""
+    text = str(task or "?")
+    try:
+        if os.path.isabs(text) and Path(text).is_relative_to(Path.cwd()):
+            return os.path.relpath(text)
+    except (OSError, ValueError):
+        pass
+    return text
 
 
 # --- compare -----------------------------------------------------------------------------------
 
 
 @trace_app.command("compare")
+@_json_errors
 def compare(
     a: Annotated[str, typer.Argument(help="The baseline run (trace file, run id, or latest).")],
     b: Annotated[str, typer.Argument(help="The run to compare with it.")],
@@ -454,7 +534,7 @@ def compare(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
 ) -> None:
     """Compare two runs: both timelines on one time scale, the summaries side by side, and B's speedup.
 
@@ -467,11 +547,22 @@ def compare(
     run_a, run_b = analysis.run_from_trace(data_a), analysis.run_from_trace(data_b)
     m_a, m_b = analysis.compute(run_a), analysis.compute(run_b)
     speedup = m_a.wall / m_b.wall if m_a.wall > 0 and m_b.wall > 0 else math.nan
+    warnings = []
+    if data_a.header.task != data_b.header.task:
+        # A speedup between two different jobs measures the jobs, not the modes.
+        warnings.append(f"A and B are runs of different tasks (A: {data_a.header.task or '?'}; "
+                        f"B: {data_b.header.task or '?'}), so the speedup compares different work")
+    for warning in warnings:
+        from rich.markup import escape
+
+        from asyncfc_cli.output import printable
+
+        _err().print(f"[yellow]warning:[/] {escape(printable(warning))}")
     if as_json:
         from asyncfc_cli.output import print_json
 
         print_json({"a": {**_describe(data_a), **m_a.as_dict()}, "b": {**_describe(data_b), **m_b.as_dict()},
-                    "speedup": None if math.isnan(speedup) else round(speedup, 6)})
+                    "speedup": None if math.isnan(speedup) else round(speedup, 6), "warnings": warnings})
         return
     from rich.table import Table
 

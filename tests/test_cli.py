@@ -210,8 +210,8 @@ def test_run_prints_only_the_answer_on_stdout(runs):
     assert done.code == 0, done.stderr
     assert done.stdout == "The echo said hello.\n"
     # Progress and the footer go to stderr.
-    assert "→ echo(text=\"hello\")" in done.stderr and "✓ echo ok" in done.stderr
-    assert "done in" in done.stderr and "1 tool calls" in done.stderr
+    assert "→ #1 echo(text=\"hello\")" in done.stderr and "✓ #1 echo ok" in done.stderr
+    assert "done in" in done.stderr and "· 1 tool call ·" in done.stderr and "· 2 model requests ·" in done.stderr
     # The default trace lands in .asyncfc/runs/ under the current directory.
     (trace,) = (runs["ok"].cwd / ".asyncfc" / "runs").glob("*.jsonl")
     assert read_trace(trace).summary["status"] == "ok"
@@ -270,7 +270,7 @@ def test_run_timeout_exits_1(runs):
 
 def test_ctrl_c_exits_130_and_the_trace_says_interrupted(runs):
     proc = runs["sigint"]
-    proc.wait_for_line("→ nap(", timeout=90)  # the 30 s tool is running
+    proc.wait_for_line("→ #1 nap(", timeout=90)  # the 30 s tool is running
     proc.proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     done = proc.result(timeout=30)
@@ -303,8 +303,8 @@ def test_progress_prints_model_supplied_names_as_text():
     printer({"type": "model_end", "t": 1.5, "request": 1, "status": "error", "error": "[/x] gone"})
     lines = out.getvalue().splitlines()
     assert lines == [
-        '   0.50s → [/](x="[bold]")',
-        "   0.75s ✗ [/] error in 0.25s unknown tool '[/]'; [red]",
+        '   0.50s → #1 [/](x="[bold]")',
+        "   0.75s ✗ #1 [/] error in 0.25s unknown tool '[/]'; [red]",
         "   1.00s retrying model request (attempt 1): [/] upstream",
         "   1.50s model error: [/x] gone",
     ]

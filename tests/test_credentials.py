@@ -103,7 +103,7 @@ def test_a_missing_key_fails_at_once_with_exit_2_and_one_message(tmp_path, model
     assert not trace.exists()  # nothing ran, not even the trace
     result, _ = run(task, "--json")
     report = json.loads(result.stdout)
-    assert report["status"] == "error" and report["exit_code"] == 2 and result.exit_code == 2
+    assert report["status"] == "spec_error" and report["exit_code"] == 2 and result.exit_code == 2
     assert variable in report["error"] and "--model sim" in report["fix"]
 
 

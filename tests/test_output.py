@@ -105,7 +105,8 @@ def test_names_and_arguments_that_do_not_encode_in_progress_json_and_trace(tmp_p
         for mode in ("sync", "async"):
             plain = run(server, tmp_path, "--mode", mode)
             assert plain.exit_code == 1 and "max_turns" in plain.stderr  # one turn, no answer: exit 1
-            assert "→ ec\\ud800ho(text=\"x\")" in plain.stderr
+            label = "#1" if mode == "sync" else "f1"
+            assert f"→ {label} ec\\ud800ho(text=\"x\")" in plain.stderr
             assert "unknown tool 'ec\\ud800ho'" in plain.stderr
             assert 'echo(text="a\\u001b[2Jb")' in plain.stderr and "\x1b[2J" not in plain.stderr
             check_trace_file(tmp_path / "t.jsonl")

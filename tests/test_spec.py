@@ -274,14 +274,59 @@ def test_sim_plan_referencing_an_unknown_step(project):
         answer = "ok"
         ''')
     err = error_of(path)
-    text = assert_names(err, path, "sim", "valid ids")
-    assert "'zz'" in text and "got a table" not in text
+    text = assert_names(err, path, "sim.steps[0].args.text", "valid ids", "--set zz=")
+    assert "{zz} is neither a step of the plan nor a parameter" in text and "got a table" not in text
 
     path = write(project / "task.toml", 'agent = "a"\nprompt = "p"\n[sim]\ndecode = 3\n[sim.final]\nanswer = "x"\n')
     assert_names(error_of(path), path, "sim.decode", "decode_tps")
 
+
+def test_a_simulated_run_without_a_plan_answers_that_it_is_simulated(project):
+    from asyncfc_cli.sim.plan import NO_PLAN_ANSWER
+
     path = write(project / "task.toml", 'agent = "a"\nprompt = "p"\n')
-    assert_names(error_of(path), path, "sim", "[sim]", "--model")
+    plan = resolve_run(path).sim_plan
+    assert plan.steps == [] and plan.final.answer == NO_PLAN_ANSWER
+    assert "simulated model" in NO_PLAN_ANSWER and "--model" in NO_PLAN_ANSWER
+
+
+def sim_task(project: Project, args: str, answer: str = "ok", params: str = 'name = "Ann"\ncount = 3') -> Path:
+    return write(project / "task.toml", f'''
+        agent = "a"
+        prompt = "p"
+        [params]
+        {params}
+        [sim]
+        [[sim.steps]]
+        id = "first"
+        tool = "echo"
+        args = {args}
+        [sim.final]
+        answer = "{answer}"
+        ''')
+
+
+def test_params_reach_the_sim_plan(project):
+    path = sim_task(project, '{ text = "hi {name}, {{literal}} {name}", n = "{count}", m = "n={count}" }',
+                    answer="{first} for {name}")
+    plan = resolve_run(path).sim_plan
+    assert plan.steps[0].args == {"text": "hi Ann, {{literal}} Ann", "n": 3, "m": "n=3"}  # whole: typed
+    assert plan.final.answer == "{first} for Ann"  # the step's result stays a reference
+    plan = resolve_run(path, overrides={"name": "{Bob}"}).sim_plan
+    assert plan.steps[0].args["text"] == "hi {{Bob}}, {{literal}} {{Bob}}"  # braces in a value stay literal
+    # A --set for a name only the plan uses is not a typo.
+    path = sim_task(project, '{ text = "{who}" }', params='name = "x"')
+    assert resolve_run(path, overrides={"who": "Cy"}).sim_plan.steps[0].args == {"text": "Cy"}
+    assert_names(error_of(path), path, "sim.steps[0].args.text", "--set who=")
+
+
+def test_a_name_that_is_both_a_step_and_a_parameter_is_refused_where_used(project):
+    path = sim_task(project, '{ text = "x" }', answer="{first}", params='first = "p"')
+    assert_names(error_of(path), path, "sim.final.answer", "rename")
+    path = sim_task(project, '{ text = "x" }', answer="done", params='first = "p"')
+    assert resolve_run(path).sim_plan.final.answer == "done"
+    path = sim_task(project, '{ text = "{name.x}" }')
+    assert_names(error_of(path), path, "sim.steps[0].args.text", "{name}")
 
 
 def test_set_parsing():

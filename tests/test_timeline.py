@@ -194,8 +194,51 @@ def test_states_have_their_own_glyphs_and_symbols():
     failed, _ = lanes(render("errors_async.jsonl"))
     assert len(failed) == 3 and all("✗" in line and "▓" in line for line in failed)
     cancelled, footer = lanes(render("slow_interrupted.jsonl"))
-    assert len(cancelled) == 1 and "⊘" in cancelled[0] and "░" in cancelled[0].split(")", 1)[1]
+    assert len(cancelled) == 1 and "⊘" in cancelled[0] and "╱" in cancelled[0].split(")", 1)[1]
     assert "(interrupted)" in footer
+
+
+def test_cancelled_has_a_glyph_of_its_own():
+    from asyncfc_cli.timeline import MODEL_DECODE, MODEL_IDLE, MODEL_TTFT, MODEL_WAIT, STATES
+
+    glyph = STATES[analysis.CANCELLED][0]
+    others = {g for state, (g, _, _) in STATES.items() if state != analysis.CANCELLED}
+    assert glyph not in others | {MODEL_TTFT[0], MODEL_DECODE[0], MODEL_IDLE[0], MODEL_WAIT[0]}
+    lane = lanes(render("slow_interrupted.jsonl"))[0][0]
+    assert "░" not in lane  # that is the model's time to first token
+
+
+def test_a_cancelled_request_is_not_drawn_as_decoding():
+    events = [{"type": "header", "t": 0.0, "mode": "async", "model": "sim"},
+              {"type": "model_begin", "t": 0.0, "request": 1},
+              {"type": "model_first_token", "t": 1.0, "request": 1},
+              {"type": "model_end", "t": 4.0, "request": 1, "status": "cancelled"},
+              {"type": "summary", "t": 4.0, "status": "interrupted"}]
+    for live in (False, True):
+        lines = render(events, live=live, now=4.0)
+        model = next(line for line in lines if line.startswith("model"))
+        assert "█" not in model and model.count("╱") > model.count("░") > 0
+        assert any("╱⊘ cancelled" in line for line in lines)  # and the legend says what it is
+
+
+@pytest.mark.parametrize("name", ["errors_async.jsonl", "slow_interrupted.jsonl", "futures_demo_async.jsonl"])
+def test_the_legend_fits_60_columns_without_cutting_an_entry(name):
+    events = raw_events(name)
+    for live in (False, True):
+        console = Console(record=True, width=60, file=io.StringIO(), color_system=None)
+        console.print(Timeline(events[:-1] if live else events, live=live, now=events[-1]["t"]))
+        lines = console.export_text().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("░ ttft"))
+        legend = []
+        for line in lines[start:]:
+            if line.startswith(("wall", "elapsed")):
+                break
+            legend.append(line)
+        assert legend and all(len(line) <= 60 for line in legend)
+        entries = re.split(r"  (?=\S)", "  ".join(legend))
+        for entry in entries:  # each a glyph, a space and a name, whole
+            assert re.fullmatch(r"\S+ [a-z ]+", entry.strip()), (entry, legend)
+        assert "done" in " ".join(legend) and "model blocked" in " ".join(legend)
 
 
 def test_a_killed_run_renders_with_its_open_spans_marked_unfinished():
@@ -292,3 +335,18 @@ def test_the_live_sink_appends_and_its_last_frame_is_the_whole_run():
     assert sink.events == events
     final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).split("\r")[-1]
     assert "f4 ← f1,f2 compute" in final and "wall " in final and "(ok)" in final
+
+
+@pytest.mark.parametrize("name, labels", [("quickstart_sync.jsonl", ["#1", "#2", "#3", "#4"]),
+                                          ("quickstart_async.jsonl", ["f1", "f2", "f3", "f4"])])
+def test_plain_progress_lines_name_each_call_as_the_timeline_does(name, labels):
+    out = io.StringIO()
+    printer = ProgressPrinter(Console(file=out, width=300, color_system=None, soft_wrap=True))
+    for event in raw_events(name):
+        printer(event)
+    lines = out.getvalue().splitlines()
+    starts = [line.split("→ ", 1)[1].split()[0] for line in lines if "→ " in line]
+    ends = [line.split("✓ ", 1)[1].split()[0] for line in lines if "✓ " in line]
+    assert starts == labels and sorted(ends) == labels
+    lanes_shown = [line.split()[0] for line in lanes(render(name))[0]]
+    assert lanes_shown == labels  # the same names as the timeline's lanes

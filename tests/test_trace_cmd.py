@@ -101,6 +101,78 @@ def test_latest_list_and_run_ids_read_the_runs_directory(runs):
         assert column in table.splitlines()[0]
 
 
+def long_named_runs(tmp_path: Path, count: int = 3) -> Path:
+    """Runs with the names real ones have (run ids), a long task path and a long model name."""
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    lines = [line for line in SYNC.read_text().splitlines() if line.strip()]
+    header = json.loads(lines[0])
+    for i in range(count):
+        run_id = f"2026010{i + 1}T101010-{'abcdef'[i]}{i}c0ffee"[:22]
+        header.update(run_id=run_id, task=f"/home/someone/projects/a-rather-long-project-name/tasks/task_{i}.toml",
+                      model="openrouter/anthropic/claude-3-5-haiku-latest")
+        dest = runs_dir / f"{run_id}.jsonl"
+        dest.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+        os.utime(dest, (1_800_000_000 + i, 1_800_000_000 + i))
+    return runs_dir
+
+
+def test_list_stays_readable_at_80_columns(tmp_path):
+    runs_dir = long_named_runs(tmp_path)
+    for columns in (80, 60, 200):
+        table = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir)], env={"COLUMNS": str(columns)}).output
+        lines = table.splitlines()
+        assert all(len(line) <= columns for line in lines), table
+        assert "…" not in table  # nothing collapsed: long cells fold onto more lines
+        for path in runs_dir.iterdir():
+            assert path.stem in table  # the whole run id, which asyncfc trace takes
+        assert "task_2.toml" in "".join(table.split())  # the task is all there, folded if need be
+    header = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir)], env={"COLUMNS": "80"}).output
+    assert header.splitlines()[0].split() == ["run", "task", "model", "mode", "status", "wall"]
+
+
+def test_list_limit_zero_means_all_and_a_negative_limit_is_refused(tmp_path):
+    runs_dir = long_named_runs(tmp_path, count=3)
+
+    def listed(*args: str) -> list[dict]:
+        result = CliRunner().invoke(app, ["trace", "list", "--json", "--dir", str(runs_dir), *args])
+        return [json.loads(line) for line in result.output.splitlines()]
+
+    assert len(listed("--limit", "0")) == 3 and len(listed("-n", "1")) == 1 and len(listed()) == 3
+    result = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir), "--limit", "-1"])
+    assert result.exit_code == 2
+
+
+def test_a_run_id_prefix_names_a_run(tmp_path):
+    runs_dir = long_named_runs(tmp_path, count=3)
+    ids = sorted(p.stem for p in runs_dir.iterdir())
+
+    def shown(target: str):
+        return CliRunner().invoke(app, ["trace", target, "--json", "--dir", str(runs_dir)])
+
+    assert json.loads(shown(ids[1][:9]).output)["run_id"] == ids[1]  # the start of the id
+    assert json.loads(shown(ids[2].rpartition("-")[2][:3]).output)["run_id"] == ids[2]  # the start of its last part
+    ambiguous = CliRunner().invoke(app, ["trace", "2026", "--dir", str(runs_dir)])
+    assert ambiguous.exit_code == 2 and "start of 3 run ids" in ambiguous.output
+    assert all(i in ambiguous.output for i in ids)
+    assert CliRunner().invoke(app, ["trace", "2027", "--dir", str(runs_dir)]).exit_code == 2
+
+
+def test_compare_warns_when_the_runs_are_of_different_tasks():
+    other = TRACES / "futures_demo_async.jsonl"
+    result = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "trace", "compare", str(SYNC), str(other)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "warning: A and B are runs of different tasks (A: tasks/quickstart.toml; B: tasks/futures_demo.toml)" \
+        in result.stderr
+    data = json.loads(invoke("compare", SYNC, other, "--json").output.splitlines()[-1])
+    assert len(data["warnings"]) == 1 and "different tasks" in data["warnings"][0]
+    same = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "trace", "compare", str(SYNC), str(ASYNC)],
+                          capture_output=True, text=True, timeout=60)
+    assert "warning" not in same.stderr
+    assert json.loads(invoke("compare", SYNC, ASYNC, "--json").output)["warnings"] == []
+
+
 def test_missing_traces_are_usage_errors(tmp_path):
     assert invoke("latest", cwd=tmp_path).exit_code == 2
     result = invoke(tmp_path / "nope.jsonl")

@@ -229,3 +229,19 @@ class SimPlan(BaseModel):
 
 def _listing(ids: list[str]) -> str:
     return ", ".join(ids) if ids else "(none)"
+
+
+# What the simulated model says when it has no plan to follow (a prompt given
+# on the command line, a task without [sim]): an answer, not an error, so an
+# agent can be tried at once; and one that cannot pass for a real model's.
+NO_PLAN_ANSWER = (
+    "This is asyncfc's simulated model, not a real one: it follows the [sim] plan of a task, "
+    "and this run has none, so this is all it says. For a real answer, choose a model with "
+    "--model (e.g. --model openai/gpt-4o-mini)."
+)
+
+
+def no_plan() -> SimPlan:
+    """The plan of a simulated run without one: answer :data:`NO_PLAN_ANSWER` at once
+    (decoded fast: there is nothing to show but the answer)."""
+    return SimPlan(decode_tps=200.0, final=SimFinal(answer=NO_PLAN_ANSWER))
