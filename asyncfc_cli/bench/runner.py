@@ -43,6 +43,7 @@ from asyncfc_cli.agent import AgentRun, run_agent
 from asyncfc_cli.analysis import build_run
 from asyncfc_cli.bench.ideal import Ideal, ideal_bound
 from asyncfc_cli.bench.workloads import Case, by_step
+from asyncfc_cli.futures import WAIT_TOOL
 from asyncfc_cli.trace import Trace
 
 MODES = ("sync", "parallel", "async")
@@ -322,7 +323,7 @@ def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0
     overheads = probe.overheads(mode, result.calls, ordered)
     last_ready: dict[Any, str] = {}
     for event in out["events"]:
-        if event["type"] == "call_ready":
+        if event["type"] == "call_ready" and event["tool"] != WAIT_TOOL:  # a wait is not a tool call
             last_ready[event["request"]] = event["call_id"]
     last = set(last_ready.values())
     return RunRecord(
