@@ -44,6 +44,9 @@ from asyncfc_cli.bench.cli import bench_app  # noqa: E402  (light: typer only; l
 
 app.add_typer(bench_app, name="bench")
 app.add_typer(trace_app, name="trace")
+from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch  # noqa: E402  (light: typer only)
+
+app.command("batch", epilog=BATCH_EXIT_CODES)(batch)
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).

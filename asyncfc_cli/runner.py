@@ -198,7 +198,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
 
 
 async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], run_id: str,
-                   loop_thread: AsyncioThread, gate: Any = None) -> RunOutcome:
+                   loop_thread: AsyncioThread, limits: Any = None) -> RunOutcome:
     """One run of ``spec`` inside the caller's trio run: the core :func:`execute`
     and ``asyncfc batch`` share.
 
@@ -206,8 +206,9 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     request of the process) and LiteLLM's import; each run has its own trace,
     redactor, model client, tool sources and, for the simulated model, its own
     server (a plan's faults and prompt cache count that run's requests only).
-    ``gate`` (:class:`asyncfc_cli.limits.RequestGate`) is asked before each
-    request attempt: limits shared with the caller's other runs. The writer is
+    ``limits`` (:class:`asyncfc_cli.limits.ModelLimits`, or the Ray batch's) gives
+    the run's client a gate it asks before each request attempt: limits shared
+    with the caller's other runs of the same model. The writer is
     closed when this returns or raises; cancellation from the caller
     propagates after the trace got its summary (status ``interrupted``).
     """
@@ -225,6 +226,11 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
                 request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
                 trace.emit("retry", request=request, attempt=attempt, error=error)
 
+            gate = None
+            if limits is not None:
+                from asyncfc_cli.limits import model_key
+
+                gate = limits.gate(model_key(spec.model.model, spec.model.api_base), trace)
             client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor, gate=gate)
             # Tool resources (processes, servers) live exactly as long as the run.
             async with open_tools(spec.tool_sources, trace) as tools:

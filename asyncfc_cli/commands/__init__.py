@@ -1,0 +1,1 @@
+"""Commands that live in their own module, registered by :mod:`asyncfc_cli.cli`."""
