@@ -183,8 +183,8 @@ class Endpoint:
     """A scripted endpoint that holds each answer a while and records, per request,
     when it arrived and how many were in flight."""
 
-    def __init__(self, hold: float, first: Reply | None = None) -> None:
-        self.hold, self.first = hold, first
+    def __init__(self, hold: float, first: Reply | None = None, first_hold: float | None = None) -> None:
+        self.hold, self.first, self.first_hold = hold, first, first_hold
         self.lock = threading.Lock()
         self.in_flight = self.peak = 0
         self.arrivals: list[float] = []
@@ -198,7 +198,7 @@ class Endpoint:
                 return self.first
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-        time.sleep(self.hold)
+        time.sleep(self.first_hold if number == 1 and self.first_hold is not None else self.hold)
         with self.lock:
             self.in_flight -= 1
         return Reply(chunks=text_stream("done"))

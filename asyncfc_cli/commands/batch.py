@@ -130,7 +130,12 @@ def batch(
             try:
                 with progress:
                     if ray_backend is not None:
-                        outcome = ray_backend.run(planned, max_runs, max_per_model, done, progress.started, finished)
+                        def ready(text: str) -> None:
+                            if not (quiet or as_json):
+                                err.print(text, markup=False, highlight=False)
+
+                        outcome = ray_backend.run(planned, max_runs, max_per_model, done, progress.started, finished,
+                                                  ready)
                     else:
                         outcome = engine.run_local(planned, max_runs, max_per_model, done, progress.started, finished)
             finally:
