@@ -311,3 +311,28 @@ def test_ctrl_c_cancels_every_run_and_closes_every_trace(tmp_path):
     xml = JUnitXml.fromfile(str(junit))
     assert xml.tests == 3 and xml.skipped == 3
     assert all(isinstance(case.result[0], Skipped) for suite in xml for case in suite)
+
+
+# --- asyncfc bench bfcl --model, through the same machinery -------------------------------------
+
+
+def _bfcl_dir() -> Path | None:
+    from asyncfc_cli.bench.data import DataNotFound, find_bfcl_dir
+
+    try:
+        return find_bfcl_dir()
+    except DataNotFound:
+        return None
+
+
+@pytest.mark.skipif(_bfcl_dir() is None, reason="BFCL data not found (set ASYNCFC_BFCL_DIR)")
+def test_bench_bfcl_model_runs_entries_concurrently_under_the_limits():
+    result = CliRunner().invoke(app, ["bench", "bfcl", "--model", "sim", "--category", "parallel", "--limit", "3",
+                                      "--mode", "sync,async", "--decode-tps", "2000", "--ttft", "0",
+                                      "--max-runs", "6", "--max-per-model", "1", "--json", "-q"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    accuracy = json.loads(result.stdout)["accuracy"]
+    assert [(r["mode"], r["correct"], r["entries"]) for r in accuracy["rows"]] == [("sync", 3, 3), ("async", 3, 3)]
+    assert accuracy["max_runs"] == 6
+    assert accuracy["limits"]["sim"]["peak_requests"] == 1  # six runs, one request in flight at a time
