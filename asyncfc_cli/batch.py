@@ -110,6 +110,7 @@ async def run_concurrently(items: Iterable[Any], max_runs: int, one: Callable[[A
     created for an item before it can start, so a batch of 10,000 runs holds
     ``max_runs`` tasks, not 10,000.
     """
+    items = list(items)
     queue = iter(items)
 
     async def worker() -> None:
@@ -117,7 +118,7 @@ async def run_concurrently(items: Iterable[Any], max_runs: int, one: Callable[[A
             await one(item)
 
     async with trio.open_nursery() as nursery:
-        for _ in range(max(1, max_runs)):
+        for _ in range(max(1, min(max_runs, len(items)))):
             nursery.start_soon(worker)
 
 
@@ -488,6 +489,9 @@ def run_local(planned: Sequence[PlannedRun], max_runs: int, max_per_model: int |
     todo = [run for run in planned if run.key not in done]
 
     async def main(shared: Shared) -> None:
+        nonlocal zero
+        zero = time.monotonic()  # runs' start and end times count from here, after LiteLLM's import
+
         async def one(run: PlannedRun) -> None:
             started[run.key] = round(time.monotonic() - zero, 6)
             on_start(run)

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import DATA, Reply, ScriptedServer, text_stream, wait_until
+from conftest import DATA, REPO, Reply, ScriptedServer, text_stream, wait_until
 
 OK, UNMET, MAX_TURNS = DATA / "ok.toml", DATA / "unmet.toml", DATA / "max_turns.toml"
 REMOTE, HOSTILE, NAP = DATA / "batch_remote.toml", DATA / "batch_hostile.toml", DATA / "batch_nap.toml"
@@ -143,6 +143,11 @@ def test_csv_matrix_and_a_column_the_prompt_lacks(tmp_path):
     result = batch(OK, "--matrix", bad, "--out", tmp_path / "o2")
     assert result.exit_code == 2
     assert f"{bad}: row 1" in result.stderr and "{colour}" in result.stderr, result.stderr
+    dup = tmp_path / "dup.csv"
+    dup.write_text("word\nx\ny\nx\n")
+    result = batch(OK, "--matrix", dup, "--out", tmp_path / "o3")
+    assert result.exit_code == 2 and f"{dup}: row 3" in result.stderr and "as row 1" in result.stderr
+    assert "--repeat" in result.stderr and not (tmp_path / "o3").exists()
 
 
 # --- --resume --------------------------------------------------------------------------------
@@ -336,3 +341,38 @@ def test_bench_bfcl_model_runs_entries_concurrently_under_the_limits():
     assert [(r["mode"], r["correct"], r["entries"]) for r in accuracy["rows"]] == [("sync", 3, 3), ("async", 3, 3)]
     assert accuracy["max_runs"] == 6
     assert accuracy["limits"]["sim"]["peak_requests"] == 1  # six runs, one request in flight at a time
+
+
+# --- the other options, and the README's CI example ------------------------------------------------
+
+
+def test_agents_timeout_and_model_apply_to_every_run(tmp_path):
+    result = batch(NAP, OK, "--agents", DATA / "batch_agents.toml", "--timeout", "1", "--model", "sim:anthropic",
+                   "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 1, result.output
+    runs = {Path(r["task"]).name: r for r in json_of(result)["runs"]}
+    assert runs["batch_nap.toml"]["run_status"] == "timeout" and runs["batch_nap.toml"]["status"] == "failed"
+    assert runs["ok.toml"]["status"] == "passed"
+    for run in runs.values():
+        assert run["model"] == "sim:anthropic"
+        assert read_trace(Path(run["trace"])).header.litellm_model == "anthropic/asyncfc-sim"
+
+
+def test_the_readme_ci_example(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Running many tasks (CI)"):]
+    line = next(l.strip() for l in section.splitlines() if l.strip().startswith("- asyncfc batch"))
+    argv = line.removeprefix("- ").split()
+    for name in ("tasks", "tools", "examples", "agents.toml"):
+        (tmp_path / name).symlink_to(REPO / name)
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", CI="true")
+    env.pop("FORCE_COLOR", None)
+    done = subprocess.run([sys.executable, "-m", "asyncfc_cli", *argv[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    junit = tmp_path / argv[argv.index("--junit") + 1]
+    xml = JUnitXml.fromfile(str(junit))
+    assert xml.tests == 4 and xml.failures == 0 and xml.errors == 0
+    assert {case.name for suite in xml for case in suite} == {
+        "quickstart sync", "quickstart async", "futures_demo sync", "futures_demo async"}
+    assert len(list((tmp_path / argv[argv.index("--out") + 1] / "traces").glob("*.jsonl"))) == 4
