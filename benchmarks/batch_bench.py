@@ -13,8 +13,10 @@
   the first run's start to the last run's end, in its ``--json``) and of the
   whole command (with its start: LiteLLM's import).
 - ``ray``: the short task ``--runs`` times with ``--max-runs 8``, in process
-  and with ``--ray local``; the cost per run Ray adds, with and without Ray's
-  start (until the driver reports the instance up).
+  and with ``--ray local``: the whole command, Ray's start (until the driver
+  reports the instance up), the first wave of runs (each Ray worker starts and
+  imports LiteLLM), and the per-run cost after it (a run's time from
+  submission to its report, minus its own wall time).
 
 Every command is a subprocess of the installed ``asyncfc`` (this interpreter's
 ``-m asyncfc_cli``), ``CI=1`` (plain progress), outputs in a temporary
@@ -121,10 +123,18 @@ def ray(runs: int, work: Path) -> dict:
         results = [json.loads(line) for line in (work / f"ray-{name}" / "results.jsonl").read_text().splitlines()]
         first = min(r["started"] for r in results)
         last = max(r["ended"] for r in results)
+        # The first wave (one run per slot) pays each Ray worker's start and LiteLLM import;
+        # after it, a run's time from submission to its report beyond its own wall is the
+        # per-run cost of the machinery.
+        by_start = sorted(results, key=lambda r: r["started"])
+        wave, rest = by_start[:8], by_start[8:]
         out[name] = {"command": shown(command), "wall": round(wall, 2), "exit": proc.returncode,
                      "passed": sum(r["status"] == "passed" for r in results),
                      "runs_span": round(last - first, 2),
                      "run_wall_median": round(statistics.median(r["wall"] for r in results), 3),
+                     "first_wave_span_median": round(statistics.median(r["ended"] - r["started"] for r in wave), 3),
+                     "overhead_per_run_after_first_wave": round(
+                         statistics.median(r["ended"] - r["started"] - r["wall"] for r in rest), 3) if rest else None,
                      "ray_ready": round(ready, 2) if name == "ray" and ready is not None else None}
         print(json.dumps(out[name]), file=sys.stderr, flush=True)
     out["runs"] = runs
