@@ -249,7 +249,8 @@ def parse_modes(text: str | None) -> list[str | None]:
 def run_key(task: Path, digest: str, params: dict[str, str], mode: str, model: str, repeat: int) -> str:
     """A stable identity for a run: the same task content, row, mode, model and repeat
     give the same key in any later invocation (what ``--resume`` matches on)."""
-    text = json.dumps([str(task), digest, sorted(params.items()), mode, model, repeat])
+    # The resolved path: tasks/x.toml and ./tasks/x.toml are the same task.
+    text = json.dumps([str(Path(task).resolve()), digest, sorted(params.items()), mode, model, repeat])
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

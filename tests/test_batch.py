@@ -31,6 +31,12 @@ OK, UNMET, MAX_TURNS = DATA / "ok.toml", DATA / "unmet.toml", DATA / "max_turns.
 REMOTE, HOSTILE, NAP = DATA / "batch_remote.toml", DATA / "batch_hostile.toml", DATA / "batch_nap.toml"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    # Runs remember tool durations in ./.asyncfc/latency.json: not in the repository.
+    monkeypatch.chdir(tmp_path)
+
+
 def batch(*args, env: dict[str, str] | None = None):
     result = CliRunner().invoke(app, ["batch", *map(str, args)], env=env, catch_exceptions=False)
     return result
@@ -376,3 +382,11 @@ def test_the_readme_ci_example(tmp_path):
     assert {case.name for suite in xml for case in suite} == {
         "quickstart sync", "quickstart async", "futures_demo sync", "futures_demo async"}
     assert len(list((tmp_path / argv[argv.index("--out") + 1] / "traces").glob("*.jsonl"))) == 4
+
+
+def test_resume_knows_a_task_however_its_path_is_written(tmp_path):
+    (tmp_path / "data").symlink_to(DATA)
+    out = tmp_path / "out"
+    assert batch("data/ok.toml", "--out", out, "-q").exit_code == 0
+    again = batch("./data/ok.toml", "--out", out, "--resume", "--json")
+    assert json_of(again)["counts"]["resumed"] == 1
