@@ -273,6 +273,18 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     assert "batch: 2 runs · 1 passed · 1 unmet" in err
 
 
+def test_progress_bar_through_the_cli_on_a_real_terminal(tmp_path):
+    from test_output import run_on_a_terminal
+
+    code, screen = run_on_a_terminal(["batch", str(OK), str(UNMET), "--out", str(tmp_path / "o")],
+                                     dict(os.environ), timeout=60)
+    assert code == 3, screen
+    assert "Traceback" not in screen
+    assert "ETA" in screen and "2/2" in screen and "done 2" in screen  # the Rich bar, last frame
+    assert "unmet.toml" in screen and "expectation not met" in screen  # printed above the bar
+    assert "ok sync" not in screen  # a passed run only moves the bar (in a pipe it gets a line)
+
+
 def test_progress_bar_on_a_terminal():
     from asyncfc_cli.batch import RunReport
     from asyncfc_cli.batch_output import BatchProgress
