@@ -75,9 +75,9 @@ def test_batch_on_local_ray_with_limits_across_workers(tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"word": "one"}\n{"word": "two"}\n{"word": "three"}\n')
     out, junit = tmp_path / "out", tmp_path / "j.xml"
-    # The first request is held 4 s: if the cluster-wide limit of one request did not
+    # The first request is held 6 s: if the cluster-wide limit of one request did not
     # hold, another run's request would arrive meanwhile and the peak would be 2.
-    endpoint = Endpoint(hold=0.1, first_hold=4.0)
+    endpoint = Endpoint(hold=0.1, first_hold=6.0)
     with endpoint.server as server:
         proc = subprocess.run(asyncfc(REMOTE, OK, "--matrix", rows, "--ray", "local", "--max-runs", "3",
                                       "--max-per-model", "1", "--out", out, "--junit", junit, "--json"),
