@@ -20,7 +20,7 @@ import os
 import socket
 import statistics
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -254,7 +254,7 @@ def summary_line(outcome: BatchOutcome, out: Path) -> str:
 
 def json_document(outcome: BatchOutcome, code: int, out: Path, junit: Path | None) -> dict[str, Any]:
     c = counts(outcome.reports)
-    status = "interrupted" if code == 130 else "passed" if code == 0 else "failed"
+    status = {0: "passed", 1: "failed", 2: "error", 3: "unmet", 130: "interrupted"}.get(code, "failed")
     return {
         "status": status, "exit_code": code, "counts": c, "wall": round(outcome.wall, 6), "out": str(out),
         "results": str(out / RESULTS_FILE), "junit": None if junit is None else str(junit),
@@ -349,6 +349,3 @@ def write_atomically(path: Path, text: str) -> None:
         if tmp.exists():
             tmp.unlink()
 
-
-def params_text(params: Mapping[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())

@@ -23,7 +23,7 @@ from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
-from asyncfc_cli.tools import ToolLoadError, open_tools
+from asyncfc_cli.tools import ToolLoadError, open_tools  # noqa: F401  (ToolLoadError: the CLI catches runner.ToolLoadError)
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
 

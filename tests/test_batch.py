@@ -174,7 +174,7 @@ def test_resume_skips_what_passed_and_runs_the_rest(tmp_path):
     again = {Path(r["task"]).name: r for r in doc["runs"]}
     assert again["ok.toml"]["resumed"] is True and again["ok.toml"]["status"] == "passed"
     assert again["unmet.toml"]["resumed"] is False and again["unmet.toml"]["status"] == "unmet"
-    assert doc["counts"]["resumed"] == 1
+    assert doc["counts"]["resumed"] == 1 and doc["status"] == "unmet" and doc["exit_code"] == 3
     assert ok_trace.stat().st_mtime_ns == ok_stamp  # not run again
     assert unmet_trace.stat().st_mtime_ns != unmet_stamp  # run again, same trace file
     # results.jsonl kept the first invocation's lines and added the re-run.

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import DATA, wait_until
+from conftest import wait_until
 from test_batch import NAP, OK, REMOTE, Endpoint
 
 try:
