@@ -50,6 +50,9 @@ from asyncfc_cli.commands import init as init_cmd, inspect_cmds  # noqa: E402  (
 
 app.command("init")(init_cmd.init)
 inspect_cmds.register(app)
+from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch  # noqa: E402  (light: typer only)
+
+app.command("batch", epilog=BATCH_EXIT_CODES)(batch)
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).

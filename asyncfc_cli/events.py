@@ -426,3 +426,14 @@ class ToolBlocked(TraceEvent):
     call_id: Text
     tool: Text
     seconds: Number
+
+
+# --- limits shared by many runs (asyncfc_cli/limits.py, asyncfc batch) ---------------------
+
+
+@_event("limit_wait")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LimitWait(TraceEvent):
+    seconds: Number
+    reason: Text  # concurrency (the model's request slots were taken) | rate_limit (a shared cooldown)
+    request: Count | None = None

@@ -43,6 +43,7 @@ import random
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -274,8 +275,12 @@ class LiteLLMClient:
         loop_thread: AsyncioThread,
         on_retry: Callable[[int, str], None] | None = None,
         redactor: Redactor | None = None,
+        gate: Any = None,
     ) -> None:
         self.config = config
+        # Limits shared with other runs of the same model (asyncfc_cli.limits.RequestGate):
+        # every attempt, retries included, goes through it and it sees a 429 on the way out.
+        self._gate = gate
         self._loop_thread = loop_thread
         self._on_retry = on_retry
         # The run passes its own (every secret it knows); alone, the client
@@ -291,10 +296,11 @@ class LiteLLMClient:
         while True:
             emitted_calls = False
             try:
-                async for event in self._stream_once(messages, tools):
-                    if isinstance(event, ToolCallReady):
-                        emitted_calls = True
-                    yield event
+                async with self._gate.attempt() if self._gate is not None else _no_gate():
+                    async for event in self._stream_once(messages, tools):
+                        if isinstance(event, ToolCallReady):
+                            emitted_calls = True
+                        yield event
                 return
             except ModelError:
                 raise
@@ -394,6 +400,11 @@ class LiteLLMClient:
             raise StreamTruncated("the stream ended without an answer or a finish reason (the connection was cut?)")
         for event in decoder.end():
             yield event
+
+
+@asynccontextmanager
+async def _no_gate() -> AsyncIterator[None]:
+    yield
 
 
 def describe_error(exc: BaseException, redactor: Redactor) -> str:

@@ -9,8 +9,8 @@ however it ends.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
-from asyncfc_cli.tools import ToolLoadError, open_tools
+from asyncfc_cli.tools import ToolLoadError, open_tools  # noqa: F401  (ToolLoadError: the CLI catches runner.ToolLoadError)
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
 
@@ -170,35 +170,15 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     litellm = import_litellm()  # seconds of import: before the run's clock starts
     if spec.model.is_sim:
         register_sim_models(litellm)
-    # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
-    redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
-    trace = Trace(redactor=redactor)
-    trace.sinks.append(writer)
-    trace.sinks.extend(sinks)
     outcome: list[RunOutcome] = []
     try:
-        with ExitStack() as stack:
-            config = stack.enter_context(model_endpoint(spec))
-            loop_thread = stack.enter_context(AsyncioThread())
-            trace.emit("header", **run_header(spec, run_id))
-
-            def on_retry(attempt: int, error: str) -> None:
-                # Retries happen inside one model turn: the latest request's.
-                request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
-                trace.emit("retry", request=request, attempt=attempt, error=error)
-
-            client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor)
-
+        with AsyncioThread() as loop_thread:
             interrupted: list[int] = []
 
             async def main() -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
-                    # Tool resources (processes, servers) live exactly as long as the run.
-                    async with open_tools(spec.tool_sources, trace) as tools:
-                        result = await run_agent(agent_run(spec, tools), client, trace)
-                    outcome.append(RunOutcome(result, writer.path, run_id, trace, redactor,
-                                              client.credentials_failure, config.key_hint))
+                    outcome.append(await run_spec(spec, writer, sinks, run_id, loop_thread))
                     nursery.cancel_scope.cancel()
 
             try:
@@ -207,16 +187,72 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
                 # Nurseries wrap Ctrl-C; callers should see the plain interrupt.
                 if group.subgroup(KeyboardInterrupt) is not None:
                     raise KeyboardInterrupt from None
-                # A tool source that could not open (an MCP server that fails to start).
-                failed = group.subgroup(ToolLoadError)
-                if failed is not None:
-                    raise _first_leaf(failed) from None
-                raise
+                # A tool source that could not open (an MCP server that fails to start),
+                # or the model's endpoint (a key): the one error, not the group.
+                raise _first_leaf(group) from None
     finally:
         writer.close()
     if not outcome or outcome[0].result.status == "interrupted":
         raise KeyboardInterrupt
     return outcome[0]
+
+
+async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], run_id: str,
+                   loop_thread: AsyncioThread, limits: Any = None) -> RunOutcome:
+    """One run of ``spec`` inside the caller's trio run: the core :func:`execute`
+    and ``asyncfc batch`` share.
+
+    Many runs may share ``loop_thread`` (one asyncio thread owns every LiteLLM
+    request of the process) and LiteLLM's import; each run has its own trace,
+    redactor, model client, tool sources and, for the simulated model, its own
+    server (a plan's faults and prompt cache count that run's requests only).
+    ``limits`` (:class:`asyncfc_cli.limits.ModelLimits`, or the Ray batch's) gives
+    the run's client a gate it asks before each request attempt: limits shared
+    with the caller's other runs of the same model. The writer is
+    closed when this returns or raises; cancellation from the caller
+    propagates after the trace got its summary (status ``interrupted``).
+    """
+    # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
+    redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
+    trace = Trace(redactor=redactor)
+    trace.sinks.append(writer)
+    trace.sinks.extend(sinks)
+    try:
+        async with _serving(spec) as config:
+            trace.emit("header", **run_header(spec, run_id))
+
+            def on_retry(attempt: int, error: str) -> None:
+                # Retries happen inside one model turn: the latest request's.
+                request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
+                trace.emit("retry", request=request, attempt=attempt, error=error)
+
+            gate = None
+            if limits is not None:
+                from asyncfc_cli.limits import model_key
+
+                gate = limits.gate(model_key(spec.model.model, spec.model.api_base), trace)
+            client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor, gate=gate)
+            # Tool resources (processes, servers) live exactly as long as the run.
+            async with open_tools(spec.tool_sources, trace) as tools:
+                result = await run_agent(agent_run(spec, tools), client, trace)
+            return RunOutcome(result, writer.path, run_id, trace, redactor, client.credentials_failure,
+                              config.key_hint)
+    finally:
+        writer.close()
+
+
+@asynccontextmanager
+async def _serving(spec: RunSpec) -> AsyncIterator[ModelConfig]:
+    """:func:`model_endpoint` inside trio: starting the simulated server is a bind and a
+    thread, but stopping it joins threads, so it happens off the event loop (other runs
+    of a batch keep going), shielded so a cancelled run still stops its server."""
+    with ExitStack() as stack:
+        config = stack.enter_context(model_endpoint(spec))
+        try:
+            yield config
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(stack.close)
 
 
 async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) -> None:

@@ -50,6 +50,12 @@ Async mode adds:
 ``tool_progress``     call_id, tool, status, mcp_task?, message? (an MCP task's state changed)
 ``tool_blocked``      call_id, tool, seconds                  (an async def tool blocked the loop)
 
+Runs that share per-model limits (``asyncfc batch``, :mod:`asyncfc_cli.limits`) add:
+
+``limit_wait``        request, seconds, reason (concurrency | rate_limit)  (the request waited that long
+                                                               for a slot or a shared 429 cooldown before it
+                                                               was sent; inside the request's span)
+
 Secrets are removed from every line before it is written (:func:`Trace.emit`).
 """
 

@@ -164,9 +164,15 @@ def bfcl(
     transport: TransportOpt = "mock",
     decode_tps: DecodeOpt = 50.0, ttft: TtftOpt = 0.25, prefill_tps: PrefillOpt = 5000.0,
     timeout: Annotated[float, typer.Option(help="Seconds per run (real models).")] = 300.0,
+    max_runs: Annotated[int, typer.Option(
+        "--max-runs", min=1, help="With --model: runs in progress at once (as asyncfc batch).")] = 8,
+    max_per_model: Annotated[int, typer.Option(
+        "--max-per-model", min=1, help="With --model: requests in flight at once to the model; a 429 pauses "
+        "every run's next request (as asyncfc batch).")] = 10,
     as_json: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """BFCL single-turn: time per mode on the simulated model, or accuracy per mode on --model."""
+    """BFCL single-turn: time per mode on the simulated model, or accuracy per mode on --model
+    (every entry x mode a run, --max-runs at once under the per-model limits)."""
     from asyncfc_cli.bench import suite
 
     data_dir = _data_dir(data)
@@ -184,7 +190,7 @@ def bfcl(
         if api_key_env and not key:
             raise _fail(f"--api-key-env {api_key_env}: that variable is not set")
         suite.accuracy(report, data_dir, categories, limit or None, offset, modes, lat, seed, model, api_base,
-                       key, timeout, _timing(ctx, decode_tps, ttft, prefill_tps))
+                       key, timeout, _timing(ctx, decode_tps, ttft, prefill_tps), max_runs, max_per_model)
     else:
         timing = _timing(ctx, decode_tps, ttft, prefill_tps)
         suite.bfcl_timing(report, data_dir, categories, limit or None, offset, modes, timing, lat,

@@ -300,36 +300,43 @@ def run_case(case: Case, mode: str, transport: Transport, timeout: float = 600.0
     ``wrap_client`` may wrap the model client; ``run_options`` set fields of the
     :class:`AgentRun` (the hold policy, the futures instruction, a latency
     book shared across runs: experiments, see ``experiments.py``)."""
-    out: dict[str, Any] = {}
+    out: dict[str, RunRecord] = {}
+
+    async def main() -> None:
+        out["record"] = await run_case_in(case, mode, transport.client(case), timeout, max_turns, wrap_client,
+                                          **run_options)
+
+    transport.run_trio(main)
+    return out["record"]
+
+
+async def run_case_in(case: Case, mode: str, client: Any, timeout: float = 600.0, max_turns: int = 0,
+                      wrap_client: Callable[[Any, Probe], Any] | None = None, **run_options: Any) -> RunRecord:
+    """:func:`run_case` inside the caller's trio run, with ``client`` as the model
+    (many at once: ``asyncfc bench bfcl --model``, through :mod:`asyncfc_cli.batch`)."""
     probe = Probe()
     setup = case.setup()
     tools = {name: probe.wrap(tool) for name, tool in setup.tools.items()}
     ordered = {name for name, tool in tools.items() if tool.ordered}
-
-    async def main() -> None:
-        trace = Trace(clock=trio.current_time)
-        trace.sinks.append(probe.sink)
-        run = AgentRun(prompt=case.prompt, instructions=case.instructions, tools=tools, mode=mode,
-                       max_turns=max_turns or 2 * len(case.plan.steps) + 12, timeout=timeout,
-                       max_concurrency=case.max_concurrency, **run_options)
-        client = transport.client(case)
-        if wrap_client is not None:
-            client = wrap_client(client, probe)
-        out["result"] = await run_agent(run, client, trace)
-        out["events"] = trace.events
-
-    transport.run_trio(main)
-    result = out["result"]
+    trace = Trace(clock=trio.current_time)
+    trace.sinks.append(probe.sink)
+    run = AgentRun(prompt=case.prompt, instructions=case.instructions, tools=tools, mode=mode,
+                   max_turns=max_turns or 2 * len(case.plan.steps) + 12, timeout=timeout,
+                   max_concurrency=case.max_concurrency, **run_options)
+    if wrap_client is not None:
+        client = wrap_client(client, probe)
+    result = await run_agent(run, client, trace)
+    events = trace.events
     overheads = probe.overheads(mode, result.calls, ordered)
     last_ready: dict[Any, str] = {}
-    for event in out["events"]:
+    for event in events:
         if event["type"] == "call_ready" and event["tool"] != WAIT_TOOL:  # a wait is not a tool call
             last_ready[event["request"]] = event["call_id"]
     last = set(last_ready.values())
     return RunRecord(
         case=case.id, mode=mode, status=result.status, wall=result.wall, requests=result.requests,
         tokens_in=result.tokens_in, tokens_out=result.tokens_out, answer=result.answer, error=result.error,
-        calls=result.calls, events=out["events"], overhead=[o for _, o in overheads],
+        calls=result.calls, events=events, overhead=[o for _, o in overheads],
         overhead_last=[o for cid, o in overheads if cid in last], durations=probe.durations(), state=setup.state,
     )
 

@@ -208,22 +208,26 @@ def overhead(report: Report, sizes: tuple[int, ...], repeat: int, chart: Path | 
 
 def accuracy(report: Report, data_dir: Path, categories: tuple[str, ...], limit: int | None, offset: int,
              modes: tuple[str, ...], latency: Latency, seed: int, model: str, api_base: str | None,
-             api_key: str | None, timeout: float, timing: Timing = Timing()) -> None:
+             api_key: str | None, timeout: float, timing: Timing = Timing(), max_runs: int = 8,
+             max_per_model: int | None = 10) -> None:
+    """Accuracy per mode on ``model``: every entry x mode a run, ``max_runs`` at once,
+    through ``asyncfc batch``'s machinery (shared LiteLLM bridge, per-model limits)."""
     from asyncfc_cli.bench import data
-    from asyncfc_cli.bench.accuracy import run_accuracy
-    from asyncfc_cli.bench.workloads import bfcl_cases
+    from asyncfc_cli.bench.accuracy import run_accuracy_batched
 
     entries = [e for c in categories for e in data.load_single(data_dir, c, limit, offset)]
     if not entries:
         report.note("no entries selected")
         return
-    first = bfcl_cases(entries[:1], Timing(), latency, seed)[0]
-    report.progress(f"accuracy on {model}: {len(entries)} entries x {', '.join(modes)}")
-    with http_transport(model, api_base, api_key, first_plan=first.plan, timeout=timeout) as transport:
-        rows, details = run_accuracy(entries, transport, modes, latency, seed, timeout, timing=timing,
-                                     progress=report.progress)
+    report.progress(f"accuracy on {model}: {len(entries)} entries x {', '.join(modes)}, up to {max_runs} runs "
+                    f"at once, at most {max_per_model} requests in flight")
+    limits: dict[str, Any] = {}
+    rows, details = run_accuracy_batched(entries, modes, latency, model, api_base, api_key, seed, timeout,
+                                         timing=timing, max_runs=max_runs, max_per_model=max_per_model,
+                                         progress=report.progress, limits=limits)
     report.doc["accuracy"] = {"model": model, "api_base": api_base, "latency": str(latency), "rows": rows,
-                              "entries": details}
+                              "entries": details, "max_runs": max_runs, "max_per_model": max_per_model,
+                              "limits": limits}
 
 
 def hold_workloads(data_dir: Path | None, timing: Timing, limit: int, seed: int) -> list[tuple[str, list[Case]]]:

@@ -227,8 +227,10 @@ class SimServer:
         return self.wire.litellm_model
 
     def __enter__(self) -> SimServer:
+        # A short poll interval: stopping the server waits for the loop to look
+        # (0.5 s by default), and a batch stops one server per run.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="asyncfc-sim", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="asyncfc-sim", daemon=True
         )
         self._thread.start()
         return self

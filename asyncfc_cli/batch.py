@@ -1,0 +1,521 @@
+"""Many runs in one process: ``asyncfc batch`` (and ``asyncfc bench bfcl --model``).
+
+Every run of a batch is a task of one trio run. They share what is costly
+to have twice: LiteLLM's import and the one asyncio thread that owns every
+LiteLLM request (:class:`Shared`), and the per-model limits
+(:mod:`asyncfc_cli.limits`). Each run keeps what must be its own: its trace
+file, redactor, model client, tool sources and, for the simulated model,
+its own server (:func:`asyncfc_cli.runner.run_spec`).
+
+The pieces, from the bottom:
+
+- :func:`in_one_trio_run`: a trio run with the shared parts, where Ctrl-C
+  and SIGTERM cancel everything (every run records itself interrupted and
+  closes its trace) instead of raising wherever the code happens to be;
+- :func:`run_concurrently`: at most ``max_runs`` items at once, in order;
+- :func:`plan_batch`: tasks × matrix rows × modes × repeats, each resolved
+  (and so validated) before anything runs: a bad spec is exit 2 with nothing
+  started;
+- :func:`run_planned`: one planned run to a :class:`RunReport`, the record
+  every output is built from (progress, ``results.jsonl``, JUnit, JSON, the
+  summary table); also what a Ray worker sends back (:mod:`asyncfc_cli.ray_batch`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from asyncfc_cli.limits import ModelLimits, model_key
+from asyncfc_cli.spec import RunSpec, SpecError
+
+MODES = ("sync", "parallel", "async")
+RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends (--resume reads it)
+TRACES_DIR = "traces"
+MAX_MATRIX_BYTES = 10_000_000
+
+# What became of a run, for exit codes and reports.
+PASSED, FAILED, UNMET, INTERRUPTED, SKIPPED = "passed", "failed", "unmet", "interrupted", "skipped"
+
+
+# --- the shared parts and the trio run ----------------------------------------------------
+
+
+@dataclass
+class Shared:
+    """What every run of the process shares: the asyncio thread LiteLLM runs on, and the limits."""
+
+    loop_thread: Any  # asyncfc_cli.model.AsyncioThread
+    limits: ModelLimits
+
+
+def in_one_trio_run(main: Callable[[Shared], Awaitable[None]], max_per_model: int | None,
+                    sim: bool = True) -> bool:
+    """Run ``main(shared)`` in one trio run; True if Ctrl-C or SIGTERM interrupted it.
+
+    The signal cancels ``main``: every run inside sees ``Cancelled``, records
+    itself interrupted and closes its trace; then this returns. A second
+    signal while that happens interrupts at once (``KeyboardInterrupt``).
+    """
+    from asyncfc_cli.model import AsyncioThread, import_litellm
+    from asyncfc_cli.runner import register_sim_models
+
+    litellm = import_litellm()
+    if sim:
+        register_sim_models(litellm)
+    interrupted: list[int] = []
+    with AsyncioThread() as loop_thread:
+        shared = Shared(loop_thread, ModelLimits(max_per_model))
+
+        async def root() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
+                await main(shared)
+                nursery.cancel_scope.cancel()
+
+        try:
+            trio.run(root)
+        except BaseExceptionGroup as group:
+            if group.subgroup(KeyboardInterrupt) is not None:
+                raise KeyboardInterrupt from None
+            raise
+    return bool(interrupted)
+
+
+async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) -> None:
+    # As runner._signals_to_cancel: cancel once, a second signal interrupts at once.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+            scope.cancel()
+
+
+async def run_concurrently(items: Iterable[Any], max_runs: int, one: Callable[[Any], Awaitable[None]]) -> None:
+    """``one(item)`` for every item, at most ``max_runs`` at once, started in order.
+
+    ``max_runs`` workers take the next item as they come free: no task is
+    created for an item before it can start, so a batch of 10,000 runs holds
+    ``max_runs`` tasks, not 10,000.
+    """
+    items = list(items)
+    queue = iter(items)
+
+    async def worker() -> None:
+        for item in queue:  # one iterator shared by the workers: each takes the next item
+            await one(item)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(max(1, min(max_runs, len(items)))):
+            nursery.start_soon(worker)
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedRun:
+    """One run of the batch: a task, a parameter row, a mode, a repeat."""
+
+    index: int
+    key: str  # stable across invocations (task, its content, params, mode, model, repeat): --resume's key
+    task: Path
+    params: dict[str, str]
+    mode: str
+    model: str
+    repeat: int
+    spec: RunSpec | None
+    trace: Path
+    # What a Ray worker needs to resolve the same spec on its side.
+    agents: Path | None = None
+    model_override: str | None = None
+    timeout: float | None = None
+    repeats: int = 1  # the batch's --repeat, for labels
+
+    @property
+    def label(self) -> str:
+        """A short readable name: task stem, parameters, mode, repeat."""
+        parts = [self.task.stem]
+        if self.params:
+            parts.append(" ".join(f"{k}={_short(v)}" for k, v in self.params.items()))
+        parts.append(self.mode)
+        if self.repeats > 1:
+            parts.append(f"#{self.repeat}")
+        return " ".join(parts)
+
+
+def _short(value: str, limit: int = 24) -> str:
+    value = " ".join(str(value).split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def read_matrix(path: Path) -> list[dict[str, str]]:
+    """Parameter rows from ``--matrix``: JSONL (one object per line) or CSV (a header row).
+
+    Values are prompt parameters, as ``--set`` gives them: text. In JSONL a
+    number or boolean becomes its JSON text; ``null`` (or an empty CSV cell)
+    keeps the task's own default for that row.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MATRIX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(path, "", f"cannot read the matrix: {exc.strerror or exc}", "pass a readable --matrix FILE") from None
+    if len(raw) > MAX_MATRIX_BYTES:
+        raise SpecError(path, "", f"the matrix is larger than {MAX_MATRIX_BYTES // 1_000_000} MB",
+                        "split it into several batches")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"not UTF-8 text (byte {exc.start + 1})", "save the matrix as UTF-8") from None
+    rows = _jsonl_rows(path, text) if path.suffix.lower() in (".jsonl", ".ndjson", ".json") else _csv_rows(path, text)
+    if not rows:
+        raise SpecError(path, "", "the matrix has no rows", "add one row of parameters per run")
+    return rows
+
+
+def _jsonl_rows(path: Path, text: str) -> list[dict[str, str]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise SpecError(path, f"line {number}", f"not JSON ({str(exc).splitlines()[0][:100]})",
+                            'write one JSON object per line, e.g. {"url": "https://example.org"}') from None
+        if not isinstance(value, dict):
+            raise SpecError(path, f"line {number}", f"a JSON {type(value).__name__}, not an object",
+                            'write one JSON object per line, e.g. {"url": "https://example.org"}')
+        row = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            if isinstance(item, (dict, list)):
+                raise SpecError(path, f"line {number}: {key}", "a parameter is text, a number or a boolean",
+                                "write the value as a string")
+            row[key] = item if isinstance(item, str) else json.dumps(item)
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
+    try:
+        reader = csv.reader(io.StringIO(text))
+        lines = list(reader)
+    except csv.Error as exc:
+        raise SpecError(path, "", f"not CSV: {exc}", "write a header row of parameter names, then one row per run") from None
+    if not lines:
+        return []
+    header = [h.strip() for h in lines[0]]
+    if not all(header) or len(set(header)) != len(header):
+        raise SpecError(path, "line 1", "the header needs unique, non-empty parameter names",
+                        "write a header row such as: url,question")
+    rows = []
+    for number, cells in enumerate(lines[1:], 2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            raise SpecError(path, f"line {number}", f"{len(cells)} cells for {len(header)} columns",
+                            "give every row one cell per column (quote cells that hold commas)")
+        rows.append({k: v for k, v in zip(header, cells) if v != ""})
+    return rows
+
+
+def parse_modes(text: str | None) -> list[str | None]:
+    """``--mode sync,async`` as a list; None: each agent's own mode."""
+    if text is None:
+        return [None]
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise SpecError(None, "--mode", f"{', '.join(map(repr, bad)) or 'nothing'} is not a mode",
+                        "use sync, parallel, async, comma-separated (e.g. --mode sync,async)")
+    return list(dict.fromkeys(modes))
+
+
+def run_key(task: Path, digest: str, params: dict[str, str], mode: str, model: str, repeat: int) -> str:
+    """A stable identity for a run: the same task content, row, mode, model and repeat
+    give the same key in any later invocation (what ``--resume`` matches on)."""
+    # The resolved path: tasks/x.toml and ./tasks/x.toml are the same task.
+    text = json.dumps([str(Path(task).resolve()), digest, sorted(params.items()), mode, model, repeat])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, modes: Sequence[str | None],
+               out: Path, *, model: str | None = None, agents: Path | None = None, repeat: int = 1,
+               timeout: float | None = None, matrix: Path | None = None) -> list[PlannedRun]:
+    """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs."""
+    from asyncfc_cli.spec import resolve_run
+
+    if repeat < 1:
+        raise SpecError(None, "--repeat", f"{repeat} runs of each", "use --repeat 1 or more")
+    planned: list[PlannedRun] = []
+    traces = out / TRACES_DIR
+    seen_tasks: set[Path] = set()
+    for task in tasks:
+        if Path(task).resolve() in seen_tasks:
+            raise SpecError(task, "", "this task is listed twice", "list each task once; --repeat K runs each K times")
+        seen_tasks.add(Path(task).resolve())
+    rows = list(rows or [{}])
+    for number, row in enumerate(rows, 1):
+        first = rows.index(row) + 1
+        if first != number:
+            raise SpecError(matrix, f"row {number}", f"the same parameters as row {first}",
+                            "remove the duplicate; --repeat K runs each row K times")
+    for task in tasks:
+        for row_number, row in enumerate(rows, 1):
+            for mode in modes:
+                try:
+                    spec = resolve_run(task, agents_path=agents, model_override=model, mode_override=mode,
+                                       overrides=row, timeout_override=timeout)
+                except SpecError as exc:
+                    if matrix is not None and exc.key == "--set":
+                        # A matrix column the task's prompt does not have: say where it is.
+                        raise SpecError(matrix, f"row {row_number}", exc.message, exc.fix) from None
+                    raise
+                for k in range(1, repeat + 1):
+                    key = run_key(task, spec.digest, row, spec.agent.mode, spec.model.model, k)
+                    name = _file_name(f"{task.stem}-{spec.agent.mode}-{key[:10]}")
+                    planned.append(PlannedRun(len(planned), key, task, dict(row), spec.agent.mode,
+                                              spec.model.model, k, spec, traces / f"{name}.jsonl", agents,
+                                              model, timeout, repeat))
+    return planned
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
+
+
+def check_keys(planned: Iterable[PlannedRun]) -> None:
+    """A hosted model's missing key is exit 2 before anything runs, once per model."""
+    from asyncfc_cli import credentials
+    from asyncfc_cli.model import import_litellm
+
+    seen: set[str] = set()
+    for run in planned:
+        m = run.spec.model if run.spec is not None else None
+        if m is None or m.is_sim:
+            continue
+        key = model_key(m.model, m.api_base) + (m.key_env or "") + ("k" if m.api_key else "")
+        if key not in seen:
+            seen.add(key)
+            credentials.resolve(m, import_litellm())
+
+
+# --- one run's report ----------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    """What a run came to: every output of a batch is built from these (plain data,
+    JSON-able, and what a Ray worker sends back)."""
+
+    key: str
+    label: str
+    task: str
+    params: dict[str, str]
+    mode: str
+    model: str
+    repeat: int
+    status: str  # passed | failed | unmet | interrupted | skipped
+    run_status: str | None = None  # the agent loop's: ok | error | max_turns | timeout | interrupted
+    exit_code: int | None = None  # what `asyncfc run` would have exited with
+    wall: float = 0.0
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tool_calls: int = 0
+    answer: str | None = None
+    error: str | None = None
+    failures: list[str] = field(default_factory=list)  # expectations not met
+    expectations: int = 0  # how many the task checks (JUnit assertions)
+    trace: str | None = None
+    fix: str | None = None  # a refused key: how to fix it
+    resumed: bool = False  # passed in an earlier invocation (--resume), not run again
+    started: float | None = None  # seconds from the batch's start
+    ended: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def base_report(run: PlannedRun, status: str) -> RunReport:
+    return RunReport(key=run.key, label=run.label, task=str(run.task), params=dict(run.params), mode=run.mode,
+                     model=run.model, repeat=run.repeat, status=status, trace=str(run.trace),
+                     expectations=expectation_count(run.spec))
+
+
+def expectation_count(spec: RunSpec | None) -> int:
+    if spec is None:
+        return 0
+    e = spec.expect
+    return len(e.contains) + len(e.not_contains) + (e.matches is not None) + len(e.tools_called)
+
+
+def report_from_outcome(run: PlannedRun, outcome: Any) -> RunReport:
+    """A finished run's report, with every secret the run knew masked."""
+    from asyncfc_cli.credentials import fix_line
+    from asyncfc_cli.expectations import unmet
+
+    result, redact = outcome.result, outcome.redactor
+    failures = unmet(run.spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
+    report = base_report(run, PASSED)
+    report.run_status = result.status
+    report.exit_code = 0 if result.status == "ok" else 1
+    if result.status == "ok" and failures:
+        report.status, report.exit_code = UNMET, 3
+    elif result.status == "interrupted":
+        report.status, report.exit_code = INTERRUPTED, 130
+    elif result.status != "ok":
+        report.status = FAILED
+    if outcome.credentials_failure:
+        report.status, report.exit_code, report.fix = FAILED, 2, fix_line(outcome.key_hint)
+    report.wall = round(result.wall, 6)
+    report.requests, report.tokens_in, report.tokens_out = result.requests, result.tokens_in, result.tokens_out
+    report.tool_calls = len(result.calls)
+    report.answer = redact.text(result.answer) if result.answer is not None else None
+    report.error = redact.text(outcome.credentials_failure or result.error) if (outcome.credentials_failure or result.error) else None
+    report.failures = [redact.text(f) for f in failures]
+    report.trace = str(outcome.trace_path)
+    return report
+
+
+def failed_report(run: PlannedRun, message: str, exit_code: int = 1) -> RunReport:
+    """A run that could not run (a tool server that would not start, an internal error)."""
+    from asyncfc_cli.redaction import Redactor, env_secrets
+
+    report = base_report(run, FAILED)
+    report.run_status, report.exit_code = "error", exit_code
+    report.error = Redactor(env_secrets()).text(message)
+    return report
+
+
+async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) -> RunReport:
+    """One planned run inside the batch's trio run, to its report.
+
+    A failure of the run (a model error, a tool server that would not start)
+    is in the report; only cancellation (Ctrl-C) propagates, after the trace
+    was closed with status ``interrupted``.
+    """
+    from asyncfc_cli import runner
+    from asyncfc_cli.tools import ToolLoadError
+    from asyncfc_cli.trace import new_run_id
+
+    started = time.monotonic() - clock_zero
+    run_id = new_run_id()
+    try:
+        writer = runner.open_trace_file(run.trace, run.spec, run_id)
+    except OSError as exc:
+        report = failed_report(run, f"cannot write the trace to {run.trace}: {exc.strerror or exc}", 2)
+        report.trace = None
+        return report
+    try:
+        outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits)
+    except (ToolLoadError, SpecError) as exc:
+        report = failed_report(run, str(exc), 2)
+    except trio.Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one run's bug must not end the other runs
+        report = failed_report(run, f"internal error: {type(exc).__name__}: {exc}")
+    else:
+        report = report_from_outcome(run, outcome)
+    report.started, report.ended = round(started, 6), round(time.monotonic() - clock_zero, 6)
+    return report
+
+
+def interrupted_report(run: PlannedRun, started: float | None = None) -> RunReport:
+    report = base_report(run, INTERRUPTED)
+    report.run_status, report.exit_code, report.error = "interrupted", 130, "interrupted"
+    report.started = started
+    return report
+
+
+def skipped_report(run: PlannedRun) -> RunReport:
+    """A run the batch never started (it was interrupted first)."""
+    report = base_report(run, SKIPPED)
+    report.error, report.trace = "not started: the batch was interrupted", None
+    return report
+
+
+# --- the whole batch, in this process ------------------------------------------------------
+
+
+@dataclass
+class BatchOutcome:
+    reports: list[RunReport]  # in plan order, one per planned run
+    interrupted: bool
+    wall: float
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+def exit_code(outcome: BatchOutcome) -> int:
+    """130 interrupted; 2 a key refused; 1 any run failed; 3 any expectation unmet; 0 all passed."""
+    statuses = {r.status for r in outcome.reports}
+    if outcome.interrupted or INTERRUPTED in statuses:
+        return 130
+    if any(r.exit_code == 2 for r in outcome.reports):
+        return 2
+    if FAILED in statuses:
+        return 1
+    if UNMET in statuses:
+        return 3
+    return 0
+
+
+def run_local(planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,
+              done: dict[str, RunReport], on_start: Callable[[PlannedRun], None] = lambda run: None,
+              on_done: Callable[[RunReport], None] = lambda report: None) -> BatchOutcome:
+    """Every planned run not already in ``done`` (resumed), concurrently, in this process."""
+    zero = time.monotonic()
+    reports: dict[str, RunReport] = dict(done)
+    started: dict[str, float] = {}
+    todo = [run for run in planned if run.key not in done]
+
+    async def main(shared: Shared) -> None:
+        nonlocal zero
+        zero = time.monotonic()  # runs' start and end times count from here, after LiteLLM's import
+
+        async def one(run: PlannedRun) -> None:
+            started[run.key] = round(time.monotonic() - zero, 6)
+            on_start(run)
+            try:
+                report = await run_planned(run, shared, zero)
+            except trio.Cancelled:
+                report = interrupted_report(run, started[run.key])
+                reports[run.key] = report
+                on_done(report)
+                raise
+            reports[run.key] = report
+            on_done(report)
+
+        await run_concurrently(todo, max_runs, one)
+
+    limits: dict[str, Any] = {}
+
+    async def with_stats(shared: Shared) -> None:
+        try:
+            await main(shared)
+        finally:
+            limits.update(shared.limits.stats())
+
+    interrupted = in_one_trio_run(with_stats, max_per_model, sim=any(r.spec and r.spec.model.is_sim for r in todo))
+    out = [reports.get(run.key) or skipped_report(run) for run in planned]
+    return BatchOutcome(out, interrupted, time.monotonic() - zero, limits)
