@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -190,9 +191,20 @@ def _import_quietly() -> None:
 
 
 def import_litellm() -> Any:
-    """Import LiteLLM lazily (it takes seconds) with stdout kept clean."""
+    """Import LiteLLM lazily (it takes seconds) with stdout and stderr kept clean.
+
+    LiteLLM logs its own trouble (e.g. a traceback when it cannot rebuild a
+    hostile stream for its usage logging) on stderr; asyncfc reports every
+    failure that matters itself, so LiteLLM's loggers are silenced.
+    """
+    import logging
+
     import litellm
 
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 1)
+        logger.propagate = False
     litellm.suppress_debug_info = True
     litellm.drop_params = True
     litellm.telemetry = False
@@ -200,6 +212,21 @@ def import_litellm() -> Any:
 
 
 # --- LiteLLM client ------------------------------------------------------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, so it encodes as UTF-8
+    (a copy only where something changes)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [encodable(v) for v in value]
+    return value
+
 
 
 @dataclass
@@ -291,6 +318,9 @@ class LiteLLMClient:
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
         attempt = 0
+        # Model output is untrusted: a lone surrogate it wrote (in a tool name,
+        # an argument, an answer) cannot be encoded into the next request.
+        messages = encodable(messages)
         if self.config.eager_input_streaming:
             tools = [{**tool, "eager_input_streaming": True} for tool in tools]
         while True:

@@ -313,3 +313,23 @@ def test_a_secret_across_the_error_cut_is_redacted_before_the_cut(tmp_path):
     assert result.exit_code == 1 and report["error"].startswith("model error:")
     everything = result.stdout + result.stderr + trace.read_text()
     assert _leaks(everything, ENV_KEY) == []
+
+
+def test_text_that_cannot_be_encoded_reaches_the_next_request_as_a_replacement(tmp_path):
+    # A lone surrogate in a tool name, an argument and text: the conversation is
+    # still sent (with U+FFFD), the run answers, and nothing prints a traceback.
+    def script(request):
+        if not any(m["role"] == "assistant" for m in request["body"]["messages"]):
+            return Reply(chunks=[chunk({"role": "assistant", "content": "thinking \ud800 "}),
+                                 *tool_call_stream([("c1", "bo\ud800om", '{"message": "x\\ud800y"}')])[1:]])
+        sent = json.dumps(request["body"]["messages"])
+        assert "\\ufffd" in sent or "\ufffd" in sent
+        return Reply(chunks=[chunk({"role": "assistant", "content": "done"}), chunk({}, "stop")])
+
+    with ScriptedServer([script]) as server:
+        env = {"ASYNCFC_TEST_API_BASE": server.base_url}
+        for mode in ("sync", "async"):
+            result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", "--mode", mode, env=env)
+            assert result.exit_code == 0, result.output
+            assert report["answer"] == "done" and "Traceback" not in result.stderr
+            assert "unknown tool" in report["tool_calls"][0]["error"]
