@@ -153,7 +153,10 @@ def soak(calls: int, runs: int, seed: int = 1) -> dict:
         "runs": results,
         # Threads started during the soak and still alive (threads that were
         # already there may end meanwhile, so counts alone would mislead).
-        "threads_left": sorted(t.name for t in set(threading.enumerate()) - threads_before),
+        # Trio's own idle workers ("Trio thread N", kept about 10 s for reuse
+        # after a to_thread call) are a cache, not something a run left behind.
+        "threads_left": sorted(t.name for t in set(threading.enumerate()) - threads_before
+                               if not t.name.startswith("Trio thread")),
         "children_after": children(),
         "rss_kib_after_each_run": rss,
     }
