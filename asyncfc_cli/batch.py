@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -69,38 +68,14 @@ def in_one_trio_run(main: Callable[[Shared], Awaitable[None]], max_per_model: in
     signal while that happens interrupts at once (``KeyboardInterrupt``).
     """
     from asyncfc_cli.model import AsyncioThread, import_litellm
-    from asyncfc_cli.runner import register_sim_models
+    from asyncfc_cli.runner import register_sim_models, run_until_signal
 
     litellm = import_litellm()
     if sim:
         register_sim_models(litellm)
-    interrupted: list[int] = []
     with AsyncioThread() as loop_thread:
         shared = Shared(loop_thread, ModelLimits(max_per_model))
-
-        async def root() -> None:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
-                await main(shared)
-                nursery.cancel_scope.cancel()
-
-        try:
-            trio.run(root)
-        except BaseExceptionGroup as group:
-            if group.subgroup(KeyboardInterrupt) is not None:
-                raise KeyboardInterrupt from None
-            raise
-    return bool(interrupted)
-
-
-async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) -> None:
-    # As runner._signals_to_cancel: cancel once, a second signal interrupts at once.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if interrupted:
-                raise KeyboardInterrupt
-            interrupted.append(signum)
-            scope.cancel()
+        return run_until_signal(lambda: main(shared))
 
 
 async def run_concurrently(items: Iterable[Any], max_runs: int, one: Callable[[Any], Awaitable[None]]) -> None:

@@ -9,7 +9,7 @@ however it ends.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,23 +173,11 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
     outcome: list[RunOutcome] = []
     try:
         with AsyncioThread() as loop_thread:
-            interrupted: list[int] = []
 
             async def main() -> None:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
-                    outcome.append(await run_spec(spec, writer, sinks, run_id, loop_thread))
-                    nursery.cancel_scope.cancel()
+                outcome.append(await run_spec(spec, writer, sinks, run_id, loop_thread))
 
-            try:
-                trio.run(main)
-            except BaseExceptionGroup as group:
-                # Nurseries wrap Ctrl-C; callers should see the plain interrupt.
-                if group.subgroup(KeyboardInterrupt) is not None:
-                    raise KeyboardInterrupt from None
-                # A tool source that could not open (an MCP server that fails to start),
-                # or the model's endpoint (a key): the one error, not the group.
-                raise _first_leaf(group) from None
+            run_until_signal(main)
     finally:
         writer.close()
     if not outcome or outcome[0].result.status == "interrupted":
@@ -253,6 +241,32 @@ async def _serving(spec: RunSpec) -> AsyncIterator[ModelConfig]:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(stack.close)
+
+
+def run_until_signal(body: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``body`` in a fresh trio run where Ctrl-C and SIGTERM cancel it
+    (:func:`_signals_to_cancel`); True if a signal came. What ``body`` runs
+    sees ``Cancelled``, records itself interrupted and closes its trace.
+
+    Nurseries wrap errors in groups; callers see the plain interrupt, or the
+    one error that ended the run (a tool source that could not open, the
+    model's endpoint refusing a key), not the group.
+    """
+    interrupted: list[int] = []
+
+    async def root() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
+            await body()
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(root)
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None
+        raise _first_leaf(group) from None
+    return bool(interrupted)
 
 
 async def _signals_to_cancel(scope: trio.CancelScope, interrupted: list[int]) -> None:
