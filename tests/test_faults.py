@@ -333,3 +333,39 @@ def test_text_that_cannot_be_encoded_reaches_the_next_request_as_a_replacement(t
             assert result.exit_code == 0, result.output
             assert report["answer"] == "done" and "Traceback" not in result.stderr
             assert "unknown tool" in report["tool_calls"][0]["error"]
+
+
+def test_references_the_engine_cannot_honour_and_duplicate_ids_through_the_cli(tmp_path):
+    # A hostile model: a call that references itself, two that reference each other,
+    # a reference to a call it never makes, two calls with one id, a wait with NaN.
+    first = tool_call_stream([
+        ("c1", "echo", '{"text": "$f1"}'),
+        ("c2", "echo", '{"text": "${f3}"}'),
+        ("c3", "echo", '{"text": "$f2"}'),
+        ("c4", "echo", '{"text": "${f9}"}'),
+        ("dup", "echo", '{"text": "one"}'),
+        ("dup", "echo", '{"text": "two"}'),
+        ("w1", "wait", '{"futures": ["f5"], "timeout": NaN}'),
+        ("w2", "wait", '{}'),
+    ])
+    answer = Reply(chunks=[chunk({"role": "assistant", "content": "done"}), chunk({}, "stop")])
+    with ScriptedServer([Reply(chunks=first), answer]) as server:
+        result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", "--mode", "async",
+                                         env={"ASYNCFC_TEST_API_BASE": server.base_url})
+    assert result.exit_code == 0 and report["answer"] == "done", result.output
+    errors = [c["error"] or "" for c in report["tool_calls"]]
+    assert "refers to this call itself" in errors[0]
+    assert "cyclic reference" in errors[2] and "dependency $f3" in errors[1]
+    assert "no call f9 was made" in errors[3]
+    replies = [m for m in report["messages"] if m["role"] == "tool"]
+    # Both calls with the id "dup" ran and each answer came back (in its own message).
+    assert [m["content"] for m in replies if m["tool_call_id"] == "dup"] == ["one", "two"]
+    waited = json.loads(replies[-1]["content"])  # wait(): what is not already in its own message
+    assert "f5" not in waited and "f6" not in waited and "no call f9" in waited["f4"]["error"]
+    assert "not valid JSON" in json.loads(replies[-2]["content"])["error"]  # NaN is no number
+    # Every renderer reads what the engine wrote, the dependency cycle included.
+    for args in (["trace", str(trace)], ["trace", str(trace), "--json"],
+                 ["trace", str(trace), "--export", "chrome", "-o", str(tmp_path / "c.json")],
+                 ["trace", str(trace), "--export", "otel", "-o", str(tmp_path / "o.json")]):
+        shown = asyncfc(*args)
+        assert shown.exit_code == 0 and "Traceback" not in shown.output, (args, shown.output)
