@@ -74,7 +74,7 @@ def scheduler_for(run: AgentRun, limits: Limits, trace: Trace, cost: RequestCost
 def initial_messages(run: AgentRun, instruction: str | None = None) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if instruction is None and run.mode == "async":
-        instruction = futures.INSTRUCTION if run.futures_instruction is None else run.futures_instruction
+        instruction = futures.instruction_for(run.futures_instruction)
     system = "\n\n".join(p for p in (run.instructions.strip(), (instruction or "").strip()) if p)
     if system:
         messages.append({"role": "system", "content": system})
@@ -222,8 +222,7 @@ async def _model_turn(
             result.tokens_out += done.completion_tokens
             fields = dict(tokens_in=done.prompt_tokens, tokens_out=done.completion_tokens,
                           finish_reason=done.finish_reason, tool_calls=len(done.tool_calls))
-            if ttft is not None:
-                cost.observe(ttft, trace.now() - begin - ttft, done.completion_tokens)
+            cost.observe(ttft)
         elif cut:
             status = "cut"
             fields = dict(chars=chars)

@@ -77,6 +77,12 @@ CUT_AFTER_CHARS = 160
 _CANONICAL_ID = re.compile(r"f[1-9]\d*")
 
 
+def instruction_for(override: str | None) -> str:
+    """The instruction async mode adds to the system prompt: agents.toml's
+    ``futures_instruction`` if set (an empty one removes it), else ours."""
+    return INSTRUCTION if override is None else override
+
+
 def handle(future_id: str) -> str:
     return json.dumps({"future": future_id}, separators=(",", ":"))
 
@@ -123,7 +129,7 @@ class AsyncScheduler(Scheduler):
         # "latency": the policy of _hold; "never": handles at once; a number:
         # hold every running call up to that many seconds (benchmarks compare them).
         self.hold = hold
-        self.instruction = INSTRUCTION if instruction is None else instruction
+        self.instruction = instruction_for(instruction)
         self.latency = latency or LatencyBook()
         self.cost = cost or RequestCost()
         self.by_id: dict[str, CallRecord] = {}

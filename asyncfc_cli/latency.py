@@ -2,11 +2,11 @@
 
 Async mode decides, when a response ends with calls still running, whether
 to hand the model pending handles at once or to hold the next request until
-the calls finish (:meth:`asyncfc_cli.futures.AsyncScheduler.after_response`).
-A handle costs nothing if the model has other work, but one more request if
-it needs the value: time to first token again (with the prefill of the whole
-conversation) and the decode of a ``wait`` call. So the loop holds for a call
-only when it expects the call to finish within that cost.
+the calls finish (:meth:`asyncfc_cli.futures.AsyncScheduler._hold`). A
+handle costs nothing if the model has other work, but one more request if it
+needs the value: at least a time to first token again (with the prefill of
+the conversation). So the loop holds for a call only when it expects the
+call to finish within that.
 
 **How long a tool takes** (:class:`LatencyBook`), for a call already running
 for ``e`` seconds: the median of ``d - e`` over the tool's known durations
@@ -20,9 +20,9 @@ agents.toml. Remembered durations live in ``.asyncfc/latency.json``, keyed by
 tool name and a digest of its definition (a changed definition starts over).
 
 **What one more request costs** (:class:`RequestCost`): the latest measured
-time to first token (which already includes the prefill of a conversation
-that long) plus :data:`WAIT_TOKENS` tokens at the measured decode rate.
-Before the first request has finished nothing is known and nothing is held.
+time to first token, which already includes the prefill of a conversation
+that long. Before the first request has finished nothing is known and
+nothing is held.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 WINDOW = 16  # durations remembered per tool
-WAIT_TOKENS = 8  # about what a wait(futures=["f1"]) call costs to decode
 DEFAULT_STORE = Path(".asyncfc") / "latency.json"
 
 
@@ -152,17 +151,8 @@ class RequestCost:
     """What one more model request costs, from the requests measured so far."""
 
     ttft: float | None = None  # of the latest request: includes the prefill of the conversation so far
-    per_token: float | None = None  # seconds per decoded token, latest measurement
 
-    def observe(self, ttft: float | None, decode_seconds: float | None, tokens: int) -> None:
+    def observe(self, ttft: float | None) -> None:
         if ttft is not None:
             self.ttft = ttft
-        if decode_seconds is not None and tokens > 1:
-            self.per_token = decode_seconds / (tokens - 1)
-
-    def round_trip(self) -> float | None:
-        """Seconds a ``wait`` request would cost, or None before anything was measured."""
-        if self.ttft is None:
-            return None
-        return self.ttft + WAIT_TOKENS * (self.per_token or 0.0)
 
