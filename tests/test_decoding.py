@@ -14,10 +14,9 @@ import asyncio
 import json
 import os
 import random
-import threading
 import time
 from contextlib import aclosing
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ from asyncfc_cli.cli import app
 from asyncfc_cli.decoding import FirstToken, ObjectScanner, StreamDecoder, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.model import ModelError
 from asyncfc_cli.sim import engine
-from conftest import client_for, handler_threads, make_plan, wait_until
+from conftest import LocalServer, client_for, handler_threads, make_plan, wait_until
 
 CHUNKS = Path(__file__).parent / "data" / "chunks"
 PROTOCOLS = ["openai", "anthropic", "gemini", "responses"]
@@ -261,7 +260,7 @@ def test_only_chunks_that_move_the_response_on_count_as_progress():
     assert [(decoder.feed(chunk), decoder.progressed)[1] for chunk, _ in steps] == [p for _, p in steps]
 
 
-class EndlessServer:
+class EndlessServer(LocalServer):
     """An OpenAI-compatible endpoint whose stream never ends: after ``prefix``
     chunks it sends ``filler`` (an empty delta, or an SSE comment) every 20 ms
     until the client hangs up."""
@@ -292,22 +291,7 @@ class EndlessServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> EndlessServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._thread.join()
-        self._httpd.server_close()
+        super().__init__(Handler)
 
 
 def _chunk(delta: dict) -> dict:
