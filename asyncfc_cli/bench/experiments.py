@@ -59,8 +59,7 @@ def hold_experiment(workloads: list[tuple[str, list[Case]]], policies: tuple[str
                     options = {"futures_instruction": HANDLES_ONLY,
                                "hold": "latency" if policy == "learned" else policy}
                 if book is not None:
-                    book.keys = {}  # same tool names across cases: one history per name
-                    options["latency"] = book
+                    options["latency"] = book  # built without tools: one history per tool name
                 runs.append((case, sync, run_case(case, "async", transport, **options)))
             ok = [(c, s, a) for c, s, a in runs if a.status == "ok"]
             check = [(c.check or _same)(a, s)[0] for c, s, a in ok]
