@@ -111,7 +111,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     finally:
         result.wall = trace.now() - started
         if run.latency is not None:
-            run.latency.save()
+            await run.latency.save_async()  # the store merge waits on a lock: off the loop
         trace.emit(
             "summary",
             status=result.status,

@@ -15,8 +15,8 @@
 
 from __future__ import annotations
 
+import errno
 import json
-import os
 import socket
 import statistics
 import xml.etree.ElementTree as ET
@@ -29,9 +29,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from asyncfc_cli.batch import (FAILED, INTERRUPTED, PASSED, RESULTS_FILE, SKIPPED, UNMET, BatchOutcome, PlannedRun,
-                               RunReport)
+from asyncfc_cli import safefiles
+from asyncfc_cli.batch import (FAILED, INTERRUPTED, PASSED, RESULTS_FILE, SKIPPED, TRACES_DIR, UNMET, BatchOutcome,
+                               PlannedRun, RunReport)
 from asyncfc_cli.output import printable
+from asyncfc_cli.spec import SpecError
 
 _STYLE = {PASSED: "green", FAILED: "red", UNMET: "yellow", INTERRUPTED: "yellow", SKIPPED: "dim"}
 
@@ -39,45 +41,73 @@ _STYLE = {PASSED: "green", FAILED: "red", UNMET: "yellow", INTERRUPTED: "yellow"
 # --- results.jsonl and --resume --------------------------------------------------------------
 
 
+MAX_RESULTS_BYTES = 256_000_000  # results.jsonl read back by --resume
+MAX_SHOWN_PROBLEMS = 20  # skipped lines named one by one; beyond this only counted
+
+
 class ResultsLog:
     """``results.jsonl`` in the batch's output directory.
 
     Without ``resume`` the file starts empty; with it, the runs it records as
     passed (the last line for a key wins) are :attr:`passed`, and new lines
-    are appended after the old ones.
+    are appended after the old ones. A line that is not a report (cut by a
+    kill, edited by hand, any JSON at all) is skipped with a warning in
+    :attr:`problems`, and kept in the file.
+
+    ``own``: ``out`` is asyncfc's choice (the default ``.asyncfc/batch/ID``)
+    rather than the user's, so no link on its way may lead out of the
+    current directory. Either way ``traces/`` in it must not, and the file is
+    created afresh (:func:`asyncfc_cli.safefiles.create`): a link planted at
+    ``results.jsonl`` is replaced, never written through. Raises
+    :class:`~asyncfc_cli.spec.SpecError` (exit 2, nothing run) if it cannot.
     """
 
-    def __init__(self, out: Path, resume: bool) -> None:
+    def __init__(self, out: Path, resume: bool, own: bool = False) -> None:
         self.path = out / RESULTS_FILE
         self.passed: dict[str, RunReport] = {}
         self.problems: list[str] = []
-        if resume:
-            self.passed = self._read()
-        out.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a" if resume else "w", encoding="utf-8")
-
-    def _read(self) -> dict[str, RunReport]:
-        last: dict[str, RunReport] = {}
         try:
-            lines = self.path.read_bytes().split(b"\n")
+            safefiles.make_dirs(Path("."), out / TRACES_DIR) if own else safefiles.make_dirs(out, TRACES_DIR)
+            before = self._read() if resume else b""
+            self._file = safefiles.create(self.path, before)
+        except OSError as exc:
+            where = exc.filename or out
+            fix = ("choose a writable --out directory" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                   else f"remove or replace {where}, or choose another --out directory")
+            raise SpecError(None, "--out", f"cannot use {where}: {exc.strerror or exc}", fix) from None
+
+    def _read(self) -> bytes:
+        """The old file's bytes (kept), with :attr:`passed` and :attr:`problems` read from them."""
+        try:
+            raw = safefiles.read_regular(self.path, MAX_RESULTS_BYTES)
         except FileNotFoundError:
-            return {}
-        for number, line in enumerate(lines, 1):
+            return b""
+        last: dict[str, RunReport] = {}
+        skipped = 0
+        for number, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-                report = RunReport.from_dict(data)
-            except (ValueError, TypeError) as exc:  # a line cut by a kill, or edited by hand
-                self.problems.append(f"{self.path}: line {number} skipped ({type(exc).__name__})")
+                report = report_from_line(line)
+            except ValueError as exc:
+                skipped += 1
+                if skipped <= MAX_SHOWN_PROBLEMS:
+                    self.problems.append(f"{self.path}: line {number} skipped ({exc})")
                 continue
             last[report.key] = report
-        passed = {}
+        if skipped > MAX_SHOWN_PROBLEMS:
+            self.problems.append(f"{self.path}: {skipped - MAX_SHOWN_PROBLEMS} more lines skipped")
         for key, report in last.items():
             if report.status == PASSED:
                 report.resumed = True
-                passed[key] = report
-        return passed
+                self.passed[key] = report
+        # New lines start on a line of their own, after a line a kill cut short.
+        return raw if not raw or raw.endswith(b"\n") else raw + b"\n"
+
+    def resumable(self, planned: Iterable[PlannedRun]) -> dict[str, RunReport]:
+        """The passed runs that are part of this batch's plan (one set lookup per run)."""
+        keys = {run.key for run in planned}
+        return {key: report for key, report in self.passed.items() if key in keys}
 
     def append(self, report: RunReport) -> None:
         try:
@@ -91,6 +121,67 @@ class ResultsLog:
             self._file.close()
         except OSError:
             pass
+
+
+# What each field of a results.jsonl line may hold: (types, required). Every
+# field of RunReport is here (a test checks), so none is read unchecked.
+_TEXT, _OPT_TEXT = ((str,), True), ((str, type(None)), False)
+_COUNT = ((int,), False)
+_REPORT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "key": _TEXT, "label": _TEXT, "task": _TEXT, "params": ((dict,), True), "mode": _TEXT, "model": _TEXT,
+    "repeat": ((int,), True), "status": _TEXT, "run_status": _OPT_TEXT, "exit_code": ((int, type(None)), False),
+    "wall": ((int, float), False), "requests": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
+    "tool_calls": _COUNT, "answer": _OPT_TEXT, "error": _OPT_TEXT, "failures": ((list,), False),
+    "expectations": _COUNT, "trace": _OPT_TEXT, "fix": _OPT_TEXT, "resumed": ((bool,), False),
+    "started": ((int, float, type(None)), False), "ended": ((int, float, type(None)), False),
+}
+_STATUSES = (PASSED, FAILED, UNMET, INTERRUPTED, SKIPPED)
+_MAX_NUMBER = 1e15
+
+
+def report_from_line(line: bytes | str) -> RunReport:
+    """One line of ``results.jsonl`` as a :class:`RunReport`, every field checked.
+
+    ``ValueError`` says why it is not a report: not UTF-8 or not JSON, nested
+    too deeply, not an object, a field missing or of the wrong type (a bool
+    is not a number; numbers are finite and non-negative), an unknown status.
+    Fields a later version may add are ignored.
+    """
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a number too long to convert
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"not JSON: {text[:100]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {_json_type(data)}, not a report object")
+    values: dict[str, Any] = {}
+    for name, (types, required) in _REPORT_FIELDS.items():
+        if name not in data:
+            if required:
+                raise ValueError(f"no {name!r}")
+            continue
+        value = data[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"{name!r} is a JSON {_json_type(value)}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value < _MAX_NUMBER:
+            raise ValueError(f"{name!r} is {value!r}, not a finite non-negative number")
+        values[name] = value
+    if not values["key"]:
+        raise ValueError("'key' is empty")
+    if values["status"] not in _STATUSES:
+        raise ValueError(f"'status' is not one of {', '.join(_STATUSES)}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in values["params"].items()):
+        raise ValueError("'params' is not an object of texts")
+    if not all(isinstance(f, str) for f in values.get("failures", [])):
+        raise ValueError("'failures' is not a list of texts")
+    return RunReport(**values)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -339,13 +430,7 @@ def junit_xml(outcome: BatchOutcome, command: str = "asyncfc batch") -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a report."""
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half
+    a report and a link planted at ``path`` is replaced, never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
+    safefiles.write_atomically(path, text)

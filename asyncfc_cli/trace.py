@@ -73,6 +73,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from asyncfc_cli import safefiles
 from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
                                 ToolEnd, TraceEvent, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
@@ -153,7 +154,9 @@ class TraceWriter:
         self.failed: OSError | None = None
         self.header_written = False
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "w", encoding="utf-8")
+        # A fresh file renamed into place: a link planted at a stable name
+        # (a batch's traces/) is replaced, never written through.
+        self._file = safefiles.create(path)
 
     def write_header(self, header: Event) -> None:
         """Write the header line now; ``OSError`` if the file cannot take it."""
@@ -197,13 +200,17 @@ def check_writable(path: Path) -> None:
 
     A cheap check before the seconds of start-up; creating nothing but the
     missing directories. A full disk is only found by writing, which
-    :meth:`TraceWriter.write_header` does.
+    :meth:`TraceWriter.write_header` does. The default runs directory
+    (``.asyncfc/runs``) is asyncfc's own: a link there that leads out of the
+    current directory is refused (:func:`asyncfc_cli.safefiles.make_dirs`).
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+    if path.parent == DEFAULT_DIR:
+        safefiles.make_dirs(Path("."), DEFAULT_DIR)
+    safefiles.check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = path if path.exists() else path.parent
+    # The file is replaced, not written (TraceWriter): its directory must be writable.
+    target = path if safefiles.written_in_place(path) else path.parent
     if not os.access(target, os.W_OK):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 

@@ -102,17 +102,13 @@ def batch(
                     except OSError as exc:
                         raise spec_mod.SpecError(None, "--junit", f"cannot write {junit}: {exc.strerror or exc}",
                                                  "choose a writable file") from None
-                try:
-                    log = output.ResultsLog(out_dir, resume)
-                except OSError as exc:
-                    raise spec_mod.SpecError(None, "--out", f"cannot write in {out_dir}: {exc.strerror or exc}",
-                                             "choose a writable directory") from None
+                log = output.ResultsLog(out_dir, resume, own=out is None)
             except spec_mod.SpecError as exc:
                 raise usage_error(exc, stdout_fd) from None
 
             for problem in log.problems:
                 err.print(f"[yellow]warning:[/] {problem}", markup=True, highlight=False)
-            done = {k: r for k, r in log.passed.items() if k in {run.key for run in planned}}
+            done = log.resumable(planned)
             live = live_allowed(err, quiet=quiet, as_json=as_json)
             progress = output.BatchProgress(err, len(planned), live, quiet or as_json, resumed=len(done))
             if not (quiet or as_json):
