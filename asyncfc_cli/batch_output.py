@@ -69,12 +69,14 @@ class ResultsLog:
         try:
             safefiles.make_dirs(Path("."), out / TRACES_DIR) if own else safefiles.make_dirs(out, TRACES_DIR)
             before = self._read() if resume else b""
-            self._file = safefiles.create(self.path, before)
+            self._file = safefiles.create(self.path, before, own=True)
         except OSError as exc:
             where = exc.filename or out
             fix = ("choose a writable --out directory" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
                    else f"remove or replace {where}, or choose another --out directory")
-            raise SpecError(None, "--out", f"cannot use {where}: {exc.strerror or exc}", fix) from None
+            reason = str(exc.strerror or exc)
+            reason = reason if str(where) in reason else f"{where}: {reason}"
+            raise SpecError(None, "--out", f"cannot use {out}: {reason}", fix) from None
 
     def _read(self) -> bytes:
         """The old file's bytes (kept), with :attr:`passed` and :attr:`problems` read from them."""

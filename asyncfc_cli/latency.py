@@ -113,7 +113,7 @@ class LatencyBook:
             # Never blocks: a regular file of bounded size, or nothing (read_regular).
             book.remembered, problem = load_store(store)
             if problem:
-                book.warn(f"{store} ignored ({problem}); tool durations are learnt again")
+                book.warn(f"tool durations of earlier runs ignored: {problem}")
         return book
 
     def observe(self, tool: str, seconds: float) -> None:
@@ -182,19 +182,18 @@ class LatencyBook:
                     return
                 remembered, problem = load_store(store)
                 if problem:
-                    self.warn(f"{store} ignored ({problem}); it is written again")
+                    self.warn(f"tool durations of earlier runs ignored: {problem}")
                 for key, seconds in observed.items():
                     # Popped and put back: the most recently saved tools come last.
                     remembered[key] = (remembered.pop(key, []) + seconds)[-WINDOW:]
                 for key in list(remembered)[: max(0, len(remembered) - MAX_TOOLS)]:
                     del remembered[key]
                 safefiles.write_atomically(store, json.dumps(
-                    {k: [round(v, 6) for v in vs] for k, vs in remembered.items()}))
+                    {k: [round(v, 6) for v in vs] for k, vs in remembered.items()}), own=True)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 # A read-only checkout is normal (silent); anything else is worth a line.
-                where = exc.filename or store
-                self.warn(f"tool durations not saved to {store}: {where}: {exc.strerror or exc}")
+                self.warn(f"tool durations not saved to {store}: {_reason(exc)}")
 
 
 class _locked:
@@ -209,7 +208,7 @@ class _locked:
         mode = os.fstat(self.fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(self.fd)
-            raise OSError(errno.EINVAL, f"{safefiles.kind(mode)}, not a regular file", str(self.path))
+            raise OSError(errno.EINVAL, f"{self.path} is {safefiles.kind(mode)}, not a regular file", str(self.path))
         deadline = time.monotonic() + self.wait
         while True:
             try:
@@ -224,6 +223,12 @@ class _locked:
         os.close(self.fd)  # releases the lock
 
 
+def _reason(exc: OSError) -> str:
+    """An OSError as one phrase that names its file."""
+    text = str(exc.strerror or exc)
+    return text if not exc.filename or str(exc.filename) in text else f"{exc.filename}: {text}"
+
+
 def load_store(path: Path) -> tuple[dict[str, list[float]], str | None]:
     """The durations in a store, and what was wrong with it (None: nothing, or
     no store yet). Entries that are not a tool's durations are left out."""
@@ -232,15 +237,15 @@ def load_store(path: Path) -> tuple[dict[str, list[float]], str | None]:
     except FileNotFoundError:
         return {}, None
     except OSError as exc:  # a link, a FIFO, a device, too large, unreadable
-        return {}, str(exc.strerror or exc)
+        return {}, _reason(exc)
     try:
         data = json.loads(raw)
     except RecursionError:
-        return {}, "JSON nested too deeply"
+        return {}, f"{path}: JSON nested too deeply"
     except ValueError:  # not JSON, not UTF-8
-        return {}, "not JSON"
+        return {}, f"{path}: not JSON"
     if not isinstance(data, dict):
-        return {}, "not a JSON object"
+        return {}, f"{path}: not a JSON object"
     out: dict[str, list[float]] = {}
     bad = 0
     for key, values in data.items():
@@ -252,7 +257,7 @@ def load_store(path: Path) -> tuple[dict[str, list[float]], str | None]:
             bad += 1
     for key in list(out)[: max(0, len(out) - MAX_TOOLS)]:
         del out[key]
-    return out, f"{bad} entries that are not durations" if bad else None
+    return out, f"{path}: {bad} entries that are not durations" if bad else None
 
 
 @dataclass

@@ -50,6 +50,7 @@ from typing import Any
 from asyncfc_cli.batch import (BatchOutcome, PlannedRun, RunReport, failed_report, interrupted_report,
                                report_from_outcome, skipped_report)
 from asyncfc_cli.limits import Cooldown, is_rate_limit, record_wait, retry_after
+from asyncfc_cli.safefiles import write_atomically
 from asyncfc_cli.spec import SpecError
 
 INSTALL = "pip install 'asyncfc[ray]'"
@@ -402,7 +403,7 @@ class RayBackend:
         if answer.get("trace"):
             try:
                 run.trace.parent.mkdir(parents=True, exist_ok=True)
-                run.trace.write_bytes(answer["trace"])
+                write_atomically(run.trace, answer["trace"])  # a link planted at the name is replaced
                 report.trace = str(run.trace)
             except OSError as exc:
                 report.trace = None

@@ -60,6 +60,7 @@ def make_dirs(root: Path, relative: Path | str) -> Path:
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    shown_root = "the current directory" if root == Path(".") else str(root)
     current = root
     for part in Path(relative).parts:
         if part in ("", "."):
@@ -76,11 +77,13 @@ def make_dirs(root: Path, relative: Path | str) -> Path:
         if stat.S_ISLNK(mode):
             target = os.readlink(current)
             if not inside(current, root):
-                raise OSError(errno.ELOOP, f"a symbolic link to {target}, outside {root}", str(current))
+                raise OSError(errno.ELOOP, f"{current} is a symbolic link to {target}, outside {shown_root}",
+                              str(current))
             if not os.path.isdir(current):
-                raise OSError(errno.ENOTDIR, f"a symbolic link to {target}, which is not a directory", str(current))
+                raise OSError(errno.ENOTDIR, f"{current} is a symbolic link to {target}, which is not a directory",
+                              str(current))
         elif not stat.S_ISDIR(mode):
-            raise OSError(errno.ENOTDIR, f"{kind(mode)}, not a directory", str(current))
+            raise OSError(errno.ENOTDIR, f"{current} is {kind(mode)}, not a directory", str(current))
     return current
 
 
@@ -101,19 +104,21 @@ def written_in_place(path: Path) -> bool:
     return False
 
 
-def check_replaceable(path: Path) -> None:
+def check_replaceable(path: Path, own: bool = False) -> None:
     """``OSError`` if what is at ``path`` is something asyncfc must not replace:
     a directory, FIFO, socket or block device. Nothing there, a regular file, a
-    symbolic link (replaced, not followed) or a device the user named are fine."""
+    symbolic link (replaced, not followed) or a device the user named are fine.
+    ``own``: the name is asyncfc's (a state file), so anything but a directory
+    is replaced."""
     path = Path(path)
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
-    if stat.S_ISREG(mode) or stat.S_ISLNK(mode) or written_in_place(path):
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode) or (own and not stat.S_ISDIR(mode)) or written_in_place(path):
         return
     code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EEXIST
-    raise OSError(code, f"{kind(mode)}, not a regular file (asyncfc does not replace it)", str(path))
+    raise OSError(code, f"{path} is {kind(mode)}, not a regular file (asyncfc does not replace it)", str(path))
 
 
 def _temp_beside(path: Path) -> tuple[int, Path]:
@@ -135,20 +140,20 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def create(path: Path, initial: bytes = b"") -> TextIO:
+def create(path: Path, initial: bytes = b"", own: bool = False) -> TextIO:
     """A fresh file at ``path`` holding ``initial``, open for appending text (UTF-8).
 
     The file is written under a temporary name and renamed over ``path``, so
     what was there (a symbolic link too) is replaced, never followed, and a
     reader sees the old file or the new one. For files written as they grow
-    (traces, ``results.jsonl``).
+    (traces, ``results.jsonl``). ``own`` as for :func:`check_replaceable`.
     """
     path = Path(path)
-    if written_in_place(path):
+    if not own and written_in_place(path):
         stream = open(path, "w", encoding="utf-8")
         stream.write(initial.decode("utf-8", "surrogateescape"))
         return stream
-    check_replaceable(path)
+    check_replaceable(path, own)
     fd, tmp = _temp_beside(path)
     try:
         view = memoryview(initial)
@@ -162,16 +167,17 @@ def create(path: Path, initial: bytes = b"") -> TextIO:
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
-def write_atomically(path: Path, data: str | bytes) -> None:
+def write_atomically(path: Path, data: str | bytes, own: bool = False) -> None:
     """``path`` holds ``data``, all or nothing: a reader never sees half a file,
-    and a symbolic link at ``path`` is replaced, never followed."""
+    and a symbolic link at ``path`` is replaced, never followed. ``own`` as for
+    :func:`check_replaceable`."""
     path = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    if written_in_place(path):
+    if not own and written_in_place(path):
         with open(path, "wb") as stream:
             stream.write(raw)
         return
-    check_replaceable(path)
+    check_replaceable(path, own)
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -207,14 +213,14 @@ def read_regular(path: Path, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, "a symbolic link (not followed)", str(path)) from None
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link (not followed)", str(path)) from None
         raise
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, f"{kind(info.st_mode)}, not a regular file", str(path))
+            raise OSError(errno.EINVAL, f"{path} is {kind(info.st_mode)}, not a regular file", str(path))
         if info.st_size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+            raise OSError(errno.EFBIG, f"{path} is larger than {limit:,} bytes", str(path))
         chunks, size = [], 0
         while size <= limit:  # the file may grow while it is read
             chunk = os.read(fd, min(1 << 20, limit + 1 - size))
@@ -223,7 +229,7 @@ def read_regular(path: Path, limit: int) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
         if size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+            raise OSError(errno.EFBIG, f"{path} is larger than {limit:,} bytes", str(path))
         return b"".join(chunks)
     finally:
         os.close(fd)

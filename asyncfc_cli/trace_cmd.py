@@ -67,8 +67,10 @@ def _save_svg(console: Any, svg: Optional[Path], title: str) -> None:
 
     text = console.export_svg(title=printable(title))
     try:
+        from asyncfc_cli.safefiles import write_atomically
+
         # backslashreplace: the picture may show a lone surrogate from a trace.
-        svg.write_text(text, encoding="utf-8", errors="backslashreplace")
+        write_atomically(svg, text.encode("utf-8", "backslashreplace"))
     except OSError as exc:
         raise _fail(f"cannot write {svg}: {exc.strerror or exc}") from None
     _err().print(f"saved {svg}")
@@ -267,7 +269,9 @@ def show(
             print(json_text(document, encoding=None))
         else:
             try:
-                output.write_text(json_text(document, "utf-8") + "\n", encoding="utf-8")
+                from asyncfc_cli.safefiles import write_atomically
+
+                write_atomically(output, json_text(document, "utf-8") + "\n")
             except OSError as exc:
                 raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
             hint = "open it in https://ui.perfetto.dev or chrome://tracing" if export == "chrome" else \

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from asyncfc_cli.bench import report as rep
 from asyncfc_cli.bench.latency import Latency
+from asyncfc_cli.safefiles import write_atomically
 from asyncfc_cli.bench.runner import (InProcess, Transport, WorkloadResult, case_rows, http_transport, run_case,
                                       run_workload, summarize)
 from asyncfc_cli.bench.workloads import Case, Timing
@@ -71,12 +72,10 @@ class Report:
             write.parent.mkdir(parents=True, exist_ok=True)
             summary = {**self.doc, "workloads": [{k: v for k, v in w.items() if k != "rows"}
                                                  for w in self.doc["workloads"]]}
-            write.write_text(json.dumps(summary, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            write_atomically(write, json.dumps(summary, indent=1, ensure_ascii=False, default=str) + "\n")
             cases = write.with_name(write.stem + "-cases.jsonl")
-            with open(cases, "w", encoding="utf-8") as f:
-                for w in self.doc["workloads"]:
-                    for row in w["rows"]:
-                        f.write(json.dumps({"workload": w["workload"], **row}, ensure_ascii=False) + "\n")
+            write_atomically(cases, "".join(json.dumps({"workload": w["workload"], **row}, ensure_ascii=False) + "\n"
+                                            for w in self.doc["workloads"] for row in w["rows"]))
             err.print(f"wrote {write} and {cases}", markup=False)
         if self.as_json:
             print(json.dumps(self.doc, indent=1, ensure_ascii=False, default=str))
@@ -191,7 +190,7 @@ def sweep(report: Report, timing: Timing, rates: tuple[float, ...], latencies: t
     report.doc["sweep"] = result
     if chart is not None:
         chart.parent.mkdir(parents=True, exist_ok=True)
-        chart.write_text(rep.sweep_svg(result, report.command), encoding="utf-8")
+        write_atomically(chart, rep.sweep_svg(result, report.command))
         err.print(f"wrote {chart}", markup=False)
 
 
@@ -202,7 +201,7 @@ def overhead(report: Report, sizes: tuple[int, ...], repeat: int, chart: Path | 
     report.doc["overhead"] = rows
     if chart is not None:
         chart.parent.mkdir(parents=True, exist_ok=True)
-        chart.write_text(rep.overhead_svg(rows, report.command), encoding="utf-8")
+        write_atomically(chart, rep.overhead_svg(rows, report.command))
         err.print(f"wrote {chart}", markup=False)
 
 
