@@ -58,7 +58,7 @@ DEFAULT_STORE = Path(".asyncfc") / "latency.json"
 MAX_STORE_BYTES = 4_000_000  # 1,000 tools of 16 durations take about 300 KB
 MAX_TOOLS = 1000  # tools remembered; the least recently saved are forgotten first
 MAX_KEY_CHARS = 512
-LOCK_WAIT = 1.0  # seconds a save waits for another process's merge before it gives up
+LOCK_WAIT = 2.0  # seconds a save waits for another process's merge before it gives up
 
 
 def tool_key(tool: Any) -> str:
