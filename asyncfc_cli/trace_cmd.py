@@ -13,6 +13,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated, Any, Optional
 
 import click
@@ -140,9 +141,11 @@ def recent_traces(directory: Path) -> list[Path]:
         return []
     for path in found:
         try:
-            stamped.append(((path.stat().st_mtime, path.name), path))
+            info = path.stat()
         except OSError:  # removed while listing
             continue
+        if S_ISREG(info.st_mode):  # a FIFO named x.jsonl would block the read of its header
+            stamped.append(((info.st_mtime, path.name), path))
     return [path for _, path in sorted(stamped, key=lambda item: item[0], reverse=True)]
 
 

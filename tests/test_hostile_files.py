@@ -170,6 +170,18 @@ def test_a_fifo_or_a_directory_at_the_trace_path_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "cannot write the trace" in one_line(result.stderr)
 
 
+def test_a_fifo_or_a_device_link_in_the_runs_dir_is_passed_over(tmp_path):
+    assert cli("run", OK, "-q").exit_code == 0
+    runs = tmp_path / ".asyncfc" / "runs"
+    (real,) = runs.glob("*.jsonl")
+    os.mkfifo(runs / "zzz-fifo.jsonl")  # newer than the real trace: `latest` would try it first
+    (runs / "zzz-zero.jsonl").symlink_to("/dev/zero")
+    for args in (("trace", "latest", "--json"), ("trace", "list", "--json")):
+        done = cli_process(*args, cwd=tmp_path, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert real.stem in done.stdout and "zzz" not in done.stdout
+
+
 # --- item 5: asyncfc init -------------------------------------------------------------------
 
 
