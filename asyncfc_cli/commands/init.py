@@ -111,8 +111,8 @@ def write_project(directory: Path) -> list[Path]:
                 if not os.path.lexists(parent):
                     os.mkdir(parent)
                     created_dirs.append(parent)
-                elif _dir_problem(parent, directory):  # changed since the check
-                    raise OSError(errno.ELOOP, _dir_problem(parent, directory), str(parent))
+                elif problem := _dir_problem(parent, directory):  # it changed since the check
+                    raise OSError(errno.ELOOP, problem, str(parent))
             # Exclusive, never through a link: a file that appeared since the check is not overwritten.
             write_new(path, text)
             written.append(path)
