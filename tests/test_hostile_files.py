@@ -1,5 +1,5 @@
-"""Hostile files and paths, through the CLI (docs/reliability.md, "Files asyncfc writes" and
-"State files"): links planted where asyncfc writes (``batch --out``, ``run``'s traces,
+"""Hostile files and paths, through the CLI (docs/reliability.md: the fault matrix, and
+"Files asyncfc writes" under Security): links planted where asyncfc writes (``batch --out``, ``run``'s traces,
 exports, ``init``), a latency store that is a FIFO, a link to ``/dev/zero`` or garbage, and
 ``results.jsonl`` lines that are JSON but not reports.
 
