@@ -58,7 +58,11 @@ DEFAULT_STORE = Path(".asyncfc") / "latency.json"
 MAX_STORE_BYTES = 4_000_000  # 1,000 tools of 16 durations take about 300 KB
 MAX_TOOLS = 1000  # tools remembered; the least recently saved are forgotten first
 MAX_KEY_CHARS = 512
-LOCK_WAIT = 2.0  # seconds a save waits for another process's merge before it gives up
+# Seconds a save waits for other processes' merges before it gives up (its
+# durations are then lost): merges take milliseconds, but a loaded machine can
+# stall a holder for seconds. A cancelled run (Ctrl-C) waits less.
+LOCK_WAIT = 10.0
+LOCK_WAIT_CANCELLED = 0.5
 
 
 def tool_key(tool: Any) -> str:
@@ -145,17 +149,19 @@ class LatencyBook:
         merges (at most :data:`LOCK_WAIT`): from trio, use :meth:`save_async`."""
         observed = self._remember()
         if observed and self.store is not None:
-            self._merge(observed)
+            self._merge(observed, LOCK_WAIT)
 
     async def save_async(self) -> None:
         """:meth:`save` with the store's merge in a worker thread; shielded, so a
-        cancelled run still saves what it measured."""
+        cancelled run still saves what it measured (waiting for the lock at most
+        :data:`LOCK_WAIT_CANCELLED` then, so Ctrl-C is not held up)."""
         import trio
 
         observed = self._remember()
         if observed and self.store is not None:
+            cancelled = trio.current_effective_deadline() == -math.inf
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._merge, observed)
+                await trio.to_thread.run_sync(self._merge, observed, LOCK_WAIT_CANCELLED if cancelled else LOCK_WAIT)
 
     def _remember(self) -> dict[str, list[float]]:
         """This run's durations into memory, by tool key; the observations are cleared."""
@@ -167,7 +173,7 @@ class LatencyBook:
         self.observed = {}
         return by_key
 
-    def _merge(self, observed: dict[str, list[float]]) -> None:
+    def _merge(self, observed: dict[str, list[float]], wait: float) -> None:
         store = Path(self.store)
         try:
             # .asyncfc is asyncfc's: no link on the way may lead out of the current directory.
@@ -175,9 +181,9 @@ class LatencyBook:
                 store.parent.mkdir(parents=True, exist_ok=True)
             else:
                 safefiles.make_dirs(Path("."), store.parent)
-            with _locked(store.with_name(store.name + ".lock"), LOCK_WAIT) as locked:
+            with _locked(store.with_name(store.name + ".lock"), wait) as locked:
                 if not locked:
-                    self.warn(f"{store} is locked by another process for over {LOCK_WAIT:g}s; "
+                    self.warn(f"{store} is locked by another process for over {wait:g}s; "
                               "this run's tool durations are not saved")
                     return
                 remembered, problem = load_store(store)

@@ -300,9 +300,12 @@ def test_a_hostile_latency_store_is_ignored_with_one_warning(tmp_path, kind):
     assert {k.split("#")[0] for k in saved(tmp_path)} >= {"quick_nap", "slow_nap"}
 
 
-def test_a_lock_held_elsewhere_delays_the_save_at_most_a_moment(tmp_path):
+def test_a_lock_held_elsewhere_delays_the_save_at_most_a_moment(tmp_path, monkeypatch):
     import fcntl
 
+    from asyncfc_cli import latency
+
+    monkeypatch.setattr(latency, "LOCK_WAIT", 1.0)  # 10 s by default
     store = tmp_path / ".asyncfc" / "latency.json"
     store.parent.mkdir()
     with open(store.with_name("latency.json.lock"), "w") as lock:

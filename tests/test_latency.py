@@ -224,3 +224,21 @@ async def test_save_async_still_saves_in_a_cancelled_run(tmp_path):
         scope.cancel()
         await book.save_async()  # shielded: the run was cancelled, what it measured is kept
     assert json.loads(store.read_text()) == {"t": [1.0]}
+
+
+async def test_a_cancelled_run_waits_only_a_moment_for_a_lock_held_elsewhere(tmp_path, monkeypatch):
+    import fcntl
+
+    import trio
+
+    monkeypatch.setattr(latency, "LOCK_WAIT", 3600.0)  # this test would hang if a cancelled save used it
+    store = tmp_path / "latency.json"
+    warnings: list[str] = []
+    book = LatencyBook(store=store, warn=warnings.append)
+    book.observe("t", 1.0)
+    with open(tmp_path / "latency.json.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process that never lets go
+        with trio.CancelScope() as scope:
+            scope.cancel()  # Ctrl-C
+            await book.save_async()
+    assert not store.exists() and "locked by another process for over 0.5s" in warnings[0]
