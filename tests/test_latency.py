@@ -231,7 +231,7 @@ async def test_a_cancelled_run_waits_only_a_moment_for_a_lock_held_elsewhere(tmp
 
     import trio
 
-    monkeypatch.setattr(latency, "LOCK_WAIT", 3600.0)  # this test would hang if a cancelled save used it
+    monkeypatch.setattr(latency, "LOCK_WAIT", 30.0)  # a cancelled save that used it would warn "over 30s"
     store = tmp_path / "latency.json"
     warnings: list[str] = []
     book = LatencyBook(store=store, warn=warnings.append)
