@@ -136,12 +136,18 @@ def load_manifest() -> dict[str, Any] | None:
 
 if __name__ == "__main__":
     # Serve until Ctrl-C, for trying the model by hand:
-    #   python benchmarks/real_model/llama_server.py
+    #   python benchmarks/real_model/llama_server.py [--threads N]
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Serve the prepared model on 127.0.0.1 until Ctrl-C.")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ctx", type=int, default=4096)
+    options = parser.parse_args()
     found = load_manifest()
     if found is None:
         raise SystemExit("not prepared: python benchmarks/real_model/prepare.py")
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "asyncfc-llama-server.log"
-    with llama_server(found, log_path) as running:
+    with llama_server(found, log_path, threads=options.threads, ctx=options.ctx) as running:
         print(f"llama-server at {running.base_url} (model openai/{MODEL_NAME}); log {log_path}; Ctrl-C stops")
         try:
             running.process.wait()
