@@ -130,9 +130,15 @@ def check_run(proc: subprocess.CompletedProcess, report: dict, trace_path: Path,
 def test_every_run_ends_documented_with_each_call_run_once(llama, tmp_path, task, mode):
     proc, report, trace = run(llama, tmp_path, task, mode)
     facts = check_run(proc, report, trace, tmp_path, mode)
-    # What the model did, for the record (docs/local-models.md says what was seen).
-    print(json.dumps({"task": task, "mode": mode, "status": report["status"], **facts,
-                      "finish": [e.finish_reason for e in read_trace(trace).of_type("model_end")]}))
+    # What the model did, for the record (docs/local-models.md says what was seen):
+    # REAL_MODEL_FACTS=file.jsonl collects a line per run.
+    record = os.environ.get("REAL_MODEL_FACTS")
+    if record:
+        with open(record, "a") as f:
+            f.write(json.dumps({"task": task, "mode": mode, "status": report["status"], "exit": proc.returncode,
+                                "requests": report["usage"]["requests"], **facts,
+                                "finish": [e.finish_reason for e in read_trace(trace).of_type("model_end")],
+                                "error": report["error"]}) + "\n")
     assert not llama.busy()  # no request left decoding on the server
 
 
