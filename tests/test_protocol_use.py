@@ -6,6 +6,7 @@ ways real models do, through ``asyncfc run``; and the table ``asyncfc bench bfcl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,20 @@ def test_bench_bfcl_model_reports_protocol_use_in_async_mode():
     assert rows["async"]["requests_vs_sync"] == sum(e["requests"] for e in entries) - sum(
         e["requests"] for e in accuracy["entries"] if e["mode"] == "sync")
     assert "futures protocol use on sim" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/work/shared/data/bfcl").is_dir() and not os.environ.get("ASYNCFC_BFCL_DIR"),
+                    reason="BFCL data not found")
+def test_bench_bfcl_on_a_local_server_needs_no_key(monkeypatch):
+    """--api-base without a key: the placeholder `asyncfc run` sends, not LiteLLM's missing-key error."""
+    from conftest import Reply, ScriptedServer, text_stream
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with ScriptedServer([Reply(chunks=text_stream("No call needed."))]) as server:
+        result = CliRunner().invoke(app, ["bench", "bfcl", "--model", "openai/local", "--api-base", server.base_url,
+                                          "--category", "parallel", "--limit", "1", "--mode", "sync,async",
+                                          "--json", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.stdout)["accuracy"]["entries"]
+    assert [e["status"] for e in entries] == ["ok", "ok"]
+    assert {r["headers"]["authorization"] for r in server.requests} == {"Bearer asyncfc-no-key"}

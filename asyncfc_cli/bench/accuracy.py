@@ -87,7 +87,12 @@ async def _client(shared: Any, case: Any, model: str, api_base: str | None, api_
 
     gate = shared.limits.gate(model_key(model, api_base))
     if model != "sim":
-        config = ModelConfig(model=model, api_base=api_base or None, api_key=api_key or None, retries=3,
+        from asyncfc_cli.credentials import KEYLESS
+
+        # A local server (--api-base) without a key gets the placeholder `asyncfc run` sends:
+        # LiteLLM's OpenAI client will not send a request without one.
+        key = api_key or (KEYLESS if api_base else None)
+        config = ModelConfig(model=model, api_base=api_base or None, api_key=key, retries=3,
                              stream_timeout=timeout)
         yield LiteLLMClient(config, shared.loop_thread, gate=gate)
         return
