@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -186,3 +187,42 @@ tools = []
     assert summary["status"] == "interrupted"
     # The connection closed, so the server stopped decoding (it would go on for ~30 s otherwise).
     assert wait_until(lambda: not llama.busy(), 20), llama.slots()
+
+
+# --- docs/local-models.md's llama.cpp example, as written ------------------------------------
+
+DOC = REPO / "docs" / "local-models.md"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    text = DOC.read_text()
+    return [block.split("\n", 1)[1] for block in text.split("```")[1::2] if block.startswith(lang + "\n")]
+
+
+def test_the_local_models_llama_cpp_example_runs(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from real_model.llama_server import Server, _wait_healthy, free_port, stop
+
+    manifest = real_model_manifest()
+    port = free_port()
+    command = next(b for b in doc_blocks("sh") if b.startswith("llama-server ")).strip()
+    argv = shlex.split(command)
+    # The doc's file names are the prepared files; its port is a free one.
+    argv = [manifest["server"] if a == "llama-server" else a for a in argv]
+    argv = [manifest["model"] if a == Path(manifest["model"]).name else a for a in argv]
+    argv = [manifest["template"] if a == Path(manifest["template"]).name else a for a in argv]
+    argv[argv.index("--port") + 1] = str(port)
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(Server(port, process, log), 120)
+        agents = next(b for b in doc_blocks("toml") if "[models.llamacpp]" in b)
+        (tmp_path / "agents.toml").write_text(agents.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+        run_line = next(b for b in doc_blocks("sh") if b.startswith("asyncfc run -a local")).strip()
+        done = subprocess.run(asyncfc(*shlex.split(run_line)[1:]), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=400, env=dict(os.environ, CI="1"))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()  # the model's answer, whatever it says
+    finally:
+        stop(process)
