@@ -1,6 +1,6 @@
 """The simulator's clock checked against a real engine: llama.cpp's llama-server with SmolLM2-135M.
 
-    LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/real_model/clock.py [--entries 12] [--json out.json]
+    LITELLM_LOCAL_MODEL_COST_MAP=True python benchmarks/real_model/clock.py [--entries 12] [--threads 2] [--json out.json]
 
 Every speedup the project reports comes from the simulated model's time
 model: a request takes ``ttft + prefill/prefill_tps`` to its first token
@@ -142,9 +142,16 @@ def engine_rates(server: Server, repeat: int) -> dict[str, Any]:
     decode = [stream(server, [{"role": "user", "content": "Count from 1 to 500."}], [], cache=False,
                      max_tokens=256, ignore_eos=True) for _ in range(repeat)]
     big = [r for r in rows if (r["prompt_n"] or 0) > 300]
+    smallest = min(r["prompt_n"] or 0 for r in rows)
+    # Time to first token against prompt tokens, without the cache: intercept and rate.
+    xs, ys = [r["prompt_n"] for r in rows], [r["cold_ttft"] for r in rows]
+    slope = statistics.covariance(xs, ys) / statistics.variance(xs)
     return {
         "rows": rows,
-        "ttft_small_prompt_s": statistics.median(r["cold_ttft"] for r in rows if (r["prompt_n"] or 0) < 40),
+        "ttft_base_s": statistics.mean(ys) - slope * statistics.mean(xs),
+        "prefill_tps_from_ttft": 1 / slope,
+        "smallest_prompt_n": smallest,
+        "ttft_small_prompt_s": statistics.median(r["cold_ttft"] for r in rows if r["prompt_n"] == smallest),
         "prefill_tps_no_cache": statistics.median(r["prompt_n"] / (r["cold_prompt_ms"] / 1000) for r in big),
         "ttft_cached_prompt_s": statistics.median(r["warm_ttft"] for r in big),
         "decode_tps": statistics.median(d.timings["predicted_per_second"] for d in decode),
@@ -264,10 +271,11 @@ def _quantile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--entries", type=int, default=24, help="BFCL entries (conversations), split in half")
+    parser.add_argument("--entries", type=int, default=12, help="BFCL entries (conversations), split in half")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of each engine measurement")
     parser.add_argument("--data", type=Path, default=None, help="BFCL data directory")
     parser.add_argument("--json", type=Path, default=None, help="write every measurement here")
+    parser.add_argument("--threads", type=int, default=2, help="llama-server threads (-t)")
     args = parser.parse_args(argv)
     manifest = load_manifest()
     if manifest is None:
@@ -277,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = find_bfcl_dir(args.data)
     load = os.getloadavg()[0]
     log = Path(tempfile.mkdtemp()) / "llama-server.log"
-    with llama_server(manifest, log) as server:
+    with llama_server(manifest, log, threads=args.threads) as server:
         stream(server, [{"role": "user", "content": "Hello"}], [], cache=False, max_tokens=8)  # warm up
         rates = engine_rates(server, args.repeat)
         runs: dict[bool, list[tuple[str, list[Timed]]]] = {True: [], False: []}
@@ -287,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{cid} cache={cache}: " + ", ".join(f"{t.total:.2f}s" for t in runs[cache][-1][1]),
                       file=sys.stderr)
     result: dict[str, Any] = {"load_before": load, "load_after": os.getloadavg()[0], "engine": rates,
+                              "threads": args.threads,
                               "llama_cpp_commit": manifest["llama_cpp_commit"]}
     samples: dict[str, dict[bool, list[tuple[float, float, float]]]] = {"fit": {True: [], False: []},
                                                                       "check": {True: [], False: []}}
@@ -305,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     e = result["engine"]
-    print(f"engine (llama.cpp {manifest['llama_cpp_commit'][:7]}, SmolLM2-135M Q4_1, 2 threads; load "
+    print(f"engine (llama.cpp {manifest['llama_cpp_commit'][:7]}, SmolLM2-135M Q4_1, {args.threads} thread(s); load "
           f"{result['load_before']:.1f} -> {result['load_after']:.1f}):")
-    print(f"  ttft, 1-token prompt:      {e['ttft_small_prompt_s'] * 1000:.0f} ms")
+    print(f"  ttft, {e['smallest_prompt_n']}-token prompt:     {e['ttft_small_prompt_s'] * 1000:.0f} ms "
+          f"(fit over prompt sizes: {e['ttft_base_s'] * 1000:.0f} ms + n / {e['prefill_tps_from_ttft']:.0f} per s)")
     print(f"  prefill, no cache:          {e['prefill_tps_no_cache']:.0f} tokens/s (its tokens)")
     print(f"  ttft, prompt all cached:    {e['ttft_cached_prompt_s'] * 1000:.0f} ms")
     print(f"  decode:                     {e['decode_tps']:.0f} tokens/s (server), "
