@@ -338,3 +338,49 @@ def test_the_providers_sdk_parses_the_sims_stream_as_asyncfc_does(project, proto
     left = functions["lookup"](key, ours[0][1]["options"])["value"]
     assert ours[2] == ("combine", {"left": left, "right": "<plain:[]>", "count": 3})
     assert report["answer"] == f"Combined: {left}+<plain:[]>x3 (sizes {len(key)} and 5) — done ✓"
+
+
+def first_reply_unstreamed(protocol: str, base_url: str, tools: list[dict]) -> list[tuple[str, Any]]:
+    """The first response's calls, asked for without streaming, as the SDK parses the whole body."""
+    if protocol == "openai":
+        client = openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0)
+        reply = client.chat.completions.create(model="asyncfc-sim", messages=[{"role": "user", "content": PROMPT}],
+                                               tools=tools)
+        assert reply.choices[0].finish_reason == "tool_calls"
+        return [(c.function.name, json.loads(c.function.arguments)) for c in reply.choices[0].message.tool_calls]
+    if protocol == "responses":
+        client = openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0)
+        flat = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+                 "parameters": t["function"]["parameters"]} for t in tools]
+        reply = client.responses.create(model="asyncfc-sim", input=PROMPT, tools=flat)
+        assert reply.status == "completed"
+        return [(o.name, json.loads(o.arguments)) for o in reply.output if o.type == "function_call"]
+    if protocol == "anthropic":
+        client = anthropic.Anthropic(base_url=base_url, api_key="sim", max_retries=0)
+        reply = client.messages.create(model="asyncfc-sim", max_tokens=1024, messages=[{"role": "user", "content": PROMPT}],
+                                       tools=[{"name": t["function"]["name"], "description": t["function"]["description"],
+                                               "input_schema": t["function"]["parameters"]} for t in tools])
+        assert reply.stop_reason == "tool_use"
+        return [(b.name, b.input) for b in reply.content if b.type == "tool_use"]
+    from google.genai import types
+
+    root, version = base_url.rsplit("/", 1)
+    client = genai.Client(api_key="sim", http_options=types.HttpOptions(base_url=root + "/", api_version=version))
+    declarations = [types.FunctionDeclaration(name=t["function"]["name"], description=t["function"]["description"],
+                                              parameters_json_schema=t["function"]["parameters"]) for t in tools]
+    reply = client.models.generate_content(model="asyncfc-sim", contents=PROMPT, config=types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=declarations)],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True)))
+    return [(p.function_call.name, p.function_call.args) for p in reply.candidates[0].content.parts if p.function_call]
+
+
+@pytest.mark.parametrize("protocol", list(DRIVERS))
+def test_the_providers_sdk_parses_an_unstreamed_reply_too(project, protocol):
+    server = SimServe(project / "task.toml", protocol)
+    try:
+        calls = first_reply_unstreamed(protocol, server.base_url, schemas(project))
+    finally:
+        server.stop()
+    assert calls == [("lookup", {"key": KEY, "options": {"depth": 2, "ratio": 0.5, "flags": [True, False], "note": "",
+                                                        "nested": {"list": [1, 2.5, -3, "x"]}}}),
+                     ("lookup", {"key": "plain", "options": {}})]
