@@ -38,7 +38,7 @@ misbehave = {json.dumps(misbehave)}
 [[sim.steps]]
 id = "a"
 tool = "nap"
-args = {{ seconds = 0.3 }}
+args = {{ seconds = 2 }}  # long enough to be unseen when the model answers, even on a busy machine
 [[sim.steps]]
 id = "b"
 tool = "nap"
@@ -47,7 +47,7 @@ args = {{ seconds = "{{a}}" }}
 answer = "b={{b}}"
 """)
     (tmp_path / f"{module}.py").write_text(
-        "import time\n\ndef nap(seconds: float) -> float:\n    time.sleep(min(float(seconds), 1))\n    return 0.1\n")
+        "import time\n\ndef nap(seconds: float) -> float:\n    time.sleep(min(float(seconds), 3))\n    return 0.1\n")
     trace = tmp_path / "t.jsonl"
     result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], catch_exceptions=False)
     report = json.loads(result.stdout)
