@@ -82,13 +82,24 @@ def llama_server(manifest: dict[str, Any], log: Path, startup_timeout: float = 1
         # Its own session: a Ctrl-C meant for a test (or for asyncfc under test)
         # does not reach it, and stopping it stops nothing else.
         process = subprocess.Popen(argv(manifest, port, **options), stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
     server = Server(port, process, log)
     try:
         _wait_healthy(server, startup_timeout)
         yield server
     finally:
         stop(process)
+
+
+def _die_with_parent() -> None:
+    # If whatever started the server is killed outright (kill -9, a test run
+    # stopped), the kernel stops the server too instead of leaving it serving.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() at the end is all there is
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -147,6 +158,14 @@ if __name__ == "__main__":
     if found is None:
         raise SystemExit("not prepared: python benchmarks/real_model/prepare.py")
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "asyncfc-llama-server.log"
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM, and SIGINT even where the shell started this in the background
+    # with SIGINT ignored, stop the server too instead of orphaning it.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     with llama_server(found, log_path, threads=options.threads, ctx=options.ctx) as running:
         print(f"llama-server at {running.base_url} (model openai/{MODEL_NAME}); log {log_path}; Ctrl-C stops")
         try:
