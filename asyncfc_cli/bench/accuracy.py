@@ -16,6 +16,7 @@ from typing import Any
 
 from asyncfc_cli.bench import data as bfcl_data
 from asyncfc_cli.bench.latency import Latency
+from asyncfc_cli.bench.protocol_use import protocol_use, total
 from asyncfc_cli.bench.runner import RunRecord, Transport, run_case, run_case_in
 from asyncfc_cli.bench.workloads import Timing, bfcl_cases
 
@@ -86,7 +87,12 @@ async def _client(shared: Any, case: Any, model: str, api_base: str | None, api_
 
     gate = shared.limits.gate(model_key(model, api_base))
     if model != "sim":
-        config = ModelConfig(model=model, api_base=api_base or None, api_key=api_key or None, retries=3,
+        from asyncfc_cli.credentials import KEYLESS
+
+        # A local server (--api-base) without a key gets the placeholder `asyncfc run` sends:
+        # LiteLLM's OpenAI client will not send a request without one.
+        key = api_key or (KEYLESS if api_base else None)
+        config = ModelConfig(model=model, api_base=api_base or None, api_key=key, retries=3,
                              stream_timeout=timeout)
         yield LiteLLMClient(config, shared.loop_thread, gate=gate)
         return
@@ -133,6 +139,8 @@ def accuracy_rows(entries: list[bfcl_data.Entry], cases: list[Any], modes: tuple
                 "tokens_in": record.tokens_in, "tokens_out": record.tokens_out,
                 "calls": [[c.tool, c.arguments if c.arguments is not None else c.raw_arguments] for c in record.calls],
                 "speedup": None,
+                # How the model used futures (async mode; what a real model does with the protocol).
+                "protocol": protocol_use(record.events) if mode == "async" else None,
             })
         if "sync" in walls:
             for row in mine:
@@ -157,8 +165,16 @@ def accuracy_rows(entries: list[bfcl_data.Entry], cases: list[Any], modes: tuple
                 "tokens_out_median": statistics.median(d["tokens_out"] for d in mine),
                 "agree_with_sync": (sum(1 for d in mine if _verdict(details, d["entry"], "sync") == d["correct"])
                                     if "sync" in modes else None),
+                "protocol": total(d["protocol"] for d in mine) if mode == "async" else None,
+                # Requests beyond sync's on the same entries: what the mode (or the model's use of it) cost.
+                "requests_vs_sync": (sum(d["requests"] - (_requests(details, d["entry"], "sync") or 0) for d in mine)
+                                     if "sync" in modes else None),
             })
     return rows, details
+
+
+def _requests(details: list[dict[str, Any]], entry: str, mode: str) -> int | None:
+    return next((d["requests"] for d in details if d["entry"] == entry and d["mode"] == mode), None)
 
 
 def _verdict(details: list[dict[str, Any]], entry: str, mode: str) -> bool | None:

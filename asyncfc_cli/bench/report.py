@@ -153,6 +153,23 @@ def accuracy_table(rows: list[dict[str, Any]], model: str) -> Table:
     return table
 
 
+def protocol_table(rows: list[dict[str, Any]], model: str) -> Table | None:
+    """How the model used futures in async mode, per category (asyncfc_cli/bench/protocol_use.py)."""
+    mine = [r for r in rows if r.get("protocol")]
+    if not mine:
+        return None
+    table = Table(title=f"futures protocol use on {model} (async mode)", header_style="bold")
+    for name in ("category", "entries", "calls", "refs", "bad refs", "waits", "bad waits", "early answers",
+                 "handles", "requests vs sync"):
+        table.add_column(name, justify="right")
+    for r in mine:
+        p = r["protocol"]
+        table.add_row(r["category"], str(r["entries"]), str(p["calls"]), str(p["refs"]), str(p["bad_refs"]),
+                      str(p["waits"]), str(p["bad_waits"]), str(p["early_answers"]), str(p["handles"]),
+                      "" if r.get("requests_vs_sync") is None else f"{r['requests_vs_sync']:+d}")
+    return table
+
+
 # --- charts -----------------------------------------------------------------------------
 
 

@@ -63,6 +63,9 @@ class Report:
             self.out.print(rep.hold_table(self.doc["hold"]["rows"]))
         if "accuracy" in self.doc:
             self.out.print(rep.accuracy_table(self.doc["accuracy"]["rows"], self.doc["accuracy"]["model"]))
+            protocol = rep.protocol_table(self.doc["accuracy"]["rows"], self.doc["accuracy"]["model"])
+            if protocol is not None:
+                self.out.print(protocol)
         for note in self.notes:
             self.out.print(f"note: {note}", markup=False)
         self.doc["notes"] = self.notes

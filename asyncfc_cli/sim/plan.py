@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .presets import PresetName
+from .presets import apply as apply_preset
+
 ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 _ID_RE = re.compile(ID_PATTERN)
 # A path segment is anything up to the next dot or closing brace, so dict keys
@@ -160,6 +163,9 @@ class SimFault(BaseModel):
 class SimPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # A real engine's clock (sim/presets.py): fills ttft, prefill_tps, decode_tps
+    # and prefix_cache where the table does not set them.
+    preset: PresetName | None = None
     # The wire format the server speaks; --model sim:P and sim serve --protocol override it.
     protocol: Protocol = "openai"
     faults: list[SimFault] = Field(default_factory=list)
@@ -179,6 +185,11 @@ class SimPlan(BaseModel):
         default_factory=list)
     steps: list[SimStep] = Field(default_factory=list)
     final: SimFinal
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_preset(data)
 
     @model_validator(mode="after")
     def _check_dataflow(self) -> SimPlan:
