@@ -517,7 +517,8 @@ def _dispatch(args: list[str] | None = None) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
-def main() -> None:
+def main(exit_with: Any = os._exit) -> None:
+    """``exit_with(code)`` ends the process (a warm child also reports the code: warm/child.py)."""
     import asyncfc_cli
 
     asyncfc_cli.OWN_PROCESS = True
@@ -536,7 +537,7 @@ def main() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
+    exit_with(code)
 
 
 if __name__ == "__main__":
