@@ -31,9 +31,15 @@ Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
 task not met; 130 interrupted.
 """
 
+WARM_HELP = """
+Commands that talk to a model start warm, from a resident worker that has
+imported LiteLLM (asyncfc worker status); --cold anywhere on the command line,
+or ASYNCFC_WARM=0, runs one in this process instead.
+"""
+
 app = typer.Typer(
     name="asyncfc",
-    help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP,
+    help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP + WARM_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (the shell asyncfc runs under)
     pretty_exceptions_enable=False,
@@ -53,6 +59,9 @@ inspect_cmds.register(app)
 from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch  # noqa: E402  (light: typer only)
 
 app.command("batch", epilog=BATCH_EXIT_CODES)(batch)
+from asyncfc_cli.commands.worker import worker_app  # noqa: E402  (light: typer only)
+
+app.add_typer(worker_app, name="worker")
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).

@@ -40,13 +40,30 @@ def _end_with_worker(worker_pid: int) -> None:
         os._exit(EXIT_SETUP_FAILED)
 
 
+def _use_compiled(codes: dict[str, tuple[bytes, Any]]) -> None:
+    """Imports of asyncfc's modules take the worker's compiled code for the same source bytes."""
+    from importlib import _bootstrap_external
+
+    loader = _bootstrap_external.SourceLoader
+    original = loader.source_to_code
+
+    def source_to_code(self: Any, data: bytes, path: str, *, _optimize: int = -1) -> Any:
+        hit = codes.get(path)
+        if hit is not None and _optimize == -1 and hit[0] == data:
+            return hit[1]
+        return original(self, data, path, _optimize=_optimize)
+
+    loader.source_to_code = source_to_code
+
+
 def main(conn: socket.socket, request: dict[str, Any], fds: list[int], env_effects: dict[str, str | None],
-         worker_pid: int) -> NoReturn:
+         worker_pid: int, codes: dict[str, tuple[bytes, Any]]) -> NoReturn:
     conn.settimeout(None)
     try:
         _end_with_worker(worker_pid)
         os.setpgid(0, 0)  # its own group: the caller's Ctrl-C reaches it and what it starts in its group
         context.adopt(request, fds, env_effects)
+        _use_compiled(codes)
     except context.Refused as exc:
         _send(conn, {"refused": exc.reason, "stale": exc.stale})
         os._exit(EXIT_SETUP_FAILED)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 
 SOCKET = "worker.sock"
 LOCK = "worker.lock"  # held by a starting worker until it serves (see worker.py)
@@ -31,21 +29,22 @@ class UnsafeDirectory(Exception):
     """The private directory is missing, not ours, or open to others."""
 
 
-@dataclass
 class Place:
-    """The opened private directory."""
+    """The opened private directory. (Plain class and ``str`` paths: the client
+    imports this, and dataclasses or pathlib would add a tenth of its start.)"""
 
-    directory: Path
-    fd: int
+    def __init__(self, directory: str, fd: int):
+        self.directory = directory
+        self.fd = fd
 
     def address(self, name: str) -> str:
         """A path to ``name`` in the directory that goes through the checked descriptor."""
         via_fd = f"/proc/self/fd/{self.fd}"
-        return f"{via_fd}/{name}" if os.path.isdir(via_fd) else str(self.directory / name)
+        return f"{via_fd}/{name}" if os.path.isdir(via_fd) else os.path.join(self.directory, name)
 
     def shown(self, name: str) -> str:
         """The path to show a user."""
-        return str(self.directory / name)
+        return os.path.join(self.directory, name)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -53,7 +52,7 @@ class Place:
             self.fd = -1
 
 
-def _usable_runtime_dir(value: str | None) -> Path | None:
+def _usable_runtime_dir(value: str | None) -> str | None:
     if not value or not os.path.isabs(value):
         return None
     try:
@@ -62,17 +61,17 @@ def _usable_runtime_dir(value: str | None) -> Path | None:
         return None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
         return None
-    return Path(value)
+    return value
 
 
-def directory_for(environ: Mapping[str, str]) -> Path:
+def directory_for(environ: Mapping[str, str]) -> str:
     runtime = _usable_runtime_dir(environ.get("XDG_RUNTIME_DIR"))
     if runtime is not None:
-        return runtime / "asyncfc"
-    return Path("/tmp") / f"asyncfc-{os.getuid()}"
+        return os.path.join(runtime, "asyncfc")
+    return f"/tmp/asyncfc-{os.getuid()}"
 
 
-def check_private(info: os.stat_result, path: Path) -> None:
+def check_private(info: os.stat_result, path: str) -> None:
     """Raise UnsafeDirectory unless ``info`` is a directory of ours that only we can enter."""
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafeDirectory(f"{path} is not a directory")

@@ -109,6 +109,29 @@ def preimport(names: list[str]) -> int:
     return count
 
 
+def compile_package(package_dir: str) -> dict[str, tuple[bytes, Any]]:
+    """asyncfc's modules compiled (not run): a child imports each itself, and
+    without a ``.pyc`` (an editable install under PYTHONDONTWRITEBYTECODE)
+    compiling them was most of that. Keyed by path; child.py uses an entry
+    only for the same source bytes."""
+    codes = {}
+    stack = [package_dir]
+    while stack:
+        top = stack.pop()
+        with os.scandir(top) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
+                    stack.append(entry.path)
+                elif entry.name.endswith(".py"):
+                    try:
+                        with open(entry.path, "rb") as f:
+                            source = f.read()
+                        codes[entry.path] = (source, compile(source, entry.path, "exec", dont_inherit=True))
+                    except (OSError, SyntaxError, ValueError):
+                        pass
+    return codes
+
+
 def own_threads() -> int:
     try:
         return len(os.listdir("/proc/self/task"))
@@ -132,6 +155,7 @@ class Worker:
     place: paths.Place
     snapshot: freshness.Snapshot
     env_effects: dict[str, str | None]
+    codes: dict[str, tuple[bytes, Any]]
     idle_timeout: float
     refusing: str | None  # why nothing can be served warm (threads, output at import)
     preimported: int
@@ -380,7 +404,7 @@ class Worker:
                 inv.conn.close()
                 os.close(inv.pidfd)
             self.place.close()
-            child.main(conn, request, fds, self.env_effects, worker_pid)
+            child.main(conn, request, fds, self.env_effects, worker_pid, self.codes)
         except BaseException:  # noqa: BLE001  (a bug here: say where, on whatever stderr is now)
             import traceback
 
@@ -559,7 +583,8 @@ def main(argv: list[str]) -> int:
         idle_timeout = float(idle) if idle else DEFAULT_IDLE
     except ValueError:
         idle_timeout = DEFAULT_IDLE
-    worker = Worker(place, snapshot, effects, max(idle_timeout, 0.0), refusing, count, import_seconds)
+    codes = compile_package(package)
+    worker = Worker(place, snapshot, effects, codes, max(idle_timeout, 0.0), refusing, count, import_seconds)
     worker.listen()
     try:
         os.unlink(paths.STARTING, dir_fd=place.fd)
