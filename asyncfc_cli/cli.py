@@ -173,10 +173,12 @@ def run(
             overrides = spec_mod.parse_set(sets or [])
             run_spec = _resolve(task, agent, agents, model, mode.value if mode else None, overrides, timeout)
             if not run_spec.model.is_sim:
-                # A missing key fails here, once, before anything runs or is retried.
+                # A missing key fails here, once, before anything runs or is retried
+                # (for known providers before LiteLLM's seconds of import, too).
                 from asyncfc_cli import credentials
                 from asyncfc_cli.model import import_litellm
 
+                credentials.precheck(run_spec.model)
                 credentials.resolve(run_spec.model, import_litellm())
         except spec_mod.SpecError as exc:
             raise _spec_fail(exc, as_json, stdout_fd) from None
