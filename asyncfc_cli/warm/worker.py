@@ -329,6 +329,8 @@ class Worker:
             "idle_for": 0.0 if self.invocations else round(now - self.last_active, 3),
             "idle_timeout": self.idle_timeout,
             "active": len(self.invocations),
+            "children": [{"pid": inv.pid, "command": inv.command, "seconds": round(now - inv.started, 3)}
+                         for inv in self.invocations.values()],
             "served": self.served,
             "preimported_modules": self.preimported,
             "import_seconds": round(self.import_seconds, 3),
