@@ -20,6 +20,7 @@ from asyncfc_cli.warm import context, protocol
 
 EXIT_SETUP_FAILED = 70  # never seen by a caller: it runs cold on a refusal
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 def _send(conn: socket.socket, message: dict[str, Any]) -> None:
@@ -34,6 +35,7 @@ def _end_with_worker(worker_pid: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        libc.prctl(_PR_SET_NAME, b"asyncfc", 0, 0, 0)  # what ps and top show, as for a cold asyncfc
     except (OSError, AttributeError):
         pass
     if os.getppid() != worker_pid:  # it died before the line above took effect

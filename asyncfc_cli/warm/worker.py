@@ -530,6 +530,12 @@ def _log_size() -> int:
 def main(argv: list[str]) -> int:
     """``argv``: [program, directory BOOT put first on sys.path or "", pid to wait for or "0"]."""
     os.umask(0o077)
+    try:  # a name ps and top show (its command line is python's)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, b"asyncfc-worker", 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
     parent = int(argv[2]) if len(argv) > 2 and argv[2].isdigit() else 0
     try:
         place = paths.open_place(os.environ, create=True)
