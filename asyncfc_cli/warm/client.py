@@ -20,8 +20,7 @@ from typing import Any
 from asyncfc_cli.warm import context, paths, protocol
 
 START_TIMEOUT = 30.0  # for the worker to fork and the child to adopt this process
-WAIT_FOR_STARTING = 60.0
-EXIT_REPORT_TIMEOUT = 5.0  # a worker already importing is ahead of a cold start
+WAIT_FOR_STARTING = 60.0  # a worker already importing is ahead of a cold start
 POLL = 0.025
 LOG_LIMIT = 1 << 20
 
@@ -239,15 +238,13 @@ def _hand_over(sock: socket.socket, place: paths.Place, argv: list[str]) -> int 
                              "ASYNCFC_WARM=0 runs without it\n")
             return 1
         if "exit" in message:
-            # The worker's report follows once the child is gone: then this
-            # process ends, as a cold one would, after everything it ran.
-            code = int(message["exit"])
-            sock.settimeout(EXIT_REPORT_TIMEOUT)
+            # The child is in os._exit: tell the worker this is an end, not a
+            # caller that died (which it would stop), and end the same way.
             try:
-                channel.read()
-            except (OSError, protocol.ProtocolError):
+                sock.sendall(protocol.encode({"done": True}))
+            except OSError:
                 pass
-            return code
+            return int(message["exit"])
         if "status" in message:
             return _end_like(message["status"])
 

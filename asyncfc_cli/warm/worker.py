@@ -148,6 +148,8 @@ class Invocation:
     command: str
     started: float
     kill_at: float | None = None  # SIGKILL deadline once the caller is gone
+    done: bool = False  # the caller got the child's exit code and left
+    abandoned: bool = False  # the caller went away before that
 
 
 @dataclass
@@ -424,6 +426,8 @@ class Worker:
                 message = inv.channel.next()
                 if message is None:
                     break
+                if message.get("done"):
+                    inv.done = True
                 signum = message.get("signal")
                 if isinstance(signum, int) and signum in context.catchable_signals() + [signal.SIGSTOP]:
                     self._signal_child(inv, signum, group=message.get("group", False))
@@ -433,11 +437,14 @@ class Worker:
             log(f"child {inv.pid}: bad message from its caller: {exc}")
             alive = False
         if not alive:
-            # The caller is gone (killed, even by SIGKILL): stop its run as
-            # SIGTERM would, then for sure.
             self.selector.unregister(inv.conn)
             inv.conn.close()
+            if inv.done:
+                return  # the child has its exit code out and is leaving on its own
+            # The caller is gone (killed, even by SIGKILL): stop its run as
+            # SIGTERM would, then for sure.
             log(f"child {inv.pid}: its caller is gone; terminating it")
+            inv.abandoned = True
             self._signal_child(inv, signal.SIGTERM)
             inv.kill_at = time.monotonic() + GRACE
 
@@ -452,7 +459,7 @@ class Worker:
             pass
 
     def _reap(self, inv: Invocation) -> None:
-        if inv.kill_at is not None or inv.conn.fileno() < 0:
+        if inv.abandoned:
             # Its caller is gone: what is left in its process group goes with it
             # (the group's id is still reserved: the child is a zombie until waited for).
             self._signal_child(inv, signal.SIGKILL, group=True)
