@@ -72,16 +72,19 @@ def main(conn: socket.socket, request: dict[str, Any], fds: list[int], env_effec
     except BaseException as exc:  # noqa: BLE001  (anything here means: run cold instead)
         _send(conn, {"refused": f"{type(exc).__name__}: {exc}", "stale": False})
         os._exit(EXIT_SETUP_FAILED)
-    _send(conn, {"started": os.getpid()})
 
     def finish(code: int) -> NoReturn:
         # The caller exits with this code; the worker's report of the same exit
-        # comes after and is only needed if this one never arrives.
+        # comes after and is only needed if this one never arrives. A signal
+        # now must not turn an exit into a traceback.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         _send(conn, {"exit": code})
         os._exit(code)
 
-    # From here on this is asyncfc_cli.__main__.main, as a cold process runs it.
+    # From here on this is asyncfc_cli.__main__.main, as a cold process runs it
+    # (Ctrl-C can come as soon as the caller hears that this child started).
     try:
+        _send(conn, {"started": os.getpid()})
         from asyncfc_cli.cli import main as cli_main
     except KeyboardInterrupt:
         finish(130)

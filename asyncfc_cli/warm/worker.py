@@ -581,7 +581,13 @@ def main(argv: list[str]) -> int:
     snapshot = freshness.take(env_before, package, base_path)
     snapshot.env_names = set(names) | set(effects)
     refusing = None
-    if iterations:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        refusing = "this kernel has no pidfd_open (Linux 5.3 or later is needed)"
+    if refusing:
+        pass
+    elif iterations:
         refusing = "an import walked the whole environment (" + ", ".join(sorted(set(iterations))[:3]) + ")"
     elif _log_size() != output_before:
         refusing = "the imports printed something, which a cold start would show and a warm one would not"
