@@ -75,28 +75,33 @@ def recording_environ_reads() -> Iterator[tuple[set[str], list[str]]]:
             os.environb = real_b
 
 
+def package_files(package_dir: str) -> Iterator[os.DirEntry]:
+    """Every file under the package (not ``__pycache__``), walked without recursion."""
+    stack = [package_dir]
+    while stack:
+        top = stack.pop()
+        with os.scandir(top) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != "__pycache__":
+                        stack.append(entry.path)
+                else:
+                    yield entry
+
+
 def fingerprint(package_dir: str) -> str:
     """A digest of every file of the package (path, size, modification time)."""
     digest = hashlib.sha256()
-    stack = [package_dir]
     entries = []
-    while stack:  # no recursion: a deep tree is a loop here
-        top = stack.pop()
-        try:
-            with os.scandir(top) as it:
-                for entry in it:
-                    if entry.name == "__pycache__":
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    else:
-                        try:
-                            info = entry.stat()
-                        except OSError:
-                            continue
-                        entries.append(f"{os.path.relpath(entry.path, package_dir)}\0{info.st_size}\0{info.st_mtime_ns}")
-        except OSError:
-            entries.append(f"{top}\0unreadable")
+    try:
+        for entry in package_files(package_dir):
+            try:
+                info = entry.stat()
+            except OSError:
+                continue
+            entries.append(f"{os.path.relpath(entry.path, package_dir)}\0{info.st_size}\0{info.st_mtime_ns}")
+    except OSError as exc:
+        entries.append(f"unreadable\0{exc}")
     for line in sorted(entries):
         digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return digest.hexdigest()[:20]

@@ -65,16 +65,7 @@ def preimport_names(package_dir: str) -> list[str]:
     functions: LiteLLM, ``rich.live``, ``mcp.client.stdio`` are imported lazily),
     read from the source, so the list follows the code."""
     names: set[str] = set()
-    stack = [package_dir]
-    files = []
-    while stack:
-        top = stack.pop()
-        with os.scandir(top) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
-                    stack.append(entry.path)
-                elif entry.name.endswith(".py"):
-                    files.append(entry.path)
+    files = [e.path for e in freshness.package_files(package_dir) if e.name.endswith(".py")]
     for path in sorted(files):
         try:
             with open(path, "rb") as f:
@@ -115,20 +106,14 @@ def compile_package(package_dir: str) -> dict[str, tuple[bytes, Any]]:
     compiling them was most of that. Keyed by path; child.py uses an entry
     only for the same source bytes."""
     codes = {}
-    stack = [package_dir]
-    while stack:
-        top = stack.pop()
-        with os.scandir(top) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False) and entry.name != "__pycache__":
-                    stack.append(entry.path)
-                elif entry.name.endswith(".py"):
-                    try:
-                        with open(entry.path, "rb") as f:
-                            source = f.read()
-                        codes[entry.path] = (source, compile(source, entry.path, "exec", dont_inherit=True))
-                    except (OSError, SyntaxError, ValueError):
-                        pass
+    for entry in freshness.package_files(package_dir):
+        if entry.name.endswith(".py"):
+            try:
+                with open(entry.path, "rb") as f:
+                    source = f.read()
+                codes[entry.path] = (source, compile(source, entry.path, "exec", dont_inherit=True))
+            except (OSError, SyntaxError, ValueError):
+                pass
     return codes
 
 
