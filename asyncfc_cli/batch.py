@@ -280,6 +280,10 @@ def check_keys(planned: Iterable[PlannedRun]) -> None:
     from asyncfc_cli.model import import_litellm
 
     seen: set[str] = set()
+    planned = list(planned)
+    for run in planned:  # the missing keys of known providers first: no LiteLLM import for them
+        if run.spec is not None:
+            credentials.precheck(run.spec.model)
     for run in planned:
         m = run.spec.model if run.spec is not None else None
         if m is None or m.is_sim:

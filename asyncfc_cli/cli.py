@@ -31,9 +31,15 @@ Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
 task not met; 130 interrupted.
 """
 
+WARM_HELP = """
+Commands that talk to a model start warm, from a resident worker that has
+imported LiteLLM (asyncfc worker status); --cold anywhere on the command line,
+or ASYNCFC_WARM=0, runs one in this process instead.
+"""
+
 app = typer.Typer(
     name="asyncfc",
-    help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP,
+    help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP + WARM_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (the shell asyncfc runs under)
     pretty_exceptions_enable=False,
@@ -53,6 +59,9 @@ inspect_cmds.register(app)
 from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch  # noqa: E402  (light: typer only)
 
 app.command("batch", epilog=BATCH_EXIT_CODES)(batch)
+from asyncfc_cli.commands.worker import worker_app  # noqa: E402  (light: typer only)
+
+app.add_typer(worker_app, name="worker")
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).
@@ -164,10 +173,12 @@ def run(
             overrides = spec_mod.parse_set(sets or [])
             run_spec = _resolve(task, agent, agents, model, mode.value if mode else None, overrides, timeout)
             if not run_spec.model.is_sim:
-                # A missing key fails here, once, before anything runs or is retried.
+                # A missing key fails here, once, before anything runs or is retried
+                # (for known providers before LiteLLM's seconds of import, too).
                 from asyncfc_cli import credentials
                 from asyncfc_cli.model import import_litellm
 
+                credentials.precheck(run_spec.model)
                 credentials.resolve(run_spec.model, import_litellm())
         except spec_mod.SpecError as exc:
             raise _spec_fail(exc, as_json, stdout_fd) from None
@@ -517,7 +528,8 @@ def _dispatch(args: list[str] | None = None) -> int:
     return result if isinstance(result, int) else EXIT_OK
 
 
-def main() -> None:
+def main(exit_with: Any = os._exit) -> None:
+    """``exit_with(code)`` ends the process (a warm child also reports the code: warm/child.py)."""
     import asyncfc_cli
 
     asyncfc_cli.OWN_PROCESS = True
@@ -536,7 +548,7 @@ def main() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code)
+    exit_with(code)
 
 
 if __name__ == "__main__":

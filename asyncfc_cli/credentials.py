@@ -13,10 +13,17 @@
 - Providers that authenticate otherwise (AWS, Google Cloud credentials,
   Azure's key + base + version) are left to LiteLLM; a refusal at run time is
   reported the same way, once.
+
+LiteLLM's import takes seconds, so :func:`precheck` decides the common case
+without it: a model written ``provider/model`` for a provider of
+:data:`KNOWN_KEYS` whose variables are all unset gets the same error at
+once. Everything else (bare model names, other providers) still goes
+through LiteLLM in :func:`resolve`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,27 @@ SIM_KEY = "sim-no-key"
 _KEY_VARIABLES = {
     "gemini": "GEMINI_API_KEY", "together_ai": "TOGETHERAI_API_KEY", "azure": "AZURE_API_KEY",
     "bedrock": "AWS_ACCESS_KEY_ID", "vertex_ai": "GOOGLE_APPLICATION_CREDENTIALS",
+}
+
+
+# For providers named by prefix: the variables any one of which satisfies
+# LiteLLM's validate_environment, and the ones it then reports missing, as
+# litellm.utils.validate_environment has them (tests/test_credentials.py
+# checks each row against the installed LiteLLM).
+KNOWN_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "openai": (("OPENAI_API_KEY",), ("OPENAI_API_KEY",)),
+    "anthropic": (("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"), ("ANTHROPIC_API_KEY",)),
+    "gemini": (("GOOGLE_API_KEY", "GEMINI_API_KEY"), ("GOOGLE_API_KEY", "GEMINI_API_KEY")),
+    "fireworks_ai": (("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY", "FIREWORKSAI_API_KEY", "FIREWORKS_AI_TOKEN"),
+                     ("FIREWORKS_AI_API_KEY",)),
+    **{provider: ((name,), (name,)) for provider, name in (
+        ("mistral", "MISTRAL_API_KEY"), ("groq", "GROQ_API_KEY"), ("deepseek", "DEEPSEEK_API_KEY"),
+        ("together_ai", "TOGETHERAI_API_KEY"), ("openrouter", "OPENROUTER_API_KEY"), ("cohere", "COHERE_API_KEY"),
+        ("xai", "XAI_API_KEY"), ("perplexity", "PERPLEXITYAI_API_KEY"), ("deepinfra", "DEEPINFRA_API_KEY"),
+        ("cerebras", "CEREBRAS_API_KEY"), ("huggingface", "HUGGINGFACE_API_KEY"), ("replicate", "REPLICATE_API_KEY"),
+        ("ai21", "AI21_API_KEY"), ("nvidia_nim", "NVIDIA_NIM_API_KEY"), ("codestral", "CODESTRAL_API_KEY"),
+        ("moonshot", "MOONSHOT_API_KEY"), ("novita", "NOVITA_API_KEY"), ("nebius", "NEBIUS_API_KEY"),
+        ("volcengine", "VOLCENGINE_API_KEY"), ("voyage", "VOYAGE_API_KEY"))},
 }
 
 
@@ -51,6 +79,27 @@ def provider_of(model: str, api_base: str | None, litellm: Any) -> str:
             None, "model", f"LiteLLM cannot tell which provider serves {model!r}",
             "write it as provider/model (openai/gpt-4o-mini, anthropic/..., gemini/..., ollama/...), "
             "or try asyncfc offline with --model sim") from None
+
+
+def _missing_key(model: ResolvedModel, missing: list[str]) -> SpecError:
+    return SpecError(
+        None, "model", f"{model.model} needs an API key: {' or '.join(missing)} is not set",
+        f"export {missing[-1]}=<your key> (or name the variable with api_key_env in a [models] entry); "
+        "to try asyncfc without a key, run with --model sim")
+
+
+def precheck(model: ResolvedModel) -> None:
+    """:func:`resolve`'s missing-key error, decided without importing LiteLLM, for a
+    ``provider/model`` of :data:`KNOWN_KEYS`; anything else passes, for resolve to decide."""
+    if model.is_sim or model.api_key or model.api_base:
+        return
+    provider, slash, rest = model.model.partition("/")
+    known = KNOWN_KEYS.get(provider) if slash and rest else None
+    if known is None:
+        return
+    accepted, missing = known
+    if not any(name in os.environ for name in accepted):
+        raise _missing_key(model, list(missing))
 
 
 def resolve(model: ResolvedModel, litellm: Any) -> Credentials:
@@ -75,10 +124,7 @@ def resolve(model: ResolvedModel, litellm: Any) -> Credentials:
         # Something other than a key is missing too (Azure's base and version):
         # LiteLLM's own message says what, at the first request.
         return Credentials(None, hint, provider)
-    raise SpecError(
-        None, "model", f"{model.model} needs an API key: {hint} is not set",
-        f"export {missing[-1]}=<your key> (or name the variable with api_key_env in a [models] entry); "
-        "to try asyncfc without a key, run with --model sim")
+    raise _missing_key(model, missing)
 
 
 def fix_line(hint: str) -> str:

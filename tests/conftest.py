@@ -20,6 +20,11 @@ import pytest
 
 # Before anything imports litellm: no cost-map download, no retry thread.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+# Every `asyncfc` the tests start runs cold unless a test opts in (test_warm.py,
+# with a private XDG_RUNTIME_DIR): a worker shared between tests would make one
+# test's command run in a process another test started, and would outlive the
+# session in the developer's own runtime directory.
+os.environ["ASYNCFC_WARM"] = "0"
 # The command tool in tests/data/agents.toml runs this interpreter.
 os.environ.setdefault("ASYNCFC_TEST_PYTHON", sys.executable)
 

@@ -107,6 +107,66 @@ def test_a_missing_key_fails_at_once_with_exit_2_and_one_message(tmp_path, model
     assert variable in report["error"] and "--model sim" in report["fix"]
 
 
+# --- ... and before LiteLLM's import, for known providers --------------------------------
+
+
+def _key_variables() -> set[str]:
+    from asyncfc_cli.credentials import KNOWN_KEYS
+
+    return {name for accepted, missing in KNOWN_KEYS.values() for name in (*accepted, *missing)}
+
+
+@pytest.mark.parametrize("provider", sorted(__import__("asyncfc_cli.credentials").credentials.KNOWN_KEYS))
+def test_the_table_of_known_keys_says_what_litellm_says(litellm, monkeypatch, provider):
+    """Each row against the installed LiteLLM: the provider its prefix selects, the
+    variables that satisfy it, the ones reported missing, and the same error."""
+    from asyncfc_cli import credentials
+    from asyncfc_cli.spec import ResolvedModel, SpecError
+
+    for name in _key_variables():
+        monkeypatch.delenv(name, raising=False)
+    accepted, missing = credentials.KNOWN_KEYS[provider]
+    model = f"{provider}/some-model"
+    assert litellm.get_llm_provider(model=model)[1] == provider
+    assert litellm.validate_environment(model=model) == {"keys_in_environment": False, "missing_keys": list(missing)}
+    resolved = ResolvedModel(name=model, model=model)
+    with pytest.raises(SpecError) as early:
+        credentials.precheck(resolved)
+    with pytest.raises(SpecError) as late:
+        credentials.resolve(resolved, litellm)
+    assert str(early.value) == str(late.value) and early.value.fix == late.value.fix
+    for name in accepted:
+        monkeypatch.setenv(name, "k")
+        assert litellm.validate_environment(model=model)["keys_in_environment"] is True
+        credentials.precheck(resolved)  # a key is there: nothing to say early
+        monkeypatch.delenv(name)
+
+
+def test_a_missing_key_is_reported_without_importing_litellm(tmp_path):
+    """Through the CLI, with a litellm on the path that fails if imported: the missing
+    key is found and reported all the same (it used to wait seconds for the import)."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "shadow" / "litellm"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("litellm was imported")\n')
+    task = project(tmp_path, '[models.remote]\nmodel = "anthropic/claude-sonnet-4-5"\n', "remote")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in _key_variables()}
+    env["PYTHONPATH"] = str(fake.parent)
+    done = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "run", str(task), "--json"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    report = json.loads(done.stdout)
+    assert report["error"] == ("model: anthropic/claude-sonnet-4-5 needs an API key: ANTHROPIC_API_KEY is not set")
+    assert "litellm was imported" not in done.stderr
+    # The same task with a key goes on to LiteLLM, which this path cannot import.
+    env["ANTHROPIC_API_KEY"] = "k"
+    done = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "run", str(task), "--json"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "litellm was imported" in done.stderr
+
+
 def test_an_unknown_provider_is_a_usage_error(tmp_path):
     task = project(tmp_path, "", "claude-of-some-kind")
     result, _ = run(task)
