@@ -51,6 +51,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -337,44 +338,48 @@ class RayBackend:
     def __init__(self, address: str) -> None:
         self.address = address
 
-    def _connect(self, max_runs: int) -> tuple[Any, Path | None]:
+    def _connect(self, ray: Any, max_runs: int, temp: Path | None) -> None:
         import logging
 
-        import ray
-
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
-        if self.address == "local":
-            # A short directory: Ray's socket paths must fit in 107 characters.
-            temp = Path(tempfile.mkdtemp(prefix="asyncfc-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
+        if temp is not None:
             ray.init(num_cpus=max_runs, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=str(temp),
                      log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-            return ray, temp
+            return
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; all mean "cannot reach it"
             raise SpecError(None, "--ray", f"cannot connect to Ray at {self.address}: {exc}",
                             "start the cluster (ray start --head), check the address, or use --ray local") from None
-        return ray, None
 
     def run(self, planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,
             done: dict[str, RunReport], on_start: Callable[[PlannedRun], None],
             on_done: Callable[[RunReport], None], on_ready: Callable[[str], None] = lambda text: None) -> BatchOutcome:
         zero = time.monotonic()
-        with _printable_stdout():
-            return self._run(planned, max_runs, max_per_model, done, on_start, on_done, on_ready, zero)
+        with _printable_stdout(), _sigterm_as_interrupt() as sigterm:
+            return self._run(planned, max_runs, max_per_model, done, on_start, on_done, on_ready, zero, sigterm)
 
     def _run(self, planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,
              done: dict[str, RunReport], on_start: Callable[[PlannedRun], None],
-             on_done: Callable[[RunReport], None], on_ready: Callable[[str], None], zero: float) -> BatchOutcome:
-        ray, temp = self._connect(max_runs)
-        cpus = ray.cluster_resources().get("CPU", 0)
-        on_ready(f"Ray {'started on this machine' if temp else 'at ' + self.address}: "
-                 f"{len(ray.nodes())} node(s), {cpus:g} CPUs")
+             on_done: Callable[[RunReport], None], on_ready: Callable[[str], None], zero: float,
+             sigterm: Callable[[], None]) -> BatchOutcome:
+        import ray
+
+        # A short directory: Ray's socket paths must fit in 107 characters.
+        temp = (Path(tempfile.mkdtemp(prefix="asyncfc-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
+                if self.address == "local" else None)
         reports: dict[str, RunReport] = dict(done)
         interrupted = False
         limits: dict[str, Any] = {}
         actor = None
         try:
+            try:
+                self._connect(ray, max_runs, temp)
+            finally:
+                sigterm()  # ray.init puts a handler of its own in place, which ends the process on the spot
+            cpus = ray.cluster_resources().get("CPU", 0)
+            on_ready(f"Ray {'started on this machine' if temp else 'at ' + self.address}: "
+                     f"{len(ray.nodes())} node(s), {cpus:g} CPUs")
             actor = ray.remote(LimitsActor).options(num_cpus=0).remote(max_per_model)
             task = ray.remote(_run_remote).options(num_cpus=1, max_retries=0)
             queue = deque(run for run in planned if run.key not in done)
@@ -404,8 +409,10 @@ class RayBackend:
                 self._stop(ray, actor, pending, collect, zero, reports, on_done)
             try:
                 limits = ray.get(actor.stats.remote(), timeout=10)
-            except Exception:  # noqa: BLE001 - only the report's figures are lost
+            except (Exception, KeyboardInterrupt):  # noqa: BLE001 - only the report's figures are lost
                 limits = {}
+        except KeyboardInterrupt:  # while Ray was starting: nothing ran
+            interrupted = True
         finally:
             if actor is not None:
                 try:
@@ -486,7 +493,7 @@ def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error:
             task = ray.remote(_salvage).options(
                 num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
             written = ray.get(task.remote(directory), timeout=SALVAGE_WAIT)
-    except Exception:  # noqa: BLE001 - the node or the actor is gone: nothing to read
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the node or actor is gone, or a second Ctrl-C
         written = None
     closed = _closed(written, status, error) if written else None
     if closed is None:
@@ -551,6 +558,25 @@ class _PrintableStream(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[Callable[[], None]]:
+    """SIGTERM raises KeyboardInterrupt in the driver, as Ctrl-C does, while it runs; yields
+    a function that installs the handler again (``ray.init`` replaces it with one that
+    ends the process on the spot, without reports or traces)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: None
+        return
+    try:
+        yield lambda: signal.signal(signal.SIGTERM, interrupt)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
