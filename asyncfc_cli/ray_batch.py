@@ -343,8 +343,12 @@ class RayBackend:
 
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
         if temp is not None:
-            ray.init(num_cpus=max_runs, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=str(temp),
-                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+            try:
+                ray.init(num_cpus=max_runs, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         _temp_dir=str(temp), log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions (a start-up timeout)
+                raise SpecError(None, "--ray", f"cannot start Ray on this machine: {' '.join(str(exc).split())}",
+                                "try again when the machine is less loaded, or run the batch without --ray") from None
             return
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)

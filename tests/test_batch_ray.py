@@ -48,6 +48,19 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@needs_ray
+def test_a_ray_that_cannot_be_reached_is_exit_2_with_a_fix(tmp_path):
+    from conftest import free_port
+
+    result = CliRunner().invoke(app, ["batch", str(OK), "--ray", f"ray://127.0.0.1:{free_port()}", "--out",
+                                      str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "spec_error" and "cannot connect to Ray at" in doc["error"] and doc["fix"]
+    assert "cannot connect to Ray at" in result.stderr and "Traceback" not in result.stderr
+
+
 def ray_processes() -> set[int]:
     """Pids of Ray's own processes (GCS, raylet, workers) on this machine."""
     found = set()
