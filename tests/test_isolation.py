@@ -164,7 +164,7 @@ def test_a_run_that_ends_does_not_kill_the_processes_and_servers_of_another(tmp_
                     'args = { seconds = 3 }\n[sim.final]\nanswer = "{s1.stdout}{s2.result}"\n')
     done = subprocess.run([sys.executable, "-m", "asyncfc_cli", "batch", str(short), str(long), "--out",
                            str(tmp_path / "out"), "--json"], cwd=tmp_path, env=cli_env(), capture_output=True,
-                          text=True, timeout=180)
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     runs = {Path(r["task"]).stem: r for r in json.loads(done.stdout)["runs"]}
     assert runs["short"]["answer"] == "short\n"
@@ -205,6 +205,6 @@ def test_a_batch_of_every_mode_at_once_in_an_asyncfc_process(tmp_path):
     max_runs = rng.randint(2, len(alone))
     done = subprocess.run([sys.executable, "-m", "asyncfc_cli", "batch", *map(str, tasks), "--mode",
                            ",".join(MODES), "--max-runs", str(max_runs), "--out", str(tmp_path / "out"), "--json"],
-                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=240)
+                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"every mode, --max-runs {max_runs}", tasks)
