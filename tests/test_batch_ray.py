@@ -18,6 +18,8 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,22 @@ def worker_pids(tmp: Path) -> list[int]:
     return found
 
 
+@contextmanager
+def napping_on_ray(tmp_path: Path, tmp: Path, *args: object) -> Iterator[subprocess.Popen]:
+    """``asyncfc batch`` of the 30 s nap on local Ray, two runs at once, with ``tmp`` as its
+    TMPDIR; yielded once both runs are napping (their traces on the workers say so)."""
+    proc = subprocess.Popen(asyncfc(NAP, "--max-runs", "2", "--ray", "local", *args), env=cli_env(TMPDIR=str(tmp)),
+                            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
+        assert proc.poll() is None, proc.communicate()[1]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def printable(text: str) -> bool:
     return all(ch.isprintable() or ch in "\n\t" for ch in text)
 
@@ -164,19 +182,9 @@ def test_ctrl_c_stops_remote_runs_and_every_trace_comes_back_closed(tmp_path):
     before = ray_processes()
     out, junit, tmp = tmp_path / "out", tmp_path / "j.xml", tmp_path / "tmp"
     tmp.mkdir()
-    proc = subprocess.Popen(asyncfc(NAP, "--repeat", "3", "--max-runs", "2", "--ray", "local", "--out", out,
-                                    "--junit", junit), env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        # Both runs are napping (30 s) once their traces, on the workers, say so.
-        assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
-        assert proc.poll() is None, proc.communicate()[1]
+    with napping_on_ray(tmp_path, tmp, "--repeat", "3", "--out", out, "--junit", junit) as proc:
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     traces = sorted((out / "traces").glob("*.jsonl"))
@@ -202,12 +210,7 @@ def test_a_killed_worker_brings_back_its_trace_and_sigterm_stops_the_rest(tmp_pa
     before = ray_processes()
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
-    proc = subprocess.Popen(asyncfc(NAP, "--repeat", "2", "--max-runs", "2", "--ray", "local", "--out", out,
-                                    "--json"), env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
-        assert proc.poll() is None, proc.communicate()[1]
+    with napping_on_ray(tmp_path, tmp, "--repeat", "2", "--out", out, "--json") as proc:
         workers = worker_pids(tmp)
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
@@ -216,10 +219,6 @@ def test_a_killed_worker_brings_back_its_trace_and_sigterm_stops_the_rest(tmp_pa
         assert wait_until(lambda: results.exists() and results.read_text().count("\n") == 1, 300)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "\x1b" not in stderr and printable(stderr), stderr
     doc = json.loads(stdout)
