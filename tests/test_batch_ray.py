@@ -116,10 +116,19 @@ def worker_pids(tmp: Path) -> list[int]:
 
 @contextmanager
 def napping_on_ray(tmp_path: Path, tmp: Path, *args: object) -> Iterator[subprocess.Popen]:
-    """``asyncfc batch`` of the 30 s nap on local Ray, two runs at once, with ``tmp`` as its
-    TMPDIR; yielded once both runs are napping (their traces on the workers say so)."""
-    proc = subprocess.Popen(asyncfc(NAP, "--max-runs", "2", "--ray", "local", *args), env=cli_env(TMPDIR=str(tmp)),
-                            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """``asyncfc batch`` of a long nap on local Ray, two runs at once, with ``tmp`` as its
+    TMPDIR; yielded once both runs are napping (their traces on the workers say so).
+
+    The nap lasts ten minutes (batch_nap.toml's own 30 s could be over before a
+    loaded machine has started the second worker); the test stops it long before.
+    """
+    nap = tmp_path / "batch_nap.toml"
+    nap.write_text(NAP.read_text().replace('agents_file = "batch_agents.toml"',
+                                           f'agents_file = {json.dumps(str(NAP.parent / "batch_agents.toml"))}')
+                   .replace("seconds = 30", "seconds = 600"))
+    proc = subprocess.Popen(asyncfc(nap, "--max-runs", "2", "--ray", "local", "--timeout", "900", *args),
+                            env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     try:
         assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
         assert proc.poll() is None, proc.communicate()[1]
