@@ -391,10 +391,12 @@ class RayBackend:
 
             def collect(ref: Any) -> None:
                 run, started = pending.pop(ref)
-                report = self._collect(ray, ref, run, actor)
+                report, stopped = self._collect(ray, ref, run, actor)
                 report.started, report.ended = round(started, 6), round(time.monotonic() - zero, 6)
                 reports[run.key] = report
                 on_done(report)
+                if stopped:  # Ctrl-C while its trace was being brought back: recorded, now stop
+                    raise KeyboardInterrupt
 
             try:
                 while queue or pending:
@@ -413,7 +415,9 @@ class RayBackend:
                 self._stop(ray, actor, pending, collect, zero, reports, on_done)
             try:
                 limits = ray.get(actor.stats.remote(), timeout=10)
-            except (Exception, KeyboardInterrupt):  # noqa: BLE001 - only the report's figures are lost
+            except KeyboardInterrupt:
+                interrupted = True
+            except Exception:  # noqa: BLE001 - only the report's figures are lost
                 limits = {}
         except KeyboardInterrupt:  # while Ray was starting: nothing ran
             interrupted = True
@@ -458,15 +462,15 @@ class RayBackend:
         pending.clear()
 
     @staticmethod
-    def _collect(ray: Any, ref: Any, run: PlannedRun, actor: Any) -> RunReport:
+    def _collect(ray: Any, ref: Any, run: PlannedRun, actor: Any) -> tuple[RunReport, bool]:
+        """The run's report, and whether Ctrl-C came while a dead worker's trace was fetched."""
         try:
             answer = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a worker that died, or a task Ray could not run
             actor.release_holder.remote(run.key)
             message = " ".join(str(exc).split())[:500]
             report = failed_report(run, f"the Ray task failed: {type(exc).__name__}: {message}")
-            _bring_back_trace(ray, actor, run, "error", report.error)
-            return report
+            return report, _bring_back_trace(ray, actor, run, "error", report.error)
         report = RunReport.from_dict(answer["report"])
         report.label = run.label  # the driver's view of the path (the worker saw it absolute)
         report.task = str(run.task)
@@ -480,14 +484,15 @@ class RayBackend:
                 report.error = (report.error + "; " if report.error else "") + f"trace not written: {exc}"
         else:
             report.trace = None
-        return report
+        return report, False
 
 
-def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error: str | None) -> None:
+def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error: str | None) -> bool:
     """The trace of a run whose worker died: what it wrote, read on its node (and its
     directory there removed), closed with ``status``; the driver's own two lines when
-    nothing can be read."""
-    written = None
+    nothing can be read. True if Ctrl-C cut the fetch short (the caller decides
+    whether that stops the batch)."""
+    written, stopped = None, False
     try:
         place = ray.get(actor.trace_of.remote(run.key), timeout=SALVAGE_WAIT)
         if place is not None:
@@ -497,17 +502,20 @@ def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error:
             task = ray.remote(_salvage).options(
                 num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
             written = ray.get(task.remote(directory), timeout=SALVAGE_WAIT)
-    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the node or actor is gone, or a second Ctrl-C
-        written = None
+    except KeyboardInterrupt:
+        stopped = True
+    except Exception:  # noqa: BLE001 - the node or the actor is gone: nothing to read
+        pass
     closed = _closed(written, status, error) if written else None
     if closed is None:
         _write_closed_trace(run, status, error)
-        return
+        return stopped
     try:
         run.trace.parent.mkdir(parents=True, exist_ok=True)
         run.trace.write_bytes(closed)
     except OSError:
         pass
+    return stopped
 
 
 def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
@@ -523,7 +531,10 @@ def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
     except (ValueError, AttributeError):
         return None
     try:
-        t = float(json.loads(last).get("t", 0.0))  # the summary comes after everything it wrote
+        event = json.loads(last)
+        if event.get("type") == "summary":  # it closed its trace and died after: keep its own end
+            return whole
+        t = float(event.get("t", 0.0))  # the summary comes after everything it wrote
     except (ValueError, TypeError, AttributeError):
         t = 0.0
     summary = {"type": "summary", "t": t, "status": status, "error": error or status}

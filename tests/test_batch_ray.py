@@ -253,6 +253,20 @@ def test_what_ray_prints_on_the_driver_passes_the_printable_filter(capsys):
     assert capsys.readouterr().out == "(raylet) A worker died\\x07 done\tok\n"
 
 
+def test_a_dead_workers_trace_is_closed_after_its_last_whole_line():
+    from asyncfc_cli.ray_batch import _closed
+    from asyncfc_cli.trace import parse_trace
+
+    header = b'{"type": "header", "t": 0.0, "version": 1, "run_id": "r"}\n'
+    begun = b'{"type": "model_begin", "t": 1.5, "request": 1, "messages": 2}\n'
+    closed = parse_trace(_closed(header + begun + b'{"type": "tool_be', "error", "the worker died"))
+    assert [ev.type for ev in closed.events] == ["model_begin"] and not closed.problems  # the cut line dropped
+    assert (closed.summary.status, closed.summary.error, closed.summary.t) == ("error", "the worker died", 1.5)
+    ended = header + b'{"type": "summary", "t": 2.0, "status": "ok"}\n'
+    assert _closed(ended, "error", "x") == ended  # it had closed its trace itself: kept as it is
+    assert _closed(b'{"type": "head', "error", "x") is None and _closed(b"[1]\n", "error", "x") is None
+
+
 @needs_ray
 def test_every_run_on_ray_has_the_outcome_it_has_alone(tmp_path, monkeypatch):
     """The isolation property of tests/test_isolation.py, with --ray local: two random
