@@ -29,8 +29,10 @@ The run token belongs to the run, not to the trio run or the process:
 to end must sweep only its own processes. :func:`guard` keeps the token in a
 :class:`~contextvars.ContextVar` set in the task that opens the run's tools;
 every task the run starts inherits it, a sibling run's tasks never see it.
-A sweep reaps only orphans it adopted, never a child that a :class:`Child`
-(or trio) is waiting for: reaping that would make its ``wait`` read exit 0.
+A sweep reaps only orphans it adopted, never a command whose :class:`Child`
+is waiting for it (reaping it would make that ``wait`` read exit 0); an MCP
+stdio server, which trio starts and waits for, is swept only once its session
+has closed, and the run's token only once every source has.
 
 cgroups would be the complete answer (nothing escapes a cgroup), but a normal
 user's session has no cgroup it may create children in; docs/reliability.md
@@ -42,13 +44,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import itertools
-import threading
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
