@@ -392,7 +392,8 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
 
     A failure of the run (a model error, a tool server that would not start)
     is in the report; only cancellation (Ctrl-C) propagates, after the trace
-    was closed with status ``interrupted``.
+    was closed with status ``interrupted``, however the run's nurseries
+    grouped it (:func:`is_interruption`).
     """
     from asyncfc_cli import runner
     from asyncfc_cli.tools import ToolLoadError
@@ -410,14 +411,29 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
         outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits)
     except (ToolLoadError, SpecError) as exc:
         report = failed_report(run, str(exc), 2)
-    except trio.Cancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one run's bug must not end the other runs
+    except BaseException as exc:  # noqa: BLE001 - one run's bug must not end the other runs
+        if is_interruption(exc):
+            raise
         report = failed_report(run, f"internal error: {type(exc).__name__}: {exc}")
     else:
         report = report_from_outcome(run, outcome)
     report.started, report.ended = round(started, 6), round(time.monotonic() - clock_zero, 6)
     return report
+
+
+def is_interruption(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or holds at any depth of exception groups, a
+    cancellation or a Ctrl-C: what a run that was stopped from outside raises
+    (async mode's nurseries wrap ``Cancelled`` in groups, sync mode does not).
+    Walked without recursion: the nesting is whatever the run's code made."""
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, (trio.Cancelled, KeyboardInterrupt)):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+    return False
 
 
 def interrupted_report(run: PlannedRun, started: float | None = None) -> RunReport:
@@ -477,7 +493,7 @@ def run_local(planned: Sequence[PlannedRun], max_runs: int, max_per_model: int |
             on_start(run)
             try:
                 report = await run_planned(run, shared, zero)
-            except trio.Cancelled:
+            except BaseException:  # run_planned lets only an interruption out (is_interruption)
                 report = interrupted_report(run, started[run.key])
                 reports[run.key] = report
                 on_done(report)

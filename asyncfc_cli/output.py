@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -129,3 +130,19 @@ def answer_text(text: str, stream: Any = None) -> str:
     except (AttributeError, OSError, ValueError):
         tty = False
     return text.translate(_KEEP_LINES) if tty else text
+
+
+# Terminal control sequences: CSI (colours, cursor moves), OSC (titles, the
+# clipboard) up to BEL or ST, and the two-character ESC forms. No nested
+# quantifiers: a scan is linear in the text.
+_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def printable_lines(text: Any) -> str:
+    """Text another program printed (Ray's notices), as lines safe to show: terminal
+    control sequences removed, any other control character escaped, newlines and
+    tabs kept."""
+    text = text if isinstance(text, str) else _safe_str(text)
+    if text.isprintable():
+        return text
+    return _SEQUENCE.sub("", text).translate(_KEEP_LINES)

@@ -23,8 +23,17 @@ Ray is optional (``pip install 'asyncfc[ray]'``) and imported only here.
 - **Ctrl-C**: the driver tells the actor to stop; every worker watches for
   that and cancels its run, which records itself interrupted and closes its
   trace, and sends it back. Runs that have not answered within
-  :data:`STOP_GRACE` seconds (or at a second Ctrl-C) are cancelled by force;
-  the driver writes a closed trace for each of them.
+  :data:`STOP_GRACE` seconds (or at a second Ctrl-C) are cancelled by force.
+- **A worker that dies** (``kill -9``, the OOM killer, a cancel by force)
+  sends nothing back. Before its run starts it tells the actor where its
+  trace is (node and directory); the driver then runs a small task on that
+  node that reads what the worker wrote and removes the directory
+  (:func:`_salvage`), and keeps that trace, closed with the run's outcome.
+  Only when nothing can be read (the node is gone) is the trace the
+  driver's own two lines.
+- **Ray's own messages** on the driver (a dead worker's notice, printed by
+  Ray with colour codes) pass the printable filter: no escape sequence
+  reaches the terminal or a log, with or without ``--json``.
 - Ray is released before the command returns: the actor is killed and the
   driver disconnects; ``--ray local`` also stops the Ray instance it started.
 
@@ -37,25 +46,33 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import json
 import os
+import secrets
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from asyncfc_cli.batch import (BatchOutcome, PlannedRun, RunReport, failed_report, interrupted_report,
                                report_from_outcome, skipped_report)
 from asyncfc_cli.limits import Cooldown, is_rate_limit, record_wait, retry_after
+from asyncfc_cli.output import printable_lines
 from asyncfc_cli.safefiles import write_atomically
 from asyncfc_cli.spec import SpecError
 
 INSTALL = "pip install 'asyncfc[ray]'"
 STOP_GRACE = 15.0  # seconds runs get to stop and send their traces back after Ctrl-C
 SLOT_WAIT = 1.0  # longest a worker's slot request waits in the actor before asking again
+SALVAGE_WAIT = 30.0  # longest the driver waits for a dead worker's trace to be read on its node
+RUN_DIR_PREFIX = "asyncfc-ray-run-"  # a worker's directory for one run's trace, under its temp dir
 
 
 def backend(address: str) -> RayBackend:
@@ -85,6 +102,7 @@ class LimitsActor:
         self.next_lease = 0
         self.changed: asyncio.Condition | None = None
         self.stop_event: asyncio.Event | None = None
+        self.traces: dict[str, tuple[str, str]] = {}  # run key -> (node id, directory) while it runs
 
     def _state(self) -> tuple[asyncio.Condition, asyncio.Event]:
         # Created on first use: inside the actor's own event loop.
@@ -141,6 +159,17 @@ class LimitsActor:
         for lease, (_, who) in list(self.leases.items()):
             if who == holder:
                 await self.release(lease, "other")
+
+    async def note_trace(self, holder: str, node: str, directory: str) -> None:
+        """Where a run's trace is being written, until :meth:`trace_gone`."""
+        self.traces[holder] = (node, directory)
+
+    async def trace_gone(self, holder: str) -> None:
+        self.traces.pop(holder, None)
+
+    async def trace_of(self, holder: str) -> tuple[str, str] | None:
+        """Where a run whose worker died left its trace (and forget it)."""
+        return self.traces.pop(holder, None)
 
     async def stop(self) -> None:
         self._state()[1].set()
@@ -229,11 +258,12 @@ def _run_remote(run: PlannedRun, digest: str, actor: Any) -> dict[str, Any]:
     litellm = import_litellm()
     if spec.model.is_sim:
         runner.register_sim_models(litellm)
-    workdir = Path(tempfile.mkdtemp(prefix="asyncfc-ray-run-"))
+    workdir = _note_run_dir(run.key, actor)
     path = workdir / "trace.jsonl"
     run_id = new_run_id()
     outcome: list[Any] = []
     try:
+        os.mkdir(workdir, 0o700)  # fails on anything already there: a name nobody else may hold
         writer = runner.open_trace_file(path, spec, run_id)
         with AsyncioThread() as loop_thread:
             async def main() -> None:
@@ -262,7 +292,31 @@ def _run_remote(run: PlannedRun, digest: str, actor: Any) -> dict[str, Any]:
         trace = path.read_bytes() if path.exists() else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        actor.trace_gone.remote(run.key)  # does not block
     return {"report": report.as_dict(), "trace": trace}
+
+
+def _note_run_dir(key: str, actor: Any) -> Path:
+    """A fresh directory name for this run's trace, told to the actor before it is
+    made: if the worker dies from here on, the driver knows where to look."""
+    import ray
+
+    workdir = Path(tempfile.gettempdir()) / f"{RUN_DIR_PREFIX}{secrets.token_hex(8)}"
+    ray.get(actor.note_trace.remote(key, ray.get_runtime_context().get_node_id(), str(workdir)))
+    return workdir
+
+
+def _salvage(directory: str) -> bytes | None:
+    """A Ray task on a dead worker's node: what it wrote of its trace; removes its directory."""
+    path = Path(directory)
+    if not path.name.startswith(RUN_DIR_PREFIX):  # only ever a run directory of ours
+        return None
+    try:
+        return (path / "trace.jsonl").read_bytes()
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 async def _watch_stop(actor: Any, scope: Any) -> None:
@@ -285,38 +339,52 @@ class RayBackend:
     def __init__(self, address: str) -> None:
         self.address = address
 
-    def _connect(self, max_runs: int) -> tuple[Any, Path | None]:
+    def _connect(self, ray: Any, max_runs: int, temp: Path | None) -> None:
         import logging
 
-        import ray
-
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
-        if self.address == "local":
-            # A short directory: Ray's socket paths must fit in 107 characters.
-            temp = Path(tempfile.mkdtemp(prefix="asyncfc-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
-            ray.init(num_cpus=max_runs, include_dashboard=False, _node_ip_address="127.0.0.1", _temp_dir=str(temp),
-                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
-            return ray, temp
+        if temp is not None:
+            try:
+                ray.init(num_cpus=max_runs, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         _temp_dir=str(temp), log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions (a start-up timeout)
+                raise SpecError(None, "--ray", f"cannot start Ray on this machine: {' '.join(str(exc).split())}",
+                                "try again when the machine is less loaded, or run the batch without --ray") from None
+            return
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; all mean "cannot reach it"
             raise SpecError(None, "--ray", f"cannot connect to Ray at {self.address}: {exc}",
                             "start the cluster (ray start --head), check the address, or use --ray local") from None
-        return ray, None
 
     def run(self, planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,
             done: dict[str, RunReport], on_start: Callable[[PlannedRun], None],
             on_done: Callable[[RunReport], None], on_ready: Callable[[str], None] = lambda text: None) -> BatchOutcome:
         zero = time.monotonic()
-        ray, temp = self._connect(max_runs)
-        cpus = ray.cluster_resources().get("CPU", 0)
-        on_ready(f"Ray {'started on this machine' if temp else 'at ' + self.address}: "
-                 f"{len(ray.nodes())} node(s), {cpus:g} CPUs")
+        with _printable_stdout(), _sigterm_as_interrupt() as sigterm:
+            return self._run(planned, max_runs, max_per_model, done, on_start, on_done, on_ready, zero, sigterm)
+
+    def _run(self, planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,
+             done: dict[str, RunReport], on_start: Callable[[PlannedRun], None],
+             on_done: Callable[[RunReport], None], on_ready: Callable[[str], None], zero: float,
+             sigterm: Callable[[], None]) -> BatchOutcome:
+        import ray
+
+        # A short directory: Ray's socket paths must fit in 107 characters.
+        temp = (Path(tempfile.mkdtemp(prefix="asyncfc-ray-", dir="/tmp" if Path("/tmp").is_dir() else None))
+                if self.address == "local" else None)
         reports: dict[str, RunReport] = dict(done)
         interrupted = False
         limits: dict[str, Any] = {}
         actor = None
         try:
+            try:
+                self._connect(ray, max_runs, temp)
+            finally:
+                sigterm()  # ray.init puts a handler of its own in place, which ends the process on the spot
+            cpus = ray.cluster_resources().get("CPU", 0)
+            on_ready(f"Ray {'started on this machine' if temp else 'at ' + self.address}: "
+                     f"{len(ray.nodes())} node(s), {cpus:g} CPUs")
             actor = ray.remote(LimitsActor).options(num_cpus=0).remote(max_per_model)
             task = ray.remote(_run_remote).options(num_cpus=1, max_retries=0)
             queue = deque(run for run in planned if run.key not in done)
@@ -324,10 +392,12 @@ class RayBackend:
 
             def collect(ref: Any) -> None:
                 run, started = pending.pop(ref)
-                report = self._collect(ray, ref, run, actor)
+                report, stopped = self._collect(ray, ref, run, actor)
                 report.started, report.ended = round(started, 6), round(time.monotonic() - zero, 6)
                 reports[run.key] = report
                 on_done(report)
+                if stopped:  # Ctrl-C while its trace was being brought back: recorded, now stop
+                    raise KeyboardInterrupt
 
             try:
                 while queue or pending:
@@ -346,8 +416,12 @@ class RayBackend:
                 self._stop(ray, actor, pending, collect, zero, reports, on_done)
             try:
                 limits = ray.get(actor.stats.remote(), timeout=10)
+            except KeyboardInterrupt:
+                interrupted = True
             except Exception:  # noqa: BLE001 - only the report's figures are lost
                 limits = {}
+        except KeyboardInterrupt:  # while Ray was starting: nothing ran
+            interrupted = True
         finally:
             if actor is not None:
                 try:
@@ -377,26 +451,27 @@ class RayBackend:
         for ref, (run, started) in list(pending.items()):
             try:
                 ray.cancel(ref, force=True)
+                ray.wait([ref], timeout=5)  # the worker is gone: what it wrote stays as it is
             except Exception:  # noqa: BLE001 - already finished or gone
                 pass
             report = interrupted_report(run, round(started, 6))
             report.error = "interrupted; the Ray task did not stop in time and was killed"
-            _write_closed_trace(run, "interrupted", report.error)
+            _bring_back_trace(ray, actor, run, "interrupted", report.error)
             report.ended = round(time.monotonic() - zero, 6)
             reports[run.key] = report
             on_done(report)
         pending.clear()
 
     @staticmethod
-    def _collect(ray: Any, ref: Any, run: PlannedRun, actor: Any) -> RunReport:
+    def _collect(ray: Any, ref: Any, run: PlannedRun, actor: Any) -> tuple[RunReport, bool]:
+        """The run's report, and whether Ctrl-C came while a dead worker's trace was fetched."""
         try:
             answer = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a worker that died, or a task Ray could not run
             actor.release_holder.remote(run.key)
             message = " ".join(str(exc).split())[:500]
             report = failed_report(run, f"the Ray task failed: {type(exc).__name__}: {message}")
-            _write_closed_trace(run, "error", report.error)
-            return report
+            return report, _bring_back_trace(ray, actor, run, "error", report.error)
         report = RunReport.from_dict(answer["report"])
         report.label = run.label  # the driver's view of the path (the worker saw it absolute)
         report.task = str(run.task)
@@ -410,7 +485,61 @@ class RayBackend:
                 report.error = (report.error + "; " if report.error else "") + f"trace not written: {exc}"
         else:
             report.trace = None
-        return report
+        return report, False
+
+
+def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error: str | None) -> bool:
+    """The trace of a run whose worker died: what it wrote, read on its node (and its
+    directory there removed), closed with ``status``; the driver's own two lines when
+    nothing can be read. True if Ctrl-C cut the fetch short (the caller decides
+    whether that stops the batch)."""
+    written, stopped = None, False
+    try:
+        place = ray.get(actor.trace_of.remote(run.key), timeout=SALVAGE_WAIT)
+        if place is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            node, directory = place
+            task = ray.remote(_salvage).options(
+                num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+            written = ray.get(task.remote(directory), timeout=SALVAGE_WAIT)
+    except KeyboardInterrupt:
+        stopped = True
+    except Exception:  # noqa: BLE001 - the node or the actor is gone: nothing to read
+        pass
+    closed = _closed(written, status, error) if written else None
+    if closed is None:
+        _write_closed_trace(run, status, error)
+        return stopped
+    try:
+        run.trace.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(run.trace, closed)  # a link planted at the name is replaced
+    except OSError:
+        pass
+    return stopped
+
+
+def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
+    """``written`` up to its last whole line, with a summary after it; None if it
+    does not even hold its header line."""
+    from asyncfc_cli.events import to_line
+
+    whole = written[: written.rfind(b"\n") + 1]  # a line cut by the kill is dropped
+    first, last = whole[: whole.find(b"\n")], whole[whole.rfind(b"\n", 0, len(whole) - 1) + 1:]
+    try:
+        if not whole or json.loads(first).get("type") != "header":
+            return None
+    except (ValueError, AttributeError):
+        return None
+    try:
+        event = json.loads(last)
+        if event.get("type") == "summary":  # it closed its trace and died after: keep its own end
+            return whole
+        t = float(event.get("t", 0.0))  # the summary comes after everything it wrote
+    except (ValueError, TypeError, AttributeError):
+        t = 0.0
+    summary = {"type": "summary", "t": t, "status": status, "error": error or status}
+    return whole + (to_line(summary) + "\n").encode("utf-8")
 
 
 def _write_closed_trace(run: PlannedRun, status: str, error: str | None) -> None:
@@ -424,3 +553,57 @@ def _write_closed_trace(run: PlannedRun, status: str, error: str | None) -> None
         writer.close()
     except OSError:
         pass
+
+
+class _PrintableStream(io.TextIOBase):
+    """A text stream that passes on only printable text (:func:`asyncfc_cli.output.printable_lines`)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(printable_lines(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[Callable[[], None]]:
+    """SIGTERM raises KeyboardInterrupt in the driver, as Ctrl-C does, while it runs; yields
+    a function that installs the handler again (``ray.init`` replaces it with one that
+    ends the process on the spot, without reports or traces)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield lambda: None
+        return
+    try:
+        yield lambda: signal.signal(signal.SIGTERM, interrupt)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _printable_stdout() -> Iterator[None]:
+    """While Ray runs: what Ray prints on the driver (a dead worker's notice from the
+    raylet, in colour; our stdout is stderr until the report) passes the printable filter."""
+    original = sys.stdout
+    sys.stdout = _PrintableStream(original)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _PrintableStream) and sys.stdout.stream is original:
+            sys.stdout.flush()
+            sys.stdout = original

@@ -4,17 +4,22 @@ instance on 127.0.0.1 (skipped, with the reason, where Ray is not installed;
 
 Each test is one ``asyncfc`` process that starts Ray, runs, and must leave no
 Ray process behind. They are slower than the rest (Ray's start, and LiteLLM's
-import in each Ray worker), so there are few.
+import in each Ray worker), so there are few. Each gives its ``asyncfc`` its own
+``TMPDIR``, which Ray's workers inherit: the tests watch the runs' traces there
+while they are written (instead of guessing how long Ray takes to start on a
+loaded machine), and check that nothing is left there afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +30,7 @@ from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 from conftest import wait_until
 from test_batch import NAP, OK, REMOTE, Endpoint
+from test_isolation import MODES, SEED, assert_same, batch_outcomes, random_task, run_alone
 
 try:
     import ray  # noqa: F401
@@ -44,6 +50,19 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@needs_ray
+def test_a_ray_that_cannot_be_reached_is_exit_2_with_a_fix(tmp_path):
+    from conftest import free_port
+
+    result = CliRunner().invoke(app, ["batch", str(OK), "--ray", f"ray://127.0.0.1:{free_port()}", "--out",
+                                      str(tmp_path / "o"), "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "spec_error" and "cannot connect to Ray at" in doc["error"] and doc["fix"]
+    assert "cannot connect to Ray at" in result.stderr and "Traceback" not in result.stderr
+
+
 def ray_processes() -> set[int]:
     """Pids of Ray's own processes (GCS, raylet, workers) on this machine."""
     found = set()
@@ -60,9 +79,68 @@ def ray_processes() -> set[int]:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", CI="true", **extra)
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", CI="true", ASYNCFC_TEST_PYTHON=sys.executable,
+               **extra)
     env.pop("FORCE_COLOR", None)
     return env
+
+
+def worker_traces(tmp: Path) -> list[bytes]:
+    """The traces the Ray workers are writing under ``tmp`` (their TMPDIR)."""
+    found = []
+    for path in tmp.glob("asyncfc-ray-run-*/trace.jsonl"):
+        try:
+            found.append(path.read_bytes())
+        except OSError:  # removed meanwhile: that run is over
+            pass
+    return found
+
+
+def running_tools(tmp: Path) -> int:
+    return sum(b'"tool_begin"' in trace for trace in worker_traces(tmp))
+
+
+def worker_pids(tmp: Path) -> list[int]:
+    """Pids of the Ray workers running a run whose TMPDIR is ``tmp``."""
+    needle = f"TMPDIR={tmp}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if b"ray::_run_remote" in (entry / "cmdline").read_bytes() and \
+                    needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@contextmanager
+def napping_on_ray(tmp_path: Path, tmp: Path, *args: object) -> Iterator[subprocess.Popen]:
+    """``asyncfc batch`` of a long nap on local Ray, two runs at once, with ``tmp`` as its
+    TMPDIR; yielded once both runs are napping (their traces on the workers say so).
+
+    The nap lasts ten minutes (batch_nap.toml's own 30 s could be over before a
+    loaded machine has started the second worker); the test stops it long before.
+    """
+    nap = tmp_path / "batch_nap.toml"
+    nap.write_text(NAP.read_text().replace('agents_file = "batch_agents.toml"',
+                                           f'agents_file = {json.dumps(str(NAP.parent / "batch_agents.toml"))}')
+                   .replace("seconds = 30", "seconds = 600"))
+    proc = subprocess.Popen(asyncfc(nap, "--max-runs", "2", "--ray", "local", "--timeout", "900", *args),
+                            env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
+        assert proc.poll() is None, proc.communicate()[1]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def printable(text: str) -> bool:
+    return all(ch.isprintable() or ch in "\n\t" for ch in text)
 
 
 def asyncfc(*args) -> list[str]:
@@ -74,15 +152,23 @@ def test_batch_on_local_ray_with_limits_across_workers(tmp_path):
     before = ray_processes()
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"word": "one"}\n{"word": "two"}\n{"word": "three"}\n')
-    out, junit = tmp_path / "out", tmp_path / "j.xml"
-    # The first request is held 6 s: if the cluster-wide limit of one request did not
-    # hold, another run's request would arrive meanwhile and the peak would be 2.
-    endpoint = Endpoint(hold=0.1, first_hold=6.0)
+    out, junit, tmp = tmp_path / "out", tmp_path / "j.xml", tmp_path / "tmp"
+    tmp.mkdir()
+
+    def all_asked() -> bool:
+        return sum(b"batch_remote" in t and b'"model_begin"' in t for t in worker_traces(tmp)) == 3
+
+    # The first request is held until the other two runs have asked for the model: if
+    # the cluster-wide limit of one request did not hold, their requests would arrive
+    # meanwhile and the peak would be 2. (--timeout: the held run's own clock runs
+    # while the other workers start, which takes long on a loaded machine.)
+    endpoint = Endpoint(hold=0.1, first_until=all_asked)
     with endpoint.server as server:
         proc = subprocess.run(asyncfc(REMOTE, OK, "--matrix", rows, "--ray", "local", "--max-runs", "3",
-                                      "--max-per-model", "1", "--out", out, "--junit", junit, "--json"),
-                              env=cli_env(**endpoint.env()), cwd=tmp_path, capture_output=True, text=True,
-                              timeout=240)
+                                      "--max-per-model", "1", "--timeout", "600", "--out", out, "--junit", junit,
+                                      "--json"),
+                              env=cli_env(TMPDIR=str(tmp), **endpoint.env()), cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["counts"]["passed"] == 6 and len(doc["runs"]) == 6
@@ -96,30 +182,18 @@ def test_batch_on_local_ray_with_limits_across_workers(tmp_path):
         assert Path(run["trace"]).parent == out / "traces" and data.summary.status == "ok" and not data.problems
     xml = JUnitXml.fromfile(str(junit))
     assert xml.tests == 6 and xml.failures == 0 and xml.errors == 0
+    assert not list(tmp.iterdir())  # every worker removed its run's directory
     assert wait_until(lambda: not (ray_processes() - before), 20), ray_processes() - before
 
 
 @needs_ray
 def test_ctrl_c_stops_remote_runs_and_every_trace_comes_back_closed(tmp_path):
     before = ray_processes()
-    out, junit = tmp_path / "out", tmp_path / "j.xml"
-    proc = subprocess.Popen(asyncfc(NAP, "--repeat", "3", "--max-runs", "2", "--ray", "local", "--out", out,
-                                    "--junit", junit), env=cli_env(), cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        # Ray is up when it says so; the two runs then start (each naps 30 s).
-        line = ""
-        deadline = time.monotonic() + 120
-        while "Ray started" not in line and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line or proc.poll() is None, "exited before Ray started"
-        time.sleep(3)
+    out, junit, tmp = tmp_path / "out", tmp_path / "j.xml", tmp_path / "tmp"
+    tmp.mkdir()
+    with napping_on_ray(tmp_path, tmp, "--repeat", "3", "--out", out, "--junit", junit) as proc:
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     traces = sorted((out / "traces").glob("*.jsonl"))
@@ -132,4 +206,81 @@ def test_ctrl_c_stops_remote_runs_and_every_trace_comes_back_closed(tmp_path):
     xml = JUnitXml.fromfile(str(junit))
     assert xml.tests == 3 and xml.skipped == 3
     assert all(isinstance(case.result[0], Skipped) for suite in xml for case in suite)
+    assert not list(tmp.iterdir())
     assert wait_until(lambda: not (ray_processes() - before), 20), ray_processes() - before
+
+
+@needs_ray
+def test_a_killed_worker_brings_back_its_trace_and_sigterm_stops_the_rest(tmp_path):
+    """kill -9 of one run's worker: that run fails, and its trace is what the worker wrote
+    (fetched from its node), closed with the failure; its files there are removed.
+    Then SIGTERM on the driver: the other run is interrupted like by Ctrl-C. Ray's
+    notice of the dead worker (in colour) reaches stderr as plain text, even with --json."""
+    before = ray_processes()
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    with napping_on_ray(tmp_path, tmp, "--repeat", "2", "--out", out, "--json") as proc:
+        workers = worker_pids(tmp)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        # The driver has given up on that run once results.jsonl says so.
+        results = out / "results.jsonl"
+        assert wait_until(lambda: results.exists() and results.read_text().count("\n") == 1, 300)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "\x1b" not in stderr and printable(stderr), stderr
+    doc = json.loads(stdout)
+    assert doc["counts"]["failed"] == 1 and doc["counts"]["interrupted"] == 1, doc["counts"]
+    by_status = {r["status"]: r for r in doc["runs"]}
+    failed = read_trace(Path(by_status["failed"]["trace"]))
+    # What the worker wrote: its header, the request, the call it was in; then the driver's summary.
+    assert [ev.tool for ev in failed.of_type("tool_begin")] == ["nap"]
+    assert failed.of_type("model_begin") and not failed.problems
+    assert failed.summary.status == "error" and "Ray task failed" in failed.summary.error
+    interrupted = read_trace(Path(by_status["interrupted"]["trace"]))
+    assert interrupted.summary.status == "interrupted" and not interrupted.problems
+    assert not list(tmp.iterdir())  # the dead worker's directory too
+    assert wait_until(lambda: not (ray_processes() - before), 20), ray_processes() - before
+
+
+def test_what_ray_prints_on_the_driver_passes_the_printable_filter(capsys):
+    from asyncfc_cli.ray_batch import _printable_stdout
+
+    with _printable_stdout():
+        # As Ray prints a raylet's notice (colorama), and worse: a title, the clipboard, a bell.
+        print("\x1b[33m(raylet)\x1b[0m A worker died\x07 \x1b]0;pwned\x07\x1b]52;c;Zm9v\x1b\\done\tok")
+    assert capsys.readouterr().out == "(raylet) A worker died\\x07 done\tok\n"
+
+
+def test_a_dead_workers_trace_is_closed_after_its_last_whole_line():
+    from asyncfc_cli.ray_batch import _closed
+    from asyncfc_cli.trace import parse_trace
+
+    header = b'{"type": "header", "t": 0.0, "version": 1, "run_id": "r"}\n'
+    begun = b'{"type": "model_begin", "t": 1.5, "request": 1, "messages": 2}\n'
+    closed = parse_trace(_closed(header + begun + b'{"type": "tool_be', "error", "the worker died"))
+    assert [ev.type for ev in closed.events] == ["model_begin"] and not closed.problems  # the cut line dropped
+    assert (closed.summary.status, closed.summary.error, closed.summary.t) == ("error", "the worker died", 1.5)
+    ended = header + b'{"type": "summary", "t": 2.0, "status": "ok"}\n'
+    assert _closed(ended, "error", "x") == ended  # it had closed its trace itself: kept as it is
+    assert _closed(b'{"type": "head', "error", "x") is None and _closed(b"[1]\n", "error", "x") is None
+
+
+@needs_ray
+def test_every_run_on_ray_has_the_outcome_it_has_alone(tmp_path, monkeypatch):
+    """The isolation property of tests/test_isolation.py, with --ray local: two random
+    tasks in every mode (one run's command ends while the other's MCP server is busy)."""
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(f"{SEED}-ray")
+    tasks = [random_task(rng, f"r{i}", tmp_path, first) for i, first in enumerate((("cmd", 0.2), ("lib_slow", 1.0)))]
+    alone = {(t.stem, mode): run_alone(t, mode, tmp_path / "alone") for t in tasks for mode in MODES}
+    max_runs = rng.randint(2, len(alone))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    done = subprocess.run(asyncfc(*tasks, "--mode", ",".join(MODES), "--ray", "local", "--max-runs", max_runs,
+                                  "--out", tmp_path / "out", "--json"), env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"--ray local, --max-runs {max_runs}", tasks)
+    assert not list(tmp.iterdir())

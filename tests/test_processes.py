@@ -186,6 +186,82 @@ def test_kill_9_of_asyncfc_leaves_no_tool_process_behind(tmp_path):
         kill_quietly(*pids)
 
 
+# --- runs of one process ---------------------------------------------------------------------
+
+
+def test_two_runs_of_one_trio_run_have_their_own_token_and_sweep():
+    """``asyncfc batch`` runs every run in one trio.run: the run that ends first must
+    kill only its own processes (the guard's sweep), and a run after it in the same
+    task starts with a token of its own (tests/test_isolation.py has the whole runs)."""
+    import trio
+
+    from asyncfc_cli.tools import processes
+
+    sleeper = [PY, "-c", "import time; time.sleep(60)"]
+
+    async def run(name: str, first_done: trio.Event, seen: dict) -> None:
+        async with processes.guard():
+            child = processes.spawn(sleeper, str(REPO), dict(os.environ))
+            seen[name] = (processes.run_token(), child)
+            if name == "first":
+                return  # its guard sweeps its token now, while the second run's command runs
+            await first_done.wait()
+            seen["second alive after the first ended"] = child.popen.poll() is None
+            processes.kill_group(child.pid)
+            seen["second exit"] = await child.wait()
+
+    async def main() -> dict:
+        seen: dict = {}
+        first_done = trio.Event()
+
+        async def first() -> None:
+            await run("first", first_done, seen)
+            first_done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "second", first_done, seen)
+            nursery.start_soon(first)
+        async with processes.guard():  # a third run, later, in the same task
+            seen["third"] = processes.run_token()
+        for _, child in (seen["first"], seen["second"]):
+            for stream in (child.stdout, child.stderr):
+                await stream.aclose()
+        return seen
+
+    seen = trio.run(main)
+    first_token, first_child = seen["first"]
+    assert first_child.popen.wait(timeout=10) == -signal.SIGKILL  # swept when its run ended
+    assert seen["second alive after the first ended"] and seen["second exit"] == -signal.SIGKILL
+    assert len({first_token, seen["second"][0], seen["third"]}) == 3
+
+
+def test_a_sweep_never_reaps_a_command_its_call_is_waiting_for():
+    """A sweep kills every holder of the token, but reaping the command itself would
+    take its exit status from the task waiting for it, which then read exit 0."""
+    import trio
+
+    from asyncfc_cli.tools import processes
+
+    async def main() -> int:
+        child = processes.spawn([PY, "-c", "import time; time.sleep(60)"], str(REPO), dict(os.environ))
+        try:
+            async with trio.open_nursery() as nursery:
+                code: list[int] = []
+
+                async def wait() -> None:
+                    code.append(await child.wait())
+
+                nursery.start_soon(wait)
+                await trio.sleep(0.05)
+                assert processes.sweep(child.token) == [child.pid]
+            return code[0]
+        finally:
+            for stream in (child.stdout, child.stderr):
+                await stream.aclose()
+
+    assert trio.run(main) == -signal.SIGKILL
+
+
 # --- threads ----------------------------------------------------------------------------------
 
 

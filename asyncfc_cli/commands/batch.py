@@ -132,6 +132,8 @@ def batch(
                                                   ready)
                     else:
                         outcome = engine.run_local(planned, max_runs, max_per_model, done, progress.started, finished)
+            except spec_mod.SpecError as exc:  # Ray could not be reached or started: nothing ran
+                raise usage_error(exc, stdout_fd) from None
             finally:
                 log.close()
 

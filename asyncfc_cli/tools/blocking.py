@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,9 @@ class LoopWatch(trio.abc.Instrument):
             )
 
 
-_WATCH: trio.lowlevel.RunVar[LoopWatch | None] = trio.lowlevel.RunVar("asyncfc_loop_watch", default=None)
+# The current run's watch, set in the run's task (its tool tasks inherit it).
+# Each run of a batch has its own instrument and marks only its own tasks.
+_WATCH: ContextVar[LoopWatch | None] = ContextVar("asyncfc_loop_watch", default=None)
 
 
 def _stderr(message: str) -> None:
@@ -109,13 +112,13 @@ async def watch(trace: Any, warn: Callable[[str], None] = _stderr) -> AsyncItera
 
     thread = threading.Thread(target=watchdog, name="asyncfc-loop-watchdog", daemon=True)
     trio.lowlevel.add_instrument(loop_watch)
-    _WATCH.set(loop_watch)
+    reset = _WATCH.set(loop_watch)
     thread.start()
     try:
         yield loop_watch
     finally:
         stop.set()
-        _WATCH.set(None)
+        _WATCH.reset(reset)
         trio.lowlevel.remove_instrument(loop_watch)
         thread.join()
 

@@ -191,15 +191,14 @@ class McpSource(ToolSource):
         async with self.open(run) as tools:
             return f"{len(tools)} tools from {self.where}"
 
-    def _transport(self, stack: AsyncExitStack, errlog: Any) -> Any:
+    def _transport(self, stack: AsyncExitStack, errlog: Any, token: str) -> Any:
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
 
         server = self.cfg.mcp
         if server.command is not None:
-            env = {**server.env, processes.TOKEN_VAR: processes.new_call_token()}
+            env = {**server.env, processes.TOKEN_VAR: token}
             params = StdioServerParameters(command=self.program, args=server.command[1:], env=env, cwd=self.cwd)
-            self.token = env[processes.TOKEN_VAR]
             return stdio_client(params, errlog=errlog)
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
@@ -288,6 +287,8 @@ class _Session:
         self.lost: str | None = None  # why calls can no longer reach the server
         self._closed = trio.Event()
         self.tasks_supported = False
+        # This session's server carries it (the source is shared by every run of its spec).
+        self.token = processes.new_call_token()
 
     def close(self) -> None:
         self._closed.set()
@@ -301,7 +302,7 @@ class _Session:
             with trio.CancelScope(deadline=trio.current_time() + source.cfg.startup_timeout) as startup:
                 try:
                     async with AsyncExitStack() as stack:
-                        transport = source._transport(stack, errlog)
+                        transport = source._transport(stack, errlog, self.token)
                         if isinstance(transport, tuple):
                             transport, http = transport
                             await stack.enter_async_context(http)
@@ -339,8 +340,8 @@ class _Session:
                     self.run.trace.emit("tool_source_error", name=source.name, error=_describe(exc)[:500])
                 finally:
                     self.lost = self.lost or "the MCP session is closed"
-                    if getattr(source, "token", None):
-                        processes.sweep(source.token)  # whatever the server left behind
+                    if source.cfg.mcp.command is not None:
+                        processes.sweep(self.token)  # whatever the server left behind
             if startup.cancelled_caught and not started:
                 raise ToolLoadError(self._start_failure(
                     f"the server did not start and list its tools within {source.cfg.startup_timeout:g}s "

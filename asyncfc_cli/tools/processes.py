@@ -24,6 +24,16 @@ What Linux offers, and what each layer here is for:
   process still carrying the run's token. This is what covers the children of
   a command after ``kill -9`` of asyncfc.
 
+The run token belongs to the run, not to the trio run or the process:
+``asyncfc batch`` runs many runs in one ``trio.run``, and the first of them
+to end must sweep only its own processes. :func:`guard` keeps the token in a
+:class:`~contextvars.ContextVar` set in the task that opens the run's tools;
+every task the run starts inherits it, a sibling run's tasks never see it.
+A sweep reaps only orphans it adopted, never a command whose :class:`Child`
+is waiting for it (reaping it would make that ``wait`` read exit 0); an MCP
+stdio server, which trio starts and waits for, is swept only once its session
+has closed, and the run's token only once every source has.
+
 cgroups would be the complete answer (nothing escapes a cgroup), but a normal
 user's session has no cgroup it may create children in; docs/reliability.md
 says how to run asyncfc inside one (``systemd-run --user --scope``).
@@ -40,9 +50,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import trio
@@ -52,10 +64,17 @@ TOKEN_VAR = "ASYNCFC_TOOL_TOKEN"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
-# One token per trio run (set by guard()); outside a guarded run, one per process.
-_RUN_TOKEN: trio.lowlevel.RunVar[str] = trio.lowlevel.RunVar("asyncfc_run_token")
+# The token of the run the current task belongs to (set by guard() in the run's
+# own task, so its child tasks inherit it and other runs never see it); outside
+# a guarded run, one per process.
+_RUN_TOKEN: ContextVar[str | None] = ContextVar("asyncfc_run_token", default=None)
 _PROCESS_TOKEN = secrets.token_hex(6)
 _calls = itertools.count(1)
+# Pids of commands spawn() started whose Child has not reaped them yet: a sweep
+# kills them like any holder of its token but leaves the waiting to their Child.
+# Process state (pids are the process's), not a run's.
+_waited: set[int] = set()
+_waited_lock = threading.Lock()
 _prctl = None
 _subreaper = False
 
@@ -90,10 +109,8 @@ def become_subreaper() -> bool:
 
 
 def run_token() -> str:
-    try:
-        return _RUN_TOKEN.get()
-    except (LookupError, RuntimeError):  # RuntimeError: not inside trio.run
-        return _PROCESS_TOKEN
+    """The current run's token (see :func:`guard`); the process's outside a guarded run."""
+    return _RUN_TOKEN.get() or _PROCESS_TOKEN
 
 
 def new_call_token() -> str:
@@ -171,6 +188,14 @@ class Child:
 
     async def wait(self) -> int:
         """Wait for the direct child to exit, without a thread."""
+        try:
+            return await self._wait()
+        finally:
+            if self.popen.returncode is not None:  # reaped: a sweep may treat the pid as anyone's
+                with _waited_lock:
+                    _waited.discard(self.popen.pid)
+
+    async def _wait(self) -> int:
         if self.popen.poll() is not None:
             return self.popen.returncode
         try:
@@ -224,6 +249,8 @@ def spawn(argv: list[str], cwd: str, env: dict[str, str]) -> Child:
     finally:
         os.close(out_w)
         os.close(err_w)
+    with _waited_lock:
+        _waited.add(popen.pid)
     return Child(popen, trio.lowlevel.FdStream(out_r), trio.lowlevel.FdStream(err_r), token)
 
 
@@ -286,8 +313,11 @@ def sweep(token: str, prefix: bool = False) -> list[int]:
                 pass
         killed.extend(pids)
     # An orphan adopted through the subreaper is our child now: reap it, or it
-    # stays a zombie. Anything else is not ours to wait for.
-    adopted = [pid for pid in killed if _is_my_child(pid)]
+    # stays a zombie. Anything else is not ours to wait for, least of all a
+    # command whose Child is waiting (it would read exit 0 instead of SIGKILL).
+    with _waited_lock:
+        waited = set(_waited)
+    adopted = [pid for pid in killed if pid not in waited and _is_my_child(pid)]
     for _ in range(200):  # SIGKILL takes effect within microseconds; bound it anyway
         for pid in list(adopted):
             try:
@@ -333,26 +363,24 @@ async def guard() -> AsyncIterator[None]:
     """For the run's duration: a fresh run token, and a guard process that
     kills every process carrying it once asyncfc is gone (even by ``kill -9``).
 
-    One per run: entered again while active (two tool kinds need it), it does nothing.
+    One per run: entered again inside the same run (two tool kinds need it),
+    it does nothing. Enter it in the run's own task, before the run starts the
+    tasks that spawn processes: they inherit the token from it.
     """
-    if _GUARDED.get():
+    if _RUN_TOKEN.get() is not None:
         yield
         return
-    _GUARDED.set(True)
+    token = secrets.token_hex(6)
+    reset = _RUN_TOKEN.set(token)
     try:
-        async with _guard():
+        async with _guard(token):
             yield
     finally:
-        _GUARDED.set(False)
-
-
-_GUARDED: trio.lowlevel.RunVar[bool] = trio.lowlevel.RunVar("asyncfc_guarded", default=False)
+        _RUN_TOKEN.reset(reset)
 
 
 @asynccontextmanager
-async def _guard() -> AsyncIterator[None]:
-    token = secrets.token_hex(6)
-    _RUN_TOKEN.set(token)
+async def _guard(token: str) -> AsyncIterator[None]:
     become_subreaper()
     read_end, write_end = os.pipe()  # both close-on-exec: no tool inherits the write end
     try:

@@ -22,7 +22,8 @@ import threading
 import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -244,34 +245,37 @@ def _failure(tool: str, exc: BaseException, asyncio_hint: bool = False) -> ToolE
     return err
 
 
-_LIVE_THREADS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("asyncfc_tool_threads")
 _LIVE_THREAD_TOKENS = 64
-# trio's own limiter for these threads never blocks: the token that counts is
-# taken and given back around the call (see _in_thread).
-_NO_LIMIT: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("asyncfc_tool_threads_unlimited")
 
 
-def _run_limiter(var: trio.lowlevel.RunVar, tokens: float) -> trio.CapacityLimiter:
-    try:
-        return var.get()
-    except LookupError:
-        limiter = trio.CapacityLimiter(tokens)
-        var.set(limiter)
-        return limiter
+@dataclass
+class _Threads:
+    """One run's worker threads for sync tools (see :func:`_in_thread`)."""
+
+    # At most this many threads running for a live call of the run at once.
+    live: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(_LIVE_THREAD_TOKENS))
+    # trio's own limiter for these threads never blocks: the token that counts is
+    # taken and given back around the call.
+    unlimited: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(math.inf))
+
+
+# The current run's threads, set in the run's task by the kind's run resources
+# (child tasks inherit it; another run of the same trio.run has its own).
+_RUN_THREADS: ContextVar[_Threads | None] = ContextVar("asyncfc_tool_threads", default=None)
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` in a worker thread; abandon the thread if cancelled.
 
-    At most 64 such threads *running for a live call* at once. A thread
-    abandoned on timeout or cancellation gives its token back at once, even
-    though it runs on until its function returns: trio would keep the token
-    until then, and 64 hung tools would starve every later sync tool.
+    At most 64 such threads *running for a live call* of one run at once. A
+    thread abandoned on timeout or cancellation gives its token back at once,
+    even though it runs on until its function returns: trio would keep the
+    token until then, and 64 hung tools would starve every later sync tool.
+    A tool invoked outside a run (no run resources) gets a bound of its own.
     """
-    async with _run_limiter(_LIVE_THREADS, _LIVE_THREAD_TOKENS):
-        return await trio.to_thread.run_sync(
-            fn, abandon_on_cancel=True, limiter=_run_limiter(_NO_LIMIT, math.inf)
-        )
+    threads = _RUN_THREADS.get() or _Threads()
+    async with threads.live:
+        return await trio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=threads.unlimited)
 
 
 async def _run_in_asyncio(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -384,8 +388,12 @@ def _check_not_blocked(tool: Tool, blocked: float) -> None:
 
 @asynccontextmanager
 async def _run_resources(run: RunContext) -> AsyncIterator[None]:
-    async with blocking.watch(run.trace):
-        yield
+    reset = _RUN_THREADS.set(_Threads())
+    try:
+        async with blocking.watch(run.trace):
+            yield
+    finally:
+        _RUN_THREADS.reset(reset)
 
 
 KIND = ToolKind(
