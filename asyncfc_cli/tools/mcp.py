@@ -251,8 +251,9 @@ class McpSource(ToolSource):
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
-        http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None))
-        return streamable_http_client(server.url, http_client=http), http
+        http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None),
+                                  transport=_capped_http(self.cfg.max_output))
+        return streamable_http_client(server.url, http_client=http, max_sse_event_size=self.cfg.max_output), http
 
     def build_tools(self, session: "_Session", listed: list[Any]) -> list[Tool]:
         cfg = self.cfg
@@ -330,6 +331,50 @@ def _toml(name: str) -> str:
     return json.dumps(name, ensure_ascii=True)
 
 
+def _capped_http(limit: int) -> Any:
+    """An httpx transport whose JSON response bodies stop at ``limit`` bytes.
+
+    The SDK reads a JSON answer whole; past the limit the body raises a
+    ``StreamError``, which the SDK turns into an error for that request
+    (an event stream is capped per event by the SDK's ``max_sse_event_size``).
+    """
+    import httpx2
+
+    class TooLong(httpx2.StreamError):
+        pass
+
+    class Capped(httpx2.AsyncByteStream):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in self.inner:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLong(f"the MCP server's answer is more than max_output ({limit:,} bytes); "
+                                  "the rest was not read")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class Transport(httpx2.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx2.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: Any) -> Any:
+            response = await self.inner.handle_async_request(request)
+            if "json" in response.headers.get("content-type", "").lower():
+                response.stream = Capped(response.stream)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return Transport()
+
+
 class _NoTrace:
     def __init__(self, redactor: Redactor | None = None) -> None:
         self.sinks: list[Any] = []
@@ -356,11 +401,12 @@ _LOG_CONTEXT: contextvars.ContextVar[_LogContext | None] = contextvars.ContextVa
 class _SdkLogs(logging.Handler):
     """Every record of the MCP SDK's loggers, redacted and printable before it goes anywhere.
 
-    The SDK logs what servers send (a line it could not parse, a handler's
-    error); those records are rewritten here, with the secrets of the session
-    that logged them masked and on one line without a traceback, then go on
-    to the root logger's handlers as before (the CLI: warnings on stderr), and
-    into that session's trace.
+    The SDK logs what servers send (a body it could not parse, a handler's
+    error): a record is rewritten here with the secrets of the session that
+    logged it masked, on one line without a traceback. A session's record
+    (warnings and up) goes into that run's trace, not onto stderr under the
+    run's progress; any other goes on to the root logger's handlers, as
+    before (the CLI: warnings on stderr), with the environment's secrets masked.
     """
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -371,8 +417,11 @@ class _SdkLogs(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None:
                 text += f": {_describe(record.exc_info[1])}"
             text = printable(redactor.clip(text, 500))
-            if context is not None and record.levelno >= logging.WARNING:
-                context.trace.emit("tool_source_error", name=context.name, error=f"MCP SDK: {text}")
+            if context is not None:
+                # A session's problem: its calls already told the model; the trace keeps the detail.
+                if record.levelno >= logging.WARNING:
+                    context.trace.emit("tool_source_error", name=context.name, error=f"MCP SDK: {text}")
+                return
             clean = logging.makeLogRecord({**record.__dict__, "msg": text, "args": None, "exc_info": None,
                                            "exc_text": None, "stack_info": None})
             root = logging.getLogger()
@@ -403,6 +452,16 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _asyncfc_kind(exc: BaseException) -> str | None:
+    """``too_long`` or ``invalid`` for an error the stdio transport made up, else None."""
+    from mcp import MCPError
+
+    leaf = _leaf(exc, MCPError)
+    data = getattr(leaf, "data", None)
+    kind = data.get("asyncfc") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an exception that may be a group of groups (anyio task groups)."""
     from pydantic import ValidationError
@@ -411,8 +470,7 @@ def _describe(exc: BaseException) -> str:
         exc = next((e for e in exc.exceptions if not isinstance(e, trio.Cancelled)), exc.exceptions[0])
     if isinstance(exc, ValidationError):
         return f"its answer does not fit the MCP schema ({format_validation_error(exc)[:500]})"
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict) and data.get("asyncfc") is not None:  # the transport's own words
+    if _asyncfc_kind(exc) is not None:  # the transport's own words
         return str(getattr(exc, "message", exc))
     text = str(exc) or type(exc).__name__
     name = type(exc).__name__
@@ -498,7 +556,8 @@ class _Session:
                     raise self._failed(str(exc)) from None
                 except Exception as exc:
                     if not started:
-                        raise self._failed(self._start_failure(_describe(exc), errlog)) from None
+                        what = await self._why_not_started(exc)
+                        raise self._failed(self._start_failure(what, errlog, _asyncfc_kind(exc))) from None
                     # After the start: the session failed while closing or mid-run;
                     # the calls have already said so to the model.
                     self.run.trace.emit("tool_source_error", name=source.name, error=self.clean(_describe(exc)))
@@ -521,7 +580,19 @@ class _Session:
         self.run.trace.emit("tool_source_error", name=self.source.name, error=str(error))
         return error
 
-    def _start_failure(self, what: str, errlog: Any) -> str:
+    async def _why_not_started(self, exc: BaseException) -> str:
+        from mcp import MCPError
+
+        leaf = _leaf(exc, MCPError)
+        if isinstance(leaf, MCPError) and leaf.code == -32000 and self.transport is not None:
+            # "Connection closed": the server went away; its exit status says more.
+            status = await self.transport.exit_status(1.0)
+            if status is not None:
+                return f"the server exited with status {status} before it answered {self.stage}"
+            return f"the server closed its stdout before it answered {self.stage}"
+        return _describe(exc)
+
+    def _start_failure(self, what: str, errlog: Any, kind: str | None = None) -> str:
         errlog.flush()
         size = errlog.seek(0, os.SEEK_END)
         errlog.seek(max(0, size - _STDERR_WINDOW))
@@ -537,6 +608,8 @@ class _Session:
             text += "\n"
         else:
             text += ". "
+        if kind == "too_long":
+            return text + f"Fix: raise max_output in [tools.{self.source.name}] (bytes of one message)"
         return text + "Fix: run the server by hand to see why, or correct [tools." + self.source.name + ".mcp]"
 
     async def _list_tools(self) -> list[Any]:
@@ -574,8 +647,12 @@ class _Session:
                 if lost is not None:
                     self.lost = self.clean(f"the MCP server connection was closed: {lost}")
                     raise ToolError(self.lost, kind="mcp") from None
-                if isinstance(exc.data, dict) and exc.data.get("asyncfc") is not None:
-                    raise ToolError(self.redactor.text(exc.message), kind="mcp") from None
+                if _asyncfc_kind(exc) == "too_long":
+                    raise ToolError(self.redactor.text(
+                        f"{exc.message}. Fix: ask for less (a narrower query, a page), or raise max_output in "
+                        f"[tools.{self.source.name}]"), kind="mcp") from None
+                if _asyncfc_kind(exc) is not None:
+                    raise ToolError(self.clean(exc.message), kind="mcp") from None
                 if exc.code == -32000 or "closed" in exc.message.lower():
                     self.lost = self.clean(f"the MCP server connection was lost ({exc.message})")
                 raise ToolError(self.redactor.text(f"MCP error {exc.code}: {exc.message}"), kind="mcp") from None

@@ -43,8 +43,8 @@ import trio
 
 from asyncfc_cli.tools.core import format_validation_error
 
-# Marks an error this transport made up for a request (see the runner in mcp.py).
-ASYNCFC_ERROR = "asyncfc_transport"
+# An error this transport made up for a request carries data {"asyncfc": TOO_LONG or INVALID}.
+TOO_LONG, INVALID = "too_long", "invalid"
 _CHUNK = 1 << 16
 _EDGE = 4096  # bytes kept of each end of a skipped line, to find its id
 _EXIT_WAIT = 2.0  # the specification's grace period after stdin closes; then SIGTERM, then SIGKILL
@@ -127,6 +127,15 @@ class StdioTransport:
         self._send_in, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         self.write_stream, self._write_out = anyio.create_memory_object_stream[SessionMessage](0)
         self._delivering = True
+        self.process: trio.Process | None = None
+
+    async def exit_status(self, wait: float) -> int | None:
+        """The server's exit status, waiting up to ``wait`` seconds for it to exit."""
+        if self.process is None:
+            return None
+        with trio.move_on_after(wait, shield=True):
+            await self.process.wait()
+        return self.process.returncode
 
     # -- reading -------------------------------------------------------------------------
 
@@ -211,7 +220,7 @@ class StdioTransport:
                 request_id = _request_id(value.get("id"))
             why = f"is not a valid JSON-RPC message ({_why_invalid(value)})"
         if kind == "response":
-            await self._answer(request_id, f"the MCP server's answer {why}", text)
+            await self._answer(request_id, f"the MCP server's answer {why}", text, INVALID)
         else:
             self.notice(f"the server wrote a line to stdout that is not a JSON-RPC message it may send: {text}")
 
@@ -221,10 +230,9 @@ class StdioTransport:
         if kind == "request":
             self.notice(f"the server sent a request of {what}; it was skipped")
             return
-        await self._answer(request_id, f"the MCP server's answer is {what}; it was skipped unread. Fix: ask "
-                           "for less (a narrower query, a page), or raise max_output for this server", "")
+        await self._answer(request_id, f"the MCP server's answer is {what}; it was skipped unread", "", TOO_LONG)
 
-    async def _answer(self, request_id: int | str | None, message: str, line: str) -> None:
+    async def _answer(self, request_id: int | str | None, message: str, line: str, kind: str) -> None:
         """End the request a bad line answered with an error, if it can be told which one."""
         from mcp.types import ErrorData, JSONRPCError
 
@@ -240,7 +248,7 @@ class StdioTransport:
             self._send_in.close()
             self._delivering = False
             return
-        error = ErrorData(code=-32700, message=message, data={"asyncfc": ASYNCFC_ERROR})
+        error = ErrorData(code=-32700, message=message, data={"asyncfc": kind})
         await self._deliver(JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
 
     # -- writing -------------------------------------------------------------------------
@@ -294,6 +302,7 @@ async def stdio_transport(argv: list[str], env: dict[str, str], cwd: str, errlog
         start_new_session=True,  # its own process group: one killpg stops what it started
     )
     transport = StdioTransport(limit, notice)
+    transport.process = process
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(transport.read, process.stdout)
