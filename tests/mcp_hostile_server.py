@@ -13,6 +13,9 @@ Modes (repeatable):
   ``$API_TOKEN``, before it answers anything;
 * ``echo-secret``: answers ``initialize`` with a JSON-RPC error that quotes
   ``$API_TOKEN`` (stdio) or the ``Authorization`` header (HTTP);
+  ``echo-secret-call`` does so for ``tools/call``, ``invalid-echo-call``
+  quotes it in an answer that is no valid JSON-RPC message (its result is a
+  string);
 * ``list-not-jsonrpc`` / ``list-not-json`` / ``list-invalid`` /
   ``list-huge``: a ``tools/list`` answer that is no JSON-RPC message (its
   result is a list), not JSON at all (cut in the middle), a JSON-RPC result
@@ -81,6 +84,12 @@ def answer(message: dict, modes: set[str], auth: str = "") -> str | None:
         result = {"tools": listed}
     elif method == "tools/call":
         name, args = message["params"]["name"], message["params"].get("arguments") or {}
+        secret = auth or TOKEN
+        if "echo-secret-call" in modes:
+            error = {"code": -32001, "message": f"refused: the credential {secret} has expired"}
+            return json.dumps({"jsonrpc": "2.0", "id": mid, "error": error})
+        if "invalid-echo-call" in modes:
+            return json.dumps({"jsonrpc": "2.0", "id": mid, "result": f"{'a' * 10}{secret}{'b' * 60}"})
         if name == "huge":
             body = json.dumps(text_result("y" * int(args["size"])))
             if args.get("no_id"):

@@ -324,7 +324,7 @@ class McpSource(ToolSource):
 
 def _shown(name: Any) -> str:
     """A name the server chose, quoted and printable (it may hold escape sequences)."""
-    return repr(printable(name))
+    return f"'{printable(name)}'"
 
 
 def _toml(name: str) -> str:
@@ -416,7 +416,7 @@ class _SdkLogs(logging.Handler):
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 text += f": {_describe(record.exc_info[1])}"
-            text = printable(redactor.clip(text, 500))
+            text = printable(redactor.clip(_without_inputs(text), 500))
             if context is not None:
                 # A session's problem: its calls already told the model; the trace keeps the detail.
                 if record.levelno >= logging.WARNING:
@@ -438,7 +438,7 @@ def _route_sdk_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(h, _SdkLogs) for h in logger.handlers):
             logger.addHandler(_SdkLogs())
-            logger.propagate = False
+        logger.propagate = False  # again each time: a library's logging setup may have reset it
 
 
 def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -450,6 +450,24 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
             if found is not None:
                 return found
     return None
+
+
+def _without_inputs(text: str) -> str:
+    """``text`` without the values pydantic quotes in its errors (``input_value=...``).
+
+    pydantic cuts a quoted value to about 50 characters: a credential a server
+    echoed may be cut in part there, and a part is no longer found by the
+    redactor. The field and the message say what was wrong without it.
+    """
+    pieces, pos = [], 0
+    while (start := text.find("input_value=", pos)) >= 0:
+        end = text.find("input_type=", start)
+        if end < 0:
+            break
+        pieces.append(text[pos:start])
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def _asyncfc_kind(exc: BaseException) -> str | None:
@@ -472,7 +490,7 @@ def _describe(exc: BaseException) -> str:
         return f"its answer does not fit the MCP schema ({format_validation_error(exc)[:500]})"
     if _asyncfc_kind(exc) is not None:  # the transport's own words
         return str(getattr(exc, "message", exc))
-    text = str(exc) or type(exc).__name__
+    text = _without_inputs(str(exc)) or type(exc).__name__
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}"
 
@@ -552,9 +570,11 @@ class _Session:
                         started = True
                         task_status.started(tools)
                         await self._closed.wait()
-                except ToolLoadError as exc:
-                    raise self._failed(str(exc)) from None
                 except Exception as exc:
+                    # Ours (a bad include, names that collide), maybe wrapped by the SDK's task groups.
+                    own = _leaf(exc, ToolLoadError)
+                    if own is not None:
+                        raise self._failed(str(own)) from None
                     if not started:
                         what = await self._why_not_started(exc)
                         raise self._failed(self._start_failure(what, errlog, _asyncfc_kind(exc))) from None
@@ -653,9 +673,10 @@ class _Session:
                         f"[tools.{self.source.name}]"), kind="mcp") from None
                 if _asyncfc_kind(exc) is not None:
                     raise ToolError(self.clean(exc.message), kind="mcp") from None
-                if exc.code == -32000 or "closed" in exc.message.lower():
-                    self.lost = self.clean(f"the MCP server connection was lost ({exc.message})")
-                raise ToolError(self.redactor.text(f"MCP error {exc.code}: {exc.message}"), kind="mcp") from None
+                message = _without_inputs(exc.message)
+                if exc.code == -32000 or "closed" in message.lower():
+                    self.lost = self.clean(f"the MCP server connection was lost ({message})")
+                raise ToolError(self.redactor.text(f"MCP error {exc.code}: {message}"), kind="mcp") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.lost = self.clean(f"the MCP server connection was lost ({_describe(exc)})")
                 raise ToolError(self.lost, kind="mcp") from None
