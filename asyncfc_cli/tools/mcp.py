@@ -252,7 +252,7 @@ class McpSource(ToolSource):
         from mcp.client.streamable_http import streamable_http_client
 
         http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None),
-                                  transport=_capped_http(self.cfg.max_output))
+                                  event_hooks={"response": [_capped_http(self.cfg.max_output)]})
         return streamable_http_client(server.url, http_client=http, max_sse_event_size=self.cfg.max_output), http
 
     def build_tools(self, session: "_Session", listed: list[Any]) -> list[Tool]:
@@ -332,11 +332,12 @@ def _toml(name: str) -> str:
 
 
 def _capped_http(limit: int) -> Any:
-    """An httpx transport whose JSON response bodies stop at ``limit`` bytes.
+    """An httpx response hook that makes a JSON body stop at ``limit`` bytes.
 
     The SDK reads a JSON answer whole; past the limit the body raises a
     ``StreamError``, which the SDK turns into an error for that request
     (an event stream is capped per event by the SDK's ``max_sse_event_size``).
+    A hook, not a transport: it holds for proxied connections too.
     """
     import httpx2
 
@@ -359,20 +360,11 @@ def _capped_http(limit: int) -> Any:
         async def aclose(self) -> None:
             await self.inner.aclose()
 
-    class Transport(httpx2.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self.inner = httpx2.AsyncHTTPTransport()
+    async def cap(response: Any) -> None:
+        if "json" in response.headers.get("content-type", "").lower():
+            response.stream = Capped(response.stream)
 
-        async def handle_async_request(self, request: Any) -> Any:
-            response = await self.inner.handle_async_request(request)
-            if "json" in response.headers.get("content-type", "").lower():
-                response.stream = Capped(response.stream)
-            return response
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    return Transport()
+    return cap
 
 
 class _NoTrace:
@@ -720,7 +712,7 @@ class _Session:
                 status = str(state.get("status"))
                 message = state.get("statusMessage")
                 self.run.trace.emit("tool_progress", call_id=call_id, tool=exposed, mcp_task=task_id,
-                                    status=status, **({"message": str(message)[:200]} if message else {}))
+                                    status=status, **({"message": self.redactor.clip(str(message), 200)} if message else {}))
 
         note(task)
         try:
