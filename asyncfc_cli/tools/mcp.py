@@ -233,14 +233,15 @@ class McpSource(ToolSource):
         async with self.open(run) as tools:
             return f"{len(tools)} tools from {self.where}"
 
-    def _transport(self, stack: AsyncExitStack, errlog: Any, notice: Any) -> Any:
+    def _transport(self, session: "_Session", errlog: Any, notice: Any) -> Any:
         from mcp import StdioServerParameters
         from mcp.client.stdio import get_default_environment, stdio_client
 
         server = self.cfg.mcp
         if server.command is not None:
             env = {**server.env, processes.TOKEN_VAR: processes.new_call_token()}
-            self.token = env[processes.TOKEN_VAR]
+            # The session's, not the source's: two runs of one spec each sweep their own server.
+            session.token = env[processes.TOKEN_VAR]
             if os.name == "posix":
                 from asyncfc_cli.tools.mcp_stdio import stdio_transport
 
@@ -498,6 +499,7 @@ class _Session:
         self.tasks_supported = False
         self.redactor = source.redactor(run)
         self.transport: Any = None
+        self.token: str | None = None  # a stdio server's process token
         self.stage = "connecting"  # what the start was doing, for its failure message
         self.notices: list[str] = []  # the first lines a server wrote that were not JSON-RPC
         self.log_context = _LogContext(source.name, self.redactor, run.trace)
@@ -527,7 +529,7 @@ class _Session:
             with trio.CancelScope(deadline=trio.current_time() + source.cfg.startup_timeout) as startup:
                 try:
                     async with AsyncExitStack() as stack:
-                        transport = source._transport(stack, errlog, self.notice)
+                        transport = source._transport(self, errlog, self.notice)
                         if isinstance(transport, tuple):
                             transport, http = transport
                             await stack.enter_async_context(http)
@@ -575,8 +577,8 @@ class _Session:
                     self.run.trace.emit("tool_source_error", name=source.name, error=self.clean(_describe(exc)))
                 finally:
                     self.lost = self.lost or "the MCP session is closed"
-                    if getattr(source, "token", None):
-                        processes.sweep(source.token)  # whatever the server left behind
+                    if self.token:
+                        processes.sweep(self.token)  # whatever the server left behind
             if startup.cancelled_caught and not started:
                 raise self._failed(self._start_failure(
                     f"the server did not start and list its tools within {source.cfg.startup_timeout:g}s "
