@@ -186,8 +186,9 @@ class McpSource(ToolSource):
             self.program = program
             check_executable(name, program, server.command[0], {"PATH": os.environ.get("PATH", os.defpath),
                                                                 **server.env}, base_dir)
-        # For messages and traces: with its credentials masked, whatever their length.
-        self.where = " ".join(mask_argv(server.command)) if server.command else mask_url(server.url or "")
+        # For messages and traces: credentials masked (whatever their length), printable
+        # (a spec file is untrusted too).
+        self.where = printable(" ".join(mask_argv(server.command)) if server.command else mask_url(server.url or ""))
 
     def secrets(self) -> list[str]:
         """Header values, credential-like env values, what URLs hold, command-line credentials."""
@@ -480,7 +481,7 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = next((e for e in exc.exceptions if not isinstance(e, trio.Cancelled)), exc.exceptions[0])
     if isinstance(exc, ValidationError):
-        return f"its answer does not fit the MCP schema ({format_validation_error(exc)[:500]})"
+        return f"its answer does not fit the MCP schema ({format_validation_error(exc)})"
     if _asyncfc_kind(exc) is not None:  # the transport's own words
         return str(getattr(exc, "message", exc))
     text = _without_inputs(str(exc)) or type(exc).__name__
@@ -613,7 +614,8 @@ class _Session:
         window = errlog.read()
         # Redacted before the cut; a secret cut by the window's own start is masked too.
         tail = self.redactor.text(window, cut_before=size > _STDERR_WINDOW)[-_STDERR_TAIL:].strip()
-        text = f"tool {self.source.name!r}: MCP server {self.source.where!r} failed to start: {printable(what)}"
+        what = printable(self.redactor.clip(what, 1000))  # before the cut: a secret is never cut in part
+        text = f"tool {self.source.name!r}: MCP server {self.source.where!r} failed to start: {what}"
         if self.notices:
             text += f"; it wrote to stdout what is not JSON-RPC: {' | '.join(self.notices)}"
         if tail:

@@ -287,7 +287,7 @@ def _why_invalid(value: Any) -> str:
     try:
         model.model_validate(value, by_name=False)
     except ValidationError as exc:
-        return format_validation_error(exc)[:300]
+        return format_validation_error(exc)  # the session redacts, then cuts
     return "it fits no message type"
 
 
