@@ -317,8 +317,8 @@ class McpSource(ToolSource):
         return tools
 
     def load_error(self, text: str) -> ToolLoadError:
-        """A start failure of this source; ``text`` may quote the server, so it is
-        made printable here and redacted where it is raised (:meth:`_Session.hold`)."""
+        """A start failure of this source. ``text`` quotes the server's names through
+        :func:`_shown` (printable); it is redacted where it is raised (:meth:`_Session.hold`)."""
         error = ToolLoadError(f"tool {self.name!r}: {text}")
         error.source = self.name  # type: ignore[attr-defined]  (read by spec.tool_spec_error)
         return error
@@ -426,8 +426,8 @@ class _SdkLogs(logging.Handler):
 
 
 def _route_sdk_logs() -> None:
-    """Send the SDK's log records through :class:`_SdkLogs` (once per process: logging
-    is configured per process; the handler holds no run's state)."""
+    """Send the SDK's log records through :class:`_SdkLogs`. Idempotent; one handler per
+    process (logging is configured per process), holding no run's state."""
     for name in ("mcp", "mcp_types"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, _SdkLogs) for h in logger.handlers):
