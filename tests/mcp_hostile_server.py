@@ -26,7 +26,8 @@ Modes (repeatable):
 Tools (unless a mode replaces them): ``echo(text)``; ``huge(size, id_last,
 no_id)`` answers with a text of ``size`` characters on one line (the ``id``
 last, as the TypeScript SDK writes it, or left out); ``garbage()`` answers
-with a line that is not JSON but begins like its answer.
+with a line that is not JSON but begins like its answer; ``deep(depth)``
+answers with structured content nested ``depth`` levels deep.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def tools(modes: set[str]) -> list[dict]:
         return [tool("a.b", "Dotted."), tool("a_b", "Underscored."), tool("echo", "Echo.", text="string")]
     return [tool("echo", "Echo.", text="string"),
             tool("huge", "A long answer.", size="integer", id_last="boolean", no_id="boolean"),
-            tool("garbage", "A broken answer.")]
+            tool("garbage", "A broken answer."), tool("deep", "A deeply nested answer.", depth="integer")]
 
 
 def text_result(text: str) -> dict:
@@ -97,6 +98,11 @@ def answer(message: dict, modes: set[str], auth: str = "") -> str | None:
             if args.get("id_last"):
                 return '{"result": %s, "jsonrpc": "2.0", "id": %s}' % (body, json.dumps(mid))
             return '{"jsonrpc": "2.0", "id": %s, "result": %s}' % (json.dumps(mid), body)
+        if name == "deep":
+            depth = int(args["depth"])
+            nested = "[" * depth + "]" * depth
+            return '{"jsonrpc": "2.0", "id": %s, "result": {"content": [], "structuredContent": {"v": %s}}}' % (
+                json.dumps(mid), nested)
         if name == "garbage":
             return '{"jsonrpc": "2.0", "id": %s, "result": {"content": [oops' % json.dumps(mid)
         result = text_result(str(args.get("text", "")))

@@ -313,6 +313,17 @@ def test_a_garbled_answer_ends_its_call_at_once(tmp_path):
     assert report["answer"].endswith(" | next")
 
 
+def test_an_answer_nested_100k_deep_ends_its_call_and_the_session_goes_on(tmp_path):
+    agents, task = project(tmp_path, f"mcp = {stdio()}\ntimeout = 300",
+                           [("d", "deep", {"depth": 100_000}), ("s", "deep", {"depth": 3}),
+                            ("e", "echo", {"text": "next"})], final="{d.error} | {s} | {e}")
+    result, report, _ = run_json(task)
+    assert result.exit_code == 0, result.output
+    deep, shallow, after = report["answer"].split(" | ")
+    assert deep.startswith("the MCP server's answer nests too deeply to be read (recursion limit exceeded")
+    assert json.loads(shallow) == {"v": [[[]]]} and after == "next"
+
+
 # --- (e) a tools/list answer that cannot be used ---------------------------------------------------
 
 

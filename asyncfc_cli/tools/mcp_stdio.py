@@ -39,6 +39,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio
+import pydantic_core
 import trio
 
 from asyncfc_cli.tools.core import format_validation_error
@@ -208,10 +209,13 @@ class StdioTransport:
             await self._deliver(message)
             return
         try:
-            value = json.loads(text)
+            # pydantic's parser, not json.loads: it refuses deep nesting with a ValueError
+            # where json.loads would raise RecursionError.
+            value = pydantic_core.from_json(text)
         except ValueError as exc:
             kind, request_id = identify(text[:_EDGE], text[-_EDGE:])
-            why = f"is not JSON ({exc})"
+            deep = "recursion limit" in str(exc)
+            why = f"nests too deeply to be read ({exc})" if deep else f"is not JSON ({exc})"
         else:
             if not isinstance(value, dict):
                 kind, request_id = None, None
