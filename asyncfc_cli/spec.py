@@ -1051,11 +1051,10 @@ def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
     prefix = f"tool {name!r}: "
     if name and text.startswith(prefix):
         text = text[len(prefix):]
-    # The last "Fix:": a message may quote a server's own output before ours.
-    message, sep, fix = text.rpartition(". Fix: ") if ". Fix: " in text else (text, "", "")
-    if not sep and "\nFix: " in text:
-        message, sep, fix = text.rpartition("\nFix: ")
-    return SpecError(file, f"tools.{name}" if name else "tools", message, fix if sep else "")
+    # The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it.
+    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
+    message, fix = (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")
+    return SpecError(file, f"tools.{name}" if name else "tools", message, fix)
 
 
 def validate_file(path: Path, hints: list[str] | None = None) -> str:

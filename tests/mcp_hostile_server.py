@@ -8,7 +8,8 @@ stdout; with ``--http PORT`` it answers streamable-HTTP POSTs with plain JSON.
 Modes (repeatable):
 
 * ``stderr-escapes``: writes terminal escape sequences (a window title, a
-  clear-screen, an OSC 52 clipboard write) to stderr, then exits 1;
+  clear-screen, an OSC 52 clipboard write) and a "Fix:" of its own to
+  stderr, then exits 1;
 * ``stdout-noise``: prints a line that is not JSON-RPC, holding the value of
   ``$API_TOKEN``, before it answers anything;
 * ``echo-secret``: answers ``initialize`` with a JSON-RPC error that quotes
@@ -165,7 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     modes = set(args.mode)
     if "stderr-escapes" in modes:
-        sys.stderr.write("starting\n" + ESCAPES + "\nfatal: cannot start\n")
+        sys.stderr.write("starting\n" + ESCAPES + "\nconfig missing. Fix: not this one\nfatal: cannot start\n")
         sys.stderr.flush()
         sys.exit(1)
     if args.http is not None:

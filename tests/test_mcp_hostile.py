@@ -260,7 +260,8 @@ def test_run_json_prints_its_object_when_a_server_does_not_start(tmp_path):
     result, report, trace = run_json(task)
     assert result.exit_code == 2
     assert report["exit_code"] == 2 and report["status"] == "spec_error" and report["key"] == "tools.srv"
-    assert "failed to start" in report["error"] and report["fix"].startswith("run the server by hand")
+    assert "failed to start" in report["error"] and "Fix: not this one" in report["error"]  # the server's
+    assert report["fix"] == "run the server by hand to see why, or correct [tools.srv.mcp]"  # ours
     assert report["trace"] == str(trace)
 
 
