@@ -25,8 +25,9 @@ Modes (repeatable):
 * ``collide``: two tools, ``a.b`` and ``a_b``, one name once sanitised.
 
 Tools (unless a mode replaces them): ``echo(text)``; ``huge(size, id_last,
-no_id)`` answers with a text of ``size`` characters on one line (the ``id``
-last, as the TypeScript SDK writes it, or left out); ``garbage()`` answers
+no_id, wait_next)`` answers with a text of ``size`` characters on one line
+(the ``id`` last, as the TypeScript SDK writes it, or left out; with
+``wait_next``, only after the next request has come in); ``garbage()`` answers
 with a line that is not JSON but begins like its answer; ``deep(depth)``
 answers with structured content nested ``depth`` levels deep.
 """
@@ -54,7 +55,7 @@ def tools(modes: set[str]) -> list[dict]:
     if "collide" in modes:
         return [tool("a.b", "Dotted."), tool("a_b", "Underscored."), tool("echo", "Echo.", text="string")]
     return [tool("echo", "Echo.", text="string"),
-            tool("huge", "A long answer.", size="integer", id_last="boolean", no_id="boolean"),
+            tool("huge", "A long answer.", size="integer", id_last="boolean", no_id="boolean", wait_next="boolean"),
             tool("garbage", "A broken answer."), tool("deep", "A deeply nested answer.", depth="integer")]
 
 
@@ -119,13 +120,20 @@ def serve_stdio(modes: set[str]) -> None:
     if "stdout-noise" in modes:
         out.write(f"debug: starting with token {TOKEN}\n".encode())
         out.flush()
-    for line in sys.stdin.buffer:
+    lines = iter(sys.stdin.buffer)
+    for line in lines:
         if not line.strip():
             continue
-        reply = answer(json.loads(line), modes)
-        if reply is not None:
-            out.write(reply.encode() + b"\n")
-            out.flush()
+        message = json.loads(line)
+        batch = [message]
+        if (message.get("params") or {}).get("arguments", {}).get("wait_next"):
+            # Answer only once the next request is in: two are then waiting for an answer.
+            batch.append(json.loads(next(lines)))
+        for item in batch:
+            reply = answer(item, modes)
+            if reply is not None:
+                out.write(reply.encode() + b"\n")
+                out.flush()
 
 
 def serve_http(port: int, modes: set[str]) -> None:

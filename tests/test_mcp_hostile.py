@@ -293,6 +293,19 @@ def test_a_huge_answer_is_an_error_the_model_sees_and_the_session_goes_on(tmp_pa
     assert report["answer"] == "still here " + "y" * 1000
 
 
+def test_an_answer_without_an_id_to_one_of_several_requests_ends_them_at_once(tmp_path):
+    # Which request it answers cannot be told: both end now, not at their timeouts.
+    agents, task = project(tmp_path, f"mcp = {stdio()}\ntimeout = 300",
+                           [("n", "huge", {"size": 30_000_000, "no_id": True, "wait_next": True}),
+                            ("e", "echo", {"text": "other"})], mode="parallel", final="{n.error} | {e.error}")
+    result, report, _ = run_json(task)
+    assert result.exit_code == 0, result.output
+    first, second = report["answer"].split(" | ")
+    assert first == second
+    assert first.startswith("the MCP server connection was closed: the MCP server's answer is 30,000,")
+    assert first.endswith("it could not be told which request it answers")
+
+
 def test_max_output_is_the_cap_and_an_http_server_has_it_too(tmp_path, hostile_http):
     for table in (f"mcp = {stdio()}", f'mcp = {{ url = "http://127.0.0.1:{hostile_http()}/mcp" }}'):
         agents, task = project(tmp_path, table + "\nmax_output = 3000",
