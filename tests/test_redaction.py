@@ -242,3 +242,15 @@ def test_a_header_value_nested_in_params_and_a_key_across_the_error_cut_never_sh
     assert ends and all(len(e["error"]) <= 500 for e in ends)
     everything = result.output + plain.output + trace.read_text() + (tmp_path / "p.jsonl").read_text()
     assert fragments(everything, header) == [] and fragments(everything) == []  # ...and never shown
+
+
+def test_agents_and_models_show_an_api_base_with_its_credentials_masked(tmp_path):
+    agents = tmp_path / "agents.toml"
+    agents.write_text('[models.proxy]\nmodel = "openai/gpt-4o-mini"\n'
+                      f'api_base = "https://me:{SECRET}@proxy.example/v1?api_key={SECRET}q"\n'
+                      '[agents.a]\nmodel = "proxy"\n')
+    for command in ("models", "agents"):
+        for extra in ([], ["--json"]):
+            result = CliRunner().invoke(app, [command, "--agents", str(agents), *extra], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            assert fragments(result.output) == [] and "https://me:***@proxy.example/v1?api_key=***" in result.output

@@ -277,10 +277,14 @@ def _model_entry(ref: str, raw_agents: dict[str, Any]) -> dict[str, Any]:
         model = ref
         return {"ref": ref, "model": model, "api_base": None, "defined_in_file": False,
                 "key": key_source(model, {})}
+    from asyncfc_cli.redaction import mask_url
+
     lenient = spec.interpolate_leniently(table)
     model = str(lenient.get("model", "?"))
-    return {"ref": ref, "model": model, "api_base": lenient.get("api_base") or None, "defined_in_file": True,
-            "key": key_source(model, table)}
+    api_base = lenient.get("api_base")
+    # A password or token in the URL is a credential: shown masked, like a key is never shown.
+    return {"ref": ref, "model": model, "api_base": mask_url(api_base) if isinstance(api_base, str) and api_base
+            else None, "defined_in_file": True, "key": key_source(model, table)}
 
 
 def agents_cmd(agents: AgentsOpt = None, as_json: JsonOpt = False) -> None:
