@@ -228,7 +228,11 @@ def run(
         except KeyboardInterrupt:
             pass
         except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
-            raise _fail(str(exc), EXIT_USAGE) from None
+            from asyncfc_cli.commands.common import spec_error_object
+
+            found = {**spec_error_object(spec_mod.tool_spec_error(exc, "", None), EXIT_USAGE),
+                     "trace": str(trace_path)}
+            raise _fail(str(exc), EXIT_USAGE, found if as_json else None, stdout_fd) from None
     if outcome is None:
         where = f"trace: {trace_path}" if writer is not None else "before the run started, no trace written"
         if as_json:

@@ -221,8 +221,15 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
                 gate = limits.gate(model_key(spec.model.model, spec.model.api_base), trace)
             client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor, gate=gate)
             # Tool resources (processes, servers) live exactly as long as the run.
-            async with open_tools(spec.tool_sources, trace) as tools:
-                result = await run_agent(agent_run(spec, tools), client, trace)
+            opened = False
+            try:
+                async with open_tools(spec.tool_sources, trace) as tools:
+                    opened = True
+                    result = await run_agent(agent_run(spec, tools), client, trace)
+            except ToolLoadError as exc:
+                if not opened:  # the run ends before its first request: its trace says why
+                    trace.emit("summary", status="error", turns=0, requests=0, tool_calls=0, error=str(exc))
+                raise
             return RunOutcome(result, writer.path, run_id, trace, redactor, client.credentials_failure,
                               config.key_hint)
     finally:

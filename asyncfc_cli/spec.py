@@ -1044,11 +1044,17 @@ def _model_fix(models: Any) -> str:
 def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
     """A :class:`~asyncfc_cli.tools.ToolLoadError` as a spec error with its fix apart."""
     text = str(exc)
+    # The table the error is about: the caller's, or (opening several at once) the error's own.
+    name = name or getattr(exc, "source", None) or ""
+    if not name and (named := re.match(r"tool '([A-Za-z0-9_-]{1,64})': ", text)):
+        name = named[1]
     prefix = f"tool {name!r}: "
-    if text.startswith(prefix):
+    if name and text.startswith(prefix):
         text = text[len(prefix):]
-    message, sep, fix = text.partition(". Fix: ")
-    return SpecError(file, f"tools.{name}", message, fix if sep else "")
+    # The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it.
+    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
+    message, fix = (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")
+    return SpecError(file, f"tools.{name}" if name else "tools", message, fix)
 
 
 def validate_file(path: Path, hints: list[str] | None = None) -> str:

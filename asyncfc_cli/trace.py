@@ -46,7 +46,9 @@ Async mode adds:
 ``hold``              futures, expected, held, budget         (the next request waited for calls that
                                                                may finish soon, see AsyncScheduler._hold)
 ``tool_source``       name, kind, server, tools, protocol     (an MCP server started for the run)
-``tool_source_error`` name, error                             (an MCP session failed after its start)
+``tool_source_error`` name, error                             (an MCP server failed to start, its session
+                                                               failed, it wrote a line that is not JSON-RPC,
+                                                               or the SDK logged a problem; redacted)
 ``tool_progress``     call_id, tool, status, mcp_task?, message? (an MCP task's state changed)
 ``tool_blocked``      call_id, tool, seconds                  (an async def tool blocked the loop)
 

@@ -106,8 +106,11 @@ def tools(
     """
     from asyncfc_cli import spec
 
+    from asyncfc_cli.redaction import Redactor, env_secrets
+
+    redact = Redactor(env_secrets())  # and every tool source's secrets, once resolved
     try:
-        where, agent_name, mode, built, hints = _resolve_tools(target, agents)
+        where, agent_name, mode, built, hints = _resolve_tools(target, agents, redact)
     except spec.SpecError as exc:
         raise _fail(exc, as_json) from None
     rows = [_tool_row(tool) for tool in built.values()]
@@ -115,6 +118,8 @@ def tools(
         from asyncfc_cli.futures import wait_tool
 
         rows.append({**_tool_row(wait_tool()), "note": "added by async mode: the model blocks on futures with it"})
+    # Names, descriptions and schemas may come from an MCP server: it may quote a credential.
+    rows, hints = redact.value(rows), redact.value(hints)
     if as_json:
         from asyncfc_cli.output import print_json
 
@@ -155,13 +160,16 @@ def _tool_row(tool: Any) -> dict[str, Any]:
             "expected_latency": tool.expected_latency, "schema": tool.openai_schema()}
 
 
-def _resolve_tools(target: str | None, agents: Path | None) -> tuple[Path, str | None, str | None, dict, list]:
-    """(file, agent, mode, tools by name, hints) for ``asyncfc tools [AGENT|TASK]``."""
+def _resolve_tools(target: str | None, agents: Path | None,
+                   redact: Any) -> tuple[Path, str | None, str | None, dict, list]:
+    """(file, agent, mode, tools by name, hints) for ``asyncfc tools [AGENT|TASK]``;
+    ``redact`` learns the secrets of every tool source it opens."""
     from asyncfc_cli import spec
 
     if target is not None and target.endswith(".toml") and Path(target).is_file():
         run = spec.resolve_run(Path(target), agents_path=agents)
-        return Path(target), run.agent_name, run.agent.mode, _opened_tools(run.tool_sources, Path(target)), run.hints
+        built = _opened_tools(run.tool_sources, Path(target), redact)
+        return Path(target), run.agent_name, run.agent.mode, built, run.hints
     found, raw = _agents_file(agents)
     raw_tools = raw.get("tools", {})
     if target is None:
@@ -178,7 +186,7 @@ def _resolve_tools(target: str | None, agents: Path | None) -> tuple[Path, str |
                 raise spec.spec_error_from(exc, None, found, f"tools.{name}") from None
             except tools_mod.ToolLoadError as exc:
                 raise spec.tool_spec_error(exc, name, found) from None
-        built = _opened_tools(sources, found)
+        built = _opened_tools(sources, found, redact)
         return found, None, None, built, spec.tool_hints(built, raw_tools)
     agents_table = raw.get("agents", {})
     if target not in agents_table:
@@ -186,11 +194,11 @@ def _resolve_tools(target: str | None, agents: Path | None) -> tuple[Path, str |
         raise spec.SpecError(found, "agents", f"agent {target!r} is not defined",
                              f"use one of: {known}, or name a task file")
     agent, _model, _static, sources = spec.resolve_agent(agents_table[target], found, f"agents.{target}", raw, found)
-    built = _opened_tools(sources, found)
+    built = _opened_tools(sources, found, redact)
     return found, target, agent.mode, built, spec.tool_hints(built, raw_tools)
 
 
-def _opened_tools(sources: list[Any], file: Path) -> dict[str, Any]:
+def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]:
     """Every tool the sources bring: an MCP server is started to list its own (and stopped)."""
     import trio
 
@@ -198,11 +206,13 @@ def _opened_tools(sources: list[Any], file: Path) -> dict[str, Any]:
     from asyncfc_cli.tools import ToolLoadError, open_tools
     from asyncfc_cli.trace import Trace
 
+    for src in sources:
+        redact.add(src.secrets())
     if all(src.static_tools() for src in sources):
         return {tool.name: tool for src in sources for tool in src.static_tools()}
 
     async def listing() -> dict[str, Any]:
-        async with open_tools(sources, Trace()) as tools:
+        async with open_tools(sources, Trace(redactor=redact)) as tools:
             return dict(tools)
 
     try:
@@ -267,10 +277,14 @@ def _model_entry(ref: str, raw_agents: dict[str, Any]) -> dict[str, Any]:
         model = ref
         return {"ref": ref, "model": model, "api_base": None, "defined_in_file": False,
                 "key": key_source(model, {})}
+    from asyncfc_cli.redaction import mask_url
+
     lenient = spec.interpolate_leniently(table)
     model = str(lenient.get("model", "?"))
-    return {"ref": ref, "model": model, "api_base": lenient.get("api_base") or None, "defined_in_file": True,
-            "key": key_source(model, table)}
+    api_base = lenient.get("api_base")
+    # A password or token in the URL is a credential: shown masked, like a key is never shown.
+    return {"ref": ref, "model": model, "api_base": mask_url(api_base) if isinstance(api_base, str) and api_base
+            else None, "defined_in_file": True, "key": key_source(model, table)}
 
 
 def agents_cmd(agents: AgentsOpt = None, as_json: JsonOpt = False) -> None:

@@ -31,24 +31,46 @@ follows it with ``tasks/get`` until it is terminal, then reads
 ``tool_progress`` event in the trace. SDK 2.3 has the task types but no client
 for them, so this goes through ``ClientSession.send_request``; see
 docs/reliability.md for what is and is not covered.
+
+A server is untrusted (docs/reliability.md, "hostile MCP servers"): a stdio
+server is read through :mod:`.mcp_stdio` (linear, each message capped at
+``max_output`` bytes, a line it cannot parse answering its request with an
+error); everything it says that reaches an output (its stderr, tool names,
+errors, the SDK's log records) is redacted with every secret of the source
+(header values, credential ``env`` values, the password and credential-like
+query values of ``url``, credentials on the command line) and made
+printable; the server's address is shown with those masked.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import json
+import logging
 import math
 import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import trio
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
+from asyncfc_cli.output import printable
+from asyncfc_cli.redaction import (
+    Redactor,
+    argv_secrets,
+    credential_name,
+    env_secrets,
+    mask_argv,
+    mask_url,
+    url_secrets,
+)
 from asyncfc_cli.tools import processes
 from asyncfc_cli.tools.command import check_executable
 from asyncfc_cli.tools.core import (
@@ -61,11 +83,16 @@ from asyncfc_cli.tools.core import (
     ToolKind,
     ToolLoadError,
     ToolSource,
+    format_validation_error,
 )
 
 DEFAULT_STARTUP_TIMEOUT = 30.0
+# Bytes of one message from the server: far more than a model is shown of a
+# result (max_result_chars), far less than what would hold the loop or memory.
+DEFAULT_MAX_OUTPUT = 4 * 1024 * 1024
 _STDERR_TAIL = 1500
-_SECRET_ENV = re.compile(r"TOKEN|KEY|SECRET|PASSW|AUTH|CREDENTIAL|COOKIE", re.IGNORECASE)
+_STDERR_WINDOW = 64 * 1024  # what is read of the end of a server's stderr, whatever its size
+_NOTICES = 3  # lines a server wrote to stdout that were not JSON-RPC, kept for a start failure
 
 
 class McpServer(BaseModel):
@@ -114,6 +141,8 @@ class McpToolConfig(ToolConfigBase):
     prefix: str = ""
     overrides: dict[str, McpToolOverride] = Field(default_factory=dict)
     startup_timeout: PositiveFloat = DEFAULT_STARTUP_TIMEOUT
+    # Bytes one message from the server may have; a longer answer ends its call with an error.
+    max_output: PositiveInt = DEFAULT_MAX_OUTPUT
     # "auto": an MCP task when the server and the tool allow one; "never": plain calls.
     tasks: Literal["auto", "never"] = "auto"
 
@@ -157,15 +186,29 @@ class McpSource(ToolSource):
             self.program = program
             check_executable(name, program, server.command[0], {"PATH": os.environ.get("PATH", os.defpath),
                                                                 **server.env}, base_dir)
-        self.where = " ".join(server.command) if server.command else server.url
+        # For messages and traces: credentials masked (whatever their length), printable
+        # (a spec file is untrusted too).
+        self.where = printable(" ".join(mask_argv(server.command)) if server.command else mask_url(server.url or ""))
 
     def secrets(self) -> list[str]:
+        """Header values, credential-like env values, what URLs hold, command-line credentials."""
         server = self.cfg.mcp
         found = list(server.headers.values())
-        found += [v for k, v in server.env.items() if _SECRET_ENV.search(k)]
-        if server.url:
-            found += re.findall(r"//[^/@:]*:([^/@]+)@", server.url)  # a password in the URL
+        found += [v for k, v in server.env.items() if credential_name(k)]
+        for value in [*server.env.values(), *server.headers.values()]:
+            found += url_secrets(value)  # DATABASE_URL = "postgres://user:password@..."
+        found += url_secrets(server.url)
+        found += argv_secrets(server.command or [])
         return [s for s in found if s]
+
+    def redactor(self, run: RunContext) -> Redactor:
+        """The run's redactor (the one its outputs use), knowing this source's secrets;
+        outside a run (``asyncfc tools``, ``validate``), one of the source and the environment."""
+        redactor = getattr(run.trace, "redactor", None)
+        if not isinstance(redactor, Redactor):
+            redactor = Redactor(env_secrets())
+        redactor.add(self.secrets())
+        return redactor
 
     # -- the session --------------------------------------------------------------------
 
@@ -187,24 +230,32 @@ class McpSource(ToolSource):
             raise
 
     async def check(self) -> str:
-        run = RunContext(_NoTrace())
+        run = RunContext(_NoTrace(Redactor([*env_secrets(), *self.secrets()])))
         async with self.open(run) as tools:
             return f"{len(tools)} tools from {self.where}"
 
-    def _transport(self, stack: AsyncExitStack, errlog: Any, token: str) -> Any:
+    def _transport(self, session: "_Session", errlog: Any, notice: Any) -> Any:
         from mcp import StdioServerParameters
-        from mcp.client.stdio import stdio_client
+        from mcp.client.stdio import get_default_environment, stdio_client
 
         server = self.cfg.mcp
         if server.command is not None:
-            env = {**server.env, processes.TOKEN_VAR: token}
+            env = {**server.env, processes.TOKEN_VAR: processes.new_call_token()}
+            # The session's, not the source's: two runs of one spec each sweep their own server.
+            session.token = env[processes.TOKEN_VAR]
+            if os.name == "posix":
+                from asyncfc_cli.tools.mcp_stdio import stdio_transport
+
+                return stdio_transport([self.program, *server.command[1:]], {**get_default_environment(), **env},
+                                       self.cwd, errlog, self.cfg.max_output, notice)
             params = StdioServerParameters(command=self.program, args=server.command[1:], env=env, cwd=self.cwd)
             return stdio_client(params, errlog=errlog)
         import httpx2
         from mcp.client.streamable_http import streamable_http_client
 
-        http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None))
-        return streamable_http_client(server.url, http_client=http), http
+        http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None),
+                                  event_hooks={"response": [_capped_http(self.cfg.max_output)]})
+        return streamable_http_client(server.url, http_client=http, max_sse_event_size=self.cfg.max_output), http
 
     def build_tools(self, session: "_Session", listed: list[Any]) -> list[Tool]:
         cfg = self.cfg
@@ -213,21 +264,37 @@ class McpSource(ToolSource):
         for key, asked in (("include", cfg.include or []), ("exclude", cfg.exclude), ("overrides", list(cfg.overrides))):
             unknown = [n for n in asked if n not in names]
             if unknown:
-                raise ToolLoadError(
-                    f"tool {self.name!r}: {key} names {', '.join(map(repr, unknown))}, which the "
-                    f"server does not have. Fix: use its tools: {', '.join(names) or '(none)'}"
+                raise self.load_error(
+                    f"{key} names {', '.join(map(_shown, unknown))}, which the server does not have. "
+                    f"Fix: use its tools: {', '.join(map(_shown, names[:50])) or '(none)'}"
+                    + (f" (and {len(names) - 50} more)" if len(names) > 50 else "")
                 )
         tools = []
+        exposed_by: dict[str, str] = {}
         for listed_tool in listed:
             if (wanted is not None and listed_tool.name not in wanted) or listed_tool.name in cfg.exclude:
                 continue
             exposed = _exposed_name(cfg.prefix, listed_tool.name)
             if not NAME_RE.match(exposed):
-                raise ToolLoadError(
-                    f"tool {self.name!r}: server tool {listed_tool.name!r} would be called "
-                    f"{exposed!r}, longer than the 64 characters a function name may have. "
-                    "Fix: a shorter prefix, or exclude it"
+                raise self.load_error(
+                    f"server tool {_shown(listed_tool.name)} would be called {_shown(exposed)}, longer "
+                    "than the 64 characters a function name may have. Fix: a shorter prefix, or exclude "
+                    f"it: exclude = [{_toml(listed_tool.name)}]"
                 )
+            other = exposed_by.get(exposed)
+            if other is not None:
+                # Only letters, digits, '_' and '-' are allowed in a function name, so both
+                # would reach the model under one name; a prefix cannot tell them apart.
+                same = other == listed_tool.name
+                raise self.load_error(
+                    (f"the server lists tool {_shown(other)} twice" if same else
+                     f"server tools {_shown(other)} and {_shown(listed_tool.name)} would both be called "
+                     f"{_shown(exposed)} (a function name holds only letters, digits, '_' and '-')")
+                    + ". Fix: exclude " + ("it" if same else "one of them") + f": exclude = [{_toml(other)}]"
+                    + ("" if same else f" or exclude = [{_toml(listed_tool.name)}]")
+                    + " (or list the ones you want in include)"
+                )
+            exposed_by[exposed] = listed_tool.name
             override = cfg.overrides.get(listed_tool.name, McpToolOverride())
             schema = dict(listed_tool.input_schema or {})
             schema.pop("title", None)
@@ -245,17 +312,127 @@ class McpSource(ToolSource):
                 max_concurrency=override.max_concurrency or cfg.max_concurrency,
                 expected_latency=(override.expected_latency if override.expected_latency is not None
                                   else cfg.expected_latency),
-                source=f"{self.where} :: {listed_tool.name}",
+                source=f"{self.where} :: {printable(listed_tool.name)}",
             ))
         return tools
 
+    def load_error(self, text: str) -> ToolLoadError:
+        """A start failure of this source. ``text`` quotes the server's names through
+        :func:`_shown` (printable); it is redacted where it is raised (:meth:`_Session.hold`)."""
+        error = ToolLoadError(f"tool {self.name!r}: {text}")
+        error.source = self.name  # type: ignore[attr-defined]  (read by spec.tool_spec_error)
+        return error
+
+
+def _shown(name: Any) -> str:
+    """A name the server chose, quoted and printable (it may hold escape sequences)."""
+    return f"'{printable(name)}'"
+
+
+def _toml(name: str) -> str:
+    return json.dumps(name, ensure_ascii=True)
+
+
+def _capped_http(limit: int) -> Any:
+    """An httpx response hook that makes a JSON body stop at ``limit`` bytes.
+
+    The SDK reads a JSON answer whole; past the limit the body raises a
+    ``StreamError``, which the SDK turns into an error for that request
+    (an event stream is capped per event by the SDK's ``max_sse_event_size``).
+    A hook, not a transport: it holds for proxied connections too.
+    """
+    import httpx2
+
+    class TooLong(httpx2.StreamError):
+        pass
+
+    class Capped(httpx2.AsyncByteStream):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            size = 0
+            async for chunk in self.inner:
+                size += len(chunk)
+                if size > limit:
+                    raise TooLong(f"the MCP server's answer is more than max_output ({limit:,} bytes); "
+                                  "the rest was not read")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    async def cap(response: Any) -> None:
+        if "json" in response.headers.get("content-type", "").lower():
+            response.stream = Capped(response.stream)
+
+    return cap
+
 
 class _NoTrace:
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor | None = None) -> None:
         self.sinks: list[Any] = []
+        self.redactor = redactor or Redactor()
 
     def emit(self, type: str, **fields: Any) -> None:
         pass
+
+
+@dataclass
+class _LogContext:
+    """Whose session a log record of the SDK comes from (see :class:`_SdkLogs`)."""
+
+    name: str
+    redactor: Redactor
+    trace: Any
+
+
+# Set by the session's task (the SDK's tasks inherit it) and by each call's task:
+# per task, never shared between runs.
+_LOG_CONTEXT: contextvars.ContextVar[_LogContext | None] = contextvars.ContextVar("asyncfc_mcp_log", default=None)
+
+
+class _SdkLogs(logging.Handler):
+    """Every record of the MCP SDK's loggers, redacted and printable before it goes anywhere.
+
+    The SDK logs what servers send (a body it could not parse, a handler's
+    error): a record is rewritten here with the secrets of the session that
+    logged it masked, on one line without a traceback. A session's record
+    (warnings and up) goes into that run's trace, not onto stderr under the
+    run's progress; any other goes on to the root logger's handlers, as
+    before (the CLI: warnings on stderr), with the environment's secrets masked.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            context = _LOG_CONTEXT.get()
+            redactor = context.redactor if context is not None else Redactor(env_secrets())
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += f": {_describe(record.exc_info[1])}"
+            text = printable(redactor.clip(_without_inputs(text), 500))
+            if context is not None:
+                # A session's problem: its calls already told the model; the trace keeps the detail.
+                if record.levelno >= logging.WARNING:
+                    context.trace.emit("tool_source_error", name=context.name, error=f"MCP SDK: {text}")
+                return
+            clean = logging.makeLogRecord({**record.__dict__, "msg": text, "args": None, "exc_info": None,
+                                           "exc_text": None, "stack_info": None})
+            root = logging.getLogger()
+            if root.isEnabledFor(clean.levelno):
+                root.handle(clean)
+        except Exception:
+            self.handleError(record)
+
+
+def _route_sdk_logs() -> None:
+    """Send the SDK's log records through :class:`_SdkLogs`. Idempotent; one handler per
+    process (logging is configured per process), holding no run's state."""
+    for name in ("mcp", "mcp_types"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _SdkLogs) for h in logger.handlers):
+            logger.addHandler(_SdkLogs())
+        logger.propagate = False  # again each time: a library's logging setup may have reset it
 
 
 def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -269,11 +446,45 @@ def _leaf(exc: BaseException, kind: type[BaseException]) -> BaseException | None
     return None
 
 
+def _without_inputs(text: str) -> str:
+    """``text`` without the values pydantic quotes in its errors (``input_value=...``).
+
+    pydantic cuts a quoted value to about 50 characters: a credential a server
+    echoed may be cut in part there, and a part is no longer found by the
+    redactor. The field and the message say what was wrong without it.
+    """
+    pieces, pos = [], 0
+    while (start := text.find("input_value=", pos)) >= 0:
+        end = text.find("input_type=", start)
+        if end < 0:
+            break
+        pieces.append(text[pos:start])
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def _asyncfc_kind(exc: BaseException) -> str | None:
+    """``too_long`` or ``invalid`` for an error the stdio transport made up, else None."""
+    from mcp import MCPError
+
+    leaf = _leaf(exc, MCPError)
+    data = getattr(leaf, "data", None)
+    kind = data.get("asyncfc") if isinstance(data, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an exception that may be a group of groups (anyio task groups)."""
+    from pydantic import ValidationError
+
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = next((e for e in exc.exceptions if not isinstance(e, trio.Cancelled)), exc.exceptions[0])
-    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ValidationError):
+        return f"its answer does not fit the MCP schema ({format_validation_error(exc)})"
+    if _asyncfc_kind(exc) is not None:  # the transport's own words
+        return str(getattr(exc, "message", exc))
+    text = _without_inputs(str(exc)) or type(exc).__name__
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}"
 
@@ -287,14 +498,31 @@ class _Session:
         self.lost: str | None = None  # why calls can no longer reach the server
         self._closed = trio.Event()
         self.tasks_supported = False
-        # This session's server carries it (the source is shared by every run of its spec).
-        self.token = processes.new_call_token()
+        self.redactor = source.redactor(run)
+        self.transport: Any = None
+        self.token: str | None = None  # a stdio server's process token
+        self.stage = "connecting"  # what the start was doing, for its failure message
+        self.notices: list[str] = []  # the first lines a server wrote that were not JSON-RPC
+        self.log_context = _LogContext(source.name, self.redactor, run.trace)
 
     def close(self) -> None:
         self._closed.set()
 
+    def clean(self, text: str, limit: int = 500) -> str:
+        """Server text for an output: secrets masked (before the cut), on one printable line."""
+        return printable(self.redactor.clip(text, limit))
+
+    def notice(self, text: str) -> None:
+        """A problem of the server that ended no call (a line that is not JSON-RPC): into the trace."""
+        text = self.clean(text, 300)
+        if len(self.notices) < _NOTICES:
+            self.notices.append(text)
+        self.run.trace.emit("tool_source_error", name=self.source.name, error=text)
+
     async def hold(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         source = self.source
+        _route_sdk_logs()
+        _LOG_CONTEXT.set(self.log_context)  # this task's context: the SDK's tasks below inherit it
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
             started = False
             # The start-up deadline covers connecting and listing; the session is
@@ -302,20 +530,27 @@ class _Session:
             with trio.CancelScope(deadline=trio.current_time() + source.cfg.startup_timeout) as startup:
                 try:
                     async with AsyncExitStack() as stack:
-                        transport = source._transport(stack, errlog, self.token)
+                        transport = source._transport(self, errlog, self.notice)
                         if isinstance(transport, tuple):
                             transport, http = transport
                             await stack.enter_async_context(http)
                         from mcp import ClientSession
                         from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
-                        read, write = await stack.enter_async_context(transport)
+                        streams = await stack.enter_async_context(transport)
+                        if hasattr(streams, "read_stream"):  # asyncfc's own stdio transport
+                            self.transport = streams
+                            read, write = streams.read_stream, streams.write_stream
+                        else:
+                            read, write = streams
                         # Our own dispatcher: MCP tasks need requests the SDK has no method for.
                         self.dispatcher = JSONRPCDispatcher(read, write)
                         self.client = await stack.enter_async_context(ClientSession(dispatcher=self.dispatcher))
                         # The initialize handshake (2025-11-25 and older) every server speaks,
                         # and the revision that defines tasks.
+                        self.stage = "initialize"
                         await self.client.initialize()
+                        self.stage = "tools/list"
                         listed = await self._list_tools()
                         caps = self.client.server_capabilities
                         tasks = getattr(caps, "tasks", None)
@@ -330,31 +565,68 @@ class _Session:
                         started = True
                         task_status.started(tools)
                         await self._closed.wait()
-                except ToolLoadError:
-                    raise
                 except Exception as exc:
+                    # Ours (a bad include, names that collide), maybe wrapped by the SDK's task groups.
+                    own = _leaf(exc, ToolLoadError)
+                    if own is not None:
+                        raise self._failed(str(own)) from None
                     if not started:
-                        raise ToolLoadError(self._start_failure(_describe(exc), errlog)) from None
+                        what = await self._why_not_started(exc)
+                        raise self._failed(self._start_failure(what, errlog, _asyncfc_kind(exc))) from None
                     # After the start: the session failed while closing or mid-run;
                     # the calls have already said so to the model.
-                    self.run.trace.emit("tool_source_error", name=source.name, error=_describe(exc)[:500])
+                    self.run.trace.emit("tool_source_error", name=source.name, error=self.clean(_describe(exc)))
                 finally:
                     self.lost = self.lost or "the MCP session is closed"
-                    if source.cfg.mcp.command is not None:
+                    if self.token:
                         processes.sweep(self.token)  # whatever the server left behind
             if startup.cancelled_caught and not started:
-                raise ToolLoadError(self._start_failure(
+                raise self._failed(self._start_failure(
                     f"the server did not start and list its tools within {source.cfg.startup_timeout:g}s "
-                    "(startup_timeout)", errlog))
+                    f"(startup_timeout), waiting for {self._waiting_for()}", errlog))
 
-    def _start_failure(self, what: str, errlog: Any) -> str:
+    def _waiting_for(self) -> str:
+        return "it to connect" if self.stage == "connecting" else f"its answer to {self.stage}"
+
+    def _failed(self, text: str) -> ToolLoadError:
+        """The start failure as raised: redacted whole (it quotes the server), and in the trace."""
+        error = ToolLoadError(self.redactor.text(text))
+        error.source = self.source.name  # type: ignore[attr-defined]
+        self.run.trace.emit("tool_source_error", name=self.source.name, error=str(error))
+        return error
+
+    async def _why_not_started(self, exc: BaseException) -> str:
+        from mcp import MCPError
+
+        leaf = _leaf(exc, MCPError)
+        if isinstance(leaf, MCPError) and leaf.code == -32000 and self.transport is not None:
+            # "Connection closed": the server went away; its exit status says more.
+            status = await self.transport.exit_status(1.0)
+            if status is not None:
+                return f"the server exited with status {status} before it answered {self.stage}"
+            return f"the server closed its stdout before it answered {self.stage}"
+        return _describe(exc)
+
+    def _start_failure(self, what: str, errlog: Any, kind: str | None = None) -> str:
         errlog.flush()
-        errlog.seek(0)
-        tail = errlog.read()[-_STDERR_TAIL:].strip()
+        size = errlog.seek(0, os.SEEK_END)
+        errlog.seek(max(0, size - _STDERR_WINDOW))
+        window = errlog.read()
+        # Redacted before the cut; a secret cut by the window's own start is masked too.
+        tail = self.redactor.text(window, cut_before=size > _STDERR_WINDOW)[-_STDERR_TAIL:].strip()
+        what = printable(self.redactor.clip(what, 1000))  # before the cut: a secret is never cut in part
         text = f"tool {self.source.name!r}: MCP server {self.source.where!r} failed to start: {what}"
+        if self.notices:
+            text += f"; it wrote to stdout what is not JSON-RPC: {' | '.join(self.notices)}"
         if tail:
-            text += f"; its stderr ends with: {tail}"
-        return text + ". Fix: run the server by hand to see why, or correct [tools." + self.source.name + ".mcp]"
+            # Line by line, each printable: the server's escape sequences are shown, never acted on.
+            text += "; its stderr ends with:\n" + "\n".join("    " + printable(line) for line in tail.splitlines())
+            text += "\n"
+        else:
+            text += ". "
+        if kind == "too_long":
+            return text + f"Fix: raise max_output in [tools.{self.source.name}] (bytes of one message)"
+        return text + "Fix: run the server by hand to see why, or correct [tools." + self.source.name + ".mcp]"
 
     async def _list_tools(self) -> list[Any]:
         listed: list[Any] = []
@@ -379,22 +651,43 @@ class _Session:
                 raise ToolError(f"cannot call {exposed!r}: {self.lost}", kind="mcp")
             from mcp import MCPError
 
+            # The SDK may log while it handles this call: its records belong to this session.
+            token = _LOG_CONTEXT.set(self.log_context)
             try:
                 if use_task and self.tasks_supported:
                     result = await self.call_as_task(listed_tool.name, exposed, arguments)
                 else:
                     result = await self.client.call_tool(listed_tool.name, arguments)
             except MCPError as exc:
-                if exc.code == -32000 or "closed" in exc.message.lower():
-                    self.lost = f"the MCP server connection was lost ({exc.message})"
-                raise ToolError(f"MCP error {exc.code}: {exc.message}", kind="mcp") from None
+                lost = getattr(self.transport, "lost", None)
+                if lost is not None:
+                    self.lost = self.clean(f"the MCP server connection was closed: {lost}")
+                    raise ToolError(self.lost, kind="mcp") from None
+                if _asyncfc_kind(exc) == "too_long":
+                    raise ToolError(self.redactor.text(
+                        f"{exc.message}. Fix: ask for less (a narrower query, a page), or raise max_output in "
+                        f"[tools.{self.source.name}]"), kind="mcp") from None
+                if _asyncfc_kind(exc) is not None:
+                    raise ToolError(self.clean(exc.message), kind="mcp") from None
+                message = _without_inputs(exc.message)
+                if exc.code == -32000 or "closed" in message.lower():
+                    self.lost = self.clean(f"the MCP server connection was lost ({message})")
+                raise ToolError(self.redactor.text(f"MCP error {exc.code}: {message}"), kind="mcp") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self.lost = f"the MCP server connection was lost ({_describe(exc)})"
+                self.lost = self.clean(f"the MCP server connection was lost ({_describe(exc)})")
                 raise ToolError(self.lost, kind="mcp") from None
-            return result_value(exposed, result)
+            except ToolError as exc:
+                exc.message = self.redactor.text(exc.message)
+                exc.args = (exc.message,)
+                raise
+            finally:
+                _LOG_CONTEXT.reset(token)
+            try:
+                return self.redactor.value(result_value(exposed, result))
+            except ToolError as exc:
+                raise ToolError(self.redactor.text(exc.message), kind="mcp") from None
 
         return run
-
 
     async def call_as_task(self, name: str, exposed: str, arguments: dict[str, Any]) -> Any:
         """``tools/call`` as an MCP task (2025-11-25): create, follow, read, or cancel.
@@ -423,7 +716,7 @@ class _Session:
                 status = str(state.get("status"))
                 message = state.get("statusMessage")
                 self.run.trace.emit("tool_progress", call_id=call_id, tool=exposed, mcp_task=task_id,
-                                    status=status, **({"message": str(message)[:200]} if message else {}))
+                                    status=status, **({"message": self.redactor.clip(str(message), 200)} if message else {}))
 
         note(task)
         try:
