@@ -29,6 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# The deepest nesting of arrays and objects a call's arguments may have. No
+# tool needs more; deeper values would reach Python's recursion limit in the
+# JSON decoder or a walk over them (and a hostile model can send 100,000
+# levels), so such a call fails with a message of its own.
+MAX_DEPTH = 100
+
 # --- events a model stream produces -------------------------------------------------
 
 
@@ -57,6 +63,9 @@ class ToolCallReady:
     id: str
     name: str
     arguments: str  # raw JSON text as the model wrote it; may be malformed
+    # How deep its arrays and objects nest, as the stream's scanner counted
+    # (None: not counted, e.g. a call made in process).
+    depth: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,10 +105,13 @@ class ObjectScanner:
     character is looked at once. ``closed`` turns true at the first point
     where a value that began with ``{`` or ``[`` is balanced again; nothing
     after that can make the text valid JSON, so it is checked once, then.
+    ``deepest`` is the deepest nesting seen up to there: the depth of the
+    value when the text is valid JSON.
     """
 
     def __init__(self) -> None:
         self.depth = 0
+        self.deepest = 0
         self.started = False
         self.closed = False
         self._in_string = False
@@ -117,8 +129,8 @@ class ObjectScanner:
                 self.closed = True  # not an object or array: never "complete" by this rule
                 return False
             self.started = True
-        in_string, escaped, depth = self._in_string, self._escaped, self.depth
-        for position, ch in enumerate(text):
+        in_string, escaped, depth, deepest = self._in_string, self._escaped, self.depth, self.deepest
+        for ch in text:
             if in_string:
                 if escaped:
                     escaped = False
@@ -130,14 +142,23 @@ class ObjectScanner:
                 in_string = True
             elif ch in "{[":
                 depth += 1
+                if depth > deepest:
+                    deepest = depth
             elif ch in "}]":
                 depth -= 1
                 if depth == 0:
                     self.closed = True
-                    self.depth, self._in_string, self._escaped = depth, in_string, escaped
+                    self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
                     return True
-        self.depth, self._in_string, self._escaped = depth, in_string, escaped
+        self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
         return False
+
+
+def nesting_depth(text: str) -> int:
+    """How deep the JSON value at the start of ``text`` nests its arrays and objects (one pass)."""
+    scanner = ObjectScanner()
+    scanner.feed(text)
+    return scanner.deepest
 
 
 # --- streamed tool-call assembly ----------------------------------------------------
@@ -207,7 +228,9 @@ class ToolCallAssembler:
                 piece = get(fn, "arguments")
                 if piece:
                     part.arguments.append(piece)
-                    if part.scanner.feed(piece) and part.name and _is_object("".join(part.arguments)):
+                    # Too deep is complete too: it fails as such, without a parse.
+                    if part.scanner.feed(piece) and part.name and (
+                            part.scanner.deepest > MAX_DEPTH or _is_object("".join(part.arguments))):
                         ready.append(self._close(index))
         return ready
 
@@ -222,6 +245,7 @@ class ToolCallAssembler:
             id=part.id or f"call_{index}",
             name=part.name,
             arguments="".join(part.arguments),
+            depth=part.scanner.deepest,
         )
         self.done.append(call)
         return call
@@ -230,7 +254,7 @@ class ToolCallAssembler:
 def _is_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

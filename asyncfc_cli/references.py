@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncfc_cli.walk import map_strings, strings
+
 # A future id: f1, f2, ... (f0 and leading zeros are well-formed but never issued).
 #
 # Everything here is read by hand-written scanners built from single-quantifier
@@ -246,21 +248,14 @@ def scan(value: Any) -> tuple[list[Reference], list[str]]:
     refs: list[Reference] = []
     problems: list[str] = []
     read = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "$" in item:
-                parsed = parse(item, MAX_REFERENCES - read)
-                read += parsed.read
-                refs.extend(parsed.references)
-                problems.extend(parsed.problems[:MAX_PROBLEMS - len(problems)])
-                if parsed.over:
-                    break
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
+    for text in strings(value):
+        if "$" in text:
+            parsed = parse(text, MAX_REFERENCES - read)
+            read += parsed.read
+            refs.extend(parsed.references)
+            problems.extend(parsed.problems[:MAX_PROBLEMS - len(problems)])
+            if parsed.over:
+                break
     return refs, problems
 
 
@@ -310,28 +305,11 @@ def substitute(value: Any, values: dict[str, Any]) -> Any:
     nested to write as text. Walked with an explicit stack, however deep the
     value is.
     """
-    if not isinstance(value, (dict, list)):
-        return _substitute_string(value, values)
-    root: list[Any] = [None]
-    # (value to copy, where its copy goes: parent and key), popped in document
-    # order so the first bad reference is the one reported
-    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
-    while stack:
-        item, parent, key = stack.pop()
-        if isinstance(item, dict):
-            copy: Any = dict.fromkeys(item)
-            stack.extend(reversed([(v, copy, k) for k, v in item.items()]))
-        elif isinstance(item, list):
-            copy = [None] * len(item)
-            stack.extend(reversed([(v, copy, n) for n, v in enumerate(item)]))
-        else:
-            copy = _substitute_string(item, values)
-        parent[key] = copy
-    return root[0]
+    return map_strings(value, lambda text: _substitute_string(text, values))
 
 
-def _substitute_string(value: Any, values: dict[str, Any]) -> Any:
-    if not isinstance(value, str) or "$" not in value:
+def _substitute_string(value: str, values: dict[str, Any]) -> Any:
+    if "$" not in value:
         return value
     parsed = parse(value)
     if parsed.whole:

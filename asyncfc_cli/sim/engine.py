@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asyncfc_cli.futures import DELIVERY_PREFIX, WAIT_TOOL
+from asyncfc_cli.output import without_surrogates
 from asyncfc_cli.references import escape as escape_reference_text
 
 from .plan import Ref, SimPlan, SimStep, parse_template
@@ -421,7 +422,24 @@ def decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None = None)
     Steps go out in plan order; from the first step not yet issued, every
     step whose references are already known goes into this reply, up to the
     first one that still needs a result.
+
+    What it writes is text a model can send: a lone surrogate its plan picked
+    up (an environment variable's bytes that are not UTF-8) goes out as
+    U+FFFD, as any UTF-8 stream would carry it.
     """
+    return _sendable(_decide(plan, messages, tools))
+
+
+def _sendable(reply: Reply) -> Reply:
+    for segment in reply.segments:
+        if isinstance(segment, Text):
+            segment.text = without_surrogates(segment.text)
+        else:
+            segment.name, segment.arguments = without_surrogates([segment.name, segment.arguments])
+    return reply
+
+
+def _decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None) -> Reply:
     protocol = read_protocol(messages, tools)
     if protocol.futures:
         return decide_async(plan, messages, protocol)
