@@ -547,6 +547,8 @@ def compare(
     run_a, run_b = analysis.run_from_trace(data_a), analysis.run_from_trace(data_b)
     m_a, m_b = analysis.compute(run_a), analysis.compute(run_b)
     speedup = m_a.wall / m_b.wall if m_a.wall > 0 and m_b.wall > 0 else math.nan
+    if not 0 < speedup < math.inf:  # walls of 1e-300 s and 1 s (a hostile trace) over- or underflow
+        speedup = math.nan
     warnings = []
     if data_a.header.task != data_b.header.task:
         from asyncfc_cli.output import label
