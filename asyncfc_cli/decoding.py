@@ -98,6 +98,7 @@ def get(obj: Any, key: str) -> Any:
 # --- a JSON object's end, found in one pass ----------------------------------------
 
 
+
 class ObjectScanner:
     """Tells, fragment by fragment, when streamed text has closed its top-level JSON value.
 
@@ -130,26 +131,47 @@ class ObjectScanner:
                 return False
             self.started = True
         in_string, escaped, depth, deepest = self._in_string, self._escaped, self.depth, self.deepest
-        for ch in text:
+        # Inside a string, jumps from quote to quote (long strings and runs of
+        # backslashes cost no Python step per character); outside, reads
+        # character by character up to the next string.
+        i, n = 0, len(text)
+        while i < n:
             if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch in "{[":
-                depth += 1
-                if depth > deepest:
-                    deepest = depth
-            elif ch in "}]":
-                depth -= 1
-                if depth == 0:
-                    self.closed = True
-                    self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
-                    return True
+                if escaped:  # the character after a backslash that ended the last fragment
+                    escaped, i = False, i + 1
+                    continue
+                quote = text.find('"', i)
+                if quote < 0:
+                    # The string goes on into the next fragment: an odd run of
+                    # backslashes at the end escapes its first character.
+                    rest = text[i:]
+                    escaped = (len(rest) - len(rest.rstrip("\\"))) % 2 == 1
+                    break
+                # An odd run of backslashes before the quote escapes it (one
+                # backslash, the common case, is told without counting).
+                in_string = quote > i and text[quote - 1] == "\\"
+                if in_string and quote - 1 > i and text[quote - 2] == "\\":
+                    before = text[i:quote]
+                    in_string = (len(before) - len(before.rstrip("\\"))) % 2 == 1
+                i = quote + 1
+                continue
+            for j in range(i, n):
+                ch = text[j]
+                if ch == '"':
+                    in_string, i = True, j + 1
+                    break
+                if ch in "{[":
+                    depth += 1
+                    if depth > deepest:
+                        deepest = depth
+                elif ch in "}]":
+                    depth -= 1
+                    if depth == 0:
+                        self.closed = True
+                        self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
+                        return True
+            else:
+                break
         self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
         return False
 
