@@ -463,3 +463,15 @@ def test_a_width_out_of_range_is_a_usage_error(width):
     for args in ([GOOD], ["compare", GOOD, GOOD]):
         result = trace_cli(*args, "--width", width)
         assert result.exit_code == 2 and "--width" in result.stderr
+
+
+def test_compare_with_walls_whose_ratio_underflows(tmp_path):
+    # 5e-324 s against 1e9 s: the speedup is 0.0 in floating point ("B is
+    # 1/0 times slower" raised ZeroDivisionError); overflow is the mirror case.
+    tiny, huge = tmp_path / "tiny.jsonl", tmp_path / "huge.jsonl"
+    tiny.write_text(lines(HEADER, {"type": "summary", "t": 5e-324, "status": "ok"}))
+    huge.write_text(lines(HEADER, {"type": "summary", "t": 1e9, "status": "ok"}))
+    for a, b in ((tiny, huge), (huge, tiny)):
+        shown = trace_cli("compare", a, b, "--width", "100")
+        assert shown.exit_code == 0 and "speedup: -" in shown.stdout
+        assert strict_json(trace_cli("compare", a, b, "--json").stdout)["speedup"] is None
