@@ -164,7 +164,7 @@ def test_ctrl_c_stops_a_run_that_reads_a_huge_backslash_argument(tmp_path):
                                  "-q"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             # The hanging call comes after the huge ones: once it runs, they were read.
-            assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), 120), proc.poll()
+            assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), 300), proc.poll()
             tool = int(pidfile.read_text())
             proc.send_signal(signal.SIGINT)
             sent = time.monotonic()
