@@ -140,21 +140,21 @@ def test_paths_that_do_not_exist_say_what_is_there():
 # --- hostile text: linear time, any depth, every list bound --------------------------------------
 
 TEN_MB = 10_000_000
-HOSTILE = {
-    "backslashes": "\\" * TEN_MB,
-    "backslashes then a dollar": "\\" * TEN_MB + "$HOME",
-    "backslashes then a reference": "\\" * TEN_MB + "${f1}",
-    "text, backslashes, a reference": "x" + "\\" * TEN_MB + "$f1",
-    "dollars": "$" * TEN_MB,
-    "${ runs": "${" * (TEN_MB // 2),
-    "${f runs": "${f" * (TEN_MB // 3),
-    "${f1. with a long path, never closed": "${f1." + "a." * (TEN_MB // 2),
-    "${f1. with a long path": "${f1." + "key." * (TEN_MB // 4) + "end}",
-    "text, then ${f1. with a long path": "x ${f1." + "a." * (TEN_MB // 2),
-    "a long id": "$f" + "1" * TEN_MB,
-    "a long tool": "x ${f1:" + "t" * TEN_MB + "}",
-    "escaped references": "\\${f1}" * (TEN_MB // 6),
-    "mixed": ("\\${f1.a\\$" + "\\" * 37 + "${" + "$" * 20 + "${f1." + "b." * 30 + "$f1 ") * (TEN_MB // 200),
+HOSTILE = {  # built when a test asks: 140 MB held by every worker that imports this file is not free
+    "backslashes": lambda: "\\" * TEN_MB,
+    "backslashes then a dollar": lambda: "\\" * TEN_MB + "$HOME",
+    "backslashes then a reference": lambda: "\\" * TEN_MB + "${f1}",
+    "text, backslashes, a reference": lambda: "x" + "\\" * TEN_MB + "$f1",
+    "dollars": lambda: "$" * TEN_MB,
+    "${ runs": lambda: "${" * (TEN_MB // 2),
+    "${f runs": lambda: "${f" * (TEN_MB // 3),
+    "${f1. with a long path, never closed": lambda: "${f1." + "a." * (TEN_MB // 2),
+    "${f1. with a long path": lambda: "${f1." + "key." * (TEN_MB // 4) + "end}",
+    "text, then ${f1. with a long path": lambda: "x ${f1." + "a." * (TEN_MB // 2),
+    "a long id": lambda: "$f" + "1" * TEN_MB,
+    "a long tool": lambda: "x ${f1:" + "t" * TEN_MB + "}",
+    "escaped references": lambda: "\\${f1}" * (TEN_MB // 6),
+    "mixed": lambda: ("\\${f1.a\\$" + "\\" * 37 + "${" + "$" * 20 + "${f1." + "b." * 30 + "$f1 ") * (TEN_MB // 200),
 }
 
 
@@ -164,7 +164,7 @@ def test_ten_megabytes_of_hostile_text_scan_in_linear_time(shape):
     # 2 s, 32,000 took 8 s, on the thread that runs the event loop. Linear, 10 MB
     # of any shape takes a fraction of a second; the budget is CPU time of this
     # thread (not the wall clock), so a loaded machine does not move it.
-    text = HOSTILE[shape]
+    text = HOSTILE[shape]()
     start = time.thread_time()
     parsed = parse(text)
     refs, problems = scan({"args": [text]})
