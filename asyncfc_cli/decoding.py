@@ -29,6 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# The deepest nesting of arrays and objects a call's arguments may have. No
+# tool needs more; deeper values would reach Python's recursion limit in the
+# JSON decoder or a walk over them (and a hostile model can send 100,000
+# levels), so such a call fails with a message of its own.
+MAX_DEPTH = 100
+
 # --- events a model stream produces -------------------------------------------------
 
 
@@ -57,6 +63,9 @@ class ToolCallReady:
     id: str
     name: str
     arguments: str  # raw JSON text as the model wrote it; may be malformed
+    # How deep its arrays and objects nest, as the stream's scanner counted
+    # (None: not counted, e.g. a call made in process).
+    depth: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ def get(obj: Any, key: str) -> Any:
 # --- a JSON object's end, found in one pass ----------------------------------------
 
 
+
 class ObjectScanner:
     """Tells, fragment by fragment, when streamed text has closed its top-level JSON value.
 
@@ -96,10 +106,13 @@ class ObjectScanner:
     character is looked at once. ``closed`` turns true at the first point
     where a value that began with ``{`` or ``[`` is balanced again; nothing
     after that can make the text valid JSON, so it is checked once, then.
+    ``deepest`` is the deepest nesting seen up to there: the depth of the
+    value when the text is valid JSON.
     """
 
     def __init__(self) -> None:
         self.depth = 0
+        self.deepest = 0
         self.started = False
         self.closed = False
         self._in_string = False
@@ -117,27 +130,57 @@ class ObjectScanner:
                 self.closed = True  # not an object or array: never "complete" by this rule
                 return False
             self.started = True
-        in_string, escaped, depth = self._in_string, self._escaped, self.depth
-        for position, ch in enumerate(text):
+        in_string, escaped, depth, deepest = self._in_string, self._escaped, self.depth, self.deepest
+        # Inside a string, jumps from quote to quote (long strings and runs of
+        # backslashes cost no Python step per character); outside, reads
+        # character by character up to the next string.
+        i, n = 0, len(text)
+        while i < n:
             if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch in "{[":
-                depth += 1
-            elif ch in "}]":
-                depth -= 1
-                if depth == 0:
-                    self.closed = True
-                    self.depth, self._in_string, self._escaped = depth, in_string, escaped
-                    return True
-        self.depth, self._in_string, self._escaped = depth, in_string, escaped
+                if escaped:  # the character after a backslash that ended the last fragment
+                    escaped, i = False, i + 1
+                    continue
+                quote = text.find('"', i)
+                if quote < 0:
+                    # The string goes on into the next fragment: an odd run of
+                    # backslashes at the end escapes its first character.
+                    rest = text[i:]
+                    escaped = (len(rest) - len(rest.rstrip("\\"))) % 2 == 1
+                    break
+                # An odd run of backslashes before the quote escapes it (one
+                # backslash, the common case, is told without counting).
+                in_string = quote > i and text[quote - 1] == "\\"
+                if in_string and quote - 1 > i and text[quote - 2] == "\\":
+                    before = text[i:quote]
+                    in_string = (len(before) - len(before.rstrip("\\"))) % 2 == 1
+                i = quote + 1
+                continue
+            for j in range(i, n):
+                ch = text[j]
+                if ch == '"':
+                    in_string, i = True, j + 1
+                    break
+                if ch in "{[":
+                    depth += 1
+                    if depth > deepest:
+                        deepest = depth
+                elif ch in "}]":
+                    depth -= 1
+                    if depth == 0:
+                        self.closed = True
+                        self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
+                        return True
+            else:
+                break
+        self.depth, self.deepest, self._in_string, self._escaped = depth, deepest, in_string, escaped
         return False
+
+
+def nesting_depth(text: str) -> int:
+    """How deep the JSON value at the start of ``text`` nests its arrays and objects (one pass)."""
+    scanner = ObjectScanner()
+    scanner.feed(text)
+    return scanner.deepest
 
 
 # --- streamed tool-call assembly ----------------------------------------------------
@@ -207,7 +250,9 @@ class ToolCallAssembler:
                 piece = get(fn, "arguments")
                 if piece:
                     part.arguments.append(piece)
-                    if part.scanner.feed(piece) and part.name and _is_object("".join(part.arguments)):
+                    # Too deep is complete too: it fails as such, without a parse.
+                    if part.scanner.feed(piece) and part.name and (
+                            part.scanner.deepest > MAX_DEPTH or _is_object("".join(part.arguments))):
                         ready.append(self._close(index))
         return ready
 
@@ -222,6 +267,7 @@ class ToolCallAssembler:
             id=part.id or f"call_{index}",
             name=part.name,
             arguments="".join(part.arguments),
+            depth=part.scanner.deepest,
         )
         self.done.append(call)
         return call
@@ -230,7 +276,7 @@ class ToolCallAssembler:
 def _is_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.decoding import MAX_DEPTH, nesting_depth
 from asyncfc_cli.model import StreamDone, ToolCallReady
 from asyncfc_cli.trace import Trace, digest, summarize_args
 
@@ -113,14 +114,21 @@ class Limits:
         }
 
 
-def parse_arguments(raw: str) -> tuple[Any, str | None]:
+def parse_arguments(raw: str, depth: int | None = None) -> tuple[Any, str | None]:
     """Parse a call's argument JSON; an empty string means no arguments.
 
     NaN and Infinity are refused: no tool schema can ask for them, and they
-    would make the trace and ``--json`` invalid JSON.
+    would make the trace and ``--json`` invalid JSON. So is nesting deeper
+    than ``MAX_DEPTH`` (``depth``: as the stream's scanner counted it, else
+    counted here when there are enough brackets for it to matter).
     """
     if not raw.strip():
         return {}, None
+    if depth is None and raw.count("[") + raw.count("{") > MAX_DEPTH:
+        depth = nesting_depth(raw)
+    if depth is not None and depth > MAX_DEPTH:
+        return None, (f"arguments are nested {depth} levels deep; at most {MAX_DEPTH} levels are accepted "
+                      "(pass deeply nested data as a JSON string)")
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:
@@ -140,7 +148,7 @@ def _refuse_constant(name: str) -> Any:
 
 def new_record(call: ToolCallReady, request: int, max_chars: int | None = None) -> CallRecord:
     record = CallRecord(call.id, call.name, call.arguments, request, max_chars=max_chars)
-    record.arguments, error = parse_arguments(call.arguments)
+    record.arguments, error = parse_arguments(call.arguments, call.depth)
     if error:
         record.status, record.error = "error", error
     return record

@@ -187,14 +187,19 @@ def provider_name(model: str, provider: str | None = None) -> str:
 
 
 def _value(v: Any) -> dict[str, Any]:
+    if isinstance(v, (list, tuple)):
+        # One level, as the attributes are (future ids): an item is never walked into.
+        return {"arrayValue": {"values": [_scalar(x) for x in v]}}
+    return _scalar(v)
+
+
+def _scalar(v: Any) -> dict[str, Any]:
     if isinstance(v, bool):
         return {"boolValue": v}
     if isinstance(v, int):
         return {"intValue": str(v)}
     if isinstance(v, float):
         return {"doubleValue": v}
-    if isinstance(v, (list, tuple)):
-        return {"arrayValue": {"values": [_value(x) for x in v]}}
     return {"stringValue": str(v)}
 
 

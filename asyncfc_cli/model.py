@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -213,20 +212,12 @@ def import_litellm() -> Any:
 
 # --- LiteLLM client ------------------------------------------------------------------
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def encodable(value: Any) -> Any:
-    """``value`` with every lone surrogate replaced by U+FFFD, so it encodes as UTF-8
-    (a copy only where something changes)."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if isinstance(value, dict):
-        return {encodable(k): encodable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [encodable(v) for v in value]
-    return value
+    """``value`` with every lone surrogate replaced by U+FFFD, so it encodes as
+    UTF-8 (:func:`asyncfc_cli.output.without_surrogates`; any depth)."""
+    from asyncfc_cli.output import without_surrogates
 
+    return without_surrogates(value)
 
 
 @dataclass
@@ -320,7 +311,9 @@ class LiteLLMClient:
         attempt = 0
         # Model output is untrusted: a lone surrogate it wrote (in a tool name,
         # an argument, an answer) cannot be encoded into the next request.
-        messages = encodable(messages)
+        # Nor can tool schemas an MCP server or an environment variable wrote:
+        # every request passes here, so nothing reaches one unencodable.
+        messages, tools = encodable(messages), encodable(tools)
         if self.config.eager_input_streaming:
             tools = [{**tool, "eager_input_streaming": True} for tool in tools]
         while True:

@@ -22,6 +22,10 @@ terminal:
    characters (ESC, CR, the C1 range), line separators, bidirectional
    overrides and lone surrogates as visible escapes in one-line labels:
    progress lines, timeline lanes, tables.
+4. **Labels are short before they are laid out.** :func:`label` cuts such
+   text to a few hundred characters *before* it is escaped, measured or
+   wrapped, so a 5 MB tool name in a trace costs a display what a short
+   one does (Rich's layout of one long cell is far from linear).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from asyncfc_cli.walk import map_strings
 
 _MAX_DEPTH = 64  # deeper values are written as text
 
@@ -117,6 +123,45 @@ def printable(text: Any) -> str:
     """``text`` on one line, safe to show on a terminal (see the module docstring)."""
     text = text if isinstance(text, str) else _safe_str(text)
     return text if text.isprintable() else text.translate(_ESCAPES)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(value: Any) -> Any:
+    """``value`` (text, or JSON-like data with its dict keys) with every lone
+    surrogate replaced by U+FFFD, so it encodes as UTF-8. A lone surrogate is
+    what Python makes of bytes that are not UTF-8 in argv, the environment or
+    a file, and what a JSON ``"\\ud800"`` escape decodes to; no request can
+    carry one."""
+    return map_strings(value, _replace, keys=_replace)
+
+
+def _replace(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def first_surrogate(text: str) -> str | None:
+    """A description of the first lone surrogate in ``text``, or None if it has none."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if 0xDC80 <= code <= 0xDCFF:  # how Python passes on a byte that is not UTF-8 (surrogateescape)
+        return f"the byte 0x{code - 0xDC00:02X}, which is not UTF-8 (read as U+{code:04X})"
+    return f"a lone surrogate (U+{code:04X}), which is not a character"
+
+
+LABEL_CHARS = 200  # outside text in one label (a name, a status, an argument summary)
+
+
+def label(value: Any, limit: int = LABEL_CHARS) -> str:
+    """``value`` as :func:`printable` text of at most ``limit`` characters
+    before escaping (a longer one is cut and ends with ``…``)."""
+    text = value if isinstance(value, str) else _safe_str(value)
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return printable(text)
 
 
 def answer_text(text: str, stream: Any = None) -> str:

@@ -14,18 +14,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from asyncfc_cli.events import CallReady, FutureCreated, ModelEnd, Retry, ToolBegin, ToolEnd, from_emitted
-from asyncfc_cli.output import printable
+from asyncfc_cli.output import LABEL_CHARS, label
 
 _MARK = {"ok": "[green]✓[/]", "error": "[red]✗[/]", "timeout": "[red]⏱[/]", "cancelled": "[yellow]⊘[/]"}
 
 
-def _text(value: str, limit: int | None = None) -> str:
+def _text(value: str, limit: int = LABEL_CHARS) -> str:
     # Tool names, arguments and errors come from the model and the tools:
-    # text, never Rich markup, and never a control sequence for the terminal.
-    shown = printable(value)
-    if limit is not None and len(shown) > limit:
-        shown = shown[: limit - 1] + "…"
-    return escape(shown)
+    # text, never Rich markup, never a control sequence for the terminal,
+    # and cut before it is printed (a model may name a tool with 5 MB).
+    return escape(label(value, limit))
 
 
 class ProgressPrinter:
@@ -74,9 +72,9 @@ class ProgressPrinter:
             )
         elif isinstance(ev, Retry):
             self.console.print(f"[dim]{t:7.2f}s[/] [yellow]retrying model request[/] "
-                               f"(attempt {ev.attempt}): {_text(ev.error)}", highlight=False)
+                               f"(attempt {ev.attempt}): {_text(ev.error, 1000)}", highlight=False)
         elif isinstance(ev, ModelEnd) and ev.status == "error":
-            self.console.print(f"[dim]{t:7.2f}s[/] [red]model error:[/] {_text(ev.error or '')}",
+            self.console.print(f"[dim]{t:7.2f}s[/] [red]model error:[/] {_text(ev.error or '', 1000)}",
                                highlight=False)
 
 

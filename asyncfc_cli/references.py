@@ -23,28 +23,41 @@ other ``$`` or ``${...}`` (``$HOME``, ``${HOME}``, ``$$``, ``$5``) is plain
 text, and so is a backslash not followed by a reference.
 
 Parsing never raises on odd text; :func:`parse` reports what it refused as
-``problems`` so the executor can fail the call with the reason.
+``problems`` so the executor can fail the call with the reason. It takes
+time linear in the length of the text whatever the text holds, and reads at
+most ``MAX_REFERENCES`` references per call; values are walked with a stack
+of their own, however deep they nest.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncfc_cli.walk import map_strings, strings
+
 # A future id: f1, f2, ... (f0 and leading zeros are well-formed but never issued).
-ID = r"f\d+"
-TOOL = r"[A-Za-z0-9_-]+"
-_BRACED = re.compile(rf"\$\{{({ID})(?::({TOOL}))?((?:\.[^.{{}}]+)*)\}}")
-_BARE_WHOLE = re.compile(rf"\$({ID})((?:\.[^.]+)*)")
-_BARE_IN_TEXT = re.compile(rf"\$({ID})")
-# Where a reference could start: a backslash before one (an escape), "${f<digit>", "$f<digit>".
-_START = re.compile(r"\\+(?=\$\{?f\d)|\$\{(?=f\d)|\$(?=f\d)")
-# A dollar that starts a reference, with the backslashes before it.
-_REF_DOLLAR = re.compile(r"(\\*)\$(?=\{?f\d)")
-# What follows the backslash of an escape, copied as it is.
-_ESCAPED = re.compile(rf"\$\{{{ID}(?::{TOOL})?(?:\.[^.{{}}]+)*\}}|\$\{{|\${ID}")
+#
+# Everything here is read by hand-written scanners built from single-quantifier
+# regexes: model output is untrusted, and a regex with nested or overlapping
+# quantifiers (``\\+(?=\$)`` retried at every backslash of a run) is quadratic
+# in the worst case; this is linear in the length of the text, whatever it holds.
+_DIGITS = re.compile(r"\d+")
+_TOOL = re.compile(r"[A-Za-z0-9_-]+")
+# Inside ${...} a path segment runs up to a dot or a brace; the reference to the next brace.
+_TO_BRACE = re.compile(r"[^{}]*")
+# A dollar that starts a reference: "$f<digit>" or "${f<digit>". Each position
+# is tried in constant time, so a search over any text is linear.
+_REF_DOLLAR = re.compile(r"\$\{?f\d")
+# Problems kept per parse and per scan: the executor reports the first, and a
+# string of a million bad references must not build a million messages.
+MAX_PROBLEMS = 8
+# References one call's arguments may hold, escaped and refused ones included:
+# each is a step of Python, and the loop must not be held for seconds.
+MAX_REFERENCES = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,64 +86,152 @@ class Parsed:
     parts: list[Part] = field(default_factory=list)
     whole: bool = False  # the string is exactly one reference: its value keeps its JSON type
     problems: list[str] = field(default_factory=list)
+    read: int = 0  # references read, escaped and refused ones included (what MAX_REFERENCES counts)
+    over: bool = False  # more than the limit: the rest was left unread
 
     @property
     def references(self) -> list[Reference]:
         return [p for p in self.parts if isinstance(p, Reference)]
 
 
-def parse(text: str) -> Parsed:
-    """Split ``text`` into literal text and references (see the module docstring)."""
-    whole = _BRACED.fullmatch(text)
-    if whole:
-        return Parsed([_braced(whole)], whole=True)
-    bare = _BARE_WHOLE.fullmatch(text)
-    if bare:
-        return Parsed([Reference(bare.group(1), _path(bare.group(2)))], whole=True)
+def parse(text: str, limit: int = MAX_REFERENCES) -> Parsed:
+    """Split ``text`` into literal text and references (see the module docstring).
+
+    Past ``limit`` references (escaped and refused ones included) the rest is
+    left as text and a problem says so. Time is linear in the length of
+    ``text``, whatever it holds.
+    """
+    if text.startswith("${"):
+        whole = _braced_at(text, 0)
+        if whole is not None and whole[1] == len(text):
+            return Parsed([whole[0]], whole=True, read=1)
+    elif text.startswith("$"):
+        bare = _bare_whole(text)
+        if bare is not None:
+            return Parsed([bare], whole=True, read=1)
     out = Parsed()
     literal: list[str] = []
-    i = 0
-    for start in _START.finditer(text):
-        if start.start() < i:
+    i = 0  # text before i is read
+    for dollar in _REF_DOLLAR.finditer(text):
+        at = dollar.start()
+        if at < i:
+            continue  # inside a reference or an escape already read
+        if out.read == limit:
+            out.over = True
+            out.problems.append(f"more than {MAX_REFERENCES} references in one call's arguments (escaped ones "
+                          "included): split the work into several calls")
+            break
+        out.read += 1
+        # The backslashes right before the dollar (none of them read yet: what
+        # was read ends with a brace, a digit or a dollar, never a backslash).
+        before = text[i:at]
+        kept = before.rstrip("\\")
+        literal.append(kept)
+        slashes = len(before) - len(kept)
+        # Each pair of backslashes is one backslash; an odd one left over
+        # makes the reference literal text.
+        literal.append("\\" * (slashes // 2))
+        i = at
+        if slashes % 2:
+            i = _escaped_end(text, at)
+            literal.append(text[at:i])
             continue
-        literal.append(text[i:start.start()])
-        i = start.start()
-        token = start.group()
-        if token.startswith("\\"):
-            # Backslashes before a reference: each pair is one backslash; an
-            # odd one left over makes the reference literal text.
-            literal.append("\\" * (len(token) // 2))
-            i += len(token)
-            if len(token) % 2:
-                rest = _ESCAPED.match(text, i)
-                if rest:
-                    literal.append(rest.group())
-                    i = rest.end()
-                continue
-            token = "${" if text.startswith("${", i) else "$"
-        if token == "${":
-            match = _BRACED.match(text, i)
-            if match is None:
-                out.problems.append(f"unterminated or malformed reference at {text[i:i + 24]!r}: "
-                                    "write ${f1} or ${f1.key}, or \\${ for the literal text")
+        if text.startswith("${", at):
+            braced = _braced_at(text, at)
+            if braced is None:
+                _problem(out, f"unterminated or malformed reference at {text[at:at + 24]!r}: "
+                              "write ${f1} or ${f1.key}, or \\${ for the literal text")
                 literal.append("${")
-                i += 2
+                i = at + 2
                 continue
             _flush(out, literal)
-            out.parts.append(_braced(match))
-            i = match.end()
+            out.parts.append(braced[0])
+            i = braced[1]
             continue
         # "$f<digit>" inside longer text: which id is meant is a guess.
-        match = _BARE_IN_TEXT.match(text, i)
-        assert match is not None
-        out.problems.append(
-            f"ambiguous reference {match.group()!r} inside text: write ${{{match.group(1)}}} to insert "
-            f"the result (or \\${match.group(1)} for the literal text)")
-        literal.append(match.group())
-        i = match.end()
+        end = _id_end(text, at + 1)
+        future = _shown(text[at + 1:end])
+        _problem(out, f"ambiguous reference '${future}' inside text: write ${{{future}}} to insert "
+                      f"the result (or \\${future} for the literal text)")
+        literal.append(text[at:end])
+        i = end
     literal.append(text[i:])
     _flush(out, literal)
     return out
+
+
+def _id_end(text: str, i: int) -> int:
+    """Where the future id ``f<digits>`` at ``i`` ends, or -1 if there is none."""
+    if not text.startswith("f", i):
+        return -1
+    digits = _DIGITS.match(text, i + 1)
+    return digits.end() if digits else -1
+
+
+def _braced_at(text: str, i: int) -> tuple[Reference, int] | None:
+    """The reference ``${f3:tool.a.b}`` starting at ``i`` and where it ends, or None.
+
+    Every step of the grammar is forced (an id's digits are followed by ``:``,
+    ``.`` or ``}``; a segment runs to the next dot or brace), so one pass
+    decides, without backtracking.
+    """
+    j = _id_end(text, i + 2)
+    if j < 0 or j == len(text) or text[j] not in ":.}":
+        return None
+    close = _TO_BRACE.match(text, j).end()
+    if not text.startswith("}", close):
+        return None
+    inner = text[j:close]  # ":tool.a.b", ".a.b" or ""
+    tool = None
+    if inner.startswith(":"):
+        tool, dot, rest = inner[1:].partition(".")
+        if not _TOOL.fullmatch(tool):
+            return None
+        inner = dot + rest
+    path = _split_path(inner)
+    return None if path is None else (Reference(text[i + 2:j], path, tool), close + 1)
+
+
+def _split_path(text: str) -> tuple[str, ...] | None:
+    """``.a.b`` as ("a", "b"); None when a segment is empty (split in C: a
+    path of millions of segments costs no Python step per segment)."""
+    if not text:
+        return ()
+    if not text.startswith("."):
+        return None
+    segments = text[1:].split(".")
+    return None if "" in segments else tuple(segments)
+
+
+def _bare_whole(text: str) -> Reference | None:
+    """``$f3`` or ``$f3.rows.0`` as the whole of ``text``, or None."""
+    j = _id_end(text, 1)
+    if j < 0:
+        return None
+    path = _split_path(text[j:])
+    return None if path is None else Reference(text[1:j], path)
+
+
+def _escaped_end(text: str, at: int) -> int:
+    """Where the escaped reference at ``at`` (after an odd backslash) ends.
+
+    The whole ``${f1.a}`` when it is well-formed, else just ``${``, or
+    ``$f1``: the text is copied as it is, so nothing in it is read again.
+    """
+    if text.startswith("${", at):
+        braced = _braced_at(text, at)
+        return braced[1] if braced is not None else at + 2
+    return _id_end(text, at + 1)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A model-written piece of text, bounded, for a message."""
+    return text if len(text) <= limit else text[:limit] + f"...({len(text) - limit} more)"
+
+
+def _problem(out: Parsed, message: str) -> None:
+    if len(out.problems) < MAX_PROBLEMS:
+        out.problems.append(message)
 
 
 def _flush(out: Parsed, literal: list[str]) -> None:
@@ -140,34 +241,25 @@ def _flush(out: Parsed, literal: list[str]) -> None:
         out.parts.append(Literal(text))
 
 
-def _braced(match: re.Match[str]) -> Reference:
-    return Reference(match.group(1), _path(match.group(3)), match.group(2))
-
-
-def _path(text: str | None) -> tuple[str, ...]:
-    return tuple(text.split(".")[1:]) if text else ()
-
-
 def scan(value: Any) -> tuple[list[Reference], list[str]]:
-    """Every reference in a JSON value (in order), and every problem found."""
+    """Every reference in a JSON value (in order), and the first problems found.
+
+    Walked with an explicit stack: a value nested however deep is read
+    (arguments come from the model, results from tools). At most
+    MAX_REFERENCES references in all are read; past them, a problem.
+    """
     refs: list[Reference] = []
     problems: list[str] = []
-    _walk(value, refs, problems)
-    return refs, problems
-
-
-def _walk(value: Any, refs: list[Reference], problems: list[str]) -> None:
-    if isinstance(value, str):
-        if "$" in value:
-            parsed = parse(value)
+    read = 0
+    for text in strings(value):
+        if "$" in text:
+            parsed = parse(text, MAX_REFERENCES - read)
+            read += parsed.read
             refs.extend(parsed.references)
-            problems.extend(parsed.problems)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _walk(item, refs, problems)
-    elif isinstance(value, list):
-        for item in value:
-            _walk(item, refs, problems)
+            problems.extend(parsed.problems[:MAX_PROBLEMS - len(problems)])
+            if parsed.over:
+                break
+    return refs, problems
 
 
 class PathError(Exception):
@@ -179,14 +271,32 @@ def pick(value: Any, path: tuple[str, ...]) -> Any:
     for key in path:
         if isinstance(value, dict) and key in value:
             value = value[key]
-        elif isinstance(value, list) and re.fullmatch(r"-?\d+", key) and -len(value) <= int(key) < len(value):
-            value = value[int(key)]
+        elif isinstance(value, list) and _index(key, len(value)) is not None:
+            value = value[_index(key, len(value))]
         else:
             kind = type(value).__name__
-            have = (f"keys: {', '.join(list(map(str, value))[:8])}" if isinstance(value, dict)
+            have = (f"keys: {', '.join(_shown(str(k)) for k in itertools.islice(value, 8))}"
+                    if isinstance(value, dict)
                     else f"{len(value)} items" if isinstance(value, list) else "no parts")
-            raise PathError(f"has no part {key!r} (it is a {kind}; {have})")
+            raise PathError(f"has no part {_shown(key)!r} (it is a {kind}; {have})")
     return value
+
+
+def _index(key: str, length: int) -> int | None:
+    """``key`` as an index into a list of ``length`` items (negative from the end), or None.
+
+    A key of more digits than any list has items is no index (and ``int`` of
+    thousands of digits would raise).
+    """
+    negative = key.startswith("-")
+    digits = key[1:] if negative else key
+    if not _DIGITS.fullmatch(digits):
+        return None
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > 20:
+        return None
+    index = -int(digits) if negative else int(digits)
+    return index if -length <= index < length else None
 
 
 def substitute(value: Any, values: dict[str, Any]) -> Any:
@@ -194,13 +304,15 @@ def substitute(value: Any, values: dict[str, Any]) -> Any:
 
     A string that is one reference keeps the value's JSON type; references
     inside text are inserted as text. Escapes lose their backslash.
-    Raises PathError for a path the value does not have.
+    Raises PathError for a path the value does not have, or a value too deeply
+    nested to write as text. Walked with an explicit stack, however deep the
+    value is.
     """
-    if isinstance(value, dict):
-        return {k: substitute(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, values) for v in value]
-    if not isinstance(value, str) or "$" not in value:
+    return map_strings(value, lambda text: _substitute_string(text, values))
+
+
+def _substitute_string(value: str, values: dict[str, Any]) -> Any:
+    if "$" not in value:
         return value
     parsed = parse(value)
     if parsed.whole:
@@ -211,8 +323,16 @@ def substitute(value: Any, values: dict[str, Any]) -> Any:
             out.append(part.text)
         else:
             found = _part(part, values)
-            out.append(found if isinstance(found, str) else json.dumps(found, ensure_ascii=False))
+            out.append(found if isinstance(found, str) else _as_text(part, found))
     return "".join(out)
+
+
+def _as_text(ref: Reference, found: Any) -> str:
+    try:
+        return json.dumps(found, ensure_ascii=False)
+    except RecursionError:
+        raise PathError(f"{ref.text}: the value is nested too deeply to insert into text; "
+                        f"pass it whole, as \"${ref.future}\"") from None
 
 
 def _part(ref: Reference, values: dict[str, Any]) -> Any:
@@ -229,8 +349,18 @@ def escape(text: str, then_reference: bool = False) -> str:
     only place they mean anything); ``then_reference``: a reference follows
     the text, so its trailing backslashes are doubled too.
     """
-    out = _REF_DOLLAR.sub(lambda m: m.group(1) * 2 + "\\$", text)
+    out: list[str] = []
+    i = 0
+    for dollar in _REF_DOLLAR.finditer(text):
+        at = dollar.start()
+        before = text[i:at]
+        kept = before.rstrip("\\")
+        out.append(kept)
+        out.append("\\" * (2 * (len(before) - len(kept)) + 1))
+        i = at  # the dollar itself is copied with what follows
+    out.append(text[i:])
+    escaped = "".join(out)
     if then_reference:
-        trailing = len(out) - len(out.rstrip("\\"))
-        out += "\\" * trailing
-    return out
+        trailing = len(escaped) - len(escaped.rstrip("\\"))
+        escaped += "\\" * trailing
+    return escaped

@@ -507,6 +507,19 @@ def parse_set(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def check_text(value: Any, file: Path | None, key: str, what: str) -> None:
+    """Refuse text a model cannot be sent: a lone surrogate, which is how
+    bytes that are not UTF-8 arrive from argv (``--set name=$'\\xff'``), the
+    environment or a JSON escape. Said here, naming where it came from, not
+    later as a failed request."""
+    from asyncfc_cli.output import first_surrogate
+
+    found = first_surrogate(value) if isinstance(value, str) else None
+    if found is not None:
+        raise SpecError(file, key, f"{what} holds {found}: it is not text a model can be sent",
+                        "pass UTF-8 text (check the encoding of your terminal or of the file it came from)")
+
+
 def prompt_parameters(template: str) -> set[str]:
     """The ``{name}`` placeholders of a prompt (``{{`` and ``}}`` are literal braces)."""
     return set(re.findall(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})", template))
@@ -584,7 +597,12 @@ def resolve_run(
         raise SpecError(None, "--set", f"the prompt of {task_path} has no parameter {{{unused[0]}}}",
                         f"parameters of this prompt: {known}")
     params.update(overrides or {})
+    for name, value in params.items():
+        from_set = name in (overrides or {})
+        check_text(value, None if from_set else task_path, "--set" if from_set else f"params.{name}",
+                   f"parameter {name}")
     prompt = render_prompt(task.prompt, params, task_path)
+    check_text(prompt, task_path, "prompt", "the prompt")
 
     # A server's tools (mcp) are listed only when it starts, inside the run:
     # names that may be among them are not judged here.
@@ -952,6 +970,7 @@ def resolve_prompt_run(
     if overrides:
         raise SpecError(None, "--set", "--set fills a task's {parameters}; a prompt given on the command "
                         "line is used as written", "write the values into the prompt, or use a task file")
+    check_text(prompt, None, "prompt", "the prompt")
     if not prompt.strip():
         raise SpecError(None, "prompt", "the prompt is empty",
                         'give it as the argument: asyncfc run -a AGENT "...", or - to read it from stdin')

@@ -43,7 +43,7 @@ from rich.text import Text
 from asyncfc_cli import analysis
 from asyncfc_cli.analysis import Run, ToolSpan
 from asyncfc_cli.events import Summary, TraceEvent, from_emitted, parse_many
-from asyncfc_cli.output import printable
+from asyncfc_cli.output import label as clip
 from asyncfc_cli.trace import TraceData
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
@@ -132,11 +132,10 @@ class _Bar:
         return out
 
 
-def tool_label(span: ToolSpan) -> str:
-    """``f4 ← f1,f2 compute(x=732, y=293)``: id, dependencies, tool, arguments."""
-    deps = f" ← {','.join(span.deps)}" if span.deps else ""
-    args = f"({span.args_summary})" if span.args_summary else ""
-    return printable(f"{span.label}{deps} {span.tool}{args}")
+def _deps(deps: list[str], keep: int = 20) -> str:
+    """The futures a call references, as a label: a hostile trace may list a million."""
+    shown = ",".join(clip(d, 40) for d in deps[:keep])
+    return shown + (f",…{len(deps) - keep} more" if len(deps) > keep else "")
 
 
 class Timeline:
@@ -189,7 +188,8 @@ class Timeline:
             return out
 
         if self.title:
-            yield Text(printable(self.title), style="bold", no_wrap=True, overflow="ellipsis")
+            # The widest console is 1,000 columns: more of the title is never shown.
+            yield Text(clip(self.title, 1000), style="bold", no_wrap=True, overflow="ellipsis")
         yield line(Text("time", style="dim"), self._axis(bar_w, span))
         yield line(*self._model_lane(run, bar_w, span))
         lanes = run.tools
@@ -271,7 +271,7 @@ class Timeline:
                 bar.paint(m.first_token, stop, glyph, style, 3)
         tokens_in = sum(m.tokens_in or 0 for m in run.models)
         tokens_out = sum(m.tokens_out or 0 for m in run.models)
-        label = Text.assemble(("model", f"bold {GREEN}"), f" {printable(run.header.model or '')}")
+        label = Text.assemble(("model", f"bold {GREEN}"), f" {clip(run.header.model or '')}")
         if tokens_in or tokens_out:
             label.append(f" · {tokens_in}↓ {tokens_out}↑ tok", style="dim")
         current = run.models[-1] if run.models and run.models[-1].end is None else None
@@ -303,12 +303,13 @@ class Timeline:
             if state == analysis.RUNNING and cells:
                 bar.put(cells[1] - 1, "▸", style, 3)
         label = Text()
-        label.append(printable(tool.label), style="bold")
+        # Every piece is cut before the lane is laid out (trace fields have no length limit).
+        label.append(clip(tool.label), style="bold")
         if tool.deps:
-            label.append(printable(f" ← {','.join(tool.deps)}"), style=ORANGE)
-        label.append(printable(f" {tool.tool}"))
+            label.append(f" ← {_deps(tool.deps)}", style=ORANGE)
+        label.append(f" {clip(tool.tool)}")
         if tool.args_summary:
-            label.append(printable(f"({tool.args_summary})"), style="dim")
+            label.append(f"({clip(tool.args_summary)})", style="dim")
         _, style, symbol = STATES.get(state, STATES[analysis.OK])
         if state == analysis.PENDING:
             waited = run.end - (tool.issued if tool.issued is not None else run.end)
@@ -480,7 +481,7 @@ class _Guarded:
         try:
             lines = list(console.render_lines(self.inner, options, pad=False, new_lines=True))
         except Exception as exc:  # noqa: BLE001 - see the class docstring
-            yield Text(f"(timeline not drawn: {type(exc).__name__}: {printable(str(exc))[:200]})", style="dim")
+            yield Text(f"(timeline not drawn: {type(exc).__name__}: {clip(str(exc))})", style="dim")
             return
         for line in lines:
             yield from line

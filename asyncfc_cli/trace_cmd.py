@@ -324,11 +324,11 @@ def _x(x: float) -> str:
 
 
 def _chain(names: list[str], keep: int = 8) -> str:
-    from asyncfc_cli.output import printable
+    from asyncfc_cli.output import label
 
     if len(names) > keep:
         names = [*names[:3], f"… {len(names) - keep + 1} more …", *names[-(keep - 4):]]
-    return printable(" → ".join(names))
+    return " → ".join(label(name) for name in names)
 
 
 def summary_rows(m: Any) -> list[tuple[str, str, str]]:
@@ -350,12 +350,12 @@ def summary_rows(m: Any) -> list[tuple[str, str, str]]:
 
 
 def _label(value: Any) -> str:
-    """Text from a trace, for a table cell: printable and never Rich markup."""
+    """Text from a trace, for a table cell: printable, cut before the table lays it out, never Rich markup."""
     from rich.markup import escape
 
-    from asyncfc_cli.output import printable
+    from asyncfc_cli.output import label
 
-    return escape(printable(value))
+    return escape(label(value))
 
 
 def summary_table(m: Any):
@@ -554,11 +554,15 @@ def compare(
     run_a, run_b = analysis.run_from_trace(data_a), analysis.run_from_trace(data_b)
     m_a, m_b = analysis.compute(run_a), analysis.compute(run_b)
     speedup = m_a.wall / m_b.wall if m_a.wall > 0 and m_b.wall > 0 else math.nan
+    if not 0 < speedup < math.inf:  # walls of 1e-300 s and 1 s (a hostile trace) over- or underflow
+        speedup = math.nan
     warnings = []
     if data_a.header.task != data_b.header.task:
+        from asyncfc_cli.output import label
+
         # A speedup between two different jobs measures the jobs, not the modes.
-        warnings.append(f"A and B are runs of different tasks (A: {data_a.header.task or '?'}; "
-                        f"B: {data_b.header.task or '?'}), so the speedup compares different work")
+        warnings.append(f"A and B are runs of different tasks (A: {label(data_a.header.task or '?')}; "
+                        f"B: {label(data_b.header.task or '?')}), so the speedup compares different work")
     for warning in warnings:
         from rich.markup import escape
 

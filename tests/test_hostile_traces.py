@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,107 @@ def test_a_bad_line_is_reported_with_its_number_and_skipped(tmp_path, kind):
     assert len(report["problems"]) == 1 and report["problems"][0].startswith("line 4: ")
     assert report["status"] == "ok" and report["tool_calls"] == 4
     every_command(path, tmp_path, readable=True)
+
+
+# --- size: every trace renders in time linear in its size --------------------------------------
+
+BIG = 5_000_000
+
+
+def _sized_trace(field: str, size: int) -> list[dict]:
+    """A finished async run of three calls whose ``field`` holds ``size`` characters."""
+    long = "n" * size
+    header = dict(HEADER)
+    body = [{"type": "model_begin", "t": 0.1, "request": 1, "messages": 2}]
+    # A chain of 2 s calls: every one is on the critical path, which the
+    # summary spells out (where a long name once wrapped over thousands of lines).
+    body += future(0.2, "f1", "c1", [], runs=2.0)
+    body += future(0.3, "f2", "c2", ["f1"], runs=2.0)
+    body += future(0.4, "f3", "c3", ["f1", "f2"], runs=2.0)
+    body.append({"type": "model_end", "t": 0.5, "request": 1, "status": "ok", "tokens_in": 5, "tokens_out": 5})
+    if field in ("task", "agent", "model", "mode", "run_id"):
+        header[field] = long
+    elif field in ("tool", "call_id"):
+        for event in body:
+            if event.get("call_id") == "c2":
+                event[field] = long
+    elif field == "future":
+        for event in body:
+            if event.get("future") == "f2":
+                event["future"] = long
+            if "f2" in event.get("deps", []):
+                event["deps"] = [long if d == "f2" else d for d in event["deps"]]
+    elif field == "args_summary":
+        body[5]["args_summary"] = long
+    elif field == "error":
+        body[6].update(status="error", error=long)
+    elif field == "status":
+        body[6]["status"] = long
+    elif field == "deps":
+        body[7]["deps"] = body[8]["deps"] = [f"f{i}" for i in range(size // 40)]
+    elif field == "model error":
+        body[-1].update(status="error", error=long, finish_reason=long)
+    return [header, *body, {"type": "summary", "t": 7.0, "status": "ok"}]
+
+
+LONG_FIELDS = ["tool", "call_id", "future", "args_summary", "error", "status", "deps", "model error",
+               "task", "agent", "model", "mode", "run_id"]
+
+
+def _render_cost(path: Path) -> tuple[float, int]:
+    """CPU time of this thread (not the wall clock: a loaded machine does not
+    move it) to draw the trace, and the characters drawn."""
+    start = time.thread_time()
+    shown = trace_cli(path, "--width", "120")
+    compared = trace_cli("compare", path, GOOD, "--width", "120")
+    took = time.thread_time() - start
+    assert shown.exit_code == 0 and compared.exit_code == 0, shown.output
+    return took, len(shown.stdout) + len(compared.stdout)
+
+
+@pytest.mark.parametrize("field", LONG_FIELDS)
+def test_a_5_mb_field_is_cut_before_layout(tmp_path, field):
+    """Item 9: a 5 MB tool name took 13 s to draw (Rich wrapped it, far from
+    linearly); every field is cut to a label before anything lays it out."""
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small.write_text(lines(*_sized_trace(field, BIG // 4)))
+    big.write_text(lines(*_sized_trace(field, BIG)))
+    small_cost, small_drawn = _render_cost(small)
+    big_cost, big_drawn = _render_cost(big)
+    # What is drawn does not grow with the field: it was cut first.
+    assert big_drawn < 40_000 and big_drawn <= small_drawn + 200
+    # Four times the field costs at most about four times the (reading) work;
+    # the quadratic layout cost sixteen times (and 50 s of CPU at 5 MB).
+    assert big_cost < 8 * small_cost + 0.5, (small_cost, big_cost)
+    assert big_cost < 2.0, big_cost
+    strict_json(trace_cli(big, "--json").stdout)
+    for fmt in ("chrome", "otel"):
+        strict_json(trace_cli(big, "--export", fmt).stdout)
+    live_frames(_sized_trace(field, BIG))
+
+
+DEEP = json.loads("[" * 900 + "]" * 900)
+
+
+@pytest.mark.parametrize("shape", ["many calls", "long chain", "deep fields"])
+def test_drawing_cost_grows_linearly_with_the_trace(tmp_path, shape):
+    def trace(n: int) -> list[dict]:
+        body: list[dict] = [{"type": "model_begin", "t": 0.1, "request": 1, "messages": 2}]
+        for i in range(n):
+            deps = [f"f{i}"] if shape == "long chain" and i else []
+            events = future(0.2 + i * 1e-4, f"f{i + 1}", f"c{i + 1}", deps)
+            if shape == "deep fields" and i % 10 == 0:  # a field nested past the recursion limit rides along
+                events[1]["extra"] = DEEP
+            body += events
+        body.append({"type": "model_end", "t": 5.0, "request": 1, "status": "ok"})
+        return [HEADER, *body, {"type": "summary", "t": 6.0, "status": "ok"}]
+
+    costs = []
+    for n in (300, 1200):
+        path = tmp_path / f"{n}.jsonl"
+        path.write_text(lines(*trace(n)))
+        costs.append(_render_cost(path)[0])
+    assert costs[1] < 8 * costs[0] + 0.5, costs
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\x00" * 64, b"\xff\xfe garbage", b"[]\n",
@@ -361,3 +463,15 @@ def test_a_width_out_of_range_is_a_usage_error(width):
     for args in ([GOOD], ["compare", GOOD, GOOD]):
         result = trace_cli(*args, "--width", width)
         assert result.exit_code == 2 and "--width" in result.stderr
+
+
+def test_compare_with_walls_whose_ratio_underflows(tmp_path):
+    # 5e-324 s against 1e9 s: the speedup is 0.0 in floating point ("B is
+    # 1/0 times slower" raised ZeroDivisionError); overflow is the mirror case.
+    tiny, huge = tmp_path / "tiny.jsonl", tmp_path / "huge.jsonl"
+    tiny.write_text(lines(HEADER, {"type": "summary", "t": 5e-324, "status": "ok"}))
+    huge.write_text(lines(HEADER, {"type": "summary", "t": 1e9, "status": "ok"}))
+    for a, b in ((tiny, huge), (huge, tiny)):
+        shown = trace_cli("compare", a, b, "--width", "100")
+        assert shown.exit_code == 0 and "speedup: -" in shown.stdout
+        assert strict_json(trace_cli("compare", a, b, "--json").stdout)["speedup"] is None

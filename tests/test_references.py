@@ -9,12 +9,14 @@ silent guess.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncfc_cli.references import Literal, PathError, Reference, escape, parse, scan, substitute
+from asyncfc_cli.references import (MAX_PROBLEMS, MAX_REFERENCES, Literal, PathError, Reference, escape, parse, pick,
+                                    scan, substitute)
 
 # Text that is hard to tell from a reference's surroundings.
 NEIGHBOURS = st.text(alphabet=st.sampled_from(list("0123456789.-_ab{}$ féç🙂\\\"'\n")), max_size=6)
@@ -133,3 +135,103 @@ def test_paths_that_do_not_exist_say_what_is_there():
         substitute("$f1.7", {"f1": [1, 2, 3]})
     assert substitute("$f1.-1", {"f1": [1, 2, 3]}) == 3
     assert substitute("n=${f1.a}", {"f1": {"a": [1, "x"]}}) == 'n=' + json.dumps([1, "x"])
+
+
+# --- hostile text: linear time, any depth, every list bound --------------------------------------
+
+TEN_MB = 10_000_000
+HOSTILE = {  # built when a test asks: 140 MB held by every worker that imports this file is not free
+    "backslashes": lambda: "\\" * TEN_MB,
+    "backslashes then a dollar": lambda: "\\" * TEN_MB + "$HOME",
+    "backslashes then a reference": lambda: "\\" * TEN_MB + "${f1}",
+    "text, backslashes, a reference": lambda: "x" + "\\" * TEN_MB + "$f1",
+    "dollars": lambda: "$" * TEN_MB,
+    "${ runs": lambda: "${" * (TEN_MB // 2),
+    "${f runs": lambda: "${f" * (TEN_MB // 3),
+    "${f1. with a long path, never closed": lambda: "${f1." + "a." * (TEN_MB // 2),
+    "${f1. with a long path": lambda: "${f1." + "key." * (TEN_MB // 4) + "end}",
+    "text, then ${f1. with a long path": lambda: "x ${f1." + "a." * (TEN_MB // 2),
+    "a long id": lambda: "$f" + "1" * TEN_MB,
+    "a long tool": lambda: "x ${f1:" + "t" * TEN_MB + "}",
+    "escaped references": lambda: "\\${f1}" * (TEN_MB // 6),
+    "mixed": lambda: ("\\${f1.a\\$" + "\\" * 37 + "${" + "$" * 20 + "${f1." + "b." * 30 + "$f1 ") * (TEN_MB // 200),
+}
+
+
+@pytest.mark.parametrize("shape", list(HOSTILE))
+def test_ten_megabytes_of_hostile_text_scan_in_linear_time(shape):
+    # The scanner once retried a regex at every backslash of a run: 16,000 took
+    # 2 s, 32,000 took 8 s, on the thread that runs the event loop. Linear, 10 MB
+    # of any shape takes a fraction of a second; the budget is CPU time of this
+    # thread (not the wall clock), so a loaded machine does not move it.
+    text = HOSTILE[shape]()
+    start = time.thread_time()
+    parsed = parse(text)
+    refs, problems = scan({"args": [text]})
+    took = time.thread_time() - start
+    assert took < 2.0, f"{shape}: {took:.2f}s of CPU"
+    assert len(problems) <= MAX_PROBLEMS and all(len(p) < 300 for p in problems)
+    assert len(parsed.references) <= MAX_REFERENCES and len(refs) <= MAX_REFERENCES
+
+
+def test_escaping_ten_megabytes_is_linear_and_reads_back():
+    for text in ("\\" * TEN_MB + "${f1}", "$f1 " * (TEN_MB // 4), ("a\\" * 3 + "${f2}") * (TEN_MB // 12)):
+        start = time.thread_time()
+        escaped = escape(text)
+        assert time.thread_time() - start < 2.0
+        assert "".join(p.text for p in parse(escaped, limit=len(text)).parts) == text
+
+
+def test_more_references_than_the_limit_are_a_problem_not_a_stall():
+    text = "${f1}" * (MAX_REFERENCES + 1)
+    parsed = parse(text)
+    assert parsed.over and "more than 10000 references" in parsed.problems[-1]
+    refs, problems = scan({"a": ["${f1}"] * MAX_REFERENCES + ["x ${f2}"]})
+    assert len(refs) == MAX_REFERENCES and "more than 10000 references" in problems[0]
+    assert scan({"a": ["${f1}"] * MAX_REFERENCES})[1] == []  # exactly the limit is fine
+
+
+@pytest.mark.parametrize("depth", [600, 5_000, 200_000])
+def test_values_nested_past_the_recursion_limit_are_scanned_and_substituted(depth):
+    # An argument nested 600 deep crashed substitute with RecursionError.
+    value: object = ["${f1.a}", "$f2"]
+    for _ in range(depth):
+        value = {"k": [value]}
+    refs, problems = scan(value)
+    assert [r.future for r in refs] == ["f1", "f2"] and problems == []
+    out = substitute(value, {"f1": {"a": 7}, "f2": "two"})
+    for _ in range(depth):
+        out = out["k"][0]
+    assert out == [7, "two"]
+
+
+def test_a_value_too_deep_to_write_as_text_is_a_path_error():
+    deep: object = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert substitute("$f1", {"f1": deep}) is deep  # whole: passed on as the value it is
+    with pytest.raises(PathError, match="nested too deeply to insert into text"):
+        substitute("x ${f1}", {"f1": deep})
+
+
+def test_list_indices_are_bounded_on_both_ends():
+    # A mutation of either bound (index <= len, or -len < index) must fail here:
+    # one past the end once let an IndexError escape instead of a PathError.
+    items = {"f1": {"items": ["a", "b", "c"]}}
+    assert substitute("${f1.items.2}", items) == "c"
+    assert substitute("${f1.items.-3}", items) == "a"
+    for bad in ("3", "-4", "99", "-99"):
+        with pytest.raises(PathError, match=f"has no part '{bad}' \\(it is a list; 3 items\\)"):
+            substitute("${f1.items." + bad + "}", items)
+    assert pick([], ()) == []
+    with pytest.raises(PathError, match="0 items"):
+        pick([], ("0",))
+
+
+def test_index_keys_that_are_not_small_numbers_are_no_index():
+    items = ["a", "b"]
+    assert pick(items, ("0001",)) == "b" and pick(items, ("-0",)) == "a"
+    for key in ("9" * 5000, "-" + "9" * 5000, "1.0", "+1", "", "-", " 1"):
+        with pytest.raises(PathError):  # never int()'s ValueError on 5,000 digits
+            pick(items, (key,))
+    assert pick(items, ("0" * 5000 + "1",)) == "b"

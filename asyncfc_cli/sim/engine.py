@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from asyncfc_cli.futures import DELIVERY_PREFIX, WAIT_TOOL
+from asyncfc_cli.output import without_surrogates
 from asyncfc_cli.references import escape as escape_reference_text
+from asyncfc_cli.walk import map_strings
 
 from .plan import Ref, SimPlan, SimStep, parse_template
 
@@ -186,7 +188,7 @@ def result_value(content: Any) -> Any:
     text = message_text(content)
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a tool may print JSON nested 100,000 deep: text, then
         return text
 
 
@@ -225,7 +227,7 @@ def read_conversation(plan: SimPlan, messages: list[dict], protocol: Protocol = 
             if text.startswith(DELIVERY_PREFIX):
                 try:
                     _learn_futures(conv, json.loads(text[len(DELIVERY_PREFIX):].split("\n", 1)[0]))
-                except ValueError:
+                except (ValueError, RecursionError):
                     pass
     return conv
 
@@ -301,7 +303,8 @@ def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | No
         if future is not None:
             return "$" + future
         found = resolve(parts[0], conv)
-        return _escape_deep(found) if forward is not None else found
+        # A tool's value may nest deeper than the stack allows: walked without recursion.
+        return map_strings(found, escape_reference_text) if forward is not None else found
     # Literal text (with the values known) and the futures passed, in order.
     pieces: list[tuple[bool, str]] = []
     for part in parts:
@@ -323,18 +326,13 @@ def substitute(value: Any, conv: Conversation, forward: Callable[[Ref], str | No
     return "".join(out)
 
 
-def _escape_deep(value: Any) -> Any:
-    if isinstance(value, str):
-        return escape_reference_text(value)
-    if isinstance(value, dict):
-        return {k: _escape_deep(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escape_deep(v) for v in value]
-    return value
-
-
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except RecursionError:  # a tool's value nested past the stack: what a model would shorten
+        return "<a value nested too deeply to write out>"
 
 
 # --- think text ------------------------------------------------------------
@@ -421,7 +419,24 @@ def decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None = None)
     Steps go out in plan order; from the first step not yet issued, every
     step whose references are already known goes into this reply, up to the
     first one that still needs a result.
+
+    What it writes is text a model can send: a lone surrogate its plan picked
+    up (an environment variable's bytes that are not UTF-8) goes out as
+    U+FFFD, as any UTF-8 stream would carry it.
     """
+    return _sendable(_decide(plan, messages, tools))
+
+
+def _sendable(reply: Reply) -> Reply:
+    for segment in reply.segments:
+        if isinstance(segment, Text):
+            segment.text = without_surrogates(segment.text)
+        else:
+            segment.name, segment.arguments = without_surrogates([segment.name, segment.arguments])
+    return reply
+
+
+def _decide(plan: SimPlan, messages: list[dict], tools: list[dict] | None) -> Reply:
     protocol = read_protocol(messages, tools)
     if protocol.futures:
         return decide_async(plan, messages, protocol)

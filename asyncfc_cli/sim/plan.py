@@ -19,14 +19,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from asyncfc_cli.walk import strings
+
 from .presets import PresetName
 from .presets import apply as apply_preset
 
 ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 _ID_RE = re.compile(ID_PATTERN)
-# A path segment is anything up to the next dot or closing brace, so dict keys
-# with spaces or list indices both work without a quoting syntax.
-_REF_RE = re.compile(rf"({ID_PATTERN})((?:\.[^.{{}}]+)*)}}")
+# Templates are read by a scanner that jumps from brace to brace; each regex
+# has one quantifier, so reading any template is linear in its length.
+_BRACE = re.compile(r"[{}]")
+_TO_BRACE = re.compile(r"[^{}]*")
 
 
 @dataclass(frozen=True)
@@ -44,43 +47,64 @@ class Ref:
 def parse_template(template: str) -> list[str | Ref]:
     """Split a template into literal text and references.
 
+    A path segment is anything up to the next dot or closing brace, so dict
+    keys with spaces or list indices both work without a quoting syntax.
     Raises ValueError for a lone brace, because a typo such as
     ``{count words}`` would otherwise silently reach the model as text.
     """
     parts: list[str | Ref] = []
     literal: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        ch = template[i]
-        if ch == "{" and template.startswith("{{", i):
-            literal.append("{")
-            i += 2
-        elif ch == "}" and template.startswith("}}", i):
-            literal.append("}")
-            i += 2
-        elif ch == "{":
-            match = _REF_RE.match(template, i + 1)
-            if match is None:
-                raise ValueError(
-                    f"bad reference at position {i} in {template!r}: expected "
-                    "{id} or {id.key} (write {{ for a literal brace)"
-                )
-            if literal:
-                parts.append("".join(literal))
-                literal = []
-            path = tuple(match.group(2).split(".")[1:]) if match.group(2) else ()
-            parts.append(Ref(match.group(1), path))
-            i = match.end()
-        elif ch == "}":
+    i = 0
+    while True:
+        brace = _BRACE.search(template, i)
+        if brace is None:
+            literal.append(template[i:])
+            break
+        at = brace.start()
+        literal.append(template[i:at])
+        if template.startswith("{{", at) or template.startswith("}}", at):
+            literal.append(template[at])
+            i = at + 2
+            continue
+        if template[at] == "}":
+            raise ValueError(f"lone '}}' at position {at} in {_shown(template)} (write }}}} for a literal brace)")
+        ref = _ref_at(template, at + 1)
+        if ref is None:
             raise ValueError(
-                f"lone '}}' at position {i} in {template!r} (write }}}} for a literal brace)"
+                f"bad reference at position {at} in {_shown(template)}: expected "
+                "{id} or {id.key} (write {{ for a literal brace)"
             )
-        else:
-            literal.append(ch)
-            i += 1
-    if literal:
-        parts.append("".join(literal))
+        text = "".join(literal)
+        if text:
+            parts.append(text)
+        literal = []
+        parts.append(ref[0])
+        i = ref[1]
+    text = "".join(literal)
+    if text:
+        parts.append(text)
     return parts
+
+
+def _ref_at(template: str, i: int) -> tuple[Ref, int] | None:
+    """The reference ``id.a.b}`` starting at ``i`` (after its ``{``) and where it ends, or None."""
+    name = _ID_RE.match(template, i)
+    if name is None:
+        return None
+    close = _TO_BRACE.match(template, name.end()).end()
+    if not template.startswith("}", close):
+        return None
+    path = template[name.end():close]
+    if not path:
+        return Ref(name.group()), close + 1
+    segments = path[1:].split(".")
+    if not path.startswith(".") or "" in segments:
+        return None
+    return Ref(name.group(), tuple(segments)), close + 1
+
+
+def _shown(template: str, limit: int = 80) -> str:
+    return repr(template) if len(template) <= limit else repr(template[:limit]) + f" (and {len(template) - limit} more characters)"
 
 
 def template_refs(template: str) -> set[str]:
@@ -90,13 +114,7 @@ def template_refs(template: str) -> set[str]:
 
 def value_refs(value: Any) -> set[str]:
     """Step ids referenced anywhere inside a JSON-like value."""
-    if isinstance(value, str):
-        return template_refs(value)
-    if isinstance(value, dict):
-        return set().union(*(value_refs(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(value_refs(v) for v in value))
-    return set()
+    return set().union(*(template_refs(text) for text in strings(value)))
 
 
 class SimStep(BaseModel):

@@ -172,7 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _json(self, status: int, obj: dict[str, Any]) -> None:
-        data = json.dumps(obj, ensure_ascii=False).encode()
+        # ASCII: an error may quote a request's text, lone surrogates included.
+        data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
