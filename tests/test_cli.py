@@ -270,7 +270,7 @@ def test_run_timeout_exits_1(runs):
 
 def test_ctrl_c_exits_130_and_the_trace_says_interrupted(runs):
     proc = runs["sigint"]
-    proc.wait_for_line("→ #1 nap(", timeout=90)  # the 30 s tool is running
+    proc.wait_for_line("→ #1 nap(", timeout=240)  # the 30 s tool is running
     proc.proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     done = proc.result(timeout=30)

@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SPAWNER = DATA / "spawner.py"
 ENV = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+# How long a fresh asyncfc process (it imports LiteLLM) may take to reach its tool:
+# seconds on an idle machine, minutes at load 10 or more. Only a failure waits it out.
+STARTUP = 240
 
 
 def reaped(pid: int) -> bool:
@@ -151,12 +154,12 @@ def test_the_parent_death_signal_kills_the_command_when_asyncfc_is_killed(tmp_pa
     pidfile = tmp_path / "pid"
     proc = subprocess.Popen([PY, "-c", PDEATHSIG_SCRIPT, str(pidfile), how], cwd=REPO, env=ENV)
     try:
-        assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), 30), "the command never started"
+        assert wait_until(lambda: pidfile.exists() and pidfile.read_text(), STARTUP), "the command never started"
         command = int(pidfile.read_text())
         assert not process_gone(command)
         proc.kill()
         proc.wait()
-        assert wait_until(lambda: process_gone(command), 20), "the command outlived asyncfc"
+        assert wait_until(lambda: process_gone(command), 60), "the command outlived asyncfc"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -171,15 +174,15 @@ def test_kill_9_of_asyncfc_leaves_no_tool_process_behind(tmp_path):
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pids: list[int] = []
     try:
-        assert wait_until(lambda: pidfile.exists(), 60), proc.communicate(timeout=5) if proc.poll() is not None else "no pids"
+        assert wait_until(lambda: pidfile.exists(), STARTUP), proc.communicate(timeout=5) if proc.poll() is not None else "no pids"
         pids = [int(p) for p in pidfile.read_text().split()]
         command, child, daemon = pids
         assert not any(process_gone(p) for p in pids)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
         # The command by its parent-death signal; its child (same group) and the
         # daemon (its own session) by the run's guard process.
-        assert wait_until(lambda: all(process_gone(p) for p in pids), 10), \
+        assert wait_until(lambda: all(process_gone(p) for p in pids), 60), \
             [p for p in pids if not process_gone(p)]
     finally:
         if proc.poll() is None:
@@ -343,9 +346,9 @@ def test_ctrl_c_during_a_blocking_async_tool_is_explained_then_honoured(tmp_path
     proc = subprocess.Popen([PY, "-m", "asyncfc_cli.cli", "run", str(task), "-q", "--trace", str(tmp_path / "t.jsonl")],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until(marker.exists, 60), "the tool never started"
+        assert wait_until(marker.exists, STARTUP), "the tool never started"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
