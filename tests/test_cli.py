@@ -50,7 +50,7 @@ class Done:
     seconds: float
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Done:
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> Done:
     started = time.monotonic()
     proc = subprocess.run(asyncfc(*args), cwd=cwd, env=env or cli_env(), capture_output=True,
                           text=True, timeout=timeout)
@@ -91,7 +91,7 @@ class Launched:
             if text in line:
                 return line
 
-    def result(self, timeout: float = 120) -> Done:
+    def result(self, timeout: float = 240) -> Done:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -99,7 +99,7 @@ def test_a_double_forked_daemon_is_adopted_then_killed_and_reaped_when_its_call_
     # Its own process, as the asyncfc command: only then is asyncfc a subreaper.
     proc = subprocess.Popen([PY, "-m", "asyncfc_cli.cli", "run", str(task), "--json", "--trace", str(tmp_path / "t.jsonl")],
                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=2 * STARTUP)
     daemon, adopted_by = map(int, pidfile.read_text().split())
     try:
         assert proc.returncode == 0, err
@@ -250,7 +250,7 @@ def test_hung_sync_tools_do_not_starve_later_ones(tmp_path):
         """))
     # A subprocess: the abandoned threads go with it.
     proc = subprocess.run([PY, "-m", "asyncfc_cli.cli", "run", "task.toml", "--json", "--trace", "t.jsonl"],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=2 * STARTUP)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     statuses = [c["status"] for c in report["tool_calls"] if c["tool"] == "hang"]

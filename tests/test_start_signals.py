@@ -49,7 +49,7 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
     start = time.monotonic()
     pending = list(procs)
     try:
-        while pending and time.monotonic() - start < 120:
+        while pending and time.monotonic() - start < 300:  # minutes on a loaded machine
             for item in list(pending):
                 proc, signum, when, cwd = item
                 due = header_written(cwd) if when == "header" else time.monotonic() - start >= when
@@ -58,7 +58,7 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
                         proc.send_signal(signum)
                     pending.remove(item)
             time.sleep(0.01)
-        results = [(proc.communicate(timeout=60), proc.returncode, signum, when, cwd)
+        results = [(proc.communicate(timeout=120), proc.returncode, signum, when, cwd)
                    for proc, signum, when, cwd in procs]
     finally:
         for proc, *_ in procs:
