@@ -67,9 +67,16 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
                 proc.wait()
     for (out, err), code, signum, when, cwd in results:
         label = f"{signal.Signals(signum).name} at {when}"
-        # 130 once asyncfc handles it; killed by the signal itself only before Python set up its handlers.
-        assert code in (130, -signal.SIGTERM, -signal.SIGINT), (label, code, err)
-        assert b"Traceback" not in err, (label, err.decode())
+        # On a loaded machine the earliest moments can fall inside the interpreter's own
+        # start, before any of asyncfc runs: CPython then stops with its "Fatal Python
+        # error" and exit 1 (nothing asyncfc could catch, and no trace can exist yet).
+        in_interpreter_start = code == 1 and b"Fatal Python error: init_import_site" in err
+        if in_interpreter_start:
+            assert not (cwd / ".asyncfc").exists(), label
+        else:
+            # 130 once asyncfc handles it; killed by the signal itself only before Python set up its handlers.
+            assert code in (130, -signal.SIGTERM, -signal.SIGINT), (label, code, err)
+            assert b"Traceback" not in err, (label, err.decode())
         traces = sorted((cwd / ".asyncfc" / "runs").glob("*.jsonl"))
         if when == "header":
             assert traces, label
