@@ -94,3 +94,60 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
             assert shown.exit_code == 0, (label, shown.output)
         else:
             assert shown.exit_code == 2 and "no traces in" in shown.stderr, (label, shown.output)
+
+
+# --- an interrupt Python drops ------------------------------------------------------------------
+# A Ctrl-C that lands inside a callback the interpreter runs on its own (an
+# import's module-lock callback, a finalizer) is printed and dropped by Python
+# ("Exception ignored in ..."): at load 30, a run went on to the end and exited
+# 0 after a Ctrl-C at 0.3 s. A finalizer that raises KeyboardInterrupt is
+# dropped the same way, at a moment the test chooses.
+
+DROP_DURING_IMPORTS = """
+import sys
+from asyncfc_cli import __main__ as entry, interrupts
+
+class Dropped:
+    def __del__(self):
+        raise KeyboardInterrupt  # Python cannot raise from a finalizer: it drops it
+
+watch = interrupts.watch
+def watch_then_drop():
+    watch()
+    Dropped()  # gone at once: dropped while the command starts, as inside an import
+interrupts.watch = watch_then_drop
+sys.argv = ["asyncfc", "run", sys.argv[1], "-q"]
+entry.main()
+"""
+
+
+def test_a_ctrl_c_python_drops_during_the_imports_still_exits_130(tmp_path):
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    proc = subprocess.run([sys.executable, "-c", DROP_DURING_IMPORTS, str(TASK)], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr.decode()
+    assert b"Traceback" not in proc.stderr and b"Exception ignored" not in proc.stderr
+    assert proc.stdout == b""  # no answer: the run never started
+    assert not list(tmp_path.glob(".asyncfc/runs/*.jsonl"))
+
+
+def test_a_ctrl_c_python_drops_before_the_run_interrupts_the_run(tmp_path, monkeypatch):
+    from asyncfc_cli import interrupts
+
+    class Dropped:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # put back after the test
+    monkeypatch.chdir(tmp_path)
+    interrupts.watch()
+    Dropped()  # dropped after the imports, before the run's own handler is in place
+    trace = tmp_path / "t.jsonl"
+    result = CliRunner().invoke(app, ["run", str(TASK), "--trace", str(trace), "-q"], catch_exceptions=False)
+    assert result.exit_code == 130, result.output
+    assert result.stdout == ""  # no answer
+    # Cancelled as it began, like a Ctrl-C at that moment: the trace is closed as interrupted.
+    data = read_trace(trace)
+    assert not data.problems and data.summary is not None and data.summary["status"] == "interrupted"
+    assert all(s.status == "cancelled" for s in data.spans("model")) and not data.spans("tool")
+    assert not interrupts.take()  # honoured once, not again by the next run
