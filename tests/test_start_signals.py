@@ -32,6 +32,16 @@ MOMENTS = [(signal.SIGINT, 0.3), (signal.SIGTERM, 0.3), (signal.SIGINT, 1.5), (s
            (signal.SIGINT, 3.0), (signal.SIGTERM, 3.0), (signal.SIGINT, "header"), (signal.SIGTERM, "header")]
 
 
+def before_asyncfc_code(err: bytes) -> bool:
+    """Python's KeyboardInterrupt traceback with no frame of asyncfc's code in it:
+    only the console script (its import of the entry module) and the import system."""
+    lines = err.decode(errors="replace").splitlines()
+    files = [line.split('"')[1] for line in lines if line.startswith('  File "')]
+    return (bool(lines) and lines[0].startswith("Traceback") and lines[-1] == "KeyboardInterrupt"
+            and bool(files) and files[0] == str(COMMAND)
+            and all(f == str(COMMAND) or f.startswith("<frozen ") for f in files))
+
+
 def header_written(cwd: Path) -> bool:
     return any(p.stat().st_size > 0 for p in (cwd / ".asyncfc" / "runs").glob("*.jsonl"))
 
@@ -67,11 +77,14 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
                 proc.wait()
     for (out, err), code, signum, when, cwd in results:
         label = f"{signal.Signals(signum).name} at {when}"
-        # On a loaded machine the earliest moments can fall inside the interpreter's own
-        # start, before any of asyncfc runs: CPython then stops with its "Fatal Python
-        # error" and exit 1 (nothing asyncfc could catch, and no trace can exist yet).
+        # On a loaded machine the earliest moments can fall before any of asyncfc runs:
+        # inside the interpreter's own start (CPython's "Fatal Python error", exit 1), or
+        # while the console script imports asyncfc's entry module (Python's traceback of
+        # that one line, then the signal's own exit). Nothing asyncfc could catch, and no
+        # trace can exist yet.
         in_interpreter_start = code == 1 and b"Fatal Python error: init_import_site" in err
-        if in_interpreter_start:
+        in_console_script = code == -signal.SIGINT and before_asyncfc_code(err)
+        if in_interpreter_start or in_console_script:
             assert not (cwd / ".asyncfc").exists(), label
         else:
             # 130 once asyncfc handles it; killed by the signal itself only before Python set up its handlers.
