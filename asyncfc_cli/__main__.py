@@ -9,7 +9,8 @@ does everything else.
 
 The imports are inside a guard: Ctrl-C during the fraction of a second that
 they take exits 130 like any other interruption, instead of Python's
-KeyboardInterrupt traceback.
+KeyboardInterrupt traceback, also when Python dropped it
+(:mod:`asyncfc_cli.interrupts`).
 """
 
 import os
@@ -17,6 +18,9 @@ import sys
 
 
 def main() -> None:
+    from asyncfc_cli import interrupts
+
+    interrupts.watch()
     try:
         from asyncfc_cli.warm import policy
 
@@ -30,6 +34,8 @@ def main() -> None:
                 os._exit(code)
         from asyncfc_cli.cli import main as cli_main
     except KeyboardInterrupt:
+        sys.exit(130)
+    if interrupts.take():  # a Ctrl-C Python dropped inside the imports
         sys.exit(130)
     cli_main()
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from asyncfc_cli import credentials
+from asyncfc_cli import credentials, interrupts
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
@@ -264,6 +264,9 @@ def run_until_signal(body: Callable[[], Awaitable[None]]) -> bool:
     async def root() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_signals_to_cancel, nursery.cancel_scope, interrupted)
+            if interrupts.take():  # a start-up Ctrl-C Python dropped: honoured now that it can be
+                interrupted.append(signal.SIGINT)
+                nursery.cancel_scope.cancel()
             await body()
             nursery.cancel_scope.cancel()
 

@@ -361,11 +361,13 @@ def test_hold_experiment_trades_a_wait_round_trip_for_a_grace():
 def test_overhead_measures_are_positive_and_per_call():
     from asyncfc_cli.bench.overhead import executor_once, loop_once
 
+    # Real-clock figures: the bounds only say "per call, not seconds", wide enough for
+    # a loaded machine (the benchmark reports the figures, milliseconds or less).
     for mode in ("sync", "parallel", "async"):
-        assert 0 < executor_once(20, mode) < 0.05
-    assert 0 < executor_once(20, "async", gate=True) < 0.05
+        assert 0 < executor_once(20, mode) < 0.5
+    assert 0 < executor_once(20, "async", gate=True) < 0.5
     per_call, without_model, dispatch = loop_once(10, "async")
-    assert 0 < without_model < per_call < 0.05 and len(dispatch) == 10 and all(d >= 0 for d in dispatch)
+    assert 0 < without_model < per_call < 0.5 and len(dispatch) == 10 and all(d >= 0 for d in dispatch)
 
 
 def test_charts_are_valid_svg_naming_their_command():

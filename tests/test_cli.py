@@ -50,7 +50,7 @@ class Done:
     seconds: float
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Done:
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> Done:
     started = time.monotonic()
     proc = subprocess.run(asyncfc(*args), cwd=cwd, env=env or cli_env(), capture_output=True,
                           text=True, timeout=timeout)
@@ -91,7 +91,7 @@ class Launched:
             if text in line:
                 return line
 
-    def result(self, timeout: float = 120) -> Done:
+    def result(self, timeout: float = 240) -> Done:
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -270,7 +270,7 @@ def test_run_timeout_exits_1(runs):
 
 def test_ctrl_c_exits_130_and_the_trace_says_interrupted(runs):
     proc = runs["sigint"]
-    proc.wait_for_line("→ #1 nap(", timeout=90)  # the 30 s tool is running
+    proc.wait_for_line("→ #1 nap(", timeout=240)  # the 30 s tool is running
     proc.proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     done = proc.result(timeout=30)

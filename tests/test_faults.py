@@ -55,7 +55,7 @@ def test_failing_hanging_and_flooding_tools_become_errors_the_model_sees(tmp_pat
     assert calls["unserializable"]["status"] == "error" and "JSON" in calls["unserializable"]["error"]
     assert calls["hang_py"]["status"] == "timeout" and "timed out after 0.5s" in calls["hang_py"]["error"]
     assert calls["hang_cmd"]["status"] == "timeout"
-    assert 1.4 < calls["hang_cmd"]["duration"] < 4
+    assert 1.4 < calls["hang_cmd"]["duration"] < 15  # its 1.5 s timeout, not its 120 s (wide: a loaded machine)
     # The run went on and answered with every error in it.
     assert "boom=RuntimeError: the tool broke" in report["answer"]
     assert "py=timed out after 0.5s" in report["answer"]
@@ -64,7 +64,7 @@ def test_failing_hanging_and_flooding_tools_become_errors_the_model_sees(tmp_pat
     assert len(big["content"]) < 1100 and "199000 more characters cut" in big["content"]
     # The command tool's process and its child were killed.
     parent, child = map(int, pidfile.read_text().split())
-    assert wait_until(lambda: process_gone(parent) and process_gone(child), 5)
+    assert wait_until(lambda: process_gone(parent) and process_gone(child), 60)
     data = read_trace(trace)
     assert data.summary["status"] == "ok" and not data.truncated
 
@@ -133,7 +133,7 @@ def test_a_stalled_stream_times_out_is_retried_then_exit_1(tmp_path):
     assert result.exit_code == 1, result.output
     assert "model error" in report["error"] and "imeout" in report["error"]
     assert len(read_trace(trace).of_type("retry")) == 2
-    assert time.monotonic() - start < 20  # bounded: three 1 s stalls and two backoffs
+    assert time.monotonic() - start < 40  # bounded: three 1 s stalls and two backoffs (wide: a loaded machine)
 
 
 # --- bad specs and bad paths -----------------------------------------------------------------
@@ -188,7 +188,7 @@ def _start(tmp_path, trace):
 
 def _wait_for_tool(tmp_path, proc) -> int:
     pidfile = tmp_path / "pid"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # a process importing LiteLLM on a loaded machine: minutes
     while not (pidfile.exists() and pidfile.read_text()):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
@@ -204,12 +204,12 @@ def test_ctrl_c_or_sigterm_cancels_everything_and_exits_130(tmp_path, signum):
         tool = _wait_for_tool(tmp_path, proc)
         assert not process_gone(tool)
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert wait_until(lambda: process_gone(tool), 5), "the tool's process outlived the run"
+    assert wait_until(lambda: process_gone(tool), 60), "the tool's process outlived the run"
     data = read_trace(trace)
     assert data.summary["status"] == "interrupted"
     assert [e["status"] for e in data.of_type("tool_end")] == ["cancelled"]
@@ -222,7 +222,7 @@ def test_sigkill_leaves_a_trace_that_reads_and_renders(tmp_path):
     try:
         tool = _wait_for_tool(tmp_path, proc)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -131,7 +131,7 @@ answer = "got {good}"
 SECRETS = {"AIO_TEST_KEY": "sk-env-secret-0002", "ANTHROPIC_API_KEY": "sk-ant-secret-0003"}
 
 
-def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 120, **env: str) -> Done:
+def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 300, **env: str) -> Done:
     proc = subprocess.run(asyncfc(*args), cwd=cwd, env=cli_env(**env), input=stdin, capture_output=True,
                           text=True, timeout=timeout)
     return Done(proc.returncode, proc.stdout, proc.stderr, 0.0)

@@ -241,12 +241,12 @@ async def test_cancelling_mid_stream_returns_promptly_and_hangs_up(litellm):
                                 scope.cancel()
             left_at = time.monotonic()
             assert scope.cancelled_caught and deltas == 3
-            assert left_at - cancelled_at < 1.0
+            assert left_at - cancelled_at < 5  # promptly: not the ~20 s the stream had left (wide: a loaded machine)
             # The server's handler noticed the closed connection and stopped
             # streaming (it writes every 0.1 s), long before the answer's end.
-            assert wait_until(lambda: not handler_threads(), 2.0), handler_threads()
+            assert wait_until(lambda: not handler_threads(), 10), handler_threads()
             assert server.requests == 1  # cancelled, not retried
-    assert wait_until(lambda: threading.active_count() <= baseline, 2.0), threading.enumerate()
+    assert wait_until(lambda: threading.active_count() <= baseline, 10), threading.enumerate()
 
 
 async def test_no_thread_outlives_the_asyncio_thread(litellm):
@@ -261,7 +261,7 @@ async def test_no_thread_outlives_the_asyncio_thread(litellm):
                 events = await collect(client, tools=[])
                 assert events[-1][1].content == "fine"
             assert loop_thread._thread is not None and not loop_thread._thread.is_alive()
-            assert wait_until(lambda: threading.active_count() == baseline, 2.0), threading.enumerate()
+            assert wait_until(lambda: threading.active_count() == baseline, 10), threading.enumerate()
 
 
 def test_cancelling_while_chunks_are_in_flight_does_not_crash_trio(litellm):

@@ -38,9 +38,8 @@ def test_parallel_mode_overlaps_the_calls_of_one_message(tmp_path):
     a, b = tool_spans(data)
     assert a.status == b.status == "ok"
     assert a.end - a.start >= 0.29 and b.end - b.start >= 0.29
-    # Both started before either ended, and together they took ~0.3 s, not 0.6.
-    assert b.start < a.end - 0.2
-    assert max(a.end, b.end) - a.start < 0.5
+    # Both started before either ended: they ran together (sync runs b after a ended).
+    assert b.start < a.end and a.start < b.end
     # The model waited for both: the next request began after the last one ended.
     model = data.spans("model")
     assert model[1].start >= max(a.end, b.end)
@@ -108,13 +107,17 @@ def test_max_turns_ends_the_run(tmp_path):
 
 
 def test_run_timeout_cancels_the_running_tool(tmp_path):
-    outcome, data = run_task(tmp_path, "slow", timeout_override=0.5, mode_override="sync")
+    # The first request of a process pays LiteLLM's lazy set-up (seconds on a loaded
+    # machine): paid here, so that the timed run's request is quick and its call is
+    # running when the 5 s are up (far short of the nap's 30 s).
+    run_task(tmp_path, "ok")
+    outcome, data = run_task(tmp_path, "slow", timeout_override=5, mode_override="sync")
     result = outcome.result
-    assert result.status == "timeout" and "0.5" in result.error
-    assert result.wall < 2.0  # not the tool's 30 s
+    assert result.status == "timeout" and "timed out after 5s" in result.error
+    assert result.wall < 25  # not the tool's 30 s (wide: a loaded machine is slow)
     (nap,) = tool_spans(data)
     assert nap.begin["tool"] == "nap" and nap.status == "cancelled"
-    assert nap.end is not None and nap.end < 2.0
+    assert nap.end is not None and nap.end < 25
     assert result.calls[0].status == "cancelled"
     assert data.summary["status"] == "timeout" and not data.truncated
 
