@@ -10,10 +10,10 @@ import sys
 
 
 def main() -> None:
-    from asyncfc_cli import interrupts
-
-    interrupts.watch()
     try:
+        from asyncfc_cli import interrupts
+
+        interrupts.watch()
         from asyncfc_cli.cli import main as cli_main
     except KeyboardInterrupt:
         sys.exit(130)
