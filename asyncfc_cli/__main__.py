@@ -18,10 +18,10 @@ import sys
 
 
 def main() -> None:
-    from asyncfc_cli import interrupts
-
-    interrupts.watch()
     try:
+        from asyncfc_cli import interrupts
+
+        interrupts.watch()
         from asyncfc_cli.warm import policy
 
         argv, cold = policy.strip_cold_flag(sys.argv)

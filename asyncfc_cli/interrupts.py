@@ -18,7 +18,6 @@ command installs the hook, never a program that imports asyncfc.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 _dropped: list[BaseException] = []
 
@@ -27,9 +26,10 @@ def watch() -> None:
     """Note interrupts Python drops from now on (others go to the previous hook)."""
     previous = sys.unraisablehook
 
-    def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _dropped.append(unraisable.exc_value)  # handled, not printed: it is ours
+    def hook(unraisable: object) -> None:
+        dropped = getattr(unraisable, "exc_value", None)
+        if isinstance(dropped, KeyboardInterrupt):
+            _dropped.append(dropped)  # handled, not printed: it is ours
             return
         previous(unraisable)
 
