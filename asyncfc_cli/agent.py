@@ -7,7 +7,6 @@ hands calls to the executor and reports everything as trace events.
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 import trio
 
 from asyncfc_cli import futures
-from asyncfc_cli.executor import CallRecord, Limits, ParallelScheduler, Scheduler, SyncScheduler
+from asyncfc_cli.executor import CallRecord, Limits, ParallelScheduler, Scheduler, SyncScheduler, parse_arguments
 from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
@@ -177,12 +176,13 @@ def sendable_arguments(arguments: str) -> str:
     call's arguments (llama.cpp's llama-server answers the whole request with a
     500, "Failed to parse tool call arguments as JSON"), so one call cut short by
     ``max_tokens`` would fail every later request. The model still reads what it
-    wrote: the call's tool message quotes it in the error."""
-    try:
-        value = json.loads(arguments)
-    except ValueError:
+    wrote: the call's tool message quotes it in the error. The test is the one
+    the call itself was held to, nesting limit included, so nothing the call
+    was refused for travels on (and no parser recurses past the stack)."""
+    if not arguments.strip():
         return "{}"
-    return arguments if isinstance(value, dict) else "{}"
+    _, error = parse_arguments(arguments)
+    return arguments if error is None else "{}"
 
 
 async def _model_turn(

@@ -27,7 +27,7 @@ Modes (repeatable):
 Tools (unless a mode replaces them): ``echo(text)``; ``huge(size, id_last,
 no_id, wait_next)`` answers with a text of ``size`` characters on one line
 (the ``id`` last, as the TypeScript SDK writes it, or left out; with
-``wait_next``, only after the next request has come in); ``garbage()`` answers
+``wait_next``, only once a second request with ``wait_next`` has come in); ``garbage()`` answers
 with a line that is not JSON but begins like its answer; ``deep(depth)``
 answers with structured content nested ``depth`` levels deep.
 """
@@ -120,15 +120,19 @@ def serve_stdio(modes: set[str]) -> None:
     if "stdout-noise" in modes:
         out.write(f"debug: starting with token {TOKEN}\n".encode())
         out.flush()
-    lines = iter(sys.stdin.buffer)
-    for line in lines:
+    held: list[dict] = []
+    for line in sys.stdin.buffer:
         if not line.strip():
             continue
         message = json.loads(line)
         batch = [message]
         if (message.get("params") or {}).get("arguments", {}).get("wait_next"):
-            # Answer only once the next request is in: two are then waiting for an answer.
-            batch.append(json.loads(next(lines)))
+            # Held until a second such request is in, whichever order the client
+            # sent them in: two are then waiting, and the huge one is answered first.
+            held.append(message)
+            if len(held) < 2:
+                continue
+            batch, held = sorted(held, key=lambda m: m["params"]["name"] != "huge"), []
         for item in batch:
             reply = answer(item, modes)
             if reply is not None:

@@ -297,7 +297,7 @@ def test_an_answer_without_an_id_to_one_of_several_requests_ends_them_at_once(tm
     # Which request it answers cannot be told: both end now, not at their timeouts.
     agents, task = project(tmp_path, f"mcp = {stdio()}\ntimeout = 300",
                            [("n", "huge", {"size": 30_000_000, "no_id": True, "wait_next": True}),
-                            ("e", "echo", {"text": "other"})], mode="parallel", final="{n.error} | {e.error}")
+                            ("e", "echo", {"text": "other", "wait_next": True})], mode="parallel", final="{n.error} | {e.error}")
     result, report, _ = run_json(task)
     assert result.exit_code == 0, result.output
     first, second = report["answer"].split(" | ")
