@@ -143,13 +143,12 @@ def test_every_run_ends_documented_with_each_call_run_once(llama, tmp_path, task
     assert not llama.busy()  # no request left decoding on the server
 
 
-def _interrupt_when(proc: subprocess.Popen, trace: Path, event: str, timeout: float = 120) -> None:
+def _wait_for(proc: subprocess.Popen, trace: Path, event: str, timeout: float = 120) -> None:
     def seen() -> bool:
         return trace.exists() and f'"type": "{event}"' in trace.read_text().replace('"type":"', '"type": "')
 
     assert wait_until(lambda: seen() or proc.poll() is not None, timeout), f"no {event} in {timeout}s"
     assert proc.poll() is None, f"the run ended before {event}: {proc.communicate()}"
-    proc.send_signal(signal.SIGINT)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -175,8 +174,10 @@ tools = []
                             cwd=tmp_path, env=env_for(llama, tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _interrupt_when(proc, trace, "model_first_token")
+        _wait_for(proc, trace, "model_first_token")
+        # Checked before the signal: once it is sent, the connection may close at any moment.
         assert llama.busy()  # the request is being decoded as the interrupt comes
+        proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
