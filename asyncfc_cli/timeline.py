@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
@@ -485,7 +485,3 @@ class _Guarded:
             return
         for line in lines:
             yield from line
-
-
-def render_static(console: Console, events: Iterable[TraceEvent | Mapping], **kwargs) -> None:
-    console.print(Timeline(list(events), **kwargs))

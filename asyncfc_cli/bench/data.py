@@ -121,7 +121,6 @@ class MultiTurnEntry:
     id: str
     turns: list[list[dict[str, Any]]]  # user messages per turn
     initial_config: dict[str, Any]
-    involved_classes: list[str]
     ground_truth: list[list[str]]  # per turn, calls as Python source: "cd(folder='document')"
     excluded: list[str] = field(default_factory=list)  # tools BFCL hides in this session
 
@@ -130,7 +129,7 @@ def load_multi_turn(data_dir: Path) -> list[MultiTurnEntry]:
     questions = _read_lines(data_dir / f"BFCL_v4_{MULTI_TURN}.json")
     answers = {a["id"]: a["ground_truth"] for a in _read_lines(data_dir / "possible_answer" / f"BFCL_v4_{MULTI_TURN}.json")}
     return [
-        MultiTurnEntry(q["id"], q["question"], q.get("initial_config", {}), q.get("involved_classes", []),
+        MultiTurnEntry(q["id"], q["question"], q.get("initial_config", {}),
                        answers[q["id"]], list(q.get("excluded_function") or []))
         for q in questions
         if q["id"] in answers

@@ -103,9 +103,6 @@ class Probe:
         elif kind == "model_end" and event.get("tokens_out") and event["request"] in self._first_token:
             self.token_times.append((clock - self._first_token[event["request"]]) / event["tokens_out"])
 
-    def is_done(self, call_id: str) -> bool:
-        return call_id in self._ended and self._ended[call_id].is_set()
-
     async def ended(self, call_ids: list[str]) -> None:
         """Return once every one of these calls has finished."""
         for call_id in call_ids:

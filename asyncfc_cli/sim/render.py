@@ -126,8 +126,3 @@ def _content_pieces(text: str, previous: str | None) -> Iterator[tuple[str, int]
         yield piece, tokens
         previous = piece
         i += tokens
-
-
-def total_delay(reply: Reply, plan: SimPlan, prompt_tokens: int, rng: random.Random) -> float:
-    """How long the whole reply takes: what a non-streaming answer waits."""
-    return sum(delay for delay, _ in render(reply, plan, prompt_tokens, rng))

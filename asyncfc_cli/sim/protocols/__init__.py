@@ -34,11 +34,6 @@ from asyncfc_cli.sim.render import StreamEvent
 SIM_MODEL = "asyncfc-sim"  # the model name LiteLLM sends to the sim, on every route
 NAMES = PROTOCOLS
 
-# Errors the server can answer with, by neutral kind; each format maps them
-# to its own status code and body (Anthropic's overloaded is a 529, ...).
-ERROR_KINDS = ("bad_request", "auth", "not_found", "rate_limit", "overloaded", "server_error")
-
-
 class BadRequest(Exception):
     """The request does not follow the provider's format: a 400 in that format."""
 
@@ -110,7 +105,8 @@ class WireFormat:
         raise NotImplementedError
 
     def error(self, kind: str, message: str) -> tuple[int, dict[str, Any]]:
-        """Status and JSON body of an error of ``kind`` (one of ERROR_KINDS)."""
+        """Status and JSON body of an error of a neutral ``kind`` (bad_request, auth, not_found,
+        rate_limit, overloaded, server_error) in this format (Anthropic's overloaded is a 529, ...)."""
         raise NotImplementedError
 
     def get(self, path: str) -> dict[str, Any] | None:
