@@ -1,6 +1,6 @@
 """The ``mcp`` tool kind through the CLI, against real MCP servers written with
 the SDK's server API (tests/mcp_server.py), over stdio and streamable HTTP on
-127.0.0.1. The client runs on trio through anyio (asyncfc_cli/tools/mcp.py
+127.0.0.1. The client runs on trio through anyio (asyncfc_cli/tools/mcp/__init__.py
 says why); these tests are what proves that path.
 """
 

@@ -226,7 +226,7 @@ def test_a_token_a_stdio_server_prints_on_stdout_stays_out_of_every_output(tmp_p
 def test_the_sdks_log_records_are_redacted_one_line_and_printable(monkeypatch):
     # Outside a session (no run's redactor): the environment's secrets are masked.
     # (Inside one, the records go to its trace: the http case of the test above.)
-    from asyncfc_cli.tools.mcp import _route_sdk_logs
+    from asyncfc_cli.tools.mcp import route_sdk_logs
 
     class Keep(logging.Handler):
         def __init__(self) -> None:
@@ -237,7 +237,7 @@ def test_the_sdks_log_records_are_redacted_one_line_and_printable(monkeypatch):
             self.records.append(record)
 
     monkeypatch.setenv("SOME_SERVICE_TOKEN", TOKEN)
-    _route_sdk_logs()
+    route_sdk_logs()
     root, kept = logging.getLogger(), Keep()
     root.addHandler(kept)
     try:
@@ -411,6 +411,6 @@ def test_server_tools_whose_names_collide_get_a_fix_that_works(tmp_path):
     ("debug: not json", "", (None, None)),
 ])
 def test_the_id_of_a_line_that_is_not_read_whole(head, tail, expected):
-    from asyncfc_cli.tools.mcp_stdio import identify
+    from asyncfc_cli.tools.mcp.stdio import identify
 
     assert identify(head, tail) == expected

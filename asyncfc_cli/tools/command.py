@@ -237,18 +237,17 @@ async def _run_process(
         child = processes.spawn(argv, cwd, env)
     except FileNotFoundError:
         if not os.path.isdir(cwd):
-            raise ToolError(f"working directory {cwd!r} no longer exists", kind="spawn") from None
+            raise ToolError(f"working directory {cwd!r} no longer exists") from None
         # Not the PATH itself: it is long, says nothing to the model, and may
         # name things about the machine that are nobody's business.
         raise ToolError(
             f"executable {argv[0]!r} not found (it is not on the tool's PATH); "
             "the tool cannot run on this machine",
-            kind="spawn",
         ) from None
     except PermissionError:
-        raise ToolError(f"executable {argv[0]!r} is not executable (permission denied)", kind="spawn") from None
+        raise ToolError(f"executable {argv[0]!r} is not executable (permission denied)") from None
     except OSError as exc:
-        raise ToolError(f"cannot start {argv[0]!r}: {type(exc).__name__}: {exc}", kind="spawn") from None
+        raise ToolError(f"cannot start {argv[0]!r}: {type(exc).__name__}: {exc}") from None
 
     out, err = _Capture(max_output), _Capture(max_output)
     try:
@@ -304,14 +303,12 @@ def _confine_path(pname: str, text: str, cwd: str, root: str | None) -> str:
     if text == "":
         raise ToolError(
             f"argument {pname!r}: the path is empty; write '.' for the working directory",
-            kind="path",
         )
     if text.startswith("-"):
         raise ToolError(
             f"argument {pname!r}: path {text!r} starts with '-', so the program would "
             f"read it as an option; to name a file that starts with '-', write "
             f"'./{text}'",
-            kind="path",
         )
     if root is None:
         return text
@@ -320,7 +317,6 @@ def _confine_path(pname: str, text: str, cwd: str, root: str | None) -> str:
         raise ToolError(
             f"argument {pname!r}: path {text!r} resolves to {real!r}, "
             f"outside the allowed root {root!r}; use a path inside it",
-            kind="path",
         )
     relative = os.path.relpath(real, cwd)
     # "./-x" resolves to "-x": hand it back with the prefix that keeps it a name.
@@ -415,7 +411,6 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
                 raise ToolError(
                     f"invalid arguments for {name!r}: argument {pname!r} contains a NUL "
                     "character, which cannot be passed on a command line",
-                    kind="arguments",
                 )
             if param.path:
                 text = _confine_path(pname, text, str(cwd), root)
@@ -430,8 +425,6 @@ def build_command_tool(name: str, cfg: CommandToolConfig, base_dir: Path) -> Too
             raise ToolError(
                 f"command {_exit_description(code)} (ok codes: {sorted(ok_codes)}); "
                 f"{'stderr' if stderr else 'stdout'} tail: {tail or '(empty)'}",
-                kind="exit",
-                details={"exit_code": code, "stdout": stdout, "stderr": stderr},
             )
         return {"exit_code": code, "stdout": stdout, "stderr": stderr}
 

@@ -27,21 +27,11 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 
 class ToolError(Exception):
-    """A tool call failed; ``message`` is what the model gets to see.
+    """A tool call failed; ``message`` is what the model gets to see."""
 
-    ``kind`` lets the executor and traces tell failures apart without parsing
-    text: "arguments", "exception", "result", "exit", "spawn", "path".
-    """
-
-    def __init__(
-        self, message: str, *, kind: str = "exception", details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.kind = kind
-        # Full data behind the short message (e.g. a failed command's output),
-        # for traces; the model only sees ``message``.
-        self.details = details
 
 
 class ToolLoadError(Exception):
@@ -106,7 +96,6 @@ class Tool:
             raise ToolError(
                 f"arguments for {self.name!r} must be a JSON object, got "
                 f"{type(arguments).__name__}",
-                kind="arguments",
             )
         return await self.runner(dict(arguments))
 
@@ -154,7 +143,7 @@ def argument_error(tool: str, exc: ValidationError, schema: dict[str, Any]) -> T
             problems.append(
                 f"argument {arg!r}{where}: {err['msg']} (got {got}; expected {wanted})"
             )
-    return ToolError(f"invalid arguments for {tool!r}: " + "; ".join(problems), kind="arguments")
+    return ToolError(f"invalid arguments for {tool!r}: " + "; ".join(problems))
 
 
 def expected(prop: dict[str, Any]) -> str:
@@ -180,7 +169,6 @@ def to_json(tool: str, value: Any) -> Any:
         raise ToolError(
             f"tool {tool!r} returned a {type(value).__name__} that is not "
             f"JSON-serialisable: {exc}",
-            kind="result",
         ) from None
     return plain
 

@@ -240,7 +240,7 @@ def _failure(tool: str, exc: BaseException, asyncio_hint: bool = False) -> ToolE
             ' (this looks like asyncio code: set async_backend = "asyncio" on '
             "the tool so it runs in its own asyncio loop)"
         )
-    err = ToolError(message, kind="exception")
+    err = ToolError(message)
     err.__cause__ = exc
     return err
 
@@ -382,7 +382,6 @@ def _check_not_blocked(tool: Tool, blocked: float) -> None:
             f"tool {tool.name!r} blocked the event loop for {blocked:.1f}s, past its "
             f"{tool.timeout:g}s timeout, which could not stop it (an async def making a "
             "blocking call); its result was discarded",
-            kind="blocking",
         )
 
 
