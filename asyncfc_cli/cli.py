@@ -367,6 +367,8 @@ def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: An
                   f"{plural(result.requests, 'model request')} · tokens {result.tokens_in} in / {result.tokens_out} out")
     else:
         err.print(f"[red]{result.status}[/]: {escape(printable(redact.text(result.error or '')))}")
+        if result.fix:
+            err.print(f"  fix: {escape(printable(redact.text(result.fix)))}")
     for failure in failures:
         err.print(f"[red]expectation not met:[/] {escape(failure)}")
     err.print(f"[dim]trace: {trace_path}[/]")
@@ -385,6 +387,7 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
         "exit_code": code,
         "answer": result.answer,
         "error": result.error,
+        **({"fix": result.fix} if result.fix else {}),
         "task": run_spec.task_name,
         "agent": run_spec.agent_name,
         # The LiteLLM model string (sim or sim:P for the simulated one), not a [models] alias.

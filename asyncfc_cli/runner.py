@@ -120,7 +120,7 @@ def model_endpoint(spec: RunSpec) -> Iterator[ModelConfig]:
     eager = m.eager_input_streaming if m.eager_input_streaming is not None else keys.provider == "anthropic"
     yield ModelConfig(model=m.model, api_base=m.api_base, api_key=keys.api_key, params=dict(m.params),
                       retries=m.retries, stream_timeout=m.request_timeout, eager_input_streaming=eager,
-                      key_hint=keys.hint)
+                      key_hint=keys.hint, alias=m.name)
 
 
 def model_identity(spec: RunSpec) -> dict[str, str]:

@@ -103,28 +103,92 @@ def _disconnect() -> Reply:
     return Reply(chunks=[chunk({"role": "assistant", "content": ""}), chunk({"content": "half an ans"})])
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "refused", "disconnect"])
+@pytest.mark.parametrize("fault", ["429", "500", "disconnect"])
 def test_endpoint_faults_are_retried_then_exit_1_with_a_clear_message(tmp_path, fault):
     replies = {"429": Reply.error(429, "slow down"), "500": Reply.error(500, "boom"), "disconnect": _disconnect()}
     env = {"ASYNCFC_TEST_API_KEY": PLANTED}
-    if fault == "refused":
-        env["ASYNCFC_TEST_API_BASE"] = f"http://127.0.0.1:{free_port()}/v1"
+    with ScriptedServer([replies[fault]]) as server:
+        env["ASYNCFC_TEST_API_BASE"] = server.base_url
         result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", env=env)
-        served = None
-    else:
-        with ScriptedServer([replies[fault]]) as server:
-            env["ASYNCFC_TEST_API_BASE"] = server.base_url
-            result, report, trace = run_json(tmp_path, FAULTS / "remote.toml", env=env)
-            served = len(server.requests)
+        served = len(server.requests)
     assert result.exit_code == 1, result.output
     assert report["status"] == "error" and report["error"].startswith("model error:")
-    if served is not None:
-        assert served == 3  # the first try and two retries, no more
+    assert served == 3  # the first try and two retries, no more
     data = read_trace(trace)
     assert [e["attempt"] for e in data.of_type("retry")] == [1, 2]
     assert data.summary is not None and data.summary["status"] == "error"
     everything = result.stdout + result.stderr + trace.read_text()
     assert PLANTED not in everything
+
+
+# --- a model server that cannot be reached ------------------------------------------------
+
+
+def _agents_for(tmp_path: Path, model: str, api_base: str, **settings: float) -> Path:
+    path = tmp_path / "agents.toml"
+    lines = [f'model = "{model}"', f'api_base = "{api_base}"', *(f"{k} = {v}" for k, v in settings.items())]
+    path.write_text("[models.local]\n" + "\n".join(lines) + '\n\n[agents.a]\nmodel = "local"\ntools = []\n')
+    return path
+
+
+@pytest.mark.parametrize("model, host, start", [
+    ("openai/x", "127.0.0.1", "start the model server"),
+    ("openai/x", "localhost", "start the model server"),
+    ("openai/x", "[::1]", "start the model server"),
+    ("ollama/llama3", "127.0.0.1", "start Ollama (ollama serve)"),
+])
+def test_a_local_model_server_that_is_down_fails_at_once_naming_its_url(tmp_path, model, host, start):
+    # A refused connection on this machine means no server is running: not
+    # retried (the backoff would be seconds of nothing), said with the URL and a fix.
+    port = free_port()
+    path = "/v1/chat/completions" if model.startswith("openai/") else "/api/generate"
+    agents = _agents_for(tmp_path, model, f"http://{host}:{port}" + ("/v1" if model.startswith("openai/") else ""),
+                         retries=3)
+    trace = tmp_path / "t.jsonl"
+    result = asyncfc("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
+    assert result.exit_code == 1, result.output
+    assert (f"error: model error: cannot reach the model server at http://{host}:{port}{path}: "
+            "connection refused (nothing listens at that address)\n") in result.stderr
+    assert f"  fix: {start}, or set api_base in [models.local] to the address it listens on\n" in result.stderr
+    for noise in ("object at 0x", "ssl:", "InternalServerError", "Connection error"):
+        assert noise not in result.output
+    data = read_trace(trace)
+    assert data.of_type("retry") == []
+    assert len(data.of_type("model_begin")) == 1
+    assert data.summary["status"] == "error" and f"{host}:{port}" in data.summary["error"]
+
+
+def test_a_local_model_server_that_is_down_as_json(tmp_path):
+    port = free_port()
+    agents = _agents_for(tmp_path, "ollama/llama3", f"http://127.0.0.1:{port}")
+    result = asyncfc("run", "-a", "a", "--agents", str(agents), "--json", "--trace", str(tmp_path / "t.jsonl"), "hi")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "error" and report["exit_code"] == 1
+    assert report["error"] == (f"model error: cannot reach the model server at http://127.0.0.1:{port}/api/generate: "
+                               "connection refused (nothing listens at that address)")
+    assert report["fix"] == "start Ollama (ollama serve), or set api_base in [models.local] to the address it listens on"
+
+
+def test_a_model_server_that_does_not_answer_is_named_with_its_timeout(tmp_path):
+    # Connected (the listening socket's backlog accepts) but never answered: a
+    # timeout, which is retried (a slow server may answer the next time).
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        base = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        agents = _agents_for(tmp_path, "openai/x", base, request_timeout=1, retries=1)
+        trace = tmp_path / "t.jsonl"
+        result = asyncfc("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
+    assert result.exit_code == 1, result.output
+    assert "model error: the model server at http://127.0.0.1:" in result.stderr
+    assert "did not answer within 1s (request_timeout)" in result.stderr
+    assert "  fix: check that the server at that address is up and answers; if it is slow to start or to answer, " \
+           "raise request_timeout in [models.local]" in result.stderr
+    retries = read_trace(trace).of_type("retry")
+    assert [r["attempt"] for r in retries] == [1] and base in retries[0]["error"]
 
 
 def test_a_stalled_stream_times_out_is_retried_then_exit_1(tmp_path):

@@ -4,7 +4,9 @@ retries and secrets."""
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 import time
 from contextlib import aclosing
@@ -295,18 +297,101 @@ def test_cancelling_while_chunks_are_in_flight_does_not_crash_trio(litellm):
 # --- retries ------------------------------------------------------------------------------
 
 
-async def test_connection_refused_retries_then_fails(litellm):
+async def test_a_refused_connection_to_this_machine_fails_at_once_naming_the_url(litellm):
+    # Nothing listens: retrying would only cost the backoff (docs/reliability.md).
     retries = []
     port = free_port()
-    started = time.monotonic()
-    with client_for(f"http://127.0.0.1:{port}/v1", retries=2, backoff=0.01,
+    with client_for(f"http://127.0.0.1:{port}/v1", retries=2, backoff=5,
                     on_retry=lambda attempt, error: retries.append((attempt, error))) as client:
         with pytest.raises(ModelError) as info:
             await collect(client)
-    assert [attempt for attempt, _ in retries] == [1, 2]
-    assert all("Connection" in error for _, error in retries)
-    assert "Connection" in str(info.value)
-    assert time.monotonic() - started < 10
+    assert retries == []
+    assert str(info.value) == (f"cannot reach the model server at http://127.0.0.1:{port}/v1/chat/completions: "
+                               "connection refused (nothing listens at that address)")
+    assert info.value.fix is not None and info.value.fix.startswith("start the model server")
+
+
+def _chain(*errors: BaseException) -> BaseException:
+    """``errors[0]`` caused by ``errors[1]`` caused by ... (as LiteLLM wraps an HTTP client's error)."""
+    for outer, inner in zip(errors, errors[1:]):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def _connect_error(url: str, cause: BaseException) -> BaseException:
+    import httpx
+
+    return _chain(RuntimeError("litellm.InternalServerError: OpenAIException - Connection error."),
+                  httpx.ConnectError("Cannot connect", request=httpx.Request("POST", url)), cause)
+
+
+@pytest.mark.parametrize("cause, reason, permanent, words", [
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "unresolved", True,
+     "the host name 'models.example.invalid' does not resolve (Name or service not known)"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "unresolved", False,
+     "does not resolve (Temporary failure in name resolution)"),
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), "refused", False, "connection refused"),
+    (TimeoutError(), "timeout", False, "did not answer within 7s (request_timeout)"),
+    (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), "connect", False,
+     "cannot connect (Connection reset by peer)"),
+])
+def test_why_a_remote_model_server_cannot_be_reached(cause, reason, permanent, words):
+    # Read from the exception chain, without the network: a name that does not
+    # exist is not retried, a refusal by another machine or a timeout is.
+    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.redaction import Redactor
+
+    url = "https://models.example.invalid:8443/v1/chat/completions"
+    config = ModelConfig(model="openai/x", api_base="https://models.example.invalid:8443/v1", stream_timeout=7,
+                         alias="remote")
+    failure = unreachable(_connect_error(url, cause), config)
+    assert failure is not None and (failure.reason, failure.permanent) == (reason, permanent)
+    message = failure.message(Redactor())
+    assert url in message and words in message
+    assert "[models.remote]" in failure.fix(config)
+
+
+@pytest.mark.parametrize("host, local", [("127.0.0.1", True), ("127.3.2.1", True), ("localhost", True),
+                                         ("[::1]", True), ("10.0.0.7", False), ("example.com", False)])
+def test_only_a_refusal_on_this_machine_is_not_retried(host, local):
+    from asyncfc_cli.model import unreachable
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
+    failure = unreachable(_connect_error(f"http://{host}:8000/v1/chat/completions", refused),
+                          ModelConfig(model="openai/x"))
+    assert failure is not None and failure.reason == "refused" and failure.permanent is local
+
+
+def test_a_proxy_that_refuses_is_named_as_the_proxy():
+    import aiohttp
+
+    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.redaction import Redactor
+
+    connector = aiohttp.ClientConnectorError(SimpleNamespace(host="127.0.0.1", port=3128, ssl=None),
+                                             ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"))
+    failure = unreachable(_connect_error("https://api.example.invalid/v1/chat/completions", connector),
+                          ModelConfig(model="openai/x"))
+    assert failure is not None and failure.reason == "proxy"
+    assert "connection refused by 127.0.0.1:3128, a proxy" in failure.message(Redactor())
+    assert "HTTPS_PROXY" in failure.fix(ModelConfig(model="openai/x"))
+
+
+def test_an_error_that_is_not_about_reaching_the_server_is_left_alone():
+    from asyncfc_cli.model import unreachable
+
+    assert unreachable(ValueError("bad request: unknown parameter"), ModelConfig(model="openai/x")) is None
+
+
+def test_a_model_error_never_shows_an_object_repr():
+    from asyncfc_cli.model import describe_error
+    from asyncfc_cli.redaction import Redactor
+
+    exc = RuntimeError("OllamaException - Cannot connect to host 127.0.0.1:9 ssl:<ssl.SSLContext object at "
+                       "0x7f63581e0830> [Connect call failed ('127.0.0.1', 9)] via <foo.Bar object at 0xdeadbeef>")
+    text = describe_error(exc, Redactor())
+    assert text == ("RuntimeError: OllamaException - Cannot connect to host 127.0.0.1:9 "
+                    "[Connect call failed ('127.0.0.1', 9)] via foo.Bar")
 
 
 async def test_a_500_is_retried_and_the_retry_succeeds(litellm):
@@ -347,8 +432,9 @@ async def test_the_api_key_stays_out_of_errors_and_reprs(litellm):
         client = LiteLLMClient(config, loop_thread, on_retry=lambda a, e: retries.append(e))
         with pytest.raises(ModelError) as info:
             await collect(client)
-    assert retries and all(SECRET not in e for e in retries)
+    assert all(SECRET not in e for e in retries)
     assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+    assert SECRET not in (info.value.fix or "")
 
 
 async def test_a_key_echoed_back_by_the_server_is_redacted(litellm):
