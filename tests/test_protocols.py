@@ -368,7 +368,9 @@ def test_no_request_left_the_machine(tmp_path, no_network):
     result, report, _ = run(tmp_path, task, env={"ANTHROPIC_API_KEY": "sk-ant-test"})
     assert result.exit_code == 1, result.output
     # It tried api.anthropic.com through the proxy, which is not there.
-    assert "Connect call failed" in report["error"] and f"127.0.0.1', {no_network})" in report["error"]
+    assert report["error"] == ("model error: cannot reach the model server at https://api.anthropic.com/v1/messages: "
+                               f"connection refused by 127.0.0.1:{no_network}, a proxy")
+    assert "HTTPS_PROXY" in report["fix"]
 
 
 # --- the wire, raw -----------------------------------------------------------------------
