@@ -344,9 +344,10 @@ class LiteLLMClient:
             tools = [{**tool, "eager_input_streaming": True} for tool in tools]
         while True:
             emitted_calls = False
+            state = _Attempt()
             try:
                 async with self._gate.attempt() if self._gate is not None else _no_gate():
-                    async for event in self._stream_once(messages, tools):
+                    async for event in self._stream_once(messages, tools, state):
                         if isinstance(event, ToolCallReady):
                             emitted_calls = True
                         yield event
@@ -357,7 +358,8 @@ class LiteLLMClient:
                 if is_credentials_error(exc):
                     self.credentials_failure = describe_error(exc, self.redactor)
                     raise CredentialsError(self.credentials_failure) from None
-                failure = unreachable(exc, self.config)
+                # A server that answered and then failed was reached: its error says what happened.
+                failure = None if state.answered else unreachable(exc, self.config)
                 if failure is not None:
                     message, fix = failure.message(self.redactor), failure.fix(self.config)
                 else:
@@ -376,7 +378,8 @@ class LiteLLMClient:
                     self._on_retry(attempt, message)
                 await trio.sleep(delay)
 
-    async def _stream_once(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
+    async def _stream_once(self, messages: list[dict], tools: list[dict],
+                           state: _Attempt | None = None) -> AsyncIterator[ModelEvent]:
         loop = self._loop_thread.loop
         assert loop is not None, "the asyncio thread is not running"
         token = trio.lowlevel.current_trio_token()
@@ -447,6 +450,8 @@ class LiteLLMClient:
                         raise value
                     if kind == "end":
                         break
+                    if state is not None:
+                        state.answered = True
                     for event in decoder.feed(value):
                         yield event
                     if decoder.progressed:
@@ -460,6 +465,11 @@ class LiteLLMClient:
             raise StreamTruncated("the stream ended without an answer or a finish reason (the connection was cut?)")
         for event in decoder.end():
             yield event
+
+
+@dataclass
+class _Attempt:
+    answered: bool = False  # a chunk came back: the server was reached
 
 
 @asynccontextmanager
@@ -588,8 +598,8 @@ def unreachable(exc: BaseException, config: ModelConfig) -> Unreachable | None:
             failure.reason = "proxy"
     elif reason == "unresolved":
         failure.permanent = permanent
-    elif reason == "connect":
-        failure.detail = f"cannot connect ({detail or 'the connection failed'})"
+    elif reason == "connect" and rank == 2:
+        failure.detail = f"cannot connect ({detail})"
     return failure
 
 
@@ -607,7 +617,7 @@ def _classify(node: BaseException) -> tuple[str, int, str | None] | None:
     if isinstance(node, OSError) and node.strerror:
         return "connect", 2, node.strerror
     if name in _CONNECT_ERRORS:
-        return "connect", 1, None
+        return "connect", 1, f"the connection failed ({name})"
     return None
 
 

@@ -113,6 +113,7 @@ def test_endpoint_faults_are_retried_then_exit_1_with_a_clear_message(tmp_path, 
         served = len(server.requests)
     assert result.exit_code == 1, result.output
     assert report["status"] == "error" and report["error"].startswith("model error:")
+    assert "cannot reach" not in report["error"] and "fix" not in report  # it was reached, and answered
     assert served == 3  # the first try and two retries, no more
     data = read_trace(trace)
     assert [e["attempt"] for e in data.of_type("retry")] == [1, 2]
