@@ -338,7 +338,7 @@ def _connect_error(url: str, cause: BaseException) -> BaseException:
 def test_why_a_remote_model_server_cannot_be_reached(cause, reason, permanent, words):
     # Read from the exception chain, without the network: a name that does not
     # exist is not retried, a refusal by another machine or a timeout is.
-    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.model_reach import unreachable
     from asyncfc_cli.redaction import Redactor
 
     url = "https://models.example.invalid:8443/v1/chat/completions"
@@ -354,7 +354,7 @@ def test_why_a_remote_model_server_cannot_be_reached(cause, reason, permanent, w
 @pytest.mark.parametrize("host, local", [("127.0.0.1", True), ("127.3.2.1", True), ("localhost", True),
                                          ("[::1]", True), ("10.0.0.7", False), ("example.com", False)])
 def test_only_a_refusal_on_this_machine_is_not_retried(host, local):
-    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.model_reach import unreachable
 
     refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")
     failure = unreachable(_connect_error(f"http://{host}:8000/v1/chat/completions", refused),
@@ -365,7 +365,7 @@ def test_only_a_refusal_on_this_machine_is_not_retried(host, local):
 def test_a_proxy_that_refuses_is_named_as_the_proxy():
     import aiohttp
 
-    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.model_reach import unreachable
     from asyncfc_cli.redaction import Redactor
 
     connector = aiohttp.ClientConnectorError(SimpleNamespace(host="127.0.0.1", port=3128, ssl=None),
@@ -378,7 +378,7 @@ def test_a_proxy_that_refuses_is_named_as_the_proxy():
 
 
 def test_an_error_that_is_not_about_reaching_the_server_is_left_alone():
-    from asyncfc_cli.model import unreachable
+    from asyncfc_cli.model_reach import unreachable
 
     assert unreachable(ValueError("bad request: unknown parameter"), ModelConfig(model="openai/x")) is None
 
