@@ -69,6 +69,7 @@ from asyncfc_cli.spec.resolve import (
     resolve_agent,
     resolve_prompt_run,
     resolve_run,
+    resolve_task,
 )
 from asyncfc_cli.spec.schema import (
     DEFAULT_MODE,
@@ -92,6 +93,6 @@ __all__ = [
     "check_sim_model", "check_sim_tools", "check_text", "check_tool_definitions", "fill_sim_params",
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
     "load_agents_file", "load_sim_plan", "load_task", "parse_set", "prompt_parameters", "read_toml",
-    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "sim_parameters", "spec_error_from",
+    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
     "tool_hints", "tool_spec_error", "validate_as", "validate_file",
 ]

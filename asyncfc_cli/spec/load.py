@@ -20,23 +20,31 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 BUILTIN_VARS = {"ASYNCFC_PYTHON": sys.executable}
 
 
+def _value_of(m: re.Match[str], env: Any) -> str | None:
+    """What ``${VAR}`` / ``${VAR:-default}`` stands for; None if it has no value.
+    Strict and lenient interpolation share it, so a value both accept is the same."""
+    name, default = m.group(1), m.group(2)
+    if name in env and env[name] != "":
+        return env[name]
+    if name in BUILTIN_VARS:
+        return BUILTIN_VARS[name]
+    return default
+
+
 def interpolate(value: Any, file: Path | None, key: str, env: dict[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string inside ``value``."""
     env = os.environ if env is None else env
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env and env[name] != "":
-                return env[name]
-            if name in BUILTIN_VARS:
-                return BUILTIN_VARS[name]
-            if default is not None:
-                return default
-            raise SpecError(
-                file, key, f"environment variable {name} is not set",
-                f"export {name}=..., or write ${{{name}:-default}} to give a default",
-            )
+            found = _value_of(m, env)
+            if found is None:
+                name = m.group(1)
+                raise SpecError(
+                    file, key, f"environment variable {name} is not set",
+                    f"export {name}=..., or write ${{{name}:-default}} to give a default",
+                )
+            return found
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
@@ -106,10 +114,13 @@ def load_agents_file(path: Path) -> AgentsFile:
 def _interpolate_leniently(raw: dict[str, Any]) -> dict[str, Any]:
     # Structure is validated up front; missing variables are only an error
     # in the sections a run actually uses (see resolve_run).
+    def sub(m: re.Match[str]) -> str:
+        found = _value_of(m, os.environ)
+        return m.group(0) if found is None else found
+
     def keep(value: Any) -> Any:
         if isinstance(value, str):
-            return _VAR.sub(lambda m: os.environ.get(m.group(1)) or BUILTIN_VARS.get(m.group(1))
-                            or (m.group(2) if m.group(2) is not None else m.group(0)), value)
+            return _VAR.sub(sub, value)
         if isinstance(value, dict):
             return {k: keep(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -127,20 +138,24 @@ def interpolate_leniently(value: Any) -> Any:
 
 def find_agents_file(task_path: Path, task: TaskFile, explicit: Path | None) -> Path | None:
     if explicit is not None:
-        if not explicit.is_file():
-            raise SpecError(explicit, "", "agents file not found", "check the --agents path")
-        return explicit
+        return explicit_agents_file(explicit)
     if task.agents_file:
         path = (task_path.parent / task.agents_file).resolve()
         if not path.is_file():
             raise SpecError(task_path, "agents_file", f"{path} does not exist", "point agents_file at an agents.toml")
         return path
-    for directory in [task_path.resolve().parent, *task_path.resolve().parent.parents]:
-        candidate = directory / "agents.toml"
-        if candidate.is_file():
-            return candidate
+    found = find_agents_upward(task_path.resolve().parent)
+    if found is not None:
+        return found
     cwd = Path.cwd() / "agents.toml"
     return cwd if cwd.is_file() else None
+
+
+def explicit_agents_file(path: Path) -> Path:
+    """An agents file named with ``--agents``: it must exist."""
+    if not path.is_file():
+        raise SpecError(path, "", "agents file not found", "check the --agents path")
+    return path
 
 
 

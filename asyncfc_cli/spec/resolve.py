@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error,
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import (
     _interpolate_leniently,
+    explicit_agents_file,
     find_agents_file,
     find_agents_upward,
     interpolate,
@@ -78,6 +80,62 @@ def render_prompt(template: str, params: dict[str, Any], file: Path) -> str:
 
 
 
+@dataclass
+class _Origin:
+    """Where a run's agent comes from, its files read and validated: the part a
+    task run and a prompt run find differently, before :func:`_run_spec` makes
+    them one run."""
+
+    task_path: Path | None  # None: a prompt given on the command line
+    agents_path: Path | None
+    raw_agents: dict[str, Any]
+    agent_name: str
+    agent: AgentSpec  # as its file's validation gave it
+    raw_agent: dict[str, Any]
+    agent_file: Path | None  # where the agent is written: errors about it point there
+    agent_key: str
+    task_tools: dict[str, Any] = field(default_factory=dict)  # the task's raw [tools]
+
+    def resolve(self, **overrides: Any) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
+        return resolve_agent(self.raw_agent, self.agent_file, self.agent_key, self.raw_agents, self.agents_path,
+                             task_tools=self.task_tools, task_path=self.task_path, agent=self.agent, **overrides)
+
+
+def _agents_of(found: Path | None, task_tools: dict[str, Any],
+               task_path: Path | None) -> tuple[dict[str, Any], AgentsFile]:
+    """An agents file read and validated once (none: empty), its tool names checked against the task's."""
+    raw_agents = read_toml(found) if found else {}
+    agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found) if found else AgentsFile()
+    check_tool_definitions(task_tools, task_path, raw_agents.get("tools", {}), found)
+    return raw_agents, agents
+
+
+def _run_spec(origin: _Origin, resolved: tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]], *,
+              prompt: str, expect: Expectations, sim_plan: Any, identity: dict[str, Any],
+              task_label: str | None = None) -> RunSpec:
+    """The one place a :class:`RunSpec` is assembled, for task and prompt runs alike;
+    ``identity`` is what, besides the agent, mode and model, the run's digest covers."""
+    from asyncfc_cli.trace import digest
+
+    agent, model, tools, sources = resolved
+    return RunSpec(
+        task_path=origin.task_path,
+        agents_path=origin.agents_path,
+        agent_name=origin.agent_name,
+        agent=agent,
+        model=model,
+        prompt=prompt,
+        tools=tools,
+        tool_sources=sources,
+        expect=expect,
+        sim_plan=sim_plan,
+        digest=digest({**identity, "agents": origin.raw_agents.get("agents", {}).get(origin.agent_name),
+                       "mode": agent.mode, "model": model.model}),
+        task_label=task_label,
+        hints=tool_hints(tools, {**origin.raw_agents.get("tools", {}), **origin.task_tools}),
+    )
+
+
 def resolve_run(
     task_path: Path,
     *,
@@ -90,20 +148,35 @@ def resolve_run(
     """Load a task and its agent, strictly interpolated, tools built, and check
     that the run can work. ``asyncfc validate TASK`` is this function, run
     for nothing else: whatever a run would refuse, validate refuses too."""
-    task_path = Path(task_path)
-    raw_task = read_toml(task_path)
+    return resolve_task(Path(task_path), agents_path=agents_path, model_override=model_override,
+                        mode_override=mode_override, overrides=overrides, timeout_override=timeout_override)[0]
+
+
+def resolve_task(
+    task_path: Path,
+    raw_task: dict[str, Any] | None = None,
+    *,
+    agents_path: Path | None = None,
+    model_override: str | None = None,
+    mode_override: str | None = None,
+    overrides: dict[str, str] | None = None,
+    timeout_override: float | None = None,
+) -> tuple[RunSpec, TaskFile]:
+    """:func:`resolve_run`, with the task as validated (``raw_task``: the file's data, if already read)."""
+    raw_task = read_toml(task_path) if raw_task is None else raw_task
     if not raw_task:
         raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
     task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
     # The parts of the task every run uses are interpolated strictly, so an
-    # unset ${VAR} in the prompt is an error rather than literal text.
-    strict = {key: interpolate(raw_task[key], task_path, key)
-              for key in ("agents_file", "prompt", "params", "expect") if key in raw_task}
-    task = validate_as(TaskFile, {**_interpolate_leniently(raw_task), **strict}, task_path)
+    # unset ${VAR} in the prompt is an error rather than literal text. Where
+    # strict interpolation succeeds it gives what the lenient one gave
+    # (load._value_of serves both), so the task validated above stands.
+    for key in ("agents_file", "prompt", "params", "expect"):
+        if key in raw_task:
+            interpolate(raw_task[key], task_path, key)
     found = find_agents_file(task_path, task, agents_path)
-    raw_agents = read_toml(found) if found else {}
-    agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found) if found else AgentsFile()
-    check_tool_definitions(raw_task.get("tools", {}), task_path, raw_agents.get("tools", {}), found)
+    task_tools = raw_task.get("tools", {})
+    raw_agents, agents = _agents_of(found, task_tools, task_path)
 
     if isinstance(task.agent, str):
         if task.agent not in agents.agents:
@@ -111,16 +184,14 @@ def resolve_run(
             where = found or "no agents.toml found (looked next to the task, in its parents and in the current directory)"
             raise SpecError(task_path, "agent", f"agent {task.agent!r} is not defined in {where}",
                             f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
-        agent_name = task.agent
-        # Where the agent is written: errors about it point there.
-        raw_agent, agent_file, agent_key = raw_agents["agents"][agent_name], found, f"agents.{agent_name}"
+        origin = _Origin(task_path, found, raw_agents, task.agent, agents.agents[task.agent],
+                         raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools)
     else:
-        agent_name = "inline"
-        raw_agent, agent_file, agent_key = raw_task["agent"], task_path, "agent"
-    agent, model, tools, sources = resolve_agent(
-        raw_agent, agent_file, agent_key, raw_agents, found, task_tools=raw_task.get("tools", {}),
-        task_path=task_path, model_override=model_override, mode_override=mode_override,
-        timeout_override=timeout_override)
+        origin = _Origin(task_path, found, raw_agents, "inline", task.agent, raw_task["agent"], task_path, "agent",
+                         task_tools)
+    resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
+                              timeout_override=timeout_override)
+    agent, model, tools, sources = resolved
 
     params: dict[str, Any] = dict(task.params)
     # A [sim] plan may use parameters the prompt does not (e.g. only in a tool's arguments).
@@ -145,7 +216,7 @@ def resolve_run(
         if name not in tools and not dynamic:
             # "wait" is never recorded as a call, so it cannot be expected either.
             raise SpecError(task_path, f"expect.tools_called[{index}]",
-                            f"agent {agent_name!r} has no tool {name!r}, so this can never be met",
+                            f"agent {origin.agent_name!r} has no tool {name!r}, so this can never be met",
                             f"use one of the agent's tools: {', '.join(sorted(tools)) or 'none'}")
 
     sim_plan = None
@@ -157,26 +228,11 @@ def resolve_run(
         raw_sim = fill_sim_params(interpolate(raw_task["sim"], task_path, "sim"), params, task_path)
         sim_plan = load_sim_plan(raw_sim, task_path)
         if not dynamic:
-            check_sim_tools(sim_plan, raw_sim, tools, agent.mode, agent_name, task_path)
+            check_sim_tools(sim_plan, raw_sim, tools, agent.mode, origin.agent_name, task_path)
 
-    from asyncfc_cli.trace import digest
-
-    return RunSpec(
-        task_path=task_path,
-        agents_path=found,
-        agent_name=agent_name,
-        agent=agent,
-        model=model,
-        prompt=prompt,
-        tools=tools,
-        tool_sources=sources,
-        expect=task.expect,
-        sim_plan=sim_plan,
-        digest=digest({"task": raw_task, "agents": raw_agents.get("agents", {}).get(agent_name),
-                       "mode": agent.mode, "model": model.model}),
-        hints=tool_hints(tools, {**raw_agents.get("tools", {}), **raw_task.get("tools", {})}),
-    )
-
+    run = _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
+                    identity={"task": raw_task})
+    return run, task
 
 
 def check_tool_definitions(task_tools: dict[str, Any], task_path: Path | None,
@@ -213,16 +269,23 @@ def resolve_agent(
     model_override: str | None = None,
     mode_override: str | None = None,
     timeout_override: float | None = None,
+    agent: AgentSpec | None = None,
 ) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
     model resolved, its tool sources built and the tools known before the run
     (an mcp source's tools exist only once it is opened, inside the run). Shared by :func:`resolve_run` and by
-    ``asyncfc validate`` on an agents file (every agent, as a run of it would)."""
+    ``asyncfc validate`` on an agents file (every agent, as a run of it would).
+
+    ``agent`` is the agent as its file's validation gave it (strict
+    interpolation, where it succeeds, gives the same values); None: it is
+    validated here, from ``raw_agent``."""
     from asyncfc_cli import tools as tools_mod
 
     task_tools = task_tools or {}
     agents_tools = raw_agents.get("tools", {})
-    agent = validate_as(AgentSpec, interpolate(raw_agent, agent_file, agent_key), agent_file, agent_key)
+    strict = interpolate(raw_agent, agent_file, agent_key)  # an unset ${VAR} in the agent is an error
+    if agent is None:
+        agent = validate_as(AgentSpec, strict, agent_file, agent_key)
     if mode_override:
         if mode_override not in typing.get_args(Mode):
             raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
@@ -290,44 +353,27 @@ def resolve_prompt_run(
         raise SpecError(None, "prompt", "the prompt is empty",
                         'give it as the argument: asyncfc run -a AGENT "...", or - to read it from stdin')
     if agents_path is not None:
-        if not agents_path.is_file():
-            raise SpecError(agents_path, "", "agents file not found", "check the --agents path")
-        found = agents_path
+        found = explicit_agents_file(agents_path)
     else:
         found = find_agents_upward(Path.cwd())
         if found is None:
             raise SpecError(None, "--agent", f"no agents.toml in {Path.cwd()} or a parent directory, so there is "
                             f"no agent {agent_name!r}", "run asyncfc init to create a project, or pass --agents FILE")
-    raw_agents = read_toml(found)
-    agents = validate_as(AgentsFile, _interpolate_leniently(raw_agents), found)
-    check_tool_definitions({}, None, raw_agents.get("tools", {}), found)
+    raw_agents, agents = _agents_of(found, {}, None)
     if agent_name not in agents.agents:
         known = ", ".join(sorted(agents.agents)) or "none"
         raise SpecError(found, "agents", f"agent {agent_name!r} is not defined",
                         f"use one of: {known} (asyncfc agents lists them)")
-    agent, model, tools, sources = resolve_agent(
-        raw_agents["agents"][agent_name], found, f"agents.{agent_name}", raw_agents, found,
-        model_override=model_override, mode_override=mode_override, timeout_override=timeout_override)
+    origin = _Origin(None, found, raw_agents, agent_name, agents.agents[agent_name],
+                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}")
+    resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
+                              timeout_override=timeout_override)
     from asyncfc_cli.sim.plan import no_plan
-    from asyncfc_cli.trace import digest
 
     one_line = " ".join(prompt.split())
-    return RunSpec(
-        task_path=None,
-        agents_path=found,
-        agent_name=agent_name,
-        agent=agent,
-        model=model,
-        prompt=prompt,
-        tools=tools,
-        expect=Expectations(),
-        sim_plan=no_plan() if model.is_sim else None,
-        digest=digest({"prompt": prompt, "agents": raw_agents["agents"][agent_name],
-                       "mode": agent.mode, "model": model.model}),
-        task_label="prompt: " + (one_line if len(one_line) <= 60 else one_line[:59] + "…"),
-        hints=tool_hints(tools, raw_agents.get("tools", {})),
-        tool_sources=sources,
-    )
+    return _run_spec(origin, resolved, prompt=prompt, expect=Expectations(),
+                     sim_plan=no_plan() if resolved[1].is_sim else None, identity={"prompt": prompt},
+                     task_label="prompt: " + (one_line if len(one_line) <= 60 else one_line[:59] + "…"))
 
 
 def is_model_string(ref: str) -> bool:

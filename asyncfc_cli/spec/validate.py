@@ -10,16 +10,16 @@ from pydantic import ValidationError
 from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import _interpolate_leniently, read_toml
-from asyncfc_cli.spec.resolve import check_sim_model, check_tool_definitions, resolve_agent, resolve_run
-from asyncfc_cli.spec.schema import AgentsFile, TaskFile
+from asyncfc_cli.spec.resolve import check_sim_model, check_tool_definitions, resolve_agent, resolve_task
+from asyncfc_cli.spec.schema import AgentsFile
 from asyncfc_cli.spec.sim import fill_sim_params, load_sim_plan
 
 
 def validate_file(path: Path, hints: list[str] | None = None) -> str:
     """Check one agents or task file without running anything; returns a summary.
 
-    A task goes through :func:`resolve_run`, exactly as ``asyncfc run`` would
-    (its [sim] plan is also checked when another model is set, since
+    A task goes through :func:`resolve_run` (read and validated once),
+    exactly as ``asyncfc run`` would (its [sim] plan is also checked when another model is set, since
     ``--model sim`` would use it). An agents file has every agent resolved
     as a run of it would (:func:`resolve_agent`: strict ``${VAR}``, model,
     tools), and every tool built, used or not.
@@ -31,8 +31,7 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
         raise SpecError(path, "", "the file is empty",
                         "write a task (agent = ..., prompt = ...) or an agents file ([agents.NAME], ...)")
     if "prompt" in raw or "agent" in raw:
-        task = validate_as(TaskFile, _interpolate_leniently(raw), path)
-        run_spec = resolve_run(path)
+        run_spec, task = resolve_task(Path(path), raw)
         if hints is not None:
             hints.extend(run_spec.hints)
         if task.sim is not None and run_spec.sim_plan is None:
@@ -46,7 +45,7 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
         check_sim_model(model_spec.model, path, f"models.{name}.model")
     check_tool_definitions({}, None, raw.get("tools", {}), path)
     for name in agents.agents:
-        resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path)
+        resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path, agent=agents.agents[name])
     built = {}
     for name, tool_raw in agents.tools.items():
         try:
