@@ -96,6 +96,9 @@ class ResolvedModel:
     request_timeout: float = 120.0
     eager_input_streaming: bool | None = None
     key_env: str | None = None  # the api_key_env variable, if the key comes from one
+    # What credentials.resolve decided for this model: kept, so the CLI's check
+    # before a run and the run's endpoint ask LiteLLM once, not once each.
+    credentials: Any = field(default=None, repr=False, compare=False)
 
     @property
     def is_sim(self) -> bool:
