@@ -448,3 +448,19 @@ def test_the_loop_gets_every_setting_of_the_agent(project):
     assert (run.instructions, run.mode, run.max_turns, run.max_result_chars, run.timeout, run.max_concurrency,
             run.futures_instruction) == ("Be terse.", "parallel", 7, 500, 12.5, 3, "Handles come back.")
     assert run.prompt == "p" and run.tools == {} and run.latency is not None and run.latency.store is None
+
+
+def test_a_tool_table_is_validated_once_into_its_typed_config(project, monkeypatch):
+    """A run's [tools.NAME] goes through spec.tool_source: parsed into its typed
+    config (tools.ToolConfig) there, and built from it without a second validation."""
+    from asyncfc_cli import tools
+
+    validated = []
+    real = tools.PythonToolConfig.model_validate.__func__
+    monkeypatch.setattr(tools.PythonToolConfig, "model_validate",
+                        classmethod(lambda cls, data, **kw: validated.append(data) or real(cls, data, **kw)))
+    run = resolve_run(task(project, 'agent = "a"\nprompt = "p"'))
+    assert validated == [{"python": f"{project.mod}:echo"}]
+    assert [source.name for source in run.tool_sources] == ["echo"] and set(run.tools) == {"echo"}
+    config = tools.parse_tool_config({"python": f"{project.mod}:echo"}, "echo")
+    assert tools.parse_tool_config(config, "echo") is config

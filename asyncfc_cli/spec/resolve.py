@@ -19,6 +19,7 @@ from asyncfc_cli.spec.load import (
     find_agents_file,
     find_agents_upward,
     interpolate,
+    interpolate_leniently,
     read_toml,
 )
 from asyncfc_cli.spec.schema import (
@@ -279,8 +280,6 @@ def resolve_agent(
     ``agent`` is the agent as its file's validation gave it (strict
     interpolation, where it succeeds, gives the same values); None: it is
     validated here, from ``raw_agent``."""
-    from asyncfc_cli import tools as tools_mod
-
     task_tools = task_tools or {}
     agents_tools = raw_agents.get("tools", {})
     strict = interpolate(raw_agent, agent_file, agent_key)  # an unset ${VAR} in the agent is an error
@@ -312,15 +311,7 @@ def resolve_agent(
             raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
                             f"tool {name!r} is not defined",
                             f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
-        if not isinstance(raw, dict):
-            raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
-        raw = interpolate(raw, file, f"tools.{name}")
-        try:
-            source = tools_mod.build_source(name, raw, Path(file).parent.resolve())  # type: ignore[arg-type]
-        except ValidationError as exc:
-            raise spec_error_from(exc, None, file, f"tools.{name}") from None
-        except tools_mod.ToolLoadError as exc:
-            raise tool_spec_error(exc, name, file) from None
+        source = tool_source(name, raw, file)
         source.set_default_timeout(agent.tool_timeout)
         sources.append(source)
         tools.update({tool.name: tool for tool in source.static_tools()})
@@ -380,6 +371,26 @@ def is_model_string(ref: str) -> bool:
     """Whether ``ref`` reads as a LiteLLM model string (or the simulated model, ``sim[:protocol]``)."""
     return (ref == SIM_MODEL or ref.startswith(SIM_MODEL + ":") or "/" in ref
             or ref.startswith(("gpt-", "claude", "gemini")))
+
+
+def tool_source(name: str, raw: Any, file: Path | None, *, strict: bool = True) -> Any:
+    """One ``[tools.NAME]`` table as a tool source: interpolated (strictly for a run;
+    leniently to check a tool no run uses), validated into its typed config
+    (:data:`asyncfc_cli.tools.ToolConfig`) and built from it. The one place a
+    tool table is validated; every problem is a SpecError at ``tools.NAME``."""
+    from asyncfc_cli import tools as tools_mod
+
+    if not isinstance(raw, dict):
+        raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
+    raw = interpolate(raw, file, f"tools.{name}") if strict else interpolate_leniently(raw)
+    try:
+        tools_mod.check_tool_name(name)
+        config = tools_mod.parse_tool_config(raw, name)
+        return tools_mod.build_source(name, config, Path(file).parent.resolve())  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise spec_error_from(exc, None, file, f"tools.{name}") from None
+    except tools_mod.ToolLoadError as exc:
+        raise tool_spec_error(exc, name, file) from None
 
 
 def check_sim_model(model: str, file: Path | None, key: str) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error, validate_as
+from asyncfc_cli.spec.errors import SpecError, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import _interpolate_leniently, read_toml
-from asyncfc_cli.spec.resolve import check_sim_model, check_tool_definitions, resolve_agent, resolve_task
+from asyncfc_cli.spec.resolve import check_sim_model, check_tool_definitions, resolve_agent, resolve_task, tool_source
 from asyncfc_cli.spec.schema import AgentsFile
 from asyncfc_cli.spec.sim import fill_sim_params, load_sim_plan
 
@@ -19,13 +17,12 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
     """Check one agents or task file without running anything; returns a summary.
 
     A task goes through :func:`resolve_run` (read and validated once),
-    exactly as ``asyncfc run`` would (its [sim] plan is also checked when another model is set, since
-    ``--model sim`` would use it). An agents file has every agent resolved
-    as a run of it would (:func:`resolve_agent`: strict ``${VAR}``, model,
-    tools), and every tool built, used or not.
+    exactly as ``asyncfc run`` would (its [sim] plan is also checked when
+    another model is set, since ``--model sim`` would use it). An agents
+    file has every agent resolved as a run of it would
+    (:func:`resolve_agent`: strict ``${VAR}``, model, tools), and every
+    tool built (:func:`tool_source`), used or not.
     """
-    from asyncfc_cli import tools as tools_mod
-
     raw = read_toml(path)
     if not raw:
         raise SpecError(path, "", "the file is empty",
@@ -48,12 +45,7 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
         resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path, agent=agents.agents[name])
     built = {}
     for name, tool_raw in agents.tools.items():
-        try:
-            source = tools_mod.build_source(name, _interpolate_leniently(tool_raw), path.parent.resolve())
-        except ValidationError as exc:
-            raise spec_error_from(exc, None, path, f"tools.{name}") from None
-        except tools_mod.ToolLoadError as exc:
-            raise tool_spec_error(exc, name, path) from None
+        source = tool_source(name, tool_raw, path, strict=False)
         _check_source(source, path)
         built.update({tool.name: tool for tool in source.static_tools()})
     if hints is not None:
