@@ -65,7 +65,7 @@ def is_interrupt(exc: BaseException) -> bool:
 
 def scheduler_for(run: AgentRun, limits: Limits, trace: Trace, cost: RequestCost) -> Scheduler:
     if run.mode == "async":
-        return futures.AsyncScheduler(run.tools, limits, trace, run.latency or LatencyBook.for_tools(run.tools),
+        return futures.AsyncScheduler(run.tools, limits, trace, run.latency,
                                       cost, run.futures_instruction, run.hold)
     if run.mode == "parallel":
         return ParallelScheduler(run.tools, limits, trace)

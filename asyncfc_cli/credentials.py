@@ -103,7 +103,16 @@ def precheck(model: ResolvedModel) -> None:
 
 
 def resolve(model: ResolvedModel, litellm: Any) -> Credentials:
-    """The key (or placeholder) a run passes, or SpecError when a needed key is missing."""
+    """The key (or placeholder) a run passes, or SpecError when a needed key is missing.
+
+    Decided once per resolved model (kept on it): the CLI decides it before the
+    run to fail early, the run's endpoint then uses that decision."""
+    if model.credentials is None:
+        model.credentials = _decide(model, litellm)
+    return model.credentials
+
+
+def _decide(model: ResolvedModel, litellm: Any) -> Credentials:
     if model.is_sim:
         return Credentials(SIM_KEY, "", "asyncfc.sim")
     provider = provider_of(model.model, model.api_base, litellm)

@@ -130,7 +130,8 @@ class AsyncScheduler(Scheduler):
         # hold every running call up to that many seconds (benchmarks compare them).
         self.hold = hold
         self.instruction = instruction_for(instruction)
-        self.latency = latency or LatencyBook()
+        # The one default of the book: what the tools declare (expected_latency), nothing remembered.
+        self.latency = latency if latency is not None else LatencyBook.for_tools(tools)
         self.cost = cost or RequestCost()
         self.by_id: dict[str, CallRecord] = {}
         self._nursery: trio.Nursery | None = None

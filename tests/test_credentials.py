@@ -59,6 +59,22 @@ def test_the_readme_local_server_example_runs_without_any_key(tmp_path):
     assert (header["model"], header["model_alias"], header["provider"]) == ("openai/qwen2.5", "local", "openai")
 
 
+def test_a_run_decides_its_key_once(tmp_path, monkeypatch):
+    """The CLI's check before the run and the run's endpoint share one decision:
+    LiteLLM is asked which provider (and key) the model needs once per run."""
+    from asyncfc_cli import credentials
+
+    asked = []
+    real = credentials.provider_of
+    monkeypatch.setattr(credentials, "provider_of", lambda *args: asked.append(args[0]) or real(*args))
+    with ScriptedServer([Reply(chunks=text_stream("hello"))]) as server:
+        task = project(tmp_path, f'[models.local]\nmodel = "openai/qwen2.5"\napi_base = "{server.base_url}"\n',
+                       "local")
+        result, _trace = run(task, "--json")
+    assert result.exit_code == 0, result.output
+    assert asked == ["openai/qwen2.5"]
+
+
 def test_trace_list_and_the_otel_export_name_the_model_string_and_provider(tmp_path, monkeypatch):
     with ScriptedServer([Reply(chunks=text_stream("hi"))]) as server:
         # No provider prefix: LiteLLM knows gpt-4o-mini is OpenAI's, and so does the trace.

@@ -423,3 +423,44 @@ def test_discovery_order_is_what_the_module_docstring_says():
     assert -1 not in positions, positions
     assert positions == sorted(positions)
     assert "first match wins" in doc
+
+
+def test_the_loop_gets_every_setting_of_the_agent(project):
+    """runner.agent_run hands the loop the agent as validated: every setting the
+    loop has (named alike in AgentSpec and AgentRun) arrives, none is dropped."""
+    from asyncfc_cli import runner
+
+    write(project / "agents.toml", project.agents + textwrap.dedent("""
+        [agents.tuned]
+        model = "sim"
+        instructions = "Be terse."
+        mode = "parallel"
+        max_turns = 7
+        max_result_chars = 500
+        timeout = 12.5
+        max_concurrency = 3
+        futures_instruction = "Handles come back."
+        """))
+    path = task(project, 'agent = "tuned"\nprompt = "p"')
+    run = runner.agent_run(resolve_run(path), latency_store=None)
+    assert set(runner.LOOP_SETTINGS) == {"instructions", "mode", "max_turns", "timeout", "max_concurrency",
+                                         "futures_instruction", "max_result_chars"}
+    assert (run.instructions, run.mode, run.max_turns, run.max_result_chars, run.timeout, run.max_concurrency,
+            run.futures_instruction) == ("Be terse.", "parallel", 7, 500, 12.5, 3, "Handles come back.")
+    assert run.prompt == "p" and run.tools == {} and run.latency is not None and run.latency.store is None
+
+
+def test_a_tool_table_is_validated_once_into_its_typed_config(project, monkeypatch):
+    """A run's [tools.NAME] goes through spec.tool_source: parsed into its typed
+    config (tools.ToolConfig) there, and built from it without a second validation."""
+    from asyncfc_cli import tools
+
+    validated = []
+    real = tools.PythonToolConfig.model_validate.__func__
+    monkeypatch.setattr(tools.PythonToolConfig, "model_validate",
+                        classmethod(lambda cls, data, **kw: validated.append(data) or real(cls, data, **kw)))
+    run = resolve_run(task(project, 'agent = "a"\nprompt = "p"'))
+    assert validated == [{"python": f"{project.mod}:echo"}]
+    assert [source.name for source in run.tool_sources] == ["echo"] and set(run.tools) == {"echo"}
+    config = tools.parse_tool_config({"python": f"{project.mod}:echo"}, "echo")
+    assert tools.parse_tool_config(config, "echo") is config

@@ -57,6 +57,7 @@ __all__ = [
     "RunContext",
     "KINDS",
     "parse_tool_config",
+    "check_tool_name",
     "Tool",
     "build_source",
     "build_tool",
@@ -101,8 +102,11 @@ ToolConfig = Annotated[
 """Pydantic type for one ``[tools.NAME]`` table, usable inside other models."""
 
 
-def parse_tool_config(raw: Mapping[str, Any], name: str = "?") -> Any:
-    """Validate one ``[tools.NAME]`` table; raise ``ToolLoadError`` on problems."""
+def parse_tool_config(raw: Mapping[str, Any] | ToolConfig, name: str = "?") -> ToolConfig:
+    """Validate one ``[tools.NAME]`` table into its typed config; raise ``ToolLoadError``
+    on problems. A config already validated is returned as it is, not validated again."""
+    if any(isinstance(raw, k.config) for k in KINDS.values()):
+        return raw
     where = f"tool {name!r}"
     keys = _kind_keys(raw)
     if not keys:
@@ -121,13 +125,19 @@ def parse_tool_config(raw: Mapping[str, Any], name: str = "?") -> Any:
         ) from None
 
 
-def build_source(name: str, raw_config: Mapping[str, Any], base_dir: Path) -> ToolSource:
-    """The tool source for one ``[tools.NAME]`` table; ``base_dir`` is its file's directory."""
+def check_tool_name(name: Any) -> None:
+    """A tool's name is one chat-completions APIs accept; ``ToolLoadError`` if not."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ToolLoadError(
             f"tool name {name!r} is not valid: use 1-64 letters, digits, '_' or '-' "
             "(what chat-completions APIs accept as a function name)"
         )
+
+
+def build_source(name: str, raw_config: Mapping[str, Any] | ToolConfig, base_dir: Path) -> ToolSource:
+    """The tool source for one ``[tools.NAME]`` table, raw or already validated
+    (:func:`parse_tool_config`); ``base_dir`` is its file's directory."""
+    check_tool_name(name)
     cfg = parse_tool_config(raw_config, name)
     kind = next(k for k in KINDS.values() if isinstance(cfg, k.config))
     return kind.build(name, cfg, Path(base_dir))
