@@ -114,10 +114,11 @@ def tools(
     except spec.SpecError as exc:
         raise _fail(exc, as_json) from None
     rows = [_tool_row(tool) for tool in built.values()]
-    if mode == "async":
-        from asyncfc_cli.futures import wait_tool
+    if mode is not None:
+        from asyncfc_cli import modes
 
-        rows.append({**_tool_row(wait_tool()), "note": "added by async mode: the model blocks on futures with it"})
+        rows += [{**_tool_row(added.tool()), "note": f"added by {mode} mode: {added.why}"}
+                 for added in modes.get(mode).tools]
     # Names, descriptions and schemas may come from an MCP server: it may quote a credential.
     rows, hints = redact.value(rows), redact.value(hints)
     if as_json:
