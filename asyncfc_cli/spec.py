@@ -52,9 +52,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-Mode = Literal["sync", "parallel", "async"]
+from asyncfc_cli import modes
+
+Mode = Literal[modes.NAMES]  # type: ignore[valid-type]  (the registry's names, as pydantic checks them)
 SIM_MODEL = "sim"
-DEFAULT_MODE: Mode = "async"
+DEFAULT_MODE: Mode = modes.DEFAULT
 
 
 class SpecError(Exception):
@@ -644,10 +646,9 @@ def resolve_run(
     )
 
 
-# The futures protocol's own tool in async mode (asyncfc_cli.futures.WAIT_TOOL; a
-# test keeps them equal). Reserved in every mode, so a --mode switch never
-# changes what a name means.
-RESERVED_TOOL_NAMES = ("wait",)
+# The modes' own tools (async: wait). Reserved in every mode, so a --mode switch
+# never changes what a name means.
+RESERVED_TOOL_NAMES = modes.RESERVED_TOOL_NAMES
 
 
 def check_tool_definitions(task_tools: dict[str, Any], task_path: Path | None,
@@ -695,8 +696,8 @@ def resolve_agent(
     agents_tools = raw_agents.get("tools", {})
     agent = validate_as(AgentSpec, interpolate(raw_agent, agent_file, agent_key), agent_file, agent_key)
     if mode_override:
-        if mode_override not in typing.get_args(Mode):
-            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
+        if mode_override not in modes.MODES:
+            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", f"use {modes.listed()}")
         agent = agent.model_copy(update={"mode": mode_override})
     if timeout_override is not None:
         if not timeout_override > 0:  # also refuses NaN
@@ -739,7 +740,7 @@ def check_sim_tools(plan: Any, raw_sim: dict[str, Any], tools: dict[str, Any], m
                     file: Path) -> None:
     """Every tool a [sim] plan calls is one the agent has (or async mode's wait),
     unless the task lists it in ``[sim] unknown_tools`` to test that error."""
-    allowed = set(tools) | ({"wait"} if mode == "async" else set())
+    allowed = set(tools) | {added.name for added in modes.get(mode).tools}
     on_purpose = set(raw_sim.get("unknown_tools", []))
     for index, step in enumerate(plan.steps):
         if step.tool not in allowed and step.tool not in on_purpose:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Mapping, Union
 
 from pydantic import BaseModel, Discriminator, Tag, ValidationError
 
+from asyncfc_cli.modes import RESERVED_TOOL_NAMES
 from asyncfc_cli.tools.command import CommandParam, CommandToolConfig, build_command_tool, parse_template
 from asyncfc_cli.tools.core import (
     NAME_RE,
@@ -159,7 +160,7 @@ def build_tools(raw_tools: Mapping[str, Mapping[str, Any]], base_dir: Path) -> d
     return tools
 
 
-RESERVED_NAMES = frozenset({"wait"})  # the executor's own tool in async mode
+RESERVED_NAMES = frozenset(RESERVED_TOOL_NAMES)  # the modes' own tools (async: wait), in every mode
 
 
 @asynccontextmanager
