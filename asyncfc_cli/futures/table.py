@@ -29,6 +29,8 @@ class FutureTable:
         self._appeared: dict[str, trio.Event] = {}  # future id -> set once issued (or never will be)
         self._never: dict[str, str] = {}  # future id -> why it will never be issued
         self._forward: set[str] = set()  # ids referenced before they were issued, in this response
+        # ... in any response: only such a call can close a cycle (see check_references).
+        self._read_early: set[str] = set()
         self._last_ordered: CallRecord | None = None
 
     def issue(self, record: CallRecord, ordered: bool) -> tuple[list[Reference], str | None, CallRecord | None]:
@@ -41,7 +43,9 @@ class FutureTable:
         self.records.append(record)
         refs, problems = scan(record.arguments) if record.arguments is not None else ([], [])
         record.deps = list(dict.fromkeys(r.future for r in refs))
-        self._forward.update(d for d in record.deps if d not in self.by_id)
+        early = [d for d in record.deps if d not in self.by_id]
+        self._forward.update(early)
+        self._read_early.update(early)
         error = None
         if record.status != "error":
             error = problems[0] if problems else self.check_references(record, refs)
@@ -72,7 +76,10 @@ class FutureTable:
             dep = self.by_id.get(ref.future)
             if dep is not None and ref.tool and dep.tool != ref.tool:
                 return f"{ref.text} names a call of {ref.tool}, but {ref.future} is a call of {dep.tool}"
-        for dep_id in record.deps:
+        # A cycle through this call ends with a reference to it made before it
+        # was issued: without one there is nothing to walk (a long chain of
+        # calls each reading the one before would otherwise walk it all each time).
+        for dep_id in record.deps if fid in self._read_early else ():
             cycle = self.path_to(dep_id, fid, [fid])
             if cycle:
                 return f"cyclic reference {' -> '.join(cycle)}: no call can start"
@@ -81,17 +88,27 @@ class FutureTable:
     def path_to(self, start: str, target: str, path: list[str]) -> list[str] | None:
         """A chain of references from ``start`` to ``target`` (a cycle once ``target`` issues).
 
-        Iterative, so a chain of any length is walked without the recursion limit."""
+        Depth first, iterative (no recursion limit) and in time linear in the
+        references walked: each step keeps a pointer to the step that reached
+        it, and the chain is rebuilt once, when ``target`` is found."""
         seen: set[str] = set()
-        stack = [(start, [*path, start])]
+        steps: list[tuple[str, int]] = [(start, -1)]  # (future id, index of the step that reached it)
+        stack = [0]
         while stack:
-            current, trail = stack.pop()
+            index = stack.pop()
+            current = steps[index][0]
             if current == target:
-                return trail
+                trail = []
+                while index >= 0:
+                    node, index = steps[index]
+                    trail.append(node)
+                return [*path, *reversed(trail)]
             if current in seen or current not in self.by_id:
                 continue
             seen.add(current)
-            stack.extend((d, [*trail, d]) for d in self.by_id[current].deps)
+            for dep in self.by_id[current].deps:
+                steps.append((dep, index))
+                stack.append(len(steps) - 1)
         return None
 
     def issued(self) -> str:
