@@ -167,23 +167,25 @@ async def test_arrival_waits_for_the_call_to_be_issued_and_then_to_resolve(autoj
         await table.arrival(fid)
         arrived.append((fid, trio.current_time()))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait_for, "f1")
-        await trio.sleep(1)
-        record, *_ = call(table)
-        await trio.sleep(1)
-        assert arrived == []  # issued, not resolved
-        resolve(record)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for, "f1")
+            await trio.sleep(1)
+            record, *_ = call(table)
+            await trio.sleep(1)
+            assert arrived == []  # issued, not resolved
+            resolve(record)
     assert arrived == [("f1", 2.0)]
 
 
 async def test_a_reference_the_response_never_made_fails_when_it_ends(autojump_clock):
     table = FutureTable()
     record, refs, _, _ = call(table, {"x": "$f9"})
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(table.arrival, "f9")
-        await trio.sleep(1)
-        table.close_response()  # the waiting arrival returns: nursery exits
+    with trio.fail_after(10):  # a failure, not a hang, if the arrival is never told
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(table.arrival, "f9")
+            await trio.sleep(1)
+            table.close_response()  # the waiting arrival returns: nursery exits
     table.bind_inputs(record, refs)
     assert record.status == "error"
     assert record.error == "unknown future $f9: no call f9 was made (the response ended; calls so far: f1)"
@@ -320,10 +322,11 @@ async def test_the_finish_rule_waits_for_every_call_to_resolve(autojump_clock):
         await trio.sleep(2)
         resolve(second)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(finish_later)
-        assert await d.accept_answer(cut=False) is False
-        assert trio.current_time() == 3.0
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(finish_later)
+            assert await d.accept_answer(cut=False) is False
+            assert trio.current_time() == 3.0
 
 
 async def test_a_held_answer_with_nothing_left_to_deliver_still_gets_the_note():
