@@ -39,6 +39,7 @@ import trio
 from asyncfc_cli.limits import ModelLimits, model_key
 from asyncfc_cli.modes import NAMES as MODES
 from asyncfc_cli.spec import RunSpec, SpecError
+
 RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends (--resume reads it)
 TRACES_DIR = "traces"
 MAX_MATRIX_BYTES = 10_000_000

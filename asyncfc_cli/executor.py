@@ -10,12 +10,12 @@ failure into an error result the model will see, and writes the
 The agent loop (:mod:`asyncfc_cli.agent`) is the same for every mode; what
 differs is a :class:`Scheduler`. The loop calls exactly these, in this order:
 
-``running()``              once: the run's lifetime (leaving it cancels what still runs)
-``before_request(msgs)``   before each request: anything to add to the conversation
-``on_call_ready(call, n)`` a call's arguments are complete in the stream of request ``n``
+``running()``               once: the run's lifetime (leaving it cancels what still runs)
+``before_request(msgs)``    before each request: anything to add to the conversation
+``on_call_ready(call, n)``  a call's arguments are complete in the stream of request ``n``
 ``wants_cut(chars, calls)`` after each streamed text fragment: stop an answer begun too early
-``after_response()``       the response ended with calls: the tool messages that go back
-``accept_answer(cut)``     the response is an answer (or was cut): accept it, or take another turn
+``after_response()``        the response ended with calls: the tool messages that go back
+``accept_answer(cut)``      the response is an answer (or was cut): accept it, or take another turn
 
 and reads ``records``, every call of the run. Modes are registered in
 :mod:`asyncfc_cli.modes` (name -> scheduler, plus what the mode adds to the

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from asyncfc_cli import batch, modes, spec, tools
+from asyncfc_cli import batch, modes, spec
 from asyncfc_cli.bench import runner as bench_runner
 from asyncfc_cli.commands.common import ModeChoice
 from asyncfc_cli.decoding import ToolCallReady
@@ -477,9 +477,25 @@ def test_the_tools_a_mode_adds_are_reserved_in_every_mode():
     assert [t.name for t in modes.get("async").tools] == [WAIT_TOOL]
     assert modes.get("sync").tools == modes.get("parallel").tools == ()
     assert spec.RESERVED_TOOL_NAMES == modes.RESERVED_TOOL_NAMES == (WAIT_TOOL,)
-    assert tools.RESERVED_NAMES == {WAIT_TOOL}
     wait = modes.WAIT.tool()
     assert wait.name == WAIT_TOOL and wait.openai_schema()["function"]["parameters"]["properties"]["futures"]
+
+
+async def test_a_tool_source_may_not_bring_a_tool_named_like_a_mode_s_own():
+    # A server's tools are known only once it is open: the run's opening refuses
+    # a name a mode's tool takes (the runner passes the registry's names).
+    from asyncfc_cli.tools import Tool, ToolLoadError, open_tools
+
+    async def mine(_args):
+        return None
+
+    clash = Tool(name=WAIT_TOOL, description="mine", parameters={"type": "object", "properties": {}},
+                 kind="builtin", runner=mine)
+    with pytest.raises(ToolLoadError, match="asyncfc's own tool"):
+        async with open_tools({WAIT_TOOL: clash}, Trace(), reserved=modes.RESERVED_TOOL_NAMES):
+            pass
+    async with open_tools({WAIT_TOOL: clash}, Trace(), reserved=()) as opened:
+        assert list(opened) == [WAIT_TOOL]
 
 
 def test_only_async_adds_an_instruction_and_an_override_replaces_it():

@@ -203,7 +203,7 @@ def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]
     """Every tool the sources bring: an MCP server is started to list its own (and stopped)."""
     import trio
 
-    from asyncfc_cli import spec
+    from asyncfc_cli import modes, spec
     from asyncfc_cli.tools import ToolLoadError, open_tools
     from asyncfc_cli.trace import Trace
 
@@ -213,7 +213,7 @@ def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]
         return {tool.name: tool for src in sources for tool in src.static_tools()}
 
     async def listing() -> dict[str, Any]:
-        async with open_tools(sources, Trace(redactor=redact)) as tools:
+        async with open_tools(sources, Trace(redactor=redact), reserved=modes.RESERVED_TOOL_NAMES) as tools:
             return dict(tools)
 
     try:
