@@ -14,8 +14,8 @@ from typing import Any
 
 import trio
 
-from asyncfc_cli import futures
-from asyncfc_cli.executor import CallRecord, Limits, ParallelScheduler, Scheduler, SyncScheduler, parse_arguments
+from asyncfc_cli import modes
+from asyncfc_cli.executor import CallRecord, Limits, Scheduler, parse_arguments
 from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
@@ -31,14 +31,14 @@ class AgentRun:
     prompt: str
     instructions: str
     tools: dict[str, Any]  # name -> Tool
-    mode: str
+    mode: str  # a name in asyncfc_cli.modes.MODES
     max_turns: int
     timeout: float | None
     max_concurrency: int
-    futures_instruction: str | None = None  # None: futures.INSTRUCTION
+    futures_instruction: str | None = None  # None: the mode's own (async: futures.INSTRUCTION)
     max_result_chars: int | None = None  # longest tool result text the model is shown
     latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
-    hold: str | float = "latency"  # async: the hold policy (futures.AsyncScheduler); benchmarks vary it
+    hold: str | float = "latency"  # async: the hold policy (futures.hold.hold_policy); benchmarks vary it
 
 
 @dataclass
@@ -47,7 +47,6 @@ class RunResult:
     answer: str | None
     calls: list[CallRecord] = field(default_factory=list)
     error: str | None = None
-    fix: str | None = None  # what the user can do about ``error``, when that is known
     turns: int = 0
     requests: int = 0
     tokens_in: int = 0
@@ -63,19 +62,10 @@ def is_interrupt(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, trio.Cancelled))
 
 
-def scheduler_for(run: AgentRun, limits: Limits, trace: Trace, cost: RequestCost) -> Scheduler:
-    if run.mode == "async":
-        return futures.AsyncScheduler(run.tools, limits, trace, run.latency,
-                                      cost, run.futures_instruction, run.hold)
-    if run.mode == "parallel":
-        return ParallelScheduler(run.tools, limits, trace)
-    return SyncScheduler(run.tools, limits, trace)
-
-
-def initial_messages(run: AgentRun, instruction: str | None = None) -> list[dict[str, Any]]:
+def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
+    """The system prompt (the agent's instructions, then what its mode adds) and the prompt."""
     messages: list[dict[str, Any]] = []
-    if instruction is None and run.mode == "async":
-        instruction = futures.instruction_for(run.futures_instruction)
+    instruction = modes.get(run.mode).instruction(run.futures_instruction)
     system = "\n\n".join(p for p in (run.instructions.strip(), (instruction or "").strip()) if p)
     if system:
         messages.append({"role": "system", "content": system})
@@ -89,12 +79,13 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     A ``KeyboardInterrupt`` or outer cancellation still closes the trace with
     status ``interrupted`` before it propagates.
     """
+    mode = modes.get(run.mode)
     limits = Limits(run.tools, run.max_concurrency, run.max_result_chars)
     cost = RequestCost()
-    scheduler = scheduler_for(run, limits, trace, cost)
-    result = RunResult(status=ERROR, answer=None, messages=initial_messages(run, scheduler.instruction))
+    scheduler = mode.scheduler(run, limits, trace, cost)
+    result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
     result.calls = scheduler.records
-    schemas = [tool.openai_schema() for tool in (*run.tools.values(), *scheduler.extra_tools())]
+    schemas = [tool.openai_schema() for tool in (*run.tools.values(), *(t.tool() for t in mode.tools))]
     started = trace.now()
     try:
         with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
@@ -102,7 +93,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
         if scope.cancelled_caught:
             result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
     except ModelError as exc:
-        result.status, result.error, result.fix = ERROR, f"model error: {exc}", exc.fix
+        result.status, result.error = ERROR, f"model error: {exc}"
     except BaseException as exc:
         if is_interrupt(exc):
             result.status, result.error = INTERRUPTED, "interrupted"
@@ -141,13 +132,13 @@ async def _loop(run: AgentRun, client: ModelClient, trace: Trace, result: RunRes
                 done, cut = await _model_turn(client, messages, schemas, trace, result, scheduler, cost)
                 if cut:
                     # An answer begun too early, stopped: the model never sees it.
-                    await scheduler.accept_answer(done, True, messages)
+                    await scheduler.accept_answer(cut=True)
                     continue
                 messages.append(assistant_message(done))
                 if done.tool_calls:
-                    messages.extend(await scheduler.after_response(done, result.requests))
+                    messages.extend(await scheduler.after_response())
                     continue
-                if await scheduler.accept_answer(done, False, messages):
+                if await scheduler.accept_answer(cut=False):
                     result.status, result.answer = OK, done.content
                     return
         except ModelError as exc:

@@ -88,6 +88,7 @@ from typing import Any
 from asyncfc_cli.events import (CallReady, Delivery, FutureCreated, Header, ModelBegin, ModelEnd, ModelFirstToken,
                                 ModelProgress, Retry, Summary, ToolBegin, ToolEnd, TraceEvent, WaitBegin, WaitEnd,
                                 parse_many)
+from asyncfc_cli.futures.protocol import WAIT_TOOL
 from asyncfc_cli.trace import TraceData
 
 # Tool states; the final ones are the ``tool_end`` statuses.
@@ -264,7 +265,7 @@ def build_run(events: Iterable[TraceEvent | Mapping[str, Any]], now: float | Non
                 open_models[next(reversed(open_models))].retries += 1
         elif isinstance(ev, CallReady):
             ready_marks.append((t, ev.request, ev.call_id, ev.tool))
-            if ev.tool == "wait" and ev.call_id not in tools:
+            if ev.tool == WAIT_TOOL and ev.call_id not in tools:
                 continue  # the futures protocol's own tool: shown as a wait, not a lane
             span = tool_for(ev.call_id, ev.tool)
             span.issued, span.request = t, ev.request

@@ -37,9 +37,9 @@ from typing import Any
 import trio
 
 from asyncfc_cli.limits import ModelLimits, model_key
+from asyncfc_cli.modes import NAMES as MODES
 from asyncfc_cli.spec import RunSpec, SpecError
 
-MODES = ("sync", "parallel", "async")
 RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends (--resume reads it)
 TRACES_DIR = "traces"
 MAX_MATRIX_BYTES = 10_000_000
@@ -217,7 +217,7 @@ def parse_modes(text: str | None) -> list[str | None]:
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise SpecError(None, "--mode", f"{', '.join(map(repr, bad)) or 'nothing'} is not a mode",
-                        "use sync, parallel, async, comma-separated (e.g. --mode sync,async)")
+                        f"use {', '.join(MODES)}, comma-separated (e.g. --mode sync,async)")
     return list(dict.fromkeys(modes))
 
 

@@ -8,18 +8,22 @@ failure into an error result the model will see, and writes the
 ``tool_begin``/``tool_end`` events.
 
 The agent loop (:mod:`asyncfc_cli.agent`) is the same for every mode; what
-differs is a :class:`Scheduler`, which the loop asks at four points:
+differs is a :class:`Scheduler`. The loop calls exactly these, in this order:
 
-``on_call_ready``   a call's arguments are complete in the stream
-``after_response``  the response ended with calls: what goes back as tool messages
-``before_request``  anything to add to the conversation before the next request
-``accept_answer``   the response is an answer: accept it, or take another turn
+``running()``               once: the run's lifetime (leaving it cancels what still runs)
+``before_request(msgs)``    before each request: anything to add to the conversation
+``on_call_ready(call, n)``  a call's arguments are complete in the stream of request ``n``
+``wants_cut(chars, calls)`` after each streamed text fragment: stop an answer begun too early
+``after_response()``        the response ended with calls: the tool messages that go back
+``accept_answer(cut)``      the response is an answer (or was cut): accept it, or take another turn
 
-``sync`` (:class:`SyncScheduler`) runs a response's calls one after another
-once it has ended; ``parallel`` (:class:`ParallelScheduler`) runs them all at
-once (``ordered`` tools keep message order); ``async``
-(:class:`asyncfc_cli.futures.AsyncScheduler`) starts each as a future the
-moment it is ready.
+and reads ``records``, every call of the run. Modes are registered in
+:mod:`asyncfc_cli.modes` (name -> scheduler, plus what the mode adds to the
+conversation): ``sync`` (:class:`SyncScheduler`) runs a response's calls one
+after another once it has ended; ``parallel`` (:class:`ParallelScheduler`)
+runs them all at once (``ordered`` tools keep message order); ``async``
+(:class:`asyncfc_cli.futures.scheduler.AsyncScheduler`) starts each as a
+future the moment it is ready.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import trio
 
 from asyncfc_cli.decoding import MAX_DEPTH, nesting_depth
-from asyncfc_cli.model import StreamDone, ToolCallReady
+from asyncfc_cli.model import ToolCallReady
 from asyncfc_cli.trace import Trace, digest, summarize_args
 
 CANCELLED = "cancelled: the run ended before the call finished"
@@ -249,17 +253,10 @@ class Scheduler:
     records and builds each call's record when its arguments are complete.
     """
 
-    #: Added to the system prompt (async: the futures instruction).
-    instruction: str | None = None
-
     def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace) -> None:
         self.tools, self.limits, self.trace = tools, limits, trace
         self.records: list[CallRecord] = []  # every call of the run, in issue order
         self._response: list[CallRecord] = []  # the calls of the response being streamed
-
-    def extra_tools(self) -> list[Any]:
-        """Tools the mode adds to the agent's (async: ``wait``)."""
-        return []
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -267,7 +264,7 @@ class Scheduler:
         yield
 
     def before_request(self, messages: list[dict[str, Any]]) -> None:
-        pass
+        """Append to ``messages`` what the model should read before the next request."""
 
     def on_call_ready(self, call: ToolCallReady, request: int) -> None:
         record = new_record(call, request, self.limits.max_result_chars)
@@ -279,10 +276,13 @@ class Scheduler:
         calls so far) begun while outcomes are still unseen."""
         return False
 
-    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+    async def after_response(self) -> list[dict[str, Any]]:
+        """The response's calls are all known: one tool message per call, in order."""
         raise NotImplementedError
 
-    async def accept_answer(self, done: StreamDone, cut: bool, messages: list[dict[str, Any]]) -> bool:
+    async def accept_answer(self, cut: bool) -> bool:
+        """True to accept the answer; False to take another turn. ``cut``: the
+        answer was stopped by :meth:`wants_cut` and the model never saw it."""
         return True
 
     def take_response(self) -> list[CallRecord]:
@@ -293,7 +293,7 @@ class Scheduler:
 class SyncScheduler(Scheduler):
     """The baseline: a response's calls run one after another once it ends; the model waits."""
 
-    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+    async def after_response(self) -> list[dict[str, Any]]:
         records = self.take_response()
         for record in records:
             await run_call(record, self.tools, self.limits, self.trace)
@@ -304,7 +304,7 @@ class ParallelScheduler(Scheduler):
     """Provider-style parallel tool calls: a response's calls run at once; the model waits for all.
     ``ordered`` tools keep message order among themselves."""
 
-    async def after_response(self, done: StreamDone, request: int) -> list[dict[str, Any]]:
+    async def after_response(self) -> list[dict[str, Any]]:
         records = self.take_response()
         previous: trio.Event | None = None
         async with trio.open_nursery() as nursery:

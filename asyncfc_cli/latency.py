@@ -2,7 +2,7 @@
 
 Async mode decides, when a response ends with calls still running, whether
 to hand the model pending handles at once or to hold the next request until
-the calls finish (:meth:`asyncfc_cli.futures.AsyncScheduler._hold`). A
+the calls finish (:class:`asyncfc_cli.futures.hold.LatencyHold`). A
 handle costs nothing if the model has other work, but one more request if it
 needs the value: at least a time to first token again (with the prefill of
 the conversation). So the loop holds for a call only when it expects the

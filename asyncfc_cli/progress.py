@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from asyncfc_cli.events import CallReady, FutureCreated, ModelEnd, Retry, ToolBegin, ToolEnd, from_emitted
+from asyncfc_cli.futures.protocol import WAIT_TOOL
 from asyncfc_cli.output import LABEL_CHARS, label
 
 _MARK = {"ok": "[green]✓[/]", "error": "[red]✗[/]", "timeout": "[red]⏱[/]", "cancelled": "[yellow]⊘[/]"}
@@ -52,7 +53,7 @@ class ProgressPrinter:
         if ev is None:
             return  # not a valid event: nothing to print (the trace file keeps it)
         t = ev.t
-        if isinstance(ev, CallReady) and ev.tool != "wait":
+        if isinstance(ev, CallReady) and ev.tool != WAIT_TOOL:
             self._label(ev.call_id)
         elif isinstance(ev, FutureCreated):
             self._label(ev.call_id, ev.future)

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from asyncfc_cli import credentials, interrupts
+from asyncfc_cli import credentials, interrupts, modes
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
@@ -220,7 +220,7 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
             # Tool resources (processes, servers) live exactly as long as the run.
             opened = False
             try:
-                async with open_tools(spec.tool_sources, trace) as tools:
+                async with open_tools(spec.tool_sources, trace, reserved=modes.RESERVED_TOOL_NAMES) as tools:
                     opened = True
                     result = await run_agent(agent_run(spec, tools), client, trace)
             except ToolLoadError as exc:

@@ -1,4 +1,4 @@
-"""What cutting a premature answer saves (the finish rule, asyncfc_cli/futures.py).
+"""What cutting a premature answer saves (the finish rule, asyncfc_cli/futures/delivery.py).
 
     python benchmarks/finish_cut.py
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from asyncfc_cli import futures
+from asyncfc_cli.futures import delivery
 from asyncfc_cli.agent import AgentRun, run_agent
 from asyncfc_cli.sim.inprocess import InProcessSim
 from asyncfc_cli.sim.plan import SimPlan
@@ -37,12 +37,12 @@ def wall(words: int, cut: bool) -> float:
                        max_concurrency=8)
         out["result"] = await run_agent(run, InProcessSim(plan), Trace(clock=trio.current_time))
 
-    saved = futures.CUT_AFTER_CHARS
-    futures.CUT_AFTER_CHARS = saved if cut else 10**9
+    saved = delivery.CUT_AFTER_CHARS
+    delivery.CUT_AFTER_CHARS = saved if cut else 10**9
     try:
         trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     finally:
-        futures.CUT_AFTER_CHARS = saved
+        delivery.CUT_AFTER_CHARS = saved
     assert out["result"].status == "ok", out["result"].error
     return out["result"].wall
 

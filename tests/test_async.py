@@ -262,16 +262,15 @@ def test_run_timeout_cancels_running_futures_and_records_them():
 
 def test_wait_with_timeout_returns_what_is_ready_and_names_the_rest():
     from asyncfc_cli.executor import Limits
-    from asyncfc_cli.futures import AsyncScheduler
-    from asyncfc_cli.model import StreamDone, ToolCallReady
+    from asyncfc_cli.futures.scheduler import AsyncScheduler
+    from asyncfc_cli.model import ToolCallReady
 
     run = uuid.uuid4().hex[:8]
-    done = StreamDone("tool_calls", "", [], 0, 0)
 
     async def respond(sched, *calls):
         for call in calls:
             sched.on_call_ready(call, 1)
-        return [json.loads(m["content"]) for m in await sched.after_response(done, 1)]
+        return [json.loads(m["content"]) for m in await sched.after_response()]
 
     async def main():
         trace = Trace(clock=trio.current_time)

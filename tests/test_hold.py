@@ -5,8 +5,8 @@
 when the response ends (``after_response``) and whether an answer being
 streamed should be cut (``wants_cut``). The tools are real in-process Python
 tools (tests/proptools.py) that sleep on the mock clock, so every hold is
-measured exactly: the hold policy (``_hold``: ``never``, a fixed number, and
-the latency policy with its one-TTFT budget per run), the checkpoint that
+measured exactly: the hold policies (:mod:`asyncfc_cli.futures.hold`: ``never``, a
+fixed number, and the latency policy with its one-TTFT budget per run), the checkpoint that
 lets calls started at the very end of a stream run before the response is
 answered, and the cut of an answer begun while an outcome is unseen.
 """
@@ -21,9 +21,11 @@ import trio
 import trio.testing
 
 from asyncfc_cli.agent import AgentRun, run_agent
-from asyncfc_cli.decoding import StreamDone, ToolCallReady
+from asyncfc_cli.decoding import ToolCallReady
 from asyncfc_cli.executor import CallRecord, Limits
-from asyncfc_cli.futures import CUT_AFTER_CHARS, AsyncScheduler
+from asyncfc_cli.futures.delivery import CUT_AFTER_CHARS
+from asyncfc_cli.futures.hold import hold_policy
+from asyncfc_cli.futures.scheduler import AsyncScheduler
 from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.tools import build_tool
 from asyncfc_cli.trace import Trace
@@ -36,7 +38,6 @@ TOOLS = {
     # agents.toml says this one takes 10 s: longer than any hold could cover.
     "slow": build_tool("slow", {"python": "proptools:work", "expected_latency": 10}, HERE),
 }
-END = StreamDone("tool_calls", "", [], 0, 0)
 
 
 class Loop:
@@ -44,8 +45,9 @@ class Loop:
 
     def __init__(self, hold: str | float = "latency", ttft: float | None = 0.5) -> None:
         self.trace = Trace(clock=trio.current_time)
-        self.scheduler = AsyncScheduler(TOOLS, Limits(TOOLS, 64), self.trace,
-                                        latency=LatencyBook.for_tools(TOOLS), cost=RequestCost(ttft), hold=hold)
+        book = LatencyBook.for_tools(TOOLS)
+        self.scheduler = AsyncScheduler(TOOLS, Limits(TOOLS, 64), self.trace, book,
+                                        hold_policy(hold, book, RequestCost(ttft)))
         self.run = uuid.uuid4().hex[:8]
         self.request = 0
 
@@ -63,7 +65,7 @@ class Loop:
         for tool, latency in calls:
             self.call(tool, latency)
         start = trio.current_time()
-        messages = await self.scheduler.after_response(END, self.request)
+        messages = await self.scheduler.after_response()
         return [kind(m["content"]) for m in messages], trio.current_time() - start
 
     def holds(self) -> list[dict]:
@@ -188,15 +190,15 @@ async def test_an_answer_is_cut_while_any_outcome_is_undelivered_even_a_finished
     loop = Loop()
     s = loop.scheduler
     long = CUT_AFTER_CHARS
-    s.records = [record(True, "result")]
+    s.records[:] = [record(True, "result")]
     assert not s.wants_cut(long, 0)  # everything seen: the answer may go on
-    s.records = [record(True, "result"), record(True, None)]
+    s.records[:] = [record(True, "result"), record(True, None)]
     assert s.wants_cut(long, 0)  # finished while the model decoded, not seen yet
-    s.records = [record(False, None)]
+    s.records[:] = [record(False, None)]
     assert s.wants_cut(long, 0)  # still running
     assert not s.wants_cut(long - 1, 0)  # too short to tell an answer from a preamble
     assert not s.wants_cut(long, 1)  # a message with a call is not an answer
-    s.records = []
+    s.records[:] = []
     assert not s.wants_cut(10 * long, 0)
 
 

@@ -108,6 +108,7 @@ def test_include_override_settings_reach_the_tools(tmp_path):
     from asyncfc_cli import spec
     import trio
 
+    from asyncfc_cli.modes import RESERVED_TOOL_NAMES
     from asyncfc_cli.tools import open_tools
 
     path = task(tmp_path, f"""
@@ -130,7 +131,7 @@ def test_include_override_settings_reach_the_tools(tmp_path):
             pass
 
     async def main():
-        async with open_tools(run_spec.tool_sources, Quiet()) as tools:
+        async with open_tools(run_spec.tool_sources, Quiet(), reserved=RESERVED_TOOL_NAMES) as tools:
             return {n: (t.ordered, t.max_concurrency, t.timeout, t.description, t.kind) for n, t in tools.items()}, \
                 tools["add"].openai_schema()
 

@@ -87,9 +87,11 @@ def _timing(ctx: typer.Context, decode_tps: float, ttft: float, prefill_tps: flo
 
 def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in modes if m not in ("sync", "parallel", "async")]
+    from asyncfc_cli.modes import NAMES
+
+    bad = [m for m in modes if m not in NAMES]
     if bad or not modes:
-        raise _fail(f"--mode: {', '.join(bad) or 'nothing'} is not a mode; use sync, parallel, async (comma-separated)")
+        raise _fail(f"--mode: {', '.join(bad) or 'nothing'} is not a mode; use {', '.join(NAMES)} (comma-separated)")
     return modes
 
 

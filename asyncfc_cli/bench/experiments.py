@@ -12,7 +12,7 @@ are read with a ``wait`` in a later message) under each policy:
 
 ``never``         handles at once (no hold);
 ``0.05``, ``1``   a fixed hold of that many seconds for every running call;
-``latency``       the loop's policy (:meth:`asyncfc_cli.futures.AsyncScheduler._hold`):
+``latency``       the loop's policy (:class:`asyncfc_cli.futures.hold.LatencyHold`):
                   at most one request's cost, for calls expected to finish within it
                   or not known yet, from this run's durations only;
 ``learned``       the same, with durations remembered across the workload's

@@ -29,9 +29,10 @@ from typing import Any
 import trio
 
 from asyncfc_cli.decoding import ModelEvent, StreamDecoder, ToolCallReady
-from asyncfc_cli.executor import Limits, ParallelScheduler, SyncScheduler
-from asyncfc_cli.futures import AsyncScheduler
-from asyncfc_cli.model import StreamDone
+from asyncfc_cli import modes as registry
+from asyncfc_cli.agent import AgentRun
+from asyncfc_cli.executor import Limits
+from asyncfc_cli.latency import RequestCost
 from asyncfc_cli.sim import engine
 from asyncfc_cli.sim.inprocess import chat_encoder
 from asyncfc_cli.sim.plan import SimPlan
@@ -66,9 +67,9 @@ def executor_once(n: int, mode: str, gate: bool = False) -> float:
         limits = Limits(tools, max(n, 1))
         trace = Trace(clock=trio.current_time)
         calls = [ToolCallReady(i, f"call_{i}", "zero", json.dumps({"i": i})) for i in range(n)]
-        scheduler = {"sync": SyncScheduler, "parallel": ParallelScheduler, "async": AsyncScheduler}[mode](
-            tools, limits, trace)
-        done = StreamDone("tool_calls", "", calls, 0, 0)
+        run = AgentRun(prompt="", instructions="", tools=tools, mode=mode, max_turns=1, timeout=None,
+                       max_concurrency=max(n, 1))
+        scheduler = registry.get(mode).scheduler(run, limits, trace, RequestCost())
         t0 = time.perf_counter()
         async with scheduler.running():
             for call in calls:
@@ -79,20 +80,20 @@ def executor_once(n: int, mode: str, gate: bool = False) -> float:
                     gate_event.set()
                 for record in scheduler.records:
                     await record.resolved.wait()
-                messages = await scheduler.after_response(done, 1)
+                messages = await scheduler.after_response()
             elif gate and mode == "parallel":
                 async with trio.open_nursery() as nursery:
                     got: list[Any] = []
 
                     async def respond() -> None:
-                        got.extend(await scheduler.after_response(done, 1))
+                        got.extend(await scheduler.after_response())
 
                     nursery.start_soon(respond)
                     await all_in.wait()
                     gate_event.set()
                 messages = got
             else:
-                messages = await scheduler.after_response(done, 1)
+                messages = await scheduler.after_response()
         out["per_call"] = (time.perf_counter() - t0) / n
         assert len(messages) == n and all(r.status == "ok" for r in scheduler.records)
 
@@ -162,7 +163,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def concurrency_sweep(sizes: tuple[int, ...] = DEFAULT_SIZES, repeat: int = 5,
-                      modes: tuple[str, ...] = ("sync", "parallel", "async"),
+                      modes: tuple[str, ...] = registry.NAMES,
                       progress: Any = None) -> list[dict[str, Any]]:
     """Per N and mode: executor-only per-call cost (median of ``repeat``), with and
     without the gate, and the whole loop's per-call wall and dispatch overhead."""

@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-WAIT = "wait"
-# The executor's words for a reference that could not work (asyncfc_cli/futures.py,
+from asyncfc_cli.futures.protocol import WAIT_TOOL as WAIT
+
+# The executor's words for a reference that could not work (asyncfc_cli/futures/table.py,
 # asyncfc_cli/references.py); a failed dependency is not the model's reference error.
 _REFERENCE_ERRORS = ("malformed reference", "ambiguous reference", "unknown future", "refers to this call itself",
                      "cyclic reference", "names a call of", "bad reference in arguments", "no call f")

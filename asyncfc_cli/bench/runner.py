@@ -44,9 +44,8 @@ from asyncfc_cli.analysis import build_run
 from asyncfc_cli.bench.ideal import Ideal, ideal_bound
 from asyncfc_cli.bench.workloads import Case, by_step
 from asyncfc_cli.futures import WAIT_TOOL
+from asyncfc_cli.modes import NAMES as MODES
 from asyncfc_cli.trace import Trace
-
-MODES = ("sync", "parallel", "async")
 
 
 # --- probes -----------------------------------------------------------------------------

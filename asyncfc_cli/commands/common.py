@@ -10,13 +10,10 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from asyncfc_cli.modes import NAMES
 
-class ModeChoice(str, Enum):
-    """``--mode``: typer shows the values as ``[sync|parallel|async]`` and completes them."""
-
-    sync = "sync"
-    parallel = "parallel"
-    async_ = "async"
+# ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.
+ModeChoice = Enum("ModeChoice", {name: name for name in NAMES}, type=str)
 
 
 def error_object(status: str, code: int, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:

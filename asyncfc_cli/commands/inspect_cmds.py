@@ -114,10 +114,11 @@ def tools(
     except spec.SpecError as exc:
         raise _fail(exc, as_json) from None
     rows = [_tool_row(tool) for tool in built.values()]
-    if mode == "async":
-        from asyncfc_cli.futures import wait_tool
+    if mode is not None:
+        from asyncfc_cli import modes
 
-        rows.append({**_tool_row(wait_tool()), "note": "added by async mode: the model blocks on futures with it"})
+        rows += [{**_tool_row(added.tool()), "note": f"added by {mode} mode: {added.why}"}
+                 for added in modes.get(mode).tools]
     # Names, descriptions and schemas may come from an MCP server: it may quote a credential.
     rows, hints = redact.value(rows), redact.value(hints)
     if as_json:
@@ -202,7 +203,7 @@ def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]
     """Every tool the sources bring: an MCP server is started to list its own (and stopped)."""
     import trio
 
-    from asyncfc_cli import spec
+    from asyncfc_cli import modes, spec
     from asyncfc_cli.tools import ToolLoadError, open_tools
     from asyncfc_cli.trace import Trace
 
@@ -212,7 +213,7 @@ def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]
         return {tool.name: tool for src in sources for tool in src.static_tools()}
 
     async def listing() -> dict[str, Any]:
-        async with open_tools(sources, Trace(redactor=redact)) as tools:
+        async with open_tools(sources, Trace(redactor=redact), reserved=modes.RESERVED_TOOL_NAMES) as tools:
             return dict(tools)
 
     try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from asyncfc_cli import modes
 from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import (
@@ -28,7 +28,6 @@ from asyncfc_cli.spec.schema import (
     AgentSpec,
     AgentsFile,
     Expectations,
-    Mode,
     ModelSpec,
     ResolvedModel,
     RunSpec,
@@ -286,8 +285,8 @@ def resolve_agent(
     if agent is None:
         agent = validate_as(AgentSpec, strict, agent_file, agent_key)
     if mode_override:
-        if mode_override not in typing.get_args(Mode):
-            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", "use sync, parallel or async")
+        if mode_override not in modes.MODES:
+            raise SpecError(None, "--mode", f"unknown mode {mode_override!r}", f"use {modes.listed()}")
         agent = agent.model_copy(update={"mode": mode_override})
     if timeout_override is not None:
         if not timeout_override > 0:  # also refuses NaN

@@ -9,9 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Mode = Literal["sync", "parallel", "async"]
+from asyncfc_cli import modes
+
+Mode = Literal[modes.NAMES]  # type: ignore[valid-type]  (the registry's names, as pydantic checks them)
 SIM_MODEL = "sim"
-DEFAULT_MODE: Mode = "async"
+DEFAULT_MODE: Mode = modes.DEFAULT
 
 
 class _Strict(BaseModel):
@@ -139,8 +141,7 @@ class RunSpec:
         return self.task_label or str(self.task_path)
 
 
-# The futures protocol's own tool in async mode (asyncfc_cli.futures.WAIT_TOOL; a
-# test keeps them equal). Reserved in every mode, so a --mode switch never
-# changes what a name means.
-RESERVED_TOOL_NAMES = ("wait",)
+# The modes' own tools (async: wait). Reserved in every mode, so a --mode switch
+# never changes what a name means.
+RESERVED_TOOL_NAMES = modes.RESERVED_TOOL_NAMES
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from asyncfc_cli import modes
 from asyncfc_cli.spec.errors import SpecError, spec_error_from
 
 
@@ -14,7 +15,7 @@ def check_sim_tools(plan: Any, raw_sim: dict[str, Any], tools: dict[str, Any], m
                     file: Path) -> None:
     """Every tool a [sim] plan calls is one the agent has (or async mode's wait),
     unless the task lists it in ``[sim] unknown_tools`` to test that error."""
-    allowed = set(tools) | ({"wait"} if mode == "async" else set())
+    allowed = set(tools) | {added.name for added in modes.get(mode).tools}
     on_purpose = set(raw_sim.get("unknown_tools", []))
     for index, step in enumerate(plan.steps):
         if step.tool not in allowed and step.tool not in on_purpose:

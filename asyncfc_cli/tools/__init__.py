@@ -169,20 +169,22 @@ def build_tools(raw_tools: Mapping[str, Mapping[str, Any]], base_dir: Path) -> d
     return tools
 
 
-RESERVED_NAMES = frozenset({"wait"})  # the executor's own tool in async mode
-
-
 @asynccontextmanager
-async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: Any) -> AsyncIterator[dict[str, Tool]]:
+async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: Any, *,
+                     reserved: Iterable[str]) -> AsyncIterator[dict[str, Tool]]:
     """Open every source for one run, inside its trio run; yields the run's tools by name.
 
     Each kind's run resources are opened first, then the sources in order;
     all of it is closed when the block ends, however it ends. A source that
-    fails to open raises :class:`ToolLoadError` (the CLI exits 2).
+    fails to open raises :class:`ToolLoadError` (the CLI exits 2), and so does
+    a tool named like one in ``reserved``: the modes' own tools
+    (:data:`asyncfc_cli.modes.RESERVED_TOOL_NAMES`, async mode's ``wait``),
+    given by the caller because the registry of modes sits above the tools.
     """
     if isinstance(sources, Mapping):  # plain tools: nothing to open but their kinds' resources
         sources = [StaticSource(tool) for tool in sources.values()]
     sources = list(sources)
+    reserved = frozenset(reserved)
     run = RunContext(trace)
     async with AsyncExitStack() as stack:
         trace.sinks.append(note_current_call)
@@ -195,7 +197,7 @@ async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: 
         origin: dict[str, str] = {}
         for source in sources:
             for tool in await stack.enter_async_context(source.open(run)):
-                if tool.name in tools or tool.name in RESERVED_NAMES:
+                if tool.name in tools or tool.name in reserved:
                     other = f"tool {origin[tool.name]!r}" if tool.name in tools else "asyncfc's own tool"
                     raise ToolLoadError(
                         f"tool {source.name!r}: brings a tool named {tool.name!r}, which "
