@@ -47,6 +47,7 @@ class RunResult:
     answer: str | None
     calls: list[CallRecord] = field(default_factory=list)
     error: str | None = None
+    fix: str | None = None  # what the user can do about ``error``, when that is known
     turns: int = 0
     requests: int = 0
     tokens_in: int = 0
@@ -93,7 +94,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
         if scope.cancelled_caught:
             result.status, result.error = TIMEOUT, f"run timed out after {run.timeout:g}s"
     except ModelError as exc:
-        result.status, result.error = ERROR, f"model error: {exc}"
+        result.status, result.error, result.fix = ERROR, f"model error: {exc}", exc.fix
     except BaseException as exc:
         if is_interrupt(exc):
             result.status, result.error = INTERRUPTED, "interrupted"
