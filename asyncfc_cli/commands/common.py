@@ -8,6 +8,11 @@ goes to stderr (:data:`err`); while a run is in progress file descriptor 1
 points at stderr too (:func:`stdout_to_stderr`), so stdout holds only the
 answer, the table or the JSON object.
 
+What came of a run (status, exit code, redacted texts) is decided by
+:func:`asyncfc_cli.verdict.judge`, for ``run`` and ``batch`` alike; it lives
+in the engine because the batch engine and its Ray workers judge each run
+where it ran, and the engine never imports the commands.
+
 Imports nothing heavy: ``asyncfc --help`` loads this module.
 """
 
@@ -25,7 +30,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EXPECT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401  (for commands)
+                                 EXIT_USAGE, Verdict, judge)
 
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).

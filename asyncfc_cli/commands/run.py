@@ -17,8 +17,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from asyncfc_cli.commands.common import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                         ModeChoice, err, fail, sigterm_as_interrupt, spec_fail, stdout_to_stderr)
+from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ModeChoice, Verdict, err,
+                                         error_object, fail, judge, plural, sigterm_as_interrupt, spec_error_object,
+                                         spec_fail, stdout_to_stderr)
 
 MAX_PROMPT_BYTES = 10_000_000
 
@@ -168,8 +169,6 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
         pass
     except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
         from asyncfc_cli import spec as spec_mod
-        from asyncfc_cli.commands.common import spec_error_object
-
         found = {**spec_error_object(spec_mod.tool_spec_error(exc, "", None), EXIT_USAGE), "trace": str(trace_path)}
         raise fail(str(exc), EXIT_USAGE, found if as_json else None, stdout_fd) from None
     return started
@@ -187,8 +186,6 @@ def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, std
         runner.import_litellm()
         return runner.open_trace_file(trace_path, run_spec, run_id)
     except OSError as exc:
-        from asyncfc_cli.commands.common import error_object
-
         message = f"cannot write the trace to {trace_path}: {exc.strerror or exc}"
         fix = "choose another path with --trace (or another runs dir with ASYNCFC_RUNS_DIR)"
         raise fail(f"{message}; {fix}", EXIT_USAGE,
@@ -230,60 +227,46 @@ def _interrupted(trace_path: Path | None, as_json: bool) -> typer.Exit:
 
 def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, quiet: bool) -> typer.Exit:
     """Print what came of the run (answer and footer, or the JSON object) and return its Exit."""
-    from asyncfc_cli.expectations import unmet
     from asyncfc_cli.output import answer_text, print_json, printable
 
     outcome = started.outcome
-    result = outcome.result
-    redact = outcome.redactor
-    failures = unmet(run_spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
-    code = EXIT_OK if result.status == "ok" else EXIT_FAILED
-    if code == EXIT_OK and failures:
-        code = EXIT_EXPECT
-    if outcome.credentials_failure:
-        # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
-        from asyncfc_cli.credentials import fix_line
-
-        code, fix = EXIT_USAGE, fix_line(outcome.key_hint)
-        if as_json:
-            print_json(redact.value({**_json_report(run_spec, outcome, failures, code), "fix": fix}))
-        else:
-            shown = ("the model endpoint refused the request's key (above)" if started.errors_shown
-                     else outcome.credentials_failure)
-            err.print(f"[red]error:[/] {escape(printable(redact.text(shown)))}\n  fix: {escape(fix)}")
-            err.print(f"[dim]trace: {outcome.trace_path}[/]")
-        return typer.Exit(code)
+    verdict = judge(outcome, run_spec.expect)
     if as_json:
-        print_json(redact.value(_json_report(run_spec, outcome, failures, code)))
+        report = _json_report(run_spec, outcome, verdict)
+        print_json(outcome.redactor.value({**report, "fix": verdict.fix} if verdict.fix else report))
+    elif outcome.credentials_failure:
+        # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
+        shown = "the model endpoint refused the request's key (above)" if started.errors_shown else verdict.error
+        err.print(f"[red]error:[/] {escape(printable(shown or ''))}\n  fix: {escape(verdict.fix or '')}")
+        err.print(f"[dim]trace: {outcome.trace_path}[/]")
     else:
-        if result.answer is not None:
-            print(answer_text(redact.text(result.answer)))
-        if not quiet or result.status != "ok" or failures:
-            _print_footer(result, [redact.text(f) for f in failures], trace_path, redact)
-    return typer.Exit(code)
+        if verdict.answer is not None:
+            print(answer_text(verdict.answer))
+        if not quiet or verdict.exit_code != EXIT_OK:
+            _print_footer(outcome.result, verdict, trace_path)
+    return typer.Exit(verdict.exit_code)
 
 
-def _print_footer(result: Any, failures: list[str], trace_path: Path, redact: Any) -> None:
+def _print_footer(result: Any, verdict: Verdict, trace_path: Path) -> None:
     from asyncfc_cli.output import printable
 
-    if result.status == "ok":
-        from asyncfc_cli.commands.common import plural
-
+    if verdict.run_status == "ok":
         err.print(f"[green]done[/] in {result.wall:.2f}s · {plural(len(result.calls), 'tool call')} · "
                   f"{plural(result.requests, 'model request')} · tokens {result.tokens_in} in / {result.tokens_out} out")
     else:
-        err.print(f"[red]{result.status}[/]: {escape(printable(redact.text(result.error or '')))}")
-    for failure in failures:
+        err.print(f"[red]{verdict.run_status}[/]: {escape(printable(verdict.error or ''))}")
+    for failure in verdict.failures:
         err.print(f"[red]expectation not met:[/] {escape(failure)}")
     err.print(f"[dim]trace: {trace_path}[/]")
 
 
-def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) -> dict[str, Any]:
+def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any]:
+    """The ``--json`` object of a finished run (the caller masks its secrets)."""
     result = outcome.result
     header = next((e for e in outcome.trace.events if e.get("type") == "header"), {})
     return {
-        "status": result.status,
-        "exit_code": code,
+        "status": verdict.run_status,
+        "exit_code": verdict.exit_code,
         "answer": result.answer,
         "error": result.error,
         "task": run_spec.task_name,
@@ -310,7 +293,7 @@ def _json_report(run_spec: Any, outcome: Any, failures: list[str], code: int) ->
             }
             for c in result.calls
         ],
-        "expectations": {"met": not failures, "failures": failures},
+        "expectations": {"met": not verdict.failures, "failures": verdict.failures},
         "trace": str(outcome.trace_path),
         # The whole conversation as the model saw it: handles, deliveries, waits.
         "messages": result.messages,
