@@ -351,11 +351,12 @@ def expectation_count(spec: RunSpec | None) -> int:
     return len(e.contains) + len(e.not_contains) + (e.matches is not None) + len(e.tools_called)
 
 
-def report_from_outcome(run: PlannedRun, outcome: Any) -> RunReport:
-    """A finished run's report, with every secret the run knew masked."""
+def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | None = None) -> RunReport:
+    """A finished run's report, with every secret the run knew masked; ``trace_failed``:
+    the error that stopped its trace mid-run (``TraceWriter.failed``), if one did."""
     from asyncfc_cli.verdict import judge
 
-    verdict = judge(outcome, run.spec.expect)
+    verdict = judge(outcome, run.spec.expect, trace_failed)
     result = outcome.result
     report = base_report(run, verdict.status)
     report.run_status, report.exit_code, report.fix = verdict.run_status, verdict.exit_code, verdict.fix
@@ -406,7 +407,7 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
             raise
         report = failed_report(run, f"internal error: {type(exc).__name__}: {exc}")
     else:
-        report = report_from_outcome(run, outcome)
+        report = report_from_outcome(run, outcome, writer.failed)
     report.started, report.ended = round(started, 6), round(time.monotonic() - clock_zero, 6)
     return report
 

@@ -147,8 +147,9 @@ class TraceWriter:
     run fails before it starts; the CLI calls it as soon as the trace is
     opened, so a run stopped during its start still leaves a header.
     A write that fails later (the disk filled up mid-run) must not kill the
-    run: the writer stops, keeps the error in ``failed``, and the CLI
-    reports it.
+    run: the writer stops and keeps the error in ``failed``; the run's
+    verdict (:func:`asyncfc_cli.verdict.judge`) then makes it an error, exit
+    1, with a message naming this file and the OS error.
     """
 
     def __init__(self, path: Path) -> None:

@@ -27,15 +27,27 @@ class Verdict:
     answer: str | None
     error: str | None
     failures: list[str] = field(default_factory=list)  # expectations not met
-    fix: str | None = None  # how to fix a refused key
+    fix: str | None = None  # how to fix a refused key or an unwritable trace
 
 
-def judge(outcome: Any, expect: Any) -> Verdict:
+def trace_failure(path: Any, exc: OSError) -> str:
+    """The message for a trace that stopped being written mid-run (a full disk)."""
+    return f"cannot write the trace to {path}: {exc.strerror or exc} (the trace stops there; the run went on)"
+
+
+TRACE_FIX = "free space on its disk, or choose another path with --trace (another runs dir with ASYNCFC_RUNS_DIR)"
+
+
+def judge(outcome: Any, expect: Any, trace_failed: OSError | None = None) -> Verdict:
     """The verdict on ``outcome`` (:class:`asyncfc_cli.runner.RunOutcome`) against the
     task's expectations.
 
     A key the endpoint refused (or never got) is exit 2, like a bad spec: a
-    setup problem. Precedence as the batch's: 130, 2, 1, 3.
+    setup problem. A trace that failed mid-run (``trace_failed``, from
+    ``TraceWriter.failed``: a disk that filled up) makes a run that otherwise
+    passed an error, exit 1 (a run whose record is cut short is not a pass),
+    and its message joins the error either way. Precedence as the batch's:
+    130, 2, 1, 3.
     """
     from asyncfc_cli.expectations import unmet
 
@@ -50,6 +62,11 @@ def judge(outcome: Any, expect: Any) -> Verdict:
         status, code = FAILED, EXIT_FAILED
     elif failures:
         status, code = UNMET, EXIT_EXPECT
+    if trace_failed is not None:
+        if code in (EXIT_OK, EXIT_EXPECT):
+            status, run_status, code = FAILED, "error", EXIT_FAILED
+        failure = trace_failure(outcome.trace_path, trace_failed)
+        error, fix = (f"{error}; {failure}" if error else failure), TRACE_FIX
     if outcome.credentials_failure:
         from asyncfc_cli.credentials import fix_line
 

@@ -175,6 +175,54 @@ def test_full_disk_or_unwritable_trace_fails_before_the_run(tmp_path, path):
     assert "cannot write the trace" in result.stderr and path in result.stderr
 
 
+def _file_size_limited(limit: int):
+    """A child's regular files may not grow past ``limit`` bytes: writes beyond it fail
+    with EFBIG, as they fail with ENOSPC on a full disk (Python ignores SIGXFSZ)."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_trace_that_fails_mid_run_makes_the_run_an_error(tmp_path, command):
+    # The header (about 530 bytes) is written; the trace's later lines (1.7 KB in all)
+    # cannot be: the run goes on, and its outcome says the trace failed.
+    task, trace = DATA / "ok.toml", tmp_path / "t.jsonl"
+    args = (["run", str(task), "--json", "--trace", str(trace)] if command == "run"
+            else ["batch", str(task), "--json", "--out", str(tmp_path / "out")])
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limited(1024))
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    run = report if command == "run" else report["runs"][0]
+    if command == "batch":
+        trace = Path(run["trace"])
+        assert run["status"] == "failed" and run["exit_code"] == 1
+    assert run["error"].startswith(f"cannot write the trace to {trace}: File too large"), run["error"]
+    assert run["answer"] == "The echo said hello."  # the run itself went on to its answer
+    if command == "run":
+        assert report["status"] == "error" and report["exit_code"] == 1 and "--trace" in report["fix"]
+    written = read_trace(trace)
+    assert written.header.task == str(task) and written.summary is None  # the header, not the end
+
+
+def test_trace_that_fails_mid_run_is_reported_on_stderr(tmp_path):
+    task, trace = DATA / "ok.toml", tmp_path / "t.jsonl"
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "run", str(task), "-q", "--trace", str(trace)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limited(1024))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "The echo said hello.\n"
+    assert f"error: cannot write the trace to {trace}: File too large" in proc.stderr
+    assert "fix: free space" in proc.stderr
+
+
 # --- signals -----------------------------------------------------------------------------------
 
 

@@ -78,7 +78,7 @@ def run(
         trace_path = trace or default_trace_path(run_id)
         started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd)
     if started.outcome is None:
-        raise _interrupted(trace_path if started.writer is not None else None, as_json)
+        raise _interrupted(trace_path, started.writer, as_json)
     raise _report(run_spec, started, trace_path, as_json, quiet)
 
 
@@ -213,14 +213,18 @@ def _model_label(model: Any) -> str:
     return model.model if model.name == model.model else f"{model.model} ({model.name})"
 
 
-def _interrupted(trace_path: Path | None, as_json: bool) -> typer.Exit:
-    """Exit 130, saying where the trace is (None: the run stopped before it was written)."""
+def _interrupted(trace_path: Path, writer: Any, as_json: bool) -> typer.Exit:
+    """Exit 130, saying where the trace is (``writer`` None: the run stopped before it was written)."""
     from asyncfc_cli.output import print_json
+    from asyncfc_cli.verdict import trace_failure
 
-    where = f"trace: {trace_path}" if trace_path is not None else "before the run started, no trace written"
+    written = writer is not None
+    where = f"trace: {trace_path}" if written else "before the run started, no trace written"
     if as_json:
         print_json({"status": "interrupted", "exit_code": EXIT_INTERRUPTED,
-                    "trace": str(trace_path) if trace_path is not None else None})
+                    "trace": str(trace_path) if written else None})
+    if written and writer.failed is not None:
+        err.print(f"[red]error:[/] {escape(trace_failure(trace_path, writer.failed))}")
     err.print(f"[yellow]interrupted[/]; {escape(where)}")
     return typer.Exit(EXIT_INTERRUPTED)
 
@@ -230,9 +234,12 @@ def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, q
     from asyncfc_cli.output import answer_text, print_json, printable
 
     outcome = started.outcome
-    verdict = judge(outcome, run_spec.expect)
+    trace_failed = started.writer.failed  # the disk filled up mid-run: the verdict says so
+    verdict = judge(outcome, run_spec.expect, trace_failed)
     if as_json:
         report = _json_report(run_spec, outcome, verdict)
+        if trace_failed is not None:
+            report["error"] = verdict.error
         print_json(outcome.redactor.value({**report, "fix": verdict.fix} if verdict.fix else report))
     elif outcome.credentials_failure:
         # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
@@ -257,6 +264,8 @@ def _print_footer(result: Any, verdict: Verdict, trace_path: Path) -> None:
         err.print(f"[red]{verdict.run_status}[/]: {escape(printable(verdict.error or ''))}")
     for failure in verdict.failures:
         err.print(f"[red]expectation not met:[/] {escape(failure)}")
+    if verdict.fix:
+        err.print(f"  fix: {escape(verdict.fix)}")
     err.print(f"[dim]trace: {trace_path}[/]")
 
 
