@@ -28,8 +28,8 @@ from asyncfc_cli.commands.worker import worker_app
 from asyncfc_cli.trace_cmd import trace_app
 
 EXIT_CODES_HELP = """
-Exit codes: 0 success; 1 the run failed (model error, max turns, timeout);
-2 usage or spec error, or a missing or refused API key; 3 expectations in the
+Exit codes: 0 success; 1 the run failed (model error, max turns, timeout, a
+trace the disk could not take); 2 usage or spec error, or a missing or refused API key; 3 expectations in the
 task not met; 130 interrupted.
 """
 

@@ -16,7 +16,7 @@ from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, err, sigt
 
 BATCH_EXIT_CODES = """
 Exit codes: 0 every run passed; 1 a run failed (model error, max turns,
-timeout); 3 every run succeeded but an expectation was not met; 2 a usage or
+timeout, a trace the disk could not take); 3 every run succeeded but an expectation was not met; 2 a usage or
 spec error (nothing ran), or a run that exits 2 (a missing or refused API key,
 a tool server that would not start); 130 interrupted (every run cancelled,
 every trace closed). The first of 130, 2, 1, 3 that applies wins.
