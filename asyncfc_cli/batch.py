@@ -38,16 +38,16 @@ import trio
 
 from asyncfc_cli.limits import ModelLimits, model_key
 from asyncfc_cli.spec import RunSpec, SpecError
-# What became of a run (passed, failed, ...) and its exit code are decided
-# once, for `asyncfc run` and every run of a batch alike: asyncfc_cli.verdict.
-from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FAILED, INTERRUPTED,
-                                 PASSED, SKIPPED, UNMET)
 
 MODES = ("sync", "parallel", "async")
 RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends (--resume reads it)
 TRACES_DIR = "traces"
 MAX_MATRIX_BYTES = 10_000_000
 
+# What became of a run (passed, failed, ...) and its exit code: decided once, for
+# `asyncfc run` and every run of a batch alike, by asyncfc_cli.verdict.
+from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FAILED,  # noqa: E402
+                                 INTERRUPTED, PASSED, SKIPPED, UNMET)
 
 
 # --- the shared parts and the trio run ----------------------------------------------------

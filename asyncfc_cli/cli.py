@@ -1,8 +1,8 @@
 """The ``asyncfc`` command line: the typer app, assembled from :mod:`asyncfc_cli.commands`.
 
 Every command lives in its own module there (``run``, ``batch``, ``validate``,
-``init``, ``tools``/``agents``/``models``, ``sim``, ``worker``; ``bench`` and
-``trace`` in theirs); this module only registers them, in the order
+``init``, ``tools``/``agents``/``models``, ``sim``, ``bench``, ``trace``,
+``worker``); this module only registers them, in the order
 ``asyncfc --help`` lists them, and runs the app. Human output goes to
 stderr; stdout holds only the answer, or with ``--json`` one JSON object.
 Nothing imported here imports LiteLLM: ``--help`` is instant.
@@ -17,15 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from asyncfc_cli import __version__
-from asyncfc_cli.bench.cli import bench_app
 from asyncfc_cli.commands import init as init_cmd, inspect_cmds
 from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch
+from asyncfc_cli.commands.bench import bench_app
 from asyncfc_cli.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err
 from asyncfc_cli.commands.run import run
 from asyncfc_cli.commands.sim import sim_app
+from asyncfc_cli.commands.trace import trace_app
 from asyncfc_cli.commands.validate import validate
 from asyncfc_cli.commands.worker import worker_app
-from asyncfc_cli.trace_cmd import trace_app
 
 EXIT_CODES_HELP = """
 Exit codes: 0 success; 1 the run failed (model error, max turns, timeout, a

@@ -413,7 +413,7 @@ def test_bench_command_json_and_usage_errors():
 
 
 def test_bench_module_does_not_import_litellm():
-    code = ("import sys\nimport asyncfc_cli.bench.cli, asyncfc_cli.bench.suite, asyncfc_cli.bench.runner\n"
+    code = ("import sys\nimport asyncfc_cli.commands.bench, asyncfc_cli.bench.suite, asyncfc_cli.bench.runner\n"
             "print('litellm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
