@@ -44,8 +44,10 @@ RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends
 TRACES_DIR = "traces"
 MAX_MATRIX_BYTES = 10_000_000
 
-# What became of a run, for exit codes and reports.
-PASSED, FAILED, UNMET, INTERRUPTED, SKIPPED = "passed", "failed", "unmet", "interrupted", "skipped"
+# What became of a run (passed, failed, ...) and its exit code: decided once, for
+# `asyncfc run` and every run of a batch alike, by asyncfc_cli.verdict.
+from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, FAILED,  # noqa: E402
+                                 INTERRUPTED, PASSED, SKIPPED, UNMET)
 
 
 # --- the shared parts and the trio run ----------------------------------------------------
@@ -349,30 +351,19 @@ def expectation_count(spec: RunSpec | None) -> int:
     return len(e.contains) + len(e.not_contains) + (e.matches is not None) + len(e.tools_called)
 
 
-def report_from_outcome(run: PlannedRun, outcome: Any) -> RunReport:
-    """A finished run's report, with every secret the run knew masked."""
-    from asyncfc_cli.credentials import fix_line
-    from asyncfc_cli.expectations import unmet
+def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | None = None) -> RunReport:
+    """A finished run's report, with every secret the run knew masked; ``trace_failed``:
+    the error that stopped its trace mid-run (``TraceWriter.failed``), if one did."""
+    from asyncfc_cli.verdict import judge
 
-    result, redact = outcome.result, outcome.redactor
-    failures = unmet(run.spec.expect, result.answer, [c.tool for c in result.calls]) if result.status == "ok" else []
-    report = base_report(run, PASSED)
-    report.run_status = result.status
-    report.exit_code = 0 if result.status == "ok" else 1
-    if result.status == "ok" and failures:
-        report.status, report.exit_code = UNMET, 3
-    elif result.status == "interrupted":
-        report.status, report.exit_code = INTERRUPTED, 130
-    elif result.status != "ok":
-        report.status = FAILED
-    if outcome.credentials_failure:
-        report.status, report.exit_code, report.fix = FAILED, 2, fix_line(outcome.key_hint)
+    verdict = judge(outcome, run.spec.expect, trace_failed)
+    result = outcome.result
+    report = base_report(run, verdict.status)
+    report.run_status, report.exit_code, report.fix = verdict.run_status, verdict.exit_code, verdict.fix
     report.wall = round(result.wall, 6)
     report.requests, report.tokens_in, report.tokens_out = result.requests, result.tokens_in, result.tokens_out
     report.tool_calls = len(result.calls)
-    report.answer = redact.text(result.answer) if result.answer is not None else None
-    report.error = redact.text(outcome.credentials_failure or result.error) if (outcome.credentials_failure or result.error) else None
-    report.failures = [redact.text(f) for f in failures]
+    report.answer, report.error, report.failures = verdict.answer, verdict.error, verdict.failures
     report.trace = str(outcome.trace_path)
     return report
 
@@ -416,7 +407,7 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
             raise
         report = failed_report(run, f"internal error: {type(exc).__name__}: {exc}")
     else:
-        report = report_from_outcome(run, outcome)
+        report = report_from_outcome(run, outcome, writer.failed)
     report.started, report.ended = round(started, 6), round(time.monotonic() - clock_zero, 6)
     return report
 
@@ -438,7 +429,7 @@ def is_interruption(exc: BaseException) -> bool:
 
 def interrupted_report(run: PlannedRun, started: float | None = None) -> RunReport:
     report = base_report(run, INTERRUPTED)
-    report.run_status, report.exit_code, report.error = "interrupted", 130, "interrupted"
+    report.run_status, report.exit_code, report.error = "interrupted", EXIT_INTERRUPTED, "interrupted"
     report.started = started
     return report
 
@@ -465,13 +456,13 @@ def exit_code(outcome: BatchOutcome) -> int:
     """130 interrupted; 2 a key refused; 1 any run failed; 3 any expectation unmet; 0 all passed."""
     statuses = {r.status for r in outcome.reports}
     if outcome.interrupted or INTERRUPTED in statuses:
-        return 130
-    if any(r.exit_code == 2 for r in outcome.reports):
-        return 2
+        return EXIT_INTERRUPTED
+    if any(r.exit_code == EXIT_USAGE for r in outcome.reports):
+        return EXIT_USAGE
     if FAILED in statuses:
-        return 1
+        return EXIT_FAILED
     if UNMET in statuses:
-        return 3
+        return EXIT_EXPECT
     return 0
 
 

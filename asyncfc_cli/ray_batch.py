@@ -281,7 +281,7 @@ def _run_remote(run: PlannedRun, digest: str, actor: Any) -> dict[str, Any]:
                     leaf = leaf.exceptions[0]
                 raise leaf from None
         if outcome:
-            report = report_from_outcome(run, outcome[0])
+            report = report_from_outcome(run, outcome[0], writer.failed)
         else:
             report = interrupted_report(run)
     except (ToolLoadError, SpecError) as exc:

@@ -42,7 +42,7 @@ Async mode adds:
 ``wait_begin``        call_id, futures, timeout
 ``wait_end``          call_id, ready, pending
 ``delivery``          futures, via (result: in its own tool message | wait | message)
-``finish_held``       outstanding, cut                        (an answer was held or cut, see futures.py)
+``finish_held``       outstanding, cut                        (an answer was held or cut, see futures/delivery.py)
 ``hold``              futures, expected, held, budget         (the next request waited for calls that
                                                                may finish soon, see AsyncScheduler._hold)
 ``tool_source``       name, kind, server, tools, protocol     (an MCP server started for the run)
@@ -147,8 +147,9 @@ class TraceWriter:
     run fails before it starts; the CLI calls it as soon as the trace is
     opened, so a run stopped during its start still leaves a header.
     A write that fails later (the disk filled up mid-run) must not kill the
-    run: the writer stops, keeps the error in ``failed``, and the CLI
-    reports it.
+    run: the writer stops and keeps the error in ``failed``; the run's
+    verdict (:func:`asyncfc_cli.verdict.judge`) then makes it an error, exit
+    1, with a message naming this file and the OS error.
     """
 
     def __init__(self, path: Path) -> None:

@@ -1,17 +1,21 @@
 """Shared test helpers: the LiteLLM import (once per session), fast sim plans,
-and a scripted OpenAI-style HTTP endpoint for what the simulated model cannot
-do on purpose (HTTP errors, broken tool-call JSON, secrets echoed back)."""
+a scripted OpenAI-style HTTP endpoint for what the simulated model cannot
+do on purpose (HTTP errors, broken tool-call JSON, secrets echoed back), and
+the two ways tests run the ``asyncfc`` command: in this process
+(:func:`invoke`) or as a real process (:func:`run_cli`, :func:`asyncfc_argv`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,55 @@ def make_plan(**data: Any):
     data.setdefault("ttft", 0.0)
     data.setdefault("final", {"answer": "done"})
     return SimPlan.model_validate(data)
+
+
+# --- running the asyncfc command -------------------------------------------------------------
+
+
+def invoke(*args: Any, env: dict[str, str] | None = None, input: Any = None, catch_exceptions: bool = False) -> Any:
+    """``asyncfc ARGS`` in this process (typer's CliRunner): the same code path as the
+    command, LiteLLM imported once per test worker. Returns click's Result.
+
+    ``catch_exceptions=False``: a traceback fails the test instead of becoming exit 1.
+    """
+    from typer.testing import CliRunner
+
+    from asyncfc_cli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env, input=input, catch_exceptions=catch_exceptions)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of an ``asyncfc`` subprocess: this one's, no forced colour, ``extra`` on top."""
+    env = dict(os.environ)
+    env.pop("FORCE_COLOR", None)
+    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", ASYNCFC_TEST_PYTHON=sys.executable, **extra)
+    return env
+
+
+def asyncfc_argv(*args: Any, entry: str = "asyncfc_cli.cli") -> list[str]:
+    """The argv of a real ``asyncfc ARGS`` process; ``entry="asyncfc_cli"`` goes through the
+    entry point users run (warm start and its ``--cold`` flag), the default straight to the CLI."""
+    return [sys.executable, "-m", entry, *map(str, args)]
+
+
+@dataclass
+class Done:
+    """What an ``asyncfc`` process did."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_cli(*args: Any, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None,
+            timeout: float = 240) -> Done:
+    """``asyncfc ARGS`` as a real process in ``cwd`` (default environment: :func:`cli_env`)."""
+    started = time.monotonic()
+    proc = subprocess.run(asyncfc_argv(*args), cwd=cwd, env=env or cli_env(), input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+    return Done(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
 def free_port() -> int:

@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
 from rich.console import Console
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import DATA, REPO, Reply, ScriptedServer, text_stream, wait_until
+from conftest import DATA, REPO, Reply, ScriptedServer, invoke, text_stream, wait_until
 
 OK, UNMET, MAX_TURNS = DATA / "ok.toml", DATA / "unmet.toml", DATA / "max_turns.toml"
 REMOTE, HOSTILE, NAP = DATA / "batch_remote.toml", DATA / "batch_hostile.toml", DATA / "batch_nap.toml"
@@ -39,7 +37,7 @@ def _in_tmp(tmp_path, monkeypatch):
 
 
 def batch(*args, env: dict[str, str] | None = None):
-    result = CliRunner().invoke(app, ["batch", *map(str, args)], env=env, catch_exceptions=False)
+    result = invoke("batch", *map(str, args), env=env, catch_exceptions=False)
     return result
 
 
@@ -390,10 +388,10 @@ def _bfcl_dir() -> Path | None:
 
 @pytest.mark.skipif(_bfcl_dir() is None, reason="BFCL data not found (set ASYNCFC_BFCL_DIR)")
 def test_bench_bfcl_model_runs_entries_concurrently_under_the_limits():
-    result = CliRunner().invoke(app, ["bench", "bfcl", "--model", "sim", "--category", "parallel", "--limit", "3",
-                                      "--mode", "sync,async", "--decode-tps", "2000", "--ttft", "0",
-                                      "--max-runs", "6", "--max-per-model", "1", "--json", "-q"],
-                                catch_exceptions=False)
+    result = invoke("bench", "bfcl", "--model", "sim", "--category", "parallel", "--limit", "3",
+                    "--mode", "sync,async", "--decode-tps", "2000", "--ttft", "0",
+                    "--max-runs", "6", "--max-per-model", "1", "--json", "-q",
+                    catch_exceptions=False)
     assert result.exit_code == 0, result.output
     accuracy = json.loads(result.stdout)["accuracy"]
     assert [(r["mode"], r["correct"], r["entries"]) for r in accuracy["rows"]] == [("sync", 3, 3), ("async", 3, 3)]

@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
-from conftest import DATA
+from conftest import DATA, invoke
 
 HERE = Path(__file__).parent
 
@@ -36,8 +33,8 @@ def test_a_run_that_exits_2_makes_the_batch_exit_2_among_failed_and_unmet_runs(t
                       f'[tools.srv]\nmcp = {{ command = {json.dumps(server)} }}\n'
                       '[sim]\n[sim.final]\nanswer = "x"\n')
     tasks = [DATA / "ok.toml", DATA / "unmet.toml", DATA / "max_turns.toml", broken]
-    result = CliRunner().invoke(app, ["batch", *map(str, tasks), "--out", str(tmp_path / "out"), "--json"],
-                                catch_exceptions=False)
+    result = invoke("batch", *map(str, tasks), "--out", str(tmp_path / "out"), "--json",
+                    catch_exceptions=False)
     assert result.exit_code == 2, result.output
     doc = json.loads(result.stdout)
     assert doc["exit_code"] == 2
@@ -50,6 +47,6 @@ def test_a_run_that_exits_2_makes_the_batch_exit_2_among_failed_and_unmet_runs(t
 
     # Without the run that exits 2, a failed run decides; without that, an unmet expectation.
     for tasks, code in ((tasks[:3], 1), (tasks[:2], 3), (tasks[:1], 0)):
-        again = CliRunner().invoke(app, ["batch", *map(str, tasks), "--out", str(tmp_path / f"out{code}"), "-q"],
-                                   catch_exceptions=False)
+        again = invoke("batch", *map(str, tasks), "--out", str(tmp_path / f"out{code}"), "-q",
+                       catch_exceptions=False)
         assert again.exit_code == code, again.output

@@ -24,11 +24,8 @@ from pathlib import Path
 
 import pytest
 from junitparser import JUnitXml, Skipped
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import wait_until
+from conftest import asyncfc_argv, cli_env, invoke, wait_until
 from test_batch import NAP, OK, REMOTE, Endpoint
 from test_isolation import MODES, SEED, assert_same, batch_outcomes, random_task, run_alone
 
@@ -44,7 +41,7 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip i
 
 def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
-    result = CliRunner().invoke(app, ["batch", str(OK), "--ray", "local", "--out", str(tmp_path / "o")])
+    result = invoke("batch", str(OK), "--ray", "local", "--out", str(tmp_path / "o"), catch_exceptions=True)
     assert result.exit_code == 2
     assert "Ray is not installed" in result.stderr and "pip install 'asyncfc[ray]'" in result.stderr
     assert not (tmp_path / "o").exists()
@@ -54,8 +51,8 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch, tmp_path):
 def test_a_ray_that_cannot_be_reached_is_exit_2_with_a_fix(tmp_path):
     from conftest import free_port
 
-    result = CliRunner().invoke(app, ["batch", str(OK), "--ray", f"ray://127.0.0.1:{free_port()}", "--out",
-                                      str(tmp_path / "o"), "--json"])
+    result = invoke("batch", str(OK), "--ray", f"ray://127.0.0.1:{free_port()}", "--out",
+                    str(tmp_path / "o"), "--json", catch_exceptions=True)
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     doc = json.loads(result.stdout)
@@ -76,13 +73,6 @@ def ray_processes() -> set[int]:
         if any(mark in cmdline for mark in (b"gcs_server", b"raylet", b"default_worker.py", b"ray::")):
             found.add(int(entry.name))
     return found
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", CI="true", ASYNCFC_TEST_PYTHON=sys.executable,
-               **extra)
-    env.pop("FORCE_COLOR", None)
-    return env
 
 
 def worker_traces(tmp: Path) -> list[bytes]:
@@ -127,7 +117,7 @@ def napping_on_ray(tmp_path: Path, tmp: Path, *args: object) -> Iterator[subproc
                                            f'agents_file = {json.dumps(str(NAP.parent / "batch_agents.toml"))}')
                    .replace("seconds = 30", "seconds = 600"))
     proc = subprocess.Popen(asyncfc(nap, "--max-runs", "2", "--ray", "local", "--timeout", "900", *args),
-                            env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                            env=cli_env(CI="true", TMPDIR=str(tmp)), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
         assert wait_until(lambda: running_tools(tmp) == 2 or proc.poll() is not None, 400), "no run started"
@@ -144,7 +134,7 @@ def printable(text: str) -> bool:
 
 
 def asyncfc(*args) -> list[str]:
-    return [sys.executable, "-m", "asyncfc_cli", "batch", *map(str, args)]
+    return asyncfc_argv("batch", *args, entry="asyncfc_cli")
 
 
 @needs_ray
@@ -167,8 +157,8 @@ def test_batch_on_local_ray_with_limits_across_workers(tmp_path):
         proc = subprocess.run(asyncfc(REMOTE, OK, "--matrix", rows, "--ray", "local", "--max-runs", "3",
                                       "--max-per-model", "1", "--timeout", "600", "--out", out, "--junit", junit,
                                       "--json"),
-                              env=cli_env(TMPDIR=str(tmp), **endpoint.env()), cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
+                              env=cli_env(CI="true", TMPDIR=str(tmp), **endpoint.env()), cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["counts"]["passed"] == 6 and len(doc["runs"]) == 6
@@ -279,8 +269,8 @@ def test_every_run_on_ray_has_the_outcome_it_has_alone(tmp_path, monkeypatch):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     done = subprocess.run(asyncfc(*tasks, "--mode", ",".join(MODES), "--ray", "local", "--max-runs", max_runs,
-                                  "--out", tmp_path / "out", "--json"), env=cli_env(TMPDIR=str(tmp)), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900)
+                                  "--out", tmp_path / "out", "--json"), env=cli_env(CI="true", TMPDIR=str(tmp)),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr + done.stdout
     assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"--ray local, --max-runs {max_runs}", tasks)
     assert not list(tmp.iterdir())

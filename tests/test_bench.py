@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from typer.testing import CliRunner
 
 from asyncfc_cli.bench import checker, fs
 from asyncfc_cli.bench.data import ENV_VAR, SINGLE_TURN, DataNotFound, find_bfcl_dir, json_schema, load_single, tool_names
@@ -26,6 +25,8 @@ from asyncfc_cli.bench.runner import InProcess, run_case, run_workload, summariz
 from asyncfc_cli.bench.workloads import (FIXTURE_REPO, Timing, bfcl_cases, dag_cases, dag_plan_steps, fs_check,
                                          inspect_tools, multiturn_cases, nogain_cases)
 from asyncfc_cli.sim.plan import SimPlan
+
+from conftest import invoke
 
 try:
     BFCL = find_bfcl_dir()
@@ -388,10 +389,8 @@ def test_charts_are_valid_svg_naming_their_command():
 
 
 def test_bench_command_json_and_usage_errors():
-    from asyncfc_cli.cli import app
-
-    runner = CliRunner()
-    done = runner.invoke(app, ["bench", "nogain", "--latencies", "0.3", "--mode", "parallel,async", "--json", "-q"])
+    done = invoke("bench", "nogain", "--latencies", "0.3", "--mode", "parallel,async", "--json", "-q",
+                  catch_exceptions=True)
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)
     (workload,) = doc["workloads"]
@@ -401,20 +400,20 @@ def test_bench_command_json_and_usage_errors():
     assert all(p["extra_tokens_in"] > 0 for p in workload["price_vs_parallel"])
     assert doc["machine"]["cores"] and doc["command"].startswith("asyncfc bench nogain")
     # --no-prefix-cache reaches every plan, and the reproducing command says so.
-    cold = runner.invoke(app, ["bench", "--no-prefix-cache", "nogain", "--latencies", "0.3", "--mode",
-                               "parallel,async", "--json", "-q"])
+    cold = invoke("bench", "--no-prefix-cache", "nogain", "--latencies", "0.3", "--mode",
+                  "parallel,async", "--json", "-q", catch_exceptions=True)
     doc_cold = json.loads(cold.stdout)
     assert doc_cold["command"].startswith("asyncfc bench --no-prefix-cache nogain")
     cold_async = doc_cold["workloads"][0]["modes"]["async"]["wall"]["median"]
     assert cold_async > workload["modes"]["async"]["wall"]["median"]  # every request prefills it all
-    bad = runner.invoke(app, ["bench", "bfcl", "--data", "/nonexistent/bfcl"])
+    bad = invoke("bench", "bfcl", "--data", "/nonexistent/bfcl", catch_exceptions=True)
     assert bad.exit_code == 2 and "no BFCL files there" in bad.stderr
-    bad = runner.invoke(app, ["bench", "dag", "--mode", "fast"])
+    bad = invoke("bench", "dag", "--mode", "fast", catch_exceptions=True)
     assert bad.exit_code == 2 and "fast is not a mode" in bad.stderr
 
 
 def test_bench_module_does_not_import_litellm():
-    code = ("import sys\nimport asyncfc_cli.bench.cli, asyncfc_cli.bench.suite, asyncfc_cli.bench.runner\n"
+    code = ("import sys\nimport asyncfc_cli.commands.bench, asyncfc_cli.bench.suite, asyncfc_cli.bench.runner\n"
             "print('litellm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

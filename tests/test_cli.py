@@ -12,49 +12,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from asyncfc_cli.trace import read_trace
-from conftest import DATA, REPO, ScriptedServer, text_stream, Reply
+from conftest import DATA, REPO, Done, Reply, ScriptedServer, asyncfc_argv, cli_env, run_cli, text_stream
 
 HOSTILE_FIRST = "x; rm -rf /nonexistent-asyncfc-canary"
 HOSTILE_SECOND = "$(touch PWNED) `touch PWNED2` 'q' \"dq\" --help"
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("FORCE_COLOR", None)
-    env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", ASYNCFC_TEST_PYTHON=sys.executable, **extra)
-    return env
-
-
-def asyncfc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asyncfc_cli.cli", *map(str, args)]
-
-
-@dataclass
-class Done:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> Done:
-    started = time.monotonic()
-    proc = subprocess.run(asyncfc(*args), cwd=cwd, env=env or cli_env(), capture_output=True,
-                          text=True, timeout=timeout)
-    return Done(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
 class Launched:
@@ -63,7 +35,7 @@ class Launched:
     def __init__(self, args: list, cwd: Path):
         self.cwd = cwd
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(asyncfc(*args), cwd=cwd, env=cli_env(), text=True,
+        self.proc = subprocess.Popen(asyncfc_argv(*args), cwd=cwd, env=cli_env(), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._err: list[str] = []

@@ -10,14 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.sim.plan import SimPlan
 from asyncfc_cli.sim.server import SimServer
 from asyncfc_cli.trace import read_trace
 
-from conftest import Reply, ScriptedServer, text_stream
+from conftest import Reply, ScriptedServer, invoke, text_stream
 
 # Every variable LiteLLM could take a key from for the providers used here.
 NO_KEYS = {name: None for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
@@ -34,8 +31,8 @@ def project(tmp_path: Path, models: str, agent_model: str) -> Path:
 
 def run(task: Path, *args: str, env: dict | None = None):
     trace = task.parent / "trace.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--trace", str(trace), *args],
-                                env={**NO_KEYS, **(env or {})}, catch_exceptions=False)
+    result = invoke("run", str(task), "--trace", str(trace), *args,
+                    env={**NO_KEYS, **(env or {})}, catch_exceptions=False)
     return result, trace
 
 
@@ -81,15 +78,15 @@ def test_trace_list_and_the_otel_export_name_the_model_string_and_provider(tmp_p
         task = project(tmp_path, f'[models.remote]\nmodel = "gpt-4o-mini"\napi_base = "{server.base_url}"\n',
                        "remote")
         monkeypatch.chdir(tmp_path)
-        result = CliRunner().invoke(app, ["run", str(task), "-q"], env=NO_KEYS, catch_exceptions=False)
+        result = invoke("run", str(task), "-q", env=NO_KEYS, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    listed = CliRunner().invoke(app, ["trace", "list", "--json"])
+    listed = invoke("trace", "list", "--json", catch_exceptions=True)
     entry = json.loads(listed.stdout.splitlines()[0])
     assert entry["model"] == "gpt-4o-mini"
-    table = CliRunner().invoke(app, ["trace", "list"])
+    table = invoke("trace", "list", catch_exceptions=True)
     assert "gpt-4o-mini" in table.stdout and "remote" not in table.stdout
     out = tmp_path / "otel.json"
-    exported = CliRunner().invoke(app, ["trace", "latest", "--export", "otel", "-o", str(out)])
+    exported = invoke("trace", "latest", "--export", "otel", "-o", str(out), catch_exceptions=True)
     assert exported.exit_code == 0, exported.output
     spans = [s for r in json.loads(out.read_text())["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]]
     chat = next(s for s in spans if s["name"].startswith("chat"))

@@ -20,14 +20,12 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from asyncfc_cli import decoding
-from asyncfc_cli.cli import app
 from asyncfc_cli.decoding import FirstToken, ObjectScanner, StreamDecoder, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.model import ModelError
 from asyncfc_cli.sim import engine
-from conftest import LocalServer, client_for, handler_threads, make_plan, wait_until
+from conftest import LocalServer, client_for, handler_threads, invoke, make_plan, wait_until
 
 CHUNKS = Path(__file__).parent / "data" / "chunks"
 PROTOCOLS = ["openai", "anthropic", "gemini", "responses"]
@@ -328,8 +326,8 @@ def test_a_stream_of_nothing_exits_1_through_the_cli(tmp_path):
             'retries = 1\n[agents.a]\nmodel = "m"\n')
         task = tmp_path / "t.toml"
         task.write_text('agent = "a"\nprompt = "p"\n')
-        result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(tmp_path / "t.jsonl")],
-                                    catch_exceptions=False)
+        result = invoke("run", str(task), "--json", "--trace", str(tmp_path / "t.jsonl"),
+                        catch_exceptions=False)
     report = json.loads(result.stdout)
     assert result.exit_code == 1 and report["status"] == "error"
     assert "no tokens for 0.5s (request_timeout)" in report["error"]

@@ -16,27 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import Reply, ScriptedServer, chunk, free_port, process_gone, tool_call_stream, wait_until
+from conftest import Reply, ScriptedServer, chunk, free_port, invoke, process_gone, tool_call_stream, wait_until
 
 FAULTS = Path(__file__).parent / "data" / "faults"
 DATA = Path(__file__).parent / "data"
 PLANTED = "sk-PLANTED-secret-0123456789"
 
 
-def asyncfc(*args: str, env: dict[str, str] | None = None):
-    runner = CliRunner()
-    result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
-    return result
-
-
 def run_json(tmp_path, task: Path, *extra: str, env: dict[str, str] | None = None):
     trace = tmp_path / "trace.jsonl"
-    result = asyncfc("run", str(task), "--json", "--trace", str(trace), *extra, env=env)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), *extra, env=env)
     report = json.loads(result.stdout) if result.stdout.strip() else None
     return result, report, trace
 
@@ -223,7 +215,7 @@ def test_bad_specs_exit_2_naming_file_key_and_fix(tmp_path, kind):
     task.write_text(text)
     (tmp_path / "agents.toml").write_text("")  # keep discovery inside tmp_path
     trace = tmp_path / "t.jsonl"
-    result = asyncfc("run", str(task), "--trace", str(trace))
+    result = invoke("run", str(task), "--trace", str(trace))
     assert result.exit_code == 2
     assert str(task) in result.stderr and needle in result.stderr
     assert "fix:" in result.stderr
@@ -233,11 +225,59 @@ def test_bad_specs_exit_2_naming_file_key_and_fix(tmp_path, kind):
 @pytest.mark.parametrize("path", ["/dev/full", "/proc/asyncfc-cannot-write/t.jsonl"])
 def test_full_disk_or_unwritable_trace_fails_before_the_run(tmp_path, path):
     with ScriptedServer([Reply.error(500, "must not be called")]) as server:
-        result = asyncfc("run", str(FAULTS / "remote.toml"), "--trace", path,
+        result = invoke("run", str(FAULTS / "remote.toml"), "--trace", path,
                          env={"ASYNCFC_TEST_API_BASE": server.base_url})
         assert len(server.requests) == 0
     assert result.exit_code == 2
     assert "cannot write the trace" in result.stderr and path in result.stderr
+
+
+def _file_size_limited(limit: int):
+    """A child's regular files may not grow past ``limit`` bytes: writes beyond it fail
+    with EFBIG, as they fail with ENOSPC on a full disk (Python ignores SIGXFSZ)."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_trace_that_fails_mid_run_makes_the_run_an_error(tmp_path, command):
+    # The header (about 530 bytes) is written; the trace's later lines (1.7 KB in all)
+    # cannot be: the run goes on, and its outcome says the trace failed.
+    task, trace = DATA / "ok.toml", tmp_path / "t.jsonl"
+    args = (["run", str(task), "--json", "--trace", str(trace)] if command == "run"
+            else ["batch", str(task), "--json", "--out", str(tmp_path / "out")])
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limited(1024))
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    run = report if command == "run" else report["runs"][0]
+    if command == "batch":
+        trace = Path(run["trace"])
+        assert run["status"] == "failed" and run["exit_code"] == 1
+    assert run["error"].startswith(f"cannot write the trace to {trace}: File too large"), run["error"]
+    assert run["answer"] == "The echo said hello."  # the run itself went on to its answer
+    if command == "run":
+        assert report["status"] == "error" and report["exit_code"] == 1 and "--trace" in report["fix"]
+    written = read_trace(trace)
+    assert written.header.task == str(task) and written.summary is None  # the header, not the end
+
+
+def test_trace_that_fails_mid_run_is_reported_on_stderr(tmp_path):
+    task, trace = DATA / "ok.toml", tmp_path / "t.jsonl"
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "run", str(task), "-q", "--trace", str(trace)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_file_size_limited(1024))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == "The echo said hello.\n"
+    assert f"error: cannot write the trace to {trace}: File too large" in proc.stderr
+    assert "fix: free space" in proc.stderr
 
 
 # --- signals -----------------------------------------------------------------------------------
@@ -298,7 +338,7 @@ def test_sigkill_leaves_a_trace_that_reads_and_renders(tmp_path):
     data = read_trace(trace)
     assert data.truncated and data.summary is None
     assert [s.status for s in data.spans("tool")] == ["unfinished"]
-    shown = asyncfc("trace", str(trace), "--width", "120")
+    shown = invoke("trace", str(trace), "--width", "120")
     assert shown.exit_code == 0
     assert "hang" in shown.stdout
 
@@ -353,7 +393,7 @@ def test_secrets_the_run_knows_never_reach_any_output(tmp_path, mode):
         env = {"OPENAI_API_KEY": ENV_KEY, "ASYNCFC_TEST_API_BASE": server.base_url,
                "ASYNCFC_TEST_HEADER": HEADER_SECRET}
         result, report, trace = run_json(tmp_path, SECRETS / "leak.toml", "--mode", mode, env=env)
-        plain = asyncfc("run", str(SECRETS / "leak.toml"), "--mode", mode, "--trace", str(tmp_path / "p.jsonl"),
+        plain = invoke("run", str(SECRETS / "leak.toml"), "--mode", mode, "--trace", str(tmp_path / "p.jsonl"),
                         env=env)
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {ENV_KEY}"  # both were sent...
     assert server.requests[0]["headers"]["x-team-credential"] == HEADER_SECRET
@@ -432,5 +472,5 @@ def test_references_the_engine_cannot_honour_and_duplicate_ids_through_the_cli(t
     for args in (["trace", str(trace)], ["trace", str(trace), "--json"],
                  ["trace", str(trace), "--export", "chrome", "-o", str(tmp_path / "c.json")],
                  ["trace", str(trace), "--export", "otel", "-o", str(tmp_path / "o.json")]):
-        shown = asyncfc(*args)
+        shown = invoke(*args)
         assert shown.exit_code == 0 and "Traceback" not in shown.output, (args, shown.output)

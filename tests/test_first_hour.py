@@ -23,8 +23,7 @@ import pytest
 
 from asyncfc_cli.sim.plan import NO_PLAN_ANSWER
 from asyncfc_cli.trace import read_trace
-from conftest import DATA, REPO
-from test_cli import Done, asyncfc, cli_env, run_cli
+from conftest import DATA, REPO, Done, asyncfc_argv, cli_env, run_cli
 
 # A project whose tools show everything `asyncfc tools` and the hints report.
 AIO_AGENTS = """
@@ -132,9 +131,7 @@ SECRETS = {"AIO_TEST_KEY": "sk-env-secret-0002", "ANTHROPIC_API_KEY": "sk-ant-se
 
 
 def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 300, **env: str) -> Done:
-    proc = subprocess.run(asyncfc(*args), cwd=cwd, env=cli_env(**env), input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
-    return Done(proc.returncode, proc.stdout, proc.stderr, 0.0)
+    return run_cli(*args, cwd=cwd, env=cli_env(**env), stdin=stdin, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -432,7 +429,7 @@ def test_the_readme_says_how_asyncio_tools_run():
 
 def test_show_completion_for_bash_and_completing_choices(tmp_path):
     # Run under bash, as from a terminal: the shell is detected from the parent process.
-    command = " ".join(f"'{a}'" for a in asyncfc("--show-completion")) + "; true"
+    command = " ".join(f"'{a}'" for a in asyncfc_argv("--show-completion")) + "; true"
     proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
                           timeout=60)
     assert "_ASYNCFC_COMPLETE=complete_bash" in proc.stdout, proc.stderr
@@ -440,7 +437,7 @@ def test_show_completion_for_bash_and_completing_choices(tmp_path):
 
     def complete(words: str) -> list[str]:
         env = cli_env(_ASYNCFC_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(len(words.split(" ")) - 1))
-        proc = subprocess.run(asyncfc(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(asyncfc_argv(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         return proc.stdout.split()
 
     assert complete("asyncfc run --mode ") == ["sync", "parallel", "async"]

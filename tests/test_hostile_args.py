@@ -20,12 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import Reply, ScriptedServer, chunk, process_gone, tool_call_stream, wait_until
+from conftest import Reply, ScriptedServer, chunk, invoke, process_gone, tool_call_stream, wait_until
 
 DATA = Path(__file__).parent / "data" / "hostile_args"
 TASK = DATA / "task.toml"
@@ -40,8 +37,8 @@ def answer(text: str = "done") -> Reply:
 
 def run(tmp_path: Path, server: ScriptedServer, *extra: str):
     trace = tmp_path / "trace.jsonl"
-    result = CliRunner().invoke(app, ["run", str(TASK), "--json", "--trace", str(trace), *extra],
-                                env={"ASYNCFC_TEST_API_BASE": server.base_url}, catch_exceptions=False)
+    result = invoke("run", str(TASK), "--json", "--trace", str(trace), *extra,
+                    env={"ASYNCFC_TEST_API_BASE": server.base_url}, catch_exceptions=False)
     report = json.loads(result.stdout) if result.stdout.strip() else None
     return result, report, trace
 
@@ -103,7 +100,7 @@ def test_arguments_nested_too_deep_fail_their_own_call_and_the_run_goes_on(tmp_p
     own = next(m for m in report["messages"] if m.get("tool_call_id") == "c2")
     assert "levels deep" in json.loads(own["content"])["error"]
     for args_ in (["trace", str(trace)], ["trace", str(trace), "--json"]):
-        assert CliRunner().invoke(app, args_, catch_exceptions=False).exit_code == 0
+        assert invoke(*args_, catch_exceptions=False).exit_code == 0
 
 
 def test_a_list_index_equal_to_the_length_is_an_error_the_model_sees(tmp_path):

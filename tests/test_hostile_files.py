@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 from junitparser import JUnitXml
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import DATA
+from conftest import DATA, invoke
 
 OK, UNMET = DATA / "ok.toml", DATA / "unmet.toml"
 VICTIM_TEXT = "precious: must never be overwritten\n"
@@ -31,10 +29,6 @@ VICTIM_TEXT = "precious: must never be overwritten\n"
 def _in_tmp(tmp_path, monkeypatch):
     # Runs remember tool durations in ./.asyncfc/latency.json: not in the repository.
     monkeypatch.chdir(tmp_path)
-
-
-def cli(*args):
-    return CliRunner().invoke(app, [*map(str, args)], catch_exceptions=False)
 
 
 def cli_process(*args, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -65,7 +59,7 @@ def one_line(text: str) -> str:
 
 def test_links_planted_in_batch_out_are_replaced_never_followed(tmp_path):
     out, junit = tmp_path / "out", tmp_path / "junit.xml"
-    first = cli("batch", OK, "--out", out, "--json", "-q")
+    first = invoke("batch", OK, "--out", out, "--json", "-q")
     assert first.exit_code == 0, first.output
     trace_name = Path(json.loads(first.stdout)["runs"][0]["trace"]).name  # stable across invocations
     # Someone plants links at every name the next batch will write.
@@ -76,7 +70,7 @@ def test_links_planted_in_batch_out_are_replaced_never_followed(tmp_path):
     (out / "traces" / trace_name).symlink_to(trace_target)
     junit.symlink_to(junit_target)
 
-    again = cli("batch", OK, "--out", out, "--json", "-q", "--junit", junit)
+    again = invoke("batch", OK, "--out", out, "--json", "-q", "--junit", junit)
     assert again.exit_code == 0, again.output
     assert untouched(results_target, trace_target, junit_target)
     for path in (out / "results.jsonl", out / "traces" / trace_name, junit):
@@ -103,7 +97,7 @@ def test_a_traces_dir_that_leads_out_of_out_is_exit_2_and_nothing_runs(tmp_path,
     out.mkdir()
     elsewhere.mkdir()
     (out / "traces").symlink_to(elsewhere if link == "outside" else tmp_path / "nothing-here")
-    result = cli("batch", OK, "--out", out, "--json")
+    result = invoke("batch", OK, "--out", out, "--json")
     assert result.exit_code == 2
     message = one_line(result.stderr)
     assert f"{out}/traces is a symbolic link to" in message and "fix: remove or replace" in message
@@ -115,7 +109,7 @@ def test_a_traces_link_that_stays_inside_out_is_used(tmp_path):
     out = tmp_path / "out"
     (out / "kept").mkdir(parents=True)
     (out / "traces").symlink_to("kept")
-    result = cli("batch", OK, "--out", out, "-q")
+    result = invoke("batch", OK, "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert len(list((out / "kept").glob("*.jsonl"))) == 1
 
@@ -127,10 +121,10 @@ def test_the_default_batch_and_runs_dirs_never_lead_out_of_the_current_directory
     project.mkdir()
     os.chdir(project)
     Path(".asyncfc").symlink_to(elsewhere)
-    batch = cli("batch", OK, "-q")
+    batch = invoke("batch", OK, "-q")
     assert batch.exit_code == 2 and ".asyncfc is a symbolic link to" in one_line(batch.stderr)
     assert "outside the current directory" in one_line(batch.stderr)
-    run = cli("run", OK, "-q")
+    run = invoke("run", OK, "-q")
     assert run.exit_code == 2
     assert "cannot write the trace" in one_line(run.stderr) and ".asyncfc is a symbolic link" in one_line(run.stderr)
     assert list(elsewhere.iterdir()) == []
@@ -138,11 +132,11 @@ def test_the_default_batch_and_runs_dirs_never_lead_out_of_the_current_directory
     Path(".asyncfc").unlink()
     Path(".asyncfc").mkdir()
     Path(".asyncfc/runs").symlink_to(elsewhere)
-    assert cli("run", OK, "-q").exit_code == 2 and list(elsewhere.iterdir()) == []
+    assert invoke("run", OK, "-q").exit_code == 2 and list(elsewhere.iterdir()) == []
     Path(".asyncfc/runs").unlink()
     Path("mine").mkdir()
     Path(".asyncfc/runs").symlink_to(project / "mine")
-    assert cli("run", OK, "-q").exit_code == 0
+    assert invoke("run", OK, "-q").exit_code == 0
     assert len(list(Path("mine").glob("*.jsonl"))) == 1
 
 
@@ -151,9 +145,9 @@ def test_run_trace_and_exports_replace_a_planted_link(tmp_path):
     targets = [victim(tmp_path, n) for n in ("t.txt", "c.txt", "s.txt")]
     for link, target in zip((trace, chrome, svg), targets):
         link.symlink_to(target)
-    assert cli("run", OK, "--trace", trace, "-q").exit_code == 0
-    assert cli("trace", "show", trace, "--export", "chrome", "-o", chrome).exit_code == 0
-    assert cli("trace", "show", trace, "--svg", svg).exit_code == 0
+    assert invoke("run", OK, "--trace", trace, "-q").exit_code == 0
+    assert invoke("trace", "show", trace, "--export", "chrome", "-o", chrome).exit_code == 0
+    assert invoke("trace", "show", trace, "--svg", svg).exit_code == 0
     assert untouched(*targets)
     assert read_trace(trace).summary is not None
     assert "traceEvents" in json.loads(chrome.read_text())
@@ -166,12 +160,12 @@ def test_a_fifo_or_a_directory_at_the_trace_path_is_exit_2(tmp_path):
     done = cli_process("run", OK, "--trace", tmp_path / "fifo.jsonl", "-q", cwd=tmp_path)
     assert done.returncode == 2 and "is a FIFO, not a regular file" in one_line(done.stderr)
     (tmp_path / "dir.jsonl").mkdir()
-    result = cli("run", OK, "--trace", tmp_path / "dir.jsonl", "-q")
+    result = invoke("run", OK, "--trace", tmp_path / "dir.jsonl", "-q")
     assert result.exit_code == 2 and "cannot write the trace" in one_line(result.stderr)
 
 
 def test_a_fifo_or_a_device_link_in_the_runs_dir_is_passed_over(tmp_path):
-    assert cli("run", OK, "-q").exit_code == 0
+    assert invoke("run", OK, "-q").exit_code == 0
     runs = tmp_path / ".asyncfc" / "runs"
     (real,) = runs.glob("*.jsonl")
     os.mkfifo(runs / "zzz-fifo.jsonl")  # newer than the real trace: `latest` would try it first
@@ -209,7 +203,7 @@ def test_init_refuses_links_out_and_writes_nothing(tmp_path, planted, needle):
         else:
             path.symlink_to(elsewhere if target == "ELSEWHERE" else target)
     before = files_under(project)
-    result = cli("init", project)
+    result = invoke("init", project)
     assert result.exit_code == 2
     message = one_line(result.stderr)
     assert needle.format(elsewhere=elsewhere) in message and "nothing written" in message and "fix:" in message
@@ -222,7 +216,7 @@ def test_init_follows_a_link_that_stays_inside_the_directory(tmp_path):
     project = tmp_path / "project"
     (project / "src").mkdir(parents=True)
     (project / "tools").symlink_to("src")
-    result = cli("init", project)
+    result = invoke("init", project)
     assert result.exit_code == 0, result.output
     assert (project / "src" / "hello.py").is_file() and (project / "tasks" / "hello.toml").is_file()
 
@@ -240,7 +234,7 @@ def test_init_removes_what_it_wrote_when_a_later_write_fails(tmp_path, monkeypat
 
     real = init_cmd.write_new
     monkeypatch.setattr(init_cmd, "write_new", failing)
-    result = cli("init", tmp_path / "new" / "project")
+    result = invoke("init", tmp_path / "new" / "project")
     assert result.exit_code == 2 and len(calls) == 3
     message = one_line(result.stderr)
     assert "No space left on device" in message and "nothing written" in message
@@ -261,7 +255,7 @@ def run_with_store(tmp_path: Path, process: bool = True) -> str:
         done = cli_process(*args, cwd=tmp_path, timeout=120)
         code, stdout, stderr = done.returncode, done.stdout, done.stderr
     else:
-        result = cli(*args)
+        result = invoke(*args)
         code, stdout, stderr = result.exit_code, result.stdout, result.stderr
     assert code == 0, stderr
     assert json.loads(stdout)["answer"] == "napped 0.1 and 0.3"
@@ -359,7 +353,7 @@ def test_concurrent_saves_from_10_processes_lose_nothing(tmp_path):
 
 
 def first_batch(out: Path) -> dict:
-    result = cli("batch", OK, UNMET, "--out", out, "--json", "-q")
+    result = invoke("batch", OK, UNMET, "--out", out, "--json", "-q")
     assert result.exit_code == 3, result.output
     return {Path(r["task"]).name: r for r in json.loads(result.stdout)["runs"]}
 
@@ -407,7 +401,7 @@ def test_resume_skips_lines_that_are_not_reports_and_writes_every_output(tmp_pat
     before = results.read_bytes()
     number = before.rstrip(b"\n").count(b"\n") + 1  # the hostile line is the last
 
-    again = cli("batch", OK, UNMET, "--out", out, "--json", "--junit", junit, "--resume")
+    again = invoke("batch", OK, UNMET, "--out", out, "--json", "--junit", junit, "--resume")
     assert again.exit_code == 3, again.output
     assert f"results.jsonl: line {number} skipped ({reason}" in one_line(again.stderr)
     doc = json.loads(again.stdout)
@@ -427,7 +421,7 @@ def test_resume_still_resumes_around_a_bad_line(tmp_path):
     first_batch(out)
     with open(out / "results.jsonl", "a") as f:
         f.write('{"key": ["x"]}\n[1]\n')
-    again = cli("batch", OK, UNMET, "--out", out, "--json", "--resume")
+    again = invoke("batch", OK, UNMET, "--out", out, "--json", "--resume")
     doc = json.loads(again.stdout)
     assert doc["counts"]["resumed"] == 1  # ok.toml passed before and is not run again
     assert one_line(again.stderr).count("skipped (") == 2

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from asyncfc_cli import futures, spec
-from asyncfc_cli.cli import app
+
+from conftest import invoke
 
 # A command tool: python tools would need a module of their own per test
 # (one module name may not come from two files in a process).
@@ -43,10 +43,6 @@ answer = "{e}"
 """
 
 
-def cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
 def project(tmp_path: Path, task: str | bytes, agents: str = AGENTS) -> tuple[Path, Path]:
     (tmp_path / "agents.toml").write_text(agents)
     path = tmp_path / "task.toml"
@@ -56,10 +52,10 @@ def project(tmp_path: Path, task: str | bytes, agents: str = AGENTS) -> tuple[Pa
 
 def refused_by_both(tmp_path: Path, task: Path, needle: str, *extra: str, same: bool = True) -> str:
     """validate and run both exit 2 naming ``needle`` and the task; run writes no trace."""
-    checked = cli("validate", task)
+    checked = invoke("validate", task)
     assert checked.exit_code == 2, checked.output
     trace = tmp_path / "t.jsonl"
-    ran = cli("run", task, "--trace", trace, *extra)
+    ran = invoke("run", task, "--trace", trace, *extra)
     assert ran.exit_code == 2, ran.output
     assert not trace.exists()
     for result in (checked, ran):
@@ -71,8 +67,8 @@ def refused_by_both(tmp_path: Path, task: Path, needle: str, *extra: str, same: 
 
 def test_the_example_project_is_valid_as_is(tmp_path):
     path, agents = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + PLAN)
-    assert cli("validate", path, agents).exit_code == 0
-    ran = cli("run", path, "--trace", tmp_path / "ok.jsonl", "-q")
+    assert invoke("validate", path, agents).exit_code == 0
+    ran = invoke("run", path, "--trace", tmp_path / "ok.jsonl", "-q")
     assert ran.exit_code == 0 and "hi" in ran.stdout
 
 
@@ -100,7 +96,7 @@ def test_an_empty_file(tmp_path):
     refused_by_both(tmp_path, path, "the file is empty", same=False)
     empty_agents = tmp_path / "empty.toml"
     empty_agents.write_text("# nothing yet\n")
-    checked = cli("validate", empty_agents)
+    checked = invoke("validate", empty_agents)
     assert checked.exit_code == 2 and "the file is empty" in checked.stderr
 
 
@@ -110,7 +106,7 @@ def test_an_unset_variable_in_a_section_the_run_uses(tmp_path, monkeypatch):
     path, agents_path = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + PLAN, agents)
     refused_by_both(tmp_path, path, "environment variable ASYNCFC_SURELY_UNSET is not set")
     # The agents file alone: its agent a uses that tool, so it cannot run.
-    checked = cli("validate", agents_path)
+    checked = invoke("validate", agents_path)
     assert checked.exit_code == 2 and "tools.echo" in checked.stderr and "ASYNCFC_SURELY_UNSET" in checked.stderr
     # In the task's own [sim] plan (used: the model is the simulated one).
     agents_path.write_text(AGENTS)
@@ -124,16 +120,16 @@ def test_a_sim_step_calling_a_tool_the_agent_lacks(tmp_path):
     assert "use one of: echo, wait" in stderr
     # wait is a tool only in async mode.
     path.write_text('agent = "a"\nprompt = "p"\n' + PLAN.replace('tool = "echo"', 'tool = "wait"'))
-    assert cli("validate", path).exit_code == 0
-    ran = cli("run", path, "--mode", "sync", "--trace", tmp_path / "s.jsonl")
+    assert invoke("validate", path).exit_code == 0
+    ran = invoke("run", path, "--mode", "sync", "--trace", tmp_path / "s.jsonl")
     assert ran.exit_code == 2 and "does not have (in sync mode)" in ran.stderr
 
 
 def test_a_sim_step_may_call_an_unknown_tool_on_purpose(tmp_path):
     plan = PLAN.replace('tool = "echo"', 'tool = "ghost"').replace("[sim]\n", '[sim]\nunknown_tools = ["ghost"]\n', 1)
     path, _ = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + plan)
-    assert cli("validate", path).exit_code == 0
-    ran = cli("run", path, "--trace", tmp_path / "ok.jsonl", "--json")
+    assert invoke("validate", path).exit_code == 0
+    ran = invoke("run", path, "--trace", tmp_path / "ok.jsonl", "--json")
     assert ran.exit_code == 0, ran.output
     assert "unknown tool 'ghost'" in ran.stdout
     path.write_text('agent = "a"\nprompt = "p"\n' + plan.replace('["ghost"]', '"ghost"'))
@@ -158,7 +154,7 @@ def test_a_tool_named_wait_is_refused_in_every_mode(tmp_path, where):
     wait_tool = '[tools.wait]\ncommand = ["sleep", "1"]\n'
     if where == "agents file":
         path, agents = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + PLAN, AGENTS + wait_tool)
-        checked = cli("validate", agents)
+        checked = invoke("validate", agents)
         assert checked.exit_code == 2 and "the tool name 'wait' is reserved" in checked.stderr
     else:
         path, _ = project(tmp_path, 'prompt = "p"\n[agent]\nmodel = "sim"\ntools = ["wait"]\nmode = "sync"\n'
@@ -173,11 +169,11 @@ def test_the_reserved_name_is_the_futures_protocols_wait_tool():
 def test_validate_checks_every_agent_of_an_agents_file_as_a_run_would(tmp_path):
     agents = AGENTS + '\n[agents.b]\nmodel = "nomodel"\n'
     _, agents_path = project(tmp_path, 'agent = "a"\nprompt = "p"\n' + PLAN, agents)
-    checked = cli("validate", agents_path)
+    checked = invoke("validate", agents_path)
     assert checked.exit_code == 2 and "agents.b.model: 'nomodel' is neither" in checked.stderr
 
 
 def test_a_spec_path_that_never_ends_is_refused(tmp_path):
     for args in (["validate", "/dev/zero"], ["run", "/dev/zero", "--trace", tmp_path / "t.jsonl"]):
-        result = cli(*args)
+        result = invoke(*args)
         assert result.exit_code == 2 and "larger than 10 MB: not a spec file" in result.stderr

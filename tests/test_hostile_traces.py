@@ -23,22 +23,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
-from typer.testing import CliRunner
 
 from asyncfc_cli import events as ev_mod
-from asyncfc_cli.cli import app
 from asyncfc_cli.progress import ProgressPrinter
 from asyncfc_cli.timeline import LiveTimeline, Timeline
 from asyncfc_cli.trace import read_trace
 
+from conftest import invoke
+
 TRACES = Path(__file__).parent / "data" / "traces"
 GOOD = TRACES / "quickstart_async.jsonl"
 EXAMPLES = int(os.environ.get("ASYNCFC_FUZZ_EXAMPLES", "25"))  # 400 each found nothing more
-
-
-def trace_cli(*args: object):
-    # catch_exceptions=False: a traceback fails the test instead of becoming exit 1.
-    return CliRunner().invoke(app, ["trace", *map(str, args)], catch_exceptions=False)
 
 
 def strict_json(text: str):
@@ -70,22 +65,22 @@ def future(t: float, fid: str, call: str, deps: list[str], after: str | None = N
 def every_command(path: Path, tmp_path: Path, *, readable: bool) -> None:
     """Run every trace command on ``path``; each must exit 0 if readable, else 2."""
     want = 0 if readable else 2
-    shown = trace_cli(path, "--width", "100")
+    shown = invoke("trace", path, "--width", "100")
     assert shown.exit_code == want, shown.output
     if not readable:
         assert "error:" in shown.stderr
-    as_json = trace_cli(path, "--json")
+    as_json = invoke("trace", path, "--json")
     assert as_json.exit_code == want
     if readable:
         strict_json(as_json.stdout)
     for fmt in ("chrome", "otel"):
-        exported = trace_cli(path, "--export", fmt)
+        exported = invoke("trace", path, "--export", fmt)
         assert exported.exit_code == want
         if readable:
             strict_json(exported.stdout)
-    compared = trace_cli("compare", path, GOOD, "--width", "90")
+    compared = invoke("trace", "compare", path, GOOD, "--width", "90")
     assert compared.exit_code == want
-    compared = trace_cli("compare", GOOD, path, "--json")
+    compared = invoke("trace", "compare", GOOD, path, "--json")
     assert compared.exit_code == want
     if readable:
         strict_json(compared.stdout)
@@ -93,12 +88,12 @@ def every_command(path: Path, tmp_path: Path, *, readable: bool) -> None:
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
     shutil.copy(path, runs / "x.jsonl")
-    listed = trace_cli("list", "--dir", runs, "--json")
+    listed = invoke("trace", "list", "--dir", runs, "--json")
     assert listed.exit_code == 0
     for line in listed.stdout.splitlines():
         strict_json(line)
-    assert trace_cli("list", "--dir", runs).exit_code == 0
-    assert trace_cli("latest", "--dir", runs).exit_code in (0, 2)
+    assert invoke("trace", "list", "--dir", runs).exit_code == 0
+    assert invoke("trace", "latest", "--dir", runs).exit_code in (0, 2)
 
 
 def live_frames(records: list) -> None:
@@ -148,7 +143,7 @@ def test_cyclic_and_self_references_render_everywhere(tmp_path, shape):
     path = tmp_path / "cyclic.jsonl"
     path.write_text(lines(HEADER, *body, {"type": "summary", "t": 10.0, "status": "ok"}))
     every_command(path, tmp_path, readable=True)
-    summary = strict_json(trace_cli(path, "--json").stdout)
+    summary = strict_json(invoke("trace", path, "--json").stdout)
     assert summary["critical_path"] == pytest.approx(CRITICAL[shape], abs=1e-6)
     assert len(summary["critical_chain"]) == round(CRITICAL[shape] / 2.0) + (shape == "self")
     live_frames([HEADER, *body])
@@ -179,12 +174,12 @@ def test_a_bad_line_is_reported_with_its_number_and_skipped(tmp_path, kind):
     good = GOOD.read_bytes().split(b"\n")
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join([*good[:3], BAD_LINES[kind], *good[3:]]))
-    shown = trace_cli(path, "--width", "100")
+    shown = invoke("trace", path, "--width", "100")
     assert shown.exit_code == 0
     assert "skipped 1 line(s)" in shown.stderr and "line 4: " in shown.stderr
     # Everything else of the run is still there.
     assert "f4 ← f1,f2 compute" in shown.stdout
-    report = strict_json(trace_cli(path, "--json").stdout)
+    report = strict_json(invoke("trace", path, "--json").stdout)
     assert len(report["problems"]) == 1 and report["problems"][0].startswith("line 4: ")
     assert report["status"] == "ok" and report["tool_calls"] == 4
     every_command(path, tmp_path, readable=True)
@@ -239,8 +234,8 @@ def _render_cost(path: Path) -> tuple[float, int]:
     """CPU time of this thread (not the wall clock: a loaded machine does not
     move it) to draw the trace, and the characters drawn."""
     start = time.thread_time()
-    shown = trace_cli(path, "--width", "120")
-    compared = trace_cli("compare", path, GOOD, "--width", "120")
+    shown = invoke("trace", path, "--width", "120")
+    compared = invoke("trace", "compare", path, GOOD, "--width", "120")
     took = time.thread_time() - start
     assert shown.exit_code == 0 and compared.exit_code == 0, shown.output
     return took, len(shown.stdout) + len(compared.stdout)
@@ -261,9 +256,9 @@ def test_a_5_mb_field_is_cut_before_layout(tmp_path, field):
     # the quadratic layout cost sixteen times (and 50 s of CPU at 5 MB).
     assert big_cost < 8 * small_cost + 0.5, (small_cost, big_cost)
     assert big_cost < 2.0, big_cost
-    strict_json(trace_cli(big, "--json").stdout)
+    strict_json(invoke("trace", big, "--json").stdout)
     for fmt in ("chrome", "otel"):
-        strict_json(trace_cli(big, "--export", fmt).stdout)
+        strict_json(invoke("trace", big, "--export", fmt).stdout)
     live_frames(_sized_trace(field, BIG))
 
 
@@ -298,7 +293,7 @@ def test_drawing_cost_grows_linearly_with_the_trace(tmp_path, shape):
 def test_what_is_not_a_trace_exits_2_with_a_message(tmp_path, content):
     path = tmp_path / "nope.jsonl"
     path.write_bytes(content)
-    result = trace_cli(path)
+    result = invoke("trace", path)
     assert result.exit_code == 2
     assert "not an asyncfc trace" in result.stderr
     every_command(path, tmp_path, readable=False)
@@ -311,7 +306,7 @@ def test_a_timestamp_near_the_limit_draws_a_bounded_axis(tmp_path):
     path.write_text(lines(HEADER, {"type": "model_begin", "t": 0.5, "request": 1},
                           {"type": "model_end", "t": 1e9, "request": 1, "status": "ok"},
                           {"type": "summary", "t": 1e9, "status": "ok"}))
-    shown = trace_cli(path, "--width", "120")
+    shown = invoke("trace", path, "--width", "120")
     assert shown.exit_code == 0 and "277777h" in shown.stdout
     every_command(path, tmp_path, readable=True)
 
@@ -331,7 +326,7 @@ def test_a_json_string_may_hold_line_separators(tmp_path):
     path.write_text(lines(HEADER, tool, {"type": "summary", "t": 1.0, "status": "ok"}), encoding="utf-8")
     data = read_trace(path)
     assert not data.problems and data.events[0]["tool"] == "a\u2028b\u0085c\x0bd"
-    shown = trace_cli(path, "--width", "100")
+    shown = invoke("trace", path, "--width", "100")
     assert shown.exit_code == 0 and "a\\u2028b\\x85c\\x0bd" in shown.stdout
 
 
@@ -341,7 +336,7 @@ def test_latest_passes_over_a_file_without_a_header(tmp_path):
     shutil.copy(GOOD, runs / "older.jsonl")
     (runs / "newer.jsonl").write_bytes(b"")
     os.utime(runs / "older.jsonl", (1_700_000_000, 1_700_000_000))
-    result = trace_cli("latest", "--dir", runs, "--json")
+    result = invoke("trace", "latest", "--dir", runs, "--json")
     assert result.exit_code == 0 and strict_json(result.stdout)["path"].endswith("older.jsonl")
     assert "skipped 1 newer file(s) without a trace header" in result.stderr
 
@@ -461,7 +456,7 @@ def test_random_bytes_never_break_a_command(tmp_path, blob, header):
 def test_a_width_out_of_range_is_a_usage_error(width):
     # 1e8 columns used to render for minutes.
     for args in ([GOOD], ["compare", GOOD, GOOD]):
-        result = trace_cli(*args, "--width", width)
+        result = invoke("trace", *args, "--width", width)
         assert result.exit_code == 2 and "--width" in result.stderr
 
 
@@ -472,6 +467,6 @@ def test_compare_with_walls_whose_ratio_underflows(tmp_path):
     tiny.write_text(lines(HEADER, {"type": "summary", "t": 5e-324, "status": "ok"}))
     huge.write_text(lines(HEADER, {"type": "summary", "t": 1e9, "status": "ok"}))
     for a, b in ((tiny, huge), (huge, tiny)):
-        shown = trace_cli("compare", a, b, "--width", "100")
+        shown = invoke("trace", "compare", a, b, "--width", "100")
         assert shown.exit_code == 0 and "speedup: -" in shown.stdout
-        assert strict_json(trace_cli("compare", a, b, "--json").stdout)["speedup"] is None
+        assert strict_json(invoke("trace", "compare", a, b, "--json").stdout)["speedup"] is None

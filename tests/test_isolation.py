@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import DATA
+from conftest import DATA, cli_env, invoke
 
 AGENTS = DATA / "isolation" / "agents.toml"
 MODES = ("sync", "parallel", "async")
@@ -49,12 +47,6 @@ MCP_TOOLS = ("lib_slow", "lib_echo", "lib_fail")
 def _in_tmp(tmp_path, monkeypatch):
     # Runs remember tool durations in ./.asyncfc/latency.json: not in the repository.
     monkeypatch.chdir(tmp_path)
-
-
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", CI="true", ASYNCFC_TEST_PYTHON=sys.executable)
-    env.pop("FORCE_COLOR", None)
-    return env
 
 
 # --- random tasks ------------------------------------------------------------------------------
@@ -125,8 +117,8 @@ class Outcome:
 
 def run_alone(task: Path, mode: str, traces: Path) -> Outcome:
     trace = traces / f"{task.stem}-{mode}.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--mode", mode, "--json", "--trace", str(trace), "-q"],
-                                catch_exceptions=False)
+    result = invoke("run", str(task), "--mode", mode, "--json", "--trace", str(trace), "-q",
+                    catch_exceptions=False)
     doc = json.loads(result.stdout)
     assert doc["status"] == "ok", (task.read_text(), doc["error"])
     return Outcome.of(doc["status"], doc["answer"], trace)
@@ -163,7 +155,7 @@ def test_a_run_that_ends_does_not_kill_the_processes_and_servers_of_another(tmp_
                     'args = { seconds = 3, tag = "long" }\n[[sim.steps]]\nid = "s2"\ntool = "sdk_slow"\n'
                     'args = { seconds = 3 }\n[sim.final]\nanswer = "{s1.stdout}{s2.result}"\n')
     done = subprocess.run([sys.executable, "-m", "asyncfc_cli", "batch", str(short), str(long), "--out",
-                           str(tmp_path / "out"), "--json"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                           str(tmp_path / "out"), "--json"], cwd=tmp_path, env=cli_env(CI="true"), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     runs = {Path(r["task"]).stem: r for r in json.loads(done.stdout)["runs"]}
@@ -188,8 +180,8 @@ def test_every_run_of_a_batch_has_the_outcome_it_has_alone(tmp_path, mode):
                                                                              rng.randint(2, size))]
     for number, (tasks, max_runs) in enumerate(examples):
         out = tmp_path / f"batch{number}"
-        result = CliRunner().invoke(app, ["batch", *map(str, tasks), "--mode", mode, "--max-runs", str(max_runs),
-                                          "--out", str(out), "--json"], catch_exceptions=False)
+        result = invoke("batch", *map(str, tasks), "--mode", mode, "--max-runs", str(max_runs),
+                        "--out", str(out), "--json", catch_exceptions=False)
         doc = json.loads(result.stdout)
         assert_same(alone, batch_outcomes(doc), f"{len(tasks)} runs, --max-runs {max_runs}", tasks)
         assert doc["counts"]["passed"] == len(tasks), [r["error"] for r in doc["runs"]]
@@ -205,6 +197,6 @@ def test_a_batch_of_every_mode_at_once_in_an_asyncfc_process(tmp_path):
     max_runs = rng.randint(2, len(alone))
     done = subprocess.run([sys.executable, "-m", "asyncfc_cli", "batch", *map(str, tasks), "--mode",
                            ",".join(MODES), "--max-runs", str(max_runs), "--out", str(tmp_path / "out"), "--json"],
-                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, env=cli_env(CI="true"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"every mode, --max-runs {max_runs}", tasks)

@@ -10,12 +10,12 @@ import json
 import os
 from pathlib import Path
 
-from typer.testing import CliRunner
 
 from asyncfc_cli import latency
-from asyncfc_cli.cli import app
 from asyncfc_cli.latency import WINDOW, LatencyBook, load_store, tool_key
 from asyncfc_cli.trace import read_trace
+
+from conftest import invoke
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,8 +25,8 @@ def run(tmp_path: Path, task: Path, name: str = "t") -> tuple[dict, list[dict]]:
     cwd = os.getcwd()
     os.chdir(tmp_path)  # .asyncfc/ is relative to where asyncfc runs
     try:
-        result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)],
-                                    catch_exceptions=False)
+        result = invoke("run", str(task), "--json", "--trace", str(trace),
+                        catch_exceptions=False)
     finally:
         os.chdir(cwd)
     assert result.exit_code == 0, result.output

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
+from conftest import invoke
 
 DOC = Path(__file__).parent.parent / "docs" / "local-models.md"
 
@@ -25,7 +23,7 @@ def test_every_model_entry_in_the_doc_resolves_without_a_key(tmp_path, monkeypat
     for index, block in enumerate(toml_blocks()):
         path = tmp_path / f"agents{index}.toml"
         path.write_text(block)
-        result = CliRunner().invoke(app, ["models", "--agents", str(path), "--json"], catch_exceptions=False)
+        result = invoke("models", "--agents", str(path), "--json", catch_exceptions=False)
         assert result.exit_code == 0, result.output
         for model in json.loads(result.stdout)["models"]:
             seen[model["ref"]] = model

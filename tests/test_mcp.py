@@ -17,12 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import free_port, process_gone, wait_until
+from conftest import free_port, invoke, process_gone, wait_until
 
 HERE = Path(__file__).parent
 SERVER = HERE / "mcp_server.py"
@@ -52,8 +49,8 @@ def task(tmp_path: Path, tools_table: str, sim: str, tools: str = '["srv"]', age
 
 def run(path: Path, *extra: str, env: dict | None = None):
     trace = path.parent / "trace.jsonl"
-    result = CliRunner().invoke(app, ["run", str(path), "--json", "--trace", str(trace), *extra],
-                                env=env, catch_exceptions=False)
+    result = invoke("run", str(path), "--json", "--trace", str(trace), *extra,
+                    env=env, catch_exceptions=False)
     report = json.loads(result.stdout) if result.stdout.strip() else None
     return result, report, trace
 
@@ -263,14 +260,14 @@ def test_a_server_that_cannot_start_is_exit_2_with_a_clear_message(tmp_path, cas
     assert "Traceback" not in result.stderr
     assert time.monotonic() - start < 60  # never a hang
     # validate says the same, starting the server with its timeout.
-    checked = CliRunner().invoke(app, ["validate", str(path)])
+    checked = invoke("validate", str(path), catch_exceptions=True)
     assert checked.exit_code == 2 and needle in checked.stderr
 
 
 def test_validate_starts_the_server_and_lists_its_tools(tmp_path):
     agents = tmp_path / "agents.toml"
     agents.write_text(f'[tools.srv]\nmcp = {STDIO}\n[agents.a]\nmodel = "sim"\ntools = ["srv"]\n')
-    result = CliRunner().invoke(app, ["validate", str(agents)])
+    result = invoke("validate", str(agents), catch_exceptions=True)
     assert result.exit_code == 0, result.output
     assert "agents ok" in result.stderr
 
@@ -398,8 +395,8 @@ def test_the_mcp_example_task_runs_in_every_mode(tmp_path, mode):
     env = {"ASYNCFC_PYTHON": None}
     repo = HERE.parent
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(repo / "tasks" / "mcp.toml"), "--mode", mode, "--json",
-                                      "--trace", str(trace)], env=env, catch_exceptions=False)
+    result = invoke("run", str(repo / "tasks" / "mcp.toml"), "--mode", mode, "--json",
+                    "--trace", str(trace), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output  # 3 would mean the [expect] block failed
     report = json.loads(result.stdout)
     assert {c["tool"] for c in report["tool_calls"]} == {"search", "book", "copies"}

@@ -16,12 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import free_port, wait_until
+from conftest import free_port, invoke, wait_until
 
 HERE = Path(__file__).parent
 HOSTILE = HERE / "mcp_hostile_server.py"
@@ -53,10 +50,6 @@ def project(tmp_path: Path, tools_table: str, steps: list[tuple[str, str, dict]]
     task = tmp_path / "task.toml"
     task.write_text(f'agent = "a"\nprompt = "p"\n\n{plan}')
     return agents, task
-
-
-def invoke(*args: str, env: dict | None = None):
-    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
 
 
 def run_json(task: Path, *extra: str, env: dict | None = None):

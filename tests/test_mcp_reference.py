@@ -20,10 +20,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
+
+from conftest import invoke
 
 pytest.importorskip("mcp_server_git", reason="pip install -e '.[test]' brings mcp-server-git")
 pytest.importorskip("mcp_server_time", reason="pip install -e '.[test]' brings mcp-server-time")
@@ -35,8 +34,8 @@ SIM = "[sim]\ndecode_tps = 5000\nttft = 0\n"
 
 def run(path: Path, mode: str):
     trace = path.parent / f"trace-{mode}.jsonl"
-    result = CliRunner().invoke(app, ["run", str(path), "--json", "--mode", mode, "--trace", str(trace)],
-                                catch_exceptions=False)
+    result = invoke("run", str(path), "--json", "--mode", mode, "--trace", str(trace),
+                    catch_exceptions=False)
     assert result.stdout.strip(), result.output
     return result, json.loads(result.stdout), trace
 
@@ -54,7 +53,7 @@ def check_trace(trace: Path, report: dict) -> None:
     begun = [e["call_id"] for e in data.of_type("tool_begin")]
     assert sorted(begun) == sorted(c["id"] for c in report["tool_calls"])
     assert len(begun) == len(set(begun))
-    shown = CliRunner().invoke(app, ["trace", str(trace)])
+    shown = invoke("trace", str(trace), catch_exceptions=True)
     assert shown.exit_code == 0, shown.output
 
 

@@ -18,12 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-from conftest import Reply, ScriptedServer, chunk, tool_call_stream
+from conftest import Reply, ScriptedServer, chunk, invoke, tool_call_stream
 
 TASK = Path(__file__).parent / "data" / "hostile_output" / "task.toml"
 ANSWER = "bad \ud800 text \x1b]0;pwned\x07 and \U0001f642 done"
@@ -41,8 +37,8 @@ def answer_reply(text: str = ANSWER) -> Reply:
 
 
 def run(server: ScriptedServer, tmp_path: Path, *args: str):
-    return CliRunner().invoke(app, ["run", str(TASK), "--trace", str(tmp_path / "t.jsonl"), *args],
-                              env={"ASYNCFC_TEST_API_BASE": server.base_url}, catch_exceptions=False)
+    return invoke("run", str(TASK), "--trace", str(tmp_path / "t.jsonl"), *args,
+                  env={"ASYNCFC_TEST_API_BASE": server.base_url}, catch_exceptions=False)
 
 
 def check_trace_file(path: Path) -> None:
@@ -53,7 +49,7 @@ def check_trace_file(path: Path) -> None:
         assert isinstance(strict_json(line), dict)
     assert not read_trace(path).problems
     for args in ([], ["--json"], ["--export", "chrome"], ["--export", "otel"]):
-        shown = CliRunner().invoke(app, ["trace", str(path), *args], catch_exceptions=False)
+        shown = invoke("trace", str(path), *args, catch_exceptions=False)
         assert shown.exit_code == 0
         if args:
             strict_json(shown.stdout)

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
+from conftest import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -28,8 +27,8 @@ def run_task(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> di
     if not (tmp_path / "agents.toml").exists():
         (tmp_path / "agents.toml").write_text("")  # keep agents discovery inside tmp_path
     trace = tmp_path / "trace.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace), "--mode", "sync"],
-                                env=env, catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), "--mode", "sync",
+                    env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

@@ -20,12 +20,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
-
-from conftest import process_gone, wait_until
+from conftest import invoke, process_gone, wait_until
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -119,8 +116,8 @@ def test_in_another_program_the_sweep_still_kills_the_daemon_without_adopting_it
     # In process (CliRunner): asyncfc must not make its host a subreaper.
     pidfile = tmp_path / "daemon.pid"
     task = spawner_task(tmp_path, "escape", pidfile)
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(tmp_path / "t.jsonl")],
-                                catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(tmp_path / "t.jsonl"),
+                    catch_exceptions=False)
     daemon, adopted_by = map(int, pidfile.read_text().split())
     try:
         assert result.exit_code == 0, result.output
@@ -387,7 +384,7 @@ def blocking_task(tmp_path: Path, seconds: float, timeout: float | None, marker:
 def test_a_blocking_async_tool_is_reported_to_the_user_the_model_and_the_trace(tmp_path):
     task = blocking_task(tmp_path, 1.6, timeout=0.5)
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     (call,) = report["tool_calls"]
@@ -409,7 +406,7 @@ def test_a_short_block_within_the_timeout_keeps_its_result(tmp_path, monkeypatch
     monkeypatch.setattr("asyncfc_cli.tools.blocking.WARN_AFTER", 3.0)
     task = blocking_task(tmp_path, 0.7, timeout=5)
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), catch_exceptions=False)
     report = json.loads(result.stdout)
     assert report["answer"] == "got finished"
     assert len(read_trace(trace).of_type("tool_blocked")) == 1  # recorded, not held against the model

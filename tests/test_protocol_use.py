@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from asyncfc_cli.bench.protocol_use import protocol_use
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
+
+from conftest import invoke
 
 DATA = Path(__file__).parent / "data"
 
@@ -49,7 +49,7 @@ answer = "b={{b}}"
     (tmp_path / f"{module}.py").write_text(
         "import time\n\ndef nap(seconds: float) -> float:\n    time.sleep(min(float(seconds), 3))\n    return 0.1\n")
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), catch_exceptions=False)
     report = json.loads(result.stdout)
     assert result.exit_code == 0, result.output
     return report, protocol_use(read_trace(trace).events)
@@ -75,9 +75,9 @@ def test_a_model_that_miscounts_and_answers_early(tmp_path):
 @pytest.mark.skipif(not (DATA.parent.parent.parent / "shared" / "data" / "bfcl").is_dir()
                     and not Path("/work/shared/data/bfcl").is_dir(), reason="BFCL data not found")
 def test_bench_bfcl_model_reports_protocol_use_in_async_mode():
-    result = CliRunner().invoke(app, ["bench", "bfcl", "--model", "sim", "--category", "parallel", "--limit", "2",
-                                      "--decode-tps", "2000", "--ttft", "0", "--json", "-q"],
-                                catch_exceptions=False)
+    result = invoke("bench", "bfcl", "--model", "sim", "--category", "parallel", "--limit", "2",
+                    "--decode-tps", "2000", "--ttft", "0", "--json", "-q",
+                    catch_exceptions=False)
     assert result.exit_code == 0, result.output
     accuracy = json.loads(result.stdout)["accuracy"]
     rows = {r["mode"]: r for r in accuracy["rows"]}
@@ -99,9 +99,9 @@ def test_bench_bfcl_on_a_local_server_needs_no_key(monkeypatch):
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with ScriptedServer([Reply(chunks=text_stream("No call needed."))]) as server:
-        result = CliRunner().invoke(app, ["bench", "bfcl", "--model", "openai/local", "--api-base", server.base_url,
-                                          "--category", "parallel", "--limit", "1", "--mode", "sync,async",
-                                          "--json", "-q"], catch_exceptions=False)
+        result = invoke("bench", "bfcl", "--model", "openai/local", "--api-base", server.base_url,
+                        "--category", "parallel", "--limit", "1", "--mode", "sync,async",
+                        "--json", "-q", catch_exceptions=False)
     assert result.exit_code == 0, result.output
     entries = json.loads(result.stdout)["accuracy"]["entries"]
     assert [e["status"] for e in entries] == ["ok", "ok"]

@@ -21,12 +21,9 @@ from contextlib import aclosing
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
 
-from conftest import client_for, free_port, make_plan
+from conftest import client_for, free_port, invoke, make_plan
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
@@ -51,8 +48,8 @@ def no_network(monkeypatch):
 
 def run(tmp_path: Path, task: Path, *args: str, env: dict | None = None):
     trace = tmp_path / f"trace-{time.monotonic_ns()}.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace), *args],
-                                env=env, catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), *args,
+                    env=env, catch_exceptions=False)
     report = json.loads(result.stdout) if result.stdout.strip() else None
     return result, report, read_trace(trace) if trace.exists() else None
 
@@ -238,10 +235,10 @@ def test_the_plan_chooses_its_protocol_and_the_command_line_overrides_it(tmp_pat
     assert trace.header["litellm_model"] == "gemini/asyncfc-sim" and report["answer"] == "hi"
     result, report, trace = run(tmp_path, task, "--model", "sim:responses")
     assert trace.header["litellm_model"] == "openai/responses/asyncfc-sim" and report["answer"] == "hi"
-    result = CliRunner().invoke(app, ["run", str(task), "--model", "sim:grpc"])
+    result = invoke("run", str(task), "--model", "sim:grpc", catch_exceptions=True)
     assert result.exit_code == 2 and "sim:anthropic" in result.output
     task.write_text('prompt = "p"\n[agent]\nmodel = "sim"\n[sim]\nprotocol = "grpc"\n[sim.final]\nanswer = "hi"\n')
-    result = CliRunner().invoke(app, ["validate", str(task)])
+    result = invoke("validate", str(task), catch_exceptions=True)
     assert result.exit_code == 2 and "sim.protocol" in result.output and "'anthropic'" in result.output
 
 
@@ -289,7 +286,7 @@ def test_sim_serve_speaks_the_format_to_a_litellm_client(runs, tmp_path, protoco
 
 
 def test_sim_serve_rejects_an_unknown_protocol():
-    result = CliRunner().invoke(app, ["sim", "serve", str(TASK), "--protocol", "soap", "--port", "0"])
+    result = invoke("sim", "serve", str(TASK), "--protocol", "soap", "--port", "0", catch_exceptions=True)
     assert result.exit_code == 2 and "unknown protocol 'soap'" in result.output
 
 

@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
-
-from conftest import wait_until
+from conftest import invoke, wait_until
 
 openai = pytest.importorskip("openai", reason="pip install -e '.[test]' brings the openai SDK")
 anthropic = pytest.importorskip("anthropic", reason="pip install -e '.[test]' brings the anthropic SDK")
@@ -118,7 +115,7 @@ def local_tools(project: Path) -> dict[str, Callable[..., Any]]:
 
 def schemas(project: Path) -> list[dict[str, Any]]:
     """The tools' schemas as asyncfc sends them (OpenAI function tools)."""
-    shown = CliRunner().invoke(app, ["tools", str(project / "task.toml"), "--json"])
+    shown = invoke("tools", str(project / "task.toml"), "--json", catch_exceptions=True)
     assert shown.exit_code == 0, shown.output
     listed = json.loads(shown.stdout)["tools"]
     return [t["schema"] for t in listed if t["name"] in ("lookup", "combine")]
@@ -148,9 +145,9 @@ class SimServe:
 
 
 def asyncfc_run(project: Path, protocol: str) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["run", str(project / "task.toml"), "--model", f"sim:{protocol}", "--json",
-                                      "--trace", str(project / f"trace-{protocol}.jsonl")],
-                                catch_exceptions=False)
+    result = invoke("run", str(project / "task.toml"), "--model", f"sim:{protocol}", "--json",
+                    "--trace", str(project / f"trace-{protocol}.jsonl"),
+                    catch_exceptions=False)
     report = json.loads(result.stdout)
     assert result.exit_code == 0, result.output
     return report

@@ -30,7 +30,7 @@ import pytest
 
 from asyncfc_cli.trace import read_trace
 
-from conftest import REPO, real_model_manifest, wait_until
+from conftest import REPO, asyncfc_argv, real_model_manifest, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -63,7 +63,7 @@ def env_for(llama, tmp_path: Path) -> dict[str, str]:
 
 
 def asyncfc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asyncfc_cli", *args]
+    return asyncfc_argv(*args, entry="asyncfc_cli")
 
 
 def run(llama, tmp_path: Path, task: str, mode: str) -> tuple[subprocess.CompletedProcess, dict, Path]:

@@ -10,9 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.redaction import (
     MASK,
     Redactor,
@@ -27,7 +24,7 @@ from asyncfc_cli.redaction import (
 )
 from asyncfc_cli.trace import read_trace
 
-from conftest import Reply, ScriptedServer, chunk, tool_call_stream
+from conftest import Reply, ScriptedServer, chunk, invoke, tool_call_stream
 
 SECRET = "sk-Rd8Kq2Vx7Lm4Pz9T"
 
@@ -230,10 +227,10 @@ def test_a_header_value_nested_in_params_and_a_key_across_the_error_cut_never_sh
     with ScriptedServer([script]) as server:
         env = {"ASYNCFC_TEST_API_BASE": server.base_url, "LEAK_HEADER": header, "LEAK_SERVICE_TOKEN": SECRET}
         trace = tmp_path / "t.jsonl"
-        result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], env=env,
-                                    catch_exceptions=False)
-        plain = CliRunner().invoke(app, ["run", str(task), "--trace", str(tmp_path / "p.jsonl")], env=env,
-                                   catch_exceptions=False)
+        result = invoke("run", str(task), "--json", "--trace", str(trace), env=env,
+                        catch_exceptions=False)
+        plain = invoke("run", str(task), "--trace", str(tmp_path / "p.jsonl"), env=env,
+                       catch_exceptions=False)
     assert server.requests[0]["headers"]["x-org-tenant"] == header  # it was sent...
     assert result.exit_code == 0 and plain.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -251,6 +248,6 @@ def test_agents_and_models_show_an_api_base_with_its_credentials_masked(tmp_path
                       '[agents.a]\nmodel = "proxy"\n')
     for command in ("models", "agents"):
         for extra in ([], ["--json"]):
-            result = CliRunner().invoke(app, [command, "--agents", str(agents), *extra], catch_exceptions=False)
+            result = invoke(command, "--agents", str(agents), *extra, catch_exceptions=False)
             assert result.exit_code == 0, result.output
             assert fragments(result.output) == [] and "https://me:***@proxy.example/v1?api_key=***" in result.output

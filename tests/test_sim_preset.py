@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-from typer.testing import CliRunner
-
-from asyncfc_cli.cli import app
 from asyncfc_cli.sim.presets import PRESETS
 from asyncfc_cli.trace import read_trace
+
+from conftest import invoke
 
 NAME = "llama.cpp-smollm2-135m-2core"
 ANSWER = "The preset sets the clock of this simulated reply from a real engine."  # 72 characters: 18 tokens
@@ -28,7 +26,7 @@ def run(tmp_path: Path, sim_extra: str) -> tuple[int, dict, Path]:
     task.write_text(f'prompt = "p"\n[agent]\nmodel = "sim"\ntools = []\n[sim]\n{sim_extra}\n'
                     f'[sim.final]\nanswer = "{ANSWER}"\n')
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(task), "--json", "--trace", str(trace)], catch_exceptions=False)
+    result = invoke("run", str(task), "--json", "--trace", str(trace), catch_exceptions=False)
     return result.exit_code, json.loads(result.stdout), trace
 
 
@@ -65,7 +63,7 @@ def test_an_unknown_preset_is_a_spec_error_naming_the_presets(tmp_path):
     task = tmp_path / "task.toml"
     task.write_text('prompt = "p"\n[agent]\nmodel = "sim"\ntools = []\n[sim]\npreset = "gpu-fast"\n'
                     '[sim.final]\nanswer = "x"\n')
-    result = CliRunner().invoke(app, ["validate", str(task), "--json"], catch_exceptions=False)
+    result = invoke("validate", str(task), "--json", catch_exceptions=False)
     assert result.exit_code == 2
     (checked,) = json.loads(result.stdout)["files"]
     assert "sim.preset" in checked["error"] and NAME in checked["error"] + (checked.get("fix") or "")

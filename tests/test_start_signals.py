@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
 from asyncfc_cli.trace import read_trace
+from conftest import invoke
 
 REPO = Path(__file__).parent.parent
 TASK = REPO / "tasks" / "quickstart.toml"
@@ -100,7 +99,7 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
         old = Path.cwd()
         try:
             os.chdir(cwd)
-            shown = CliRunner().invoke(app, ["trace", "latest"], catch_exceptions=False)
+            shown = invoke("trace", "latest", catch_exceptions=False)
         finally:
             os.chdir(old)
         if traces:
@@ -156,7 +155,7 @@ def test_a_ctrl_c_python_drops_before_the_run_interrupts_the_run(tmp_path, monke
     interrupts.watch()
     Dropped()  # dropped after the imports, before the run's own handler is in place
     trace = tmp_path / "t.jsonl"
-    result = CliRunner().invoke(app, ["run", str(TASK), "--trace", str(trace), "-q"], catch_exceptions=False)
+    result = invoke("run", str(TASK), "--trace", str(trace), "-q", catch_exceptions=False)
     assert result.exit_code == 130, result.output
     assert result.stdout == ""  # no answer
     # Cancelled as it began, like a Ctrl-C at that moment: the trace is closed as interrupted.

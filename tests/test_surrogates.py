@@ -19,19 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
-
-from conftest import Reply, ScriptedServer, chunk, tool_call_stream
+from conftest import Reply, ScriptedServer, chunk, invoke, tool_call_stream
 
 DATA = Path(__file__).parent / "data" / "surrogates"
 NOT_UTF8 = "caf\udcff"  # what Python makes of the bytes b"caf\xff" in argv or the environment
 LONE = "x\ud800y"  # what a JSON "\ud800" escape decodes to
-
-
-def asyncfc(*args: str, env: dict[str, str] | None = None, input: str | None = None):
-    return CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
 
 
 def no_trace_written(tmp_path: Path) -> bool:
@@ -40,12 +33,12 @@ def no_trace_written(tmp_path: Path) -> bool:
 
 @pytest.mark.parametrize("value", [NOT_UTF8, LONE], ids=["byte 0xff", "lone surrogate"])
 def test_a_set_value_that_is_not_text_is_exit_2_naming_the_parameter(tmp_path, value):
-    result = asyncfc("run", str(DATA / "greet.toml"), "--set", f"name={value}", "--trace", str(tmp_path / "t.jsonl"))
+    result = invoke("run", str(DATA / "greet.toml"), "--set", f"name={value}", "--trace", str(tmp_path / "t.jsonl"))
     assert result.exit_code == 2
     assert "--set: parameter name holds" in result.stderr and "fix:" in result.stderr
     assert ("the byte 0xFF, which is not UTF-8" if value == NOT_UTF8 else "U+D800") in result.stderr
     assert "Connection error" not in result.output and no_trace_written(tmp_path)
-    as_json = asyncfc("run", str(DATA / "greet.toml"), "--set", f"name={value}", "--json")
+    as_json = invoke("run", str(DATA / "greet.toml"), "--set", f"name={value}", "--json")
     report = json.loads(as_json.stdout)
     assert as_json.exit_code == 2 and report["status"] == "spec_error" and report["key"] == "--set"
     assert "parameter name" in report["error"]
@@ -61,7 +54,7 @@ def test_set_from_a_real_shell_argument(tmp_path):
 
 
 def test_a_prompt_that_is_not_text_is_exit_2(tmp_path):
-    result = asyncfc("run", "-a", "simulated", "--agents", str(DATA / "agents.toml"), f"hello {NOT_UTF8}",
+    result = invoke("run", "-a", "simulated", "--agents", str(DATA / "agents.toml"), f"hello {NOT_UTF8}",
                      "--trace", str(tmp_path / "t.jsonl"))
     assert result.exit_code == 2
     assert "prompt: the prompt holds the byte 0xFF" in result.stderr and no_trace_written(tmp_path)
@@ -70,7 +63,7 @@ def test_a_prompt_that_is_not_text_is_exit_2(tmp_path):
 def test_a_prompt_made_from_the_environment_is_checked_too(tmp_path):
     task = tmp_path / "task.toml"
     task.write_text('agent = "simulated"\nprompt = "Say ${ASYNCFC_TEST_WORD}."\n')
-    result = asyncfc("run", str(task), "--agents", str(DATA / "agents.toml"), env={"ASYNCFC_TEST_WORD": NOT_UTF8})
+    result = invoke("run", str(task), "--agents", str(DATA / "agents.toml"), env={"ASYNCFC_TEST_WORD": NOT_UTF8})
     assert result.exit_code == 2
     assert f"{task}: prompt: the prompt holds the byte 0xFF" in result.stderr
 
@@ -78,7 +71,7 @@ def test_a_prompt_made_from_the_environment_is_checked_too(tmp_path):
 def test_a_matrix_value_that_is_not_text_is_exit_2_naming_its_row(tmp_path):
     matrix = tmp_path / "m.jsonl"
     matrix.write_text('{"name": "Ada"}\n{"name": "x\\ud800y"}\n')  # a JSON escape: valid UTF-8 file
-    result = asyncfc("batch", str(DATA / "greet.toml"), "--matrix", str(matrix), "--out", str(tmp_path / "out"))
+    result = invoke("batch", str(DATA / "greet.toml"), "--matrix", str(matrix), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert f"{matrix}: row 2: parameter name holds a lone surrogate (U+D800)" in result.stderr
     assert not (tmp_path / "out" / "results.jsonl").exists()  # nothing ran
@@ -86,7 +79,7 @@ def test_a_matrix_value_that_is_not_text_is_exit_2_naming_its_row(tmp_path):
 
 def test_the_simulated_model_sends_what_the_environment_gave_it_as_replacement_characters(tmp_path):
     # The sim's own plan picks up the variable's bytes; it answers as any UTF-8 stream would.
-    result = asyncfc("run", str(DATA / "greet.toml"), "--json", "--trace", str(tmp_path / "t.jsonl"),
+    result = invoke("run", str(DATA / "greet.toml"), "--json", "--trace", str(tmp_path / "t.jsonl"),
                      env={"ASYNCFC_TEST_SIM_ANSWER": NOT_UTF8})
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -105,7 +98,7 @@ def test_a_real_models_requests_carry_replacement_characters_never_a_connection_
     env = {"ASYNCFC_TEST_DESCRIPTION": f"Return {NOT_UTF8}.", "ASYNCFC_TEST_INSTRUCTIONS": f"Be {NOT_UTF8}!"}
     with ScriptedServer([script]) as server:
         env["ASYNCFC_TEST_API_BASE"] = server.base_url
-        result = asyncfc("run", str(DATA / "remote.toml"), "--json", "--mode", mode,
+        result = invoke("run", str(DATA / "remote.toml"), "--json", "--mode", mode,
                          "--trace", str(tmp_path / "t.jsonl"), env=env)
         requests = server.requests
     assert result.exit_code == 0, result.output

@@ -25,6 +25,7 @@ from asyncfc_cli.tools import (
     parse_docstring,
     parse_tool_config,
 )
+from conftest import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -818,21 +819,17 @@ UNWORKABLE = {
 
 @pytest.mark.parametrize("kind", list(UNWORKABLE))
 def test_validate_and_run_refuse_tools_that_can_never_work(tmp_path, kind):
-    from typer.testing import CliRunner
-
-    from asyncfc_cli.cli import app
-
     mod = write_module(tmp_path, "def star(*values):\n    return values[0]\n\n"
                                  "def kw(query: str, **options):\n    return query\n")
     table, needle = UNWORKABLE[kind]
     agents = tmp_path / "agents.toml"
     agents.write_text(table.format(mod=mod) + '[agents.a]\nmodel = "sim"\ntools = ["t"]\n')
-    result = CliRunner().invoke(app, ["validate", str(agents)])
+    result = invoke("validate", str(agents), catch_exceptions=True)
     assert result.exit_code == 2, result.output
     assert needle in result.stderr and "fix:" in result.stderr and "tools.t" in result.stderr
     # run refuses it the same way, before anything runs.
     task = tmp_path / "task.toml"
     task.write_text('agent = "a"\nprompt = "p"\n[sim.final]\nanswer = "x"\n')
-    result = CliRunner().invoke(app, ["run", str(task), "--trace", str(tmp_path / "t.jsonl")])
+    result = invoke("run", str(task), "--trace", str(tmp_path / "t.jsonl"), catch_exceptions=True)
     assert result.exit_code == 2 and needle in result.stderr
     assert not (tmp_path / "t.jsonl").exists()

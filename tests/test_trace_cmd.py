@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from asyncfc_cli.cli import app
+from conftest import invoke
 
 TRACES = Path(__file__).parent / "data" / "traces"
 SYNC, ASYNC, KILLED = TRACES / "quickstart_sync.jsonl", TRACES / "quickstart_async.jsonl", TRACES / "quickstart_killed.jsonl"
@@ -25,12 +24,12 @@ def events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def invoke(*args, cwd: Path | None = None):
+def trace_cli(*args, cwd: Path | None = None):
     old = Path.cwd()
     try:
         if cwd:
             os.chdir(cwd)
-        return CliRunner().invoke(app, ["trace", *map(str, args)], catch_exceptions=False)
+        return invoke("trace", *map(str, args), catch_exceptions=False)
     finally:
         os.chdir(old)
 
@@ -48,7 +47,7 @@ def runs(tmp_path):
 
 
 def test_show_a_file_prints_the_timeline_and_the_summary_table():
-    result = invoke(ASYNC, "--width", "120")
+    result = trace_cli(ASYNC, "--width", "120")
     assert result.exit_code == 0, result.output
     out = result.output
     for needle in ("model sim", "f4 ← f1,f2 compute", "summary", "critical path", "sequential-equivalent",
@@ -64,7 +63,7 @@ def test_show_a_file_prints_the_timeline_and_the_summary_table():
 
 
 def test_json_summary_matches_the_events():
-    result = invoke(SYNC, "--json")
+    result = trace_cli(SYNC, "--json")
     summary = json.loads(result.output)
     evs = events(SYNC)
     begins = {e["call_id"]: e["t"] for e in evs if e["type"] == "tool_begin"}
@@ -83,18 +82,18 @@ def test_json_summary_matches_the_events():
 
 
 def test_latest_list_and_run_ids_read_the_runs_directory(runs):
-    latest = json.loads(invoke("latest", "--json", cwd=runs).output)
+    latest = json.loads(trace_cli("latest", "--json", cwd=runs).output)
     assert latest["mode"] == "async" and latest["path"].endswith("quickstart_async.jsonl")
-    assert json.loads(invoke("--json", cwd=runs).output)["path"] == latest["path"]  # no target: latest
-    assert json.loads(invoke("quickstart_sync", "--json", cwd=runs).output)["mode"] == "sync"  # a run id
+    assert json.loads(trace_cli("--json", cwd=runs).output)["path"] == latest["path"]  # no target: latest
+    assert json.loads(trace_cli("quickstart_sync", "--json", cwd=runs).output)["mode"] == "sync"  # a run id
 
-    listed = [json.loads(line) for line in invoke("list", "--json", cwd=runs).output.splitlines()]
+    listed = [json.loads(line) for line in trace_cli("list", "--json", cwd=runs).output.splitlines()]
     assert [Path(e["path"]).stem for e in listed] == ["quickstart_async", "quickstart_sync", "quickstart_killed"]
     assert [e["status"] for e in listed] == ["ok", "ok", "unfinished"]
     assert listed[1]["wall"] == events(SYNC)[-1]["wall"]
 
-    table = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs / ".asyncfc" / "runs")],
-                               env={"COLUMNS": "160"}).output
+    table = invoke("trace", "list", "--dir", str(runs / ".asyncfc" / "runs"),
+                   env={"COLUMNS": "160"}, catch_exceptions=True).output
     rows = [line for line in table.splitlines() if "quickstart" in line]
     assert len(rows) == 3 and "async" in rows[0] and "sync" in rows[1] and "unfinished" in rows[2]
     for column in ("time", "task", "model", "mode", "status", "wall"):
@@ -120,14 +119,15 @@ def long_named_runs(tmp_path: Path, count: int = 3) -> Path:
 def test_list_stays_readable_at_80_columns(tmp_path):
     runs_dir = long_named_runs(tmp_path)
     for columns in (80, 60, 200):
-        table = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir)], env={"COLUMNS": str(columns)}).output
+        table = invoke("trace", "list", "--dir", str(runs_dir), env={"COLUMNS": str(columns)},
+                       catch_exceptions=True).output
         lines = table.splitlines()
         assert all(len(line) <= columns for line in lines), table
         assert "…" not in table  # nothing collapsed: long cells fold onto more lines
         for path in runs_dir.iterdir():
             assert path.stem in table  # the whole run id, which asyncfc trace takes
         assert "task_2.toml" in "".join(table.split())  # the task is all there, folded if need be
-    header = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir)], env={"COLUMNS": "80"}).output
+    header = invoke("trace", "list", "--dir", str(runs_dir), env={"COLUMNS": "80"}, catch_exceptions=True).output
     assert header.splitlines()[0].split() == ["run", "task", "model", "mode", "status", "wall"]
 
 
@@ -135,11 +135,11 @@ def test_list_limit_zero_means_all_and_a_negative_limit_is_refused(tmp_path):
     runs_dir = long_named_runs(tmp_path, count=3)
 
     def listed(*args: str) -> list[dict]:
-        result = CliRunner().invoke(app, ["trace", "list", "--json", "--dir", str(runs_dir), *args])
+        result = invoke("trace", "list", "--json", "--dir", str(runs_dir), *args, catch_exceptions=True)
         return [json.loads(line) for line in result.output.splitlines()]
 
     assert len(listed("--limit", "0")) == 3 and len(listed("-n", "1")) == 1 and len(listed()) == 3
-    result = CliRunner().invoke(app, ["trace", "list", "--dir", str(runs_dir), "--limit", "-1"])
+    result = invoke("trace", "list", "--dir", str(runs_dir), "--limit", "-1", catch_exceptions=True)
     assert result.exit_code == 2
 
 
@@ -148,14 +148,14 @@ def test_a_run_id_prefix_names_a_run(tmp_path):
     ids = sorted(p.stem for p in runs_dir.iterdir())
 
     def shown(target: str):
-        return CliRunner().invoke(app, ["trace", target, "--json", "--dir", str(runs_dir)])
+        return invoke("trace", target, "--json", "--dir", str(runs_dir), catch_exceptions=True)
 
     assert json.loads(shown(ids[1][:9]).output)["run_id"] == ids[1]  # the start of the id
     assert json.loads(shown(ids[2].rpartition("-")[2][:3]).output)["run_id"] == ids[2]  # the start of its last part
-    ambiguous = CliRunner().invoke(app, ["trace", "2026", "--dir", str(runs_dir)])
+    ambiguous = invoke("trace", "2026", "--dir", str(runs_dir), catch_exceptions=True)
     assert ambiguous.exit_code == 2 and "start of 3 run ids" in ambiguous.output
     assert all(i in ambiguous.output for i in ids)
-    assert CliRunner().invoke(app, ["trace", "2027", "--dir", str(runs_dir)]).exit_code == 2
+    assert invoke("trace", "2027", "--dir", str(runs_dir), catch_exceptions=True).exit_code == 2
 
 
 def test_compare_warns_when_the_runs_are_of_different_tasks():
@@ -165,23 +165,23 @@ def test_compare_warns_when_the_runs_are_of_different_tasks():
     assert result.returncode == 0
     assert "warning: A and B are runs of different tasks (A: tasks/quickstart.toml; B: tasks/futures_demo.toml)" \
         in result.stderr
-    data = json.loads(invoke("compare", SYNC, other, "--json").output.splitlines()[-1])
+    data = json.loads(trace_cli("compare", SYNC, other, "--json").output.splitlines()[-1])
     assert len(data["warnings"]) == 1 and "different tasks" in data["warnings"][0]
     same = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", "trace", "compare", str(SYNC), str(ASYNC)],
                           capture_output=True, text=True, timeout=60)
     assert "warning" not in same.stderr
-    assert json.loads(invoke("compare", SYNC, ASYNC, "--json").output)["warnings"] == []
+    assert json.loads(trace_cli("compare", SYNC, ASYNC, "--json").output)["warnings"] == []
 
 
 def test_missing_traces_are_usage_errors(tmp_path):
-    assert invoke("latest", cwd=tmp_path).exit_code == 2
-    result = invoke(tmp_path / "nope.jsonl")
+    assert trace_cli("latest", cwd=tmp_path).exit_code == 2
+    result = trace_cli(tmp_path / "nope.jsonl")
     assert result.exit_code == 2 and "asyncfc trace list" in result.output
-    assert invoke(ASYNC, "--export", "svg").exit_code == 2
+    assert trace_cli(ASYNC, "--export", "svg").exit_code == 2
 
 
 def test_compare_puts_both_runs_on_one_scale_with_the_speedup():
-    result = invoke("compare", SYNC, ASYNC, "--width", "120")
+    result = trace_cli("compare", SYNC, ASYNC, "--width", "120")
     assert result.exit_code == 0, result.output
     wall_a, wall_b = events(SYNC)[-1]["t"] - events(SYNC)[0]["t"], events(ASYNC)[-1]["t"] - events(ASYNC)[0]["t"]
     assert f"B is {wall_a / wall_b:.2f}× faster than A" in result.output
@@ -189,7 +189,7 @@ def test_compare_puts_both_runs_on_one_scale_with_the_speedup():
     assert lines[0].startswith("A: sync") and any(line.startswith("B: async") for line in lines)
     axes = [line for line in lines if line.startswith("time")]
     assert len(axes) == 2 and axes[0] == axes[1]  # the same time scale
-    data = json.loads(invoke("compare", SYNC, ASYNC, "--json").output)
+    data = json.loads(trace_cli("compare", SYNC, ASYNC, "--json").output)
     assert data["speedup"] == pytest.approx(wall_a / wall_b, rel=1e-4)
     assert (data["a"]["mode"], data["b"]["mode"]) == ("sync", "async")
 
@@ -200,7 +200,7 @@ def test_compare_puts_both_runs_on_one_scale_with_the_speedup():
 @pytest.mark.parametrize("trace", [ASYNC, SYNC, KILLED, TRACES / "futures_demo_async.jsonl"])
 def test_chrome_export_is_valid_trace_event_json(tmp_path, trace):
     out = tmp_path / "chrome.json"
-    result = invoke(trace, "--export", "chrome", "-o", out)
+    result = trace_cli(trace, "--export", "chrome", "-o", out)
     assert result.exit_code == 0 and "perfetto" in result.output.lower()
     doc = json.loads(out.read_text())
     evs = doc["traceEvents"]
@@ -261,7 +261,7 @@ def attrs(span: dict) -> dict:
 @pytest.mark.parametrize("trace", [ASYNC, TRACES / "errors_async.jsonl", KILLED])
 def test_otel_export_follows_the_genai_conventions(tmp_path, trace):
     out = tmp_path / "otel.json"
-    assert invoke(trace, "--export", "otel", "-o", out).exit_code == 0
+    assert trace_cli(trace, "--export", "otel", "-o", out).exit_code == 0
     doc = json.loads(out.read_text())
     (resource,) = doc["resourceSpans"]
     assert {"key": "service.name", "value": {"stringValue": "asyncfc"}} in resource["resource"]["attributes"]

@@ -12,7 +12,7 @@ accuracy, no model change). Modules, one concept each:
 ``runner``     one case in one mode (in process or over HTTP), probes, aggregation
 ``overhead``   executor cost per call, 1 to 1,000 concurrent futures (real clock)
 ``report``     Rich table, JSON and the SVG charts
-``cli``        the typer app registered as ``asyncfc bench``
+(the typer app registered as ``asyncfc bench`` is :mod:`asyncfc_cli.commands.bench`)
 
 Nothing here imports litellm at module level: only the HTTP transport does,
 inside the commands that use it.

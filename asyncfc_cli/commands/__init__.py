@@ -1,6 +1,8 @@
-"""Commands of the ``asyncfc`` CLI that live in their own modules.
+"""The commands of the ``asyncfc`` CLI, one module per command or command group.
 
 Each module defines its typer command(s) and keeps the logic beside them;
-``asyncfc_cli.cli`` registers them with a line each. Nothing here imports
-LiteLLM.
+:mod:`asyncfc_cli.cli` only assembles the app. What several commands share
+(exit codes, the ``--json`` error objects, the stdout discipline) is in
+:mod:`~asyncfc_cli.commands.common`. Engine modules never import from here;
+nothing here imports LiteLLM at module level.
 """

@@ -11,9 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, err, sigterm_as_interrupt, spec_fail,
+                                         stdout_to_stderr, write_stdout)
+
 BATCH_EXIT_CODES = """
 Exit codes: 0 every run passed; 1 a run failed (model error, max turns,
-timeout); 3 every run succeeded but an expectation was not met; 2 a usage or
+timeout, a trace the disk could not take); 3 every run succeeded but an expectation was not met; 2 a usage or
 spec error (nothing ran), or a run that exits 2 (a missing or refused API key,
 a tool server that would not start); 130 interrupted (every run cancelled,
 every trace closed). The first of 130, 2, 1, 3 that applies wins.
@@ -66,20 +69,18 @@ def batch(
     from asyncfc_cli import batch as engine
     from asyncfc_cli import batch_output as output
     from asyncfc_cli import spec as spec_mod
-    from asyncfc_cli.cli import (EXIT_INTERRUPTED, EXIT_USAGE, _sigterm_as_interrupt, _spec_fail,
-                                 _stdout_to_stderr, err)
     from asyncfc_cli.output import json_text
     from asyncfc_cli.timeline import live_allowed
     from asyncfc_cli.trace import new_run_id
 
     def usage_error(exc: spec_mod.SpecError, stdout_fd: int | None) -> typer.Exit:
         # The same message, exit code and --json object as every other command's spec error.
-        return _spec_fail(exc, as_json, stdout_fd)
+        return spec_fail(exc, as_json, stdout_fd)
 
     # Until the report is printed, anything written to stdout (a python tool's print(),
     # a library's banner) goes to stderr: stdout is the table or the JSON object.
-    with _stdout_to_stderr() as stdout_fd:
-        with _sigterm_as_interrupt():  # until the batch's own handler takes over
+    with stdout_to_stderr() as stdout_fd:
+        with sigterm_as_interrupt():  # until the batch's own handler takes over
             try:
                 if resume and out is None:
                     raise spec_mod.SpecError(None, "--resume", "--resume needs the --out directory of the batch "
@@ -148,7 +149,7 @@ def batch(
                           highlight=False)
                 code = code or EXIT_USAGE
         if as_json:
-            _write_stdout(json_text(output.json_document(outcome, code, out_dir, junit)) + "\n", stdout_fd)
+            write_stdout(json_text(output.json_document(outcome, code, out_dir, junit)) + "\n", stdout_fd, "utf-8")
         else:
             if not quiet:
                 err.print(output.summary_line(outcome, out_dir), highlight=False)
@@ -165,24 +166,6 @@ def escape_path(path: Path) -> str:
     return escape(shlex.quote(str(path)))
 
 
-def _write_stdout(text: str, stdout_fd: int | None) -> None:
-    """Write to the real stdout, also while fd 1 points at stderr (cli._stdout_to_stderr)."""
-    import os
-
-    try:
-        redirected = stdout_fd is not None and sys.stdout.fileno() == 1
-    except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (captured in tests)
-        redirected = False
-    if not redirected:
-        print(text, end="", flush=True)
-        return
-    sys.stdout.flush()
-    data = text.encode("utf-8", "backslashreplace")
-    while data:
-        written = os.write(stdout_fd, data)
-        data = data[written:]
-
-
 def _print_table(table: object, stdout_fd: int | None) -> None:
     import io
 
@@ -192,4 +175,4 @@ def _print_table(table: object, stdout_fd: int | None) -> None:
     # A pipe or file gets a wide table rather than Rich's 80 columns.
     console = Console(file=buffer, width=160, highlight=False, color_system=None, soft_wrap=False)
     console.print(table)
-    _write_stdout(buffer.getvalue(), stdout_fd)
+    write_stdout(buffer.getvalue(), stdout_fd, "utf-8")

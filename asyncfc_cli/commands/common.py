@@ -1,16 +1,43 @@
-"""What several commands share: the mode choice, and ``--json`` for errors.
+"""What several commands share: the mode choice, ``--json`` for errors, and
+the I/O discipline of a command that runs an agent.
 
 Every outcome of a command with ``--json`` is one JSON object on stdout,
 errors included: ``{"status", "exit_code", "error", "fix", ...}``, so a
-script never has to parse stderr to learn why nothing ran.
+script never has to parse stderr to learn why nothing ran. Human output
+goes to stderr (:data:`err`); while a run is in progress file descriptor 1
+points at stderr too (:func:`stdout_to_stderr`), so stdout holds only the
+answer, the table or the JSON object.
+
+What came of a run (status, exit code, redacted texts) is decided by
+:func:`asyncfc_cli.verdict.judge`, for ``run`` and ``batch`` alike; it lives
+in the engine because the batch engine and its Ray workers judge each run
+where it ran, and the engine never imports the commands.
+
+Imports nothing heavy: ``asyncfc --help`` loads this module.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Any
 
+import typer
+from rich.console import Console
+from rich.markup import escape
+
 from asyncfc_cli.modes import NAMES
+from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401  (for commands)
+                                 EXIT_USAGE, Verdict, judge)
+
+# soft_wrap: a message is never broken at the console width, so a file path or
+# key in an error stays greppable in CI logs (non-terminals get 80 columns).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
 
 # ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.
 ModeChoice = Enum("ModeChoice", {name: name for name in NAMES}, type=str)
@@ -32,3 +59,92 @@ def spec_error_object(exc: Any, code: int) -> dict[str, Any]:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """``1 tool call``, ``2 tool calls``: a count with its noun agreeing."""
     return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def fail(message: str, code: int, as_json: dict[str, Any] | None = None, stdout_fd: int | None = None) -> typer.Exit:
+    """Print an error (and, given ``as_json``, that object on stdout) and return the Exit to raise.
+
+    ``stdout_fd``: the real stdout while file descriptor 1 points at stderr
+    (:func:`stdout_to_stderr`).
+    """
+    # A spec error may quote a value that came from the environment.
+    from asyncfc_cli.redaction import Redactor, env_secrets
+
+    redact = Redactor(env_secrets())
+    err.print(f"[red]error:[/] {escape(redact.text(message))}")
+    if as_json is not None:
+        from asyncfc_cli.output import json_text
+
+        write_stdout(json_text(redact.value(as_json), encoding=None) + "\n", stdout_fd)
+    return typer.Exit(code)
+
+
+def spec_fail(exc: Exception, as_json: bool, stdout_fd: int | None = None) -> typer.Exit:
+    """A :class:`~asyncfc_cli.spec.SpecError`: its message, exit 2, and with ``--json`` its object."""
+    return fail(str(exc), EXIT_USAGE, spec_error_object(exc, EXIT_USAGE) if as_json else None, stdout_fd)
+
+
+def write_stdout(text: str, stdout_fd: int | None, encoding: str | None = None) -> None:
+    """Write ``text`` to the real stdout, also while fd 1 points at stderr.
+
+    ``encoding``: how to encode it for the redirected descriptor (default:
+    ``sys.stdout``'s); what it cannot encode is written as escapes.
+    """
+    try:
+        # fd 1 points at stderr (see stdout_to_stderr) only if sys.stdout is fd 1.
+        redirected = stdout_fd is not None and sys.stdout.fileno() == 1
+    except (OSError, ValueError, AttributeError):  # sys.stdout is not a file (e.g. captured in tests)
+        redirected = False
+    if not redirected:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    sys.stdout.flush()
+    data = text.encode(encoding or getattr(sys.stdout, "encoding", None) or "utf-8", "backslashreplace")
+    while data:
+        data = data[os.write(stdout_fd, data):]
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[int | None]:
+    """Point file descriptor 1 at stderr for the duration (fd level, so child
+    processes and C code are covered too); a no-op if either is unusable.
+    Yields a descriptor of the real stdout (None if nothing was redirected)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):
+        yield None
+        return
+    try:
+        yield saved
+    finally:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, for the duration.
+
+    Without it a SIGTERM during the seconds of start-up would end the
+    process on the spot; with it, start-up is interrupted like by Ctrl-C
+    (the run itself installs its own handler, which cancels cleanly).
+    """
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,5 @@
-"""``asyncfc bench``: the typer app (registered by :mod:`asyncfc_cli.cli`).
+"""``asyncfc bench``: the typer app (registered by :mod:`asyncfc_cli.cli`; the
+benchmarks themselves are :mod:`asyncfc_cli.bench`).
 
 Commands stay thin: options in, :mod:`asyncfc_cli.bench.suite` does the work,
 tables to stdout (to stderr with ``--json``, whose one JSON document owns
