@@ -62,6 +62,7 @@ def main() -> None:
     cold_env = {**base, "ASYNCFC_WARM": "0"}
     command = [asyncfc, "run", args.task, "--json"]
 
+    load_before = os.getloadavg()[0]  # other work on the machine slows every figure alike
     cold = []
     for _ in range(args.repeat):
         process, stdout = timed(command, cold_env)
@@ -97,6 +98,7 @@ def main() -> None:
 
     med = {"cold": {k: median(cold, k) for k in cold[0]}, "warm": {k: median(warm, k) for k in warm[0]},
            "first": {k: round(v, 3) for k, v in first.items()}, "worker_import": worker["import_seconds"]}
+    med["load"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # 1-minute load average, start and end
     med["cold"]["beyond_import"] = round(med["cold"]["overhead"] - med["cold"]["import"], 3)
     med["cold_target_met"] = med["cold"]["beyond_import"] <= 0.3
     med["warm_target_met"] = med["warm"]["overhead"] < 0.5
@@ -105,7 +107,8 @@ def main() -> None:
                           "command": " ".join(["asyncfc", "run", args.task, "--json"])}))
         return
     c, w, f = med["cold"], med["warm"], med["first"]
-    print(f"asyncfc run {args.task} --json, median of {args.repeat}:")
+    print(f"asyncfc run {args.task} --json, median of {args.repeat} "
+          f"(load average {med['load'][0]:g} at the start, {med['load'][1]:g} at the end on {os.cpu_count()} cores):")
     print(f"  cold: process wall {c['process']:.3f} s, run wall {c['run']:.3f} s -> start and exit {c['overhead']:.3f} s")
     print(f"        LiteLLM import {c['import']:.3f} s; beyond the import {c['beyond_import']:+.3f} s "
           f"(target <= +0.3 s: {'met' if med['cold_target_met'] else 'missed'})")

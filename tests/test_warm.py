@@ -592,3 +592,133 @@ def test_warm_off_by_variable_or_flag_and_the_first_command_starts_the_worker(ow
     assert served(own) == before
     assert asyncfc(*run, env=own, cwd=tmp_path).returncode == 0
     assert served(own) == before + 1
+
+
+# --- per-run state of a forked child ------------------------------------------------------
+
+
+def test_a_forked_child_renews_the_process_state_of_tools_processes():
+    """The worker imports tools/processes.py once; every forked child must get a
+    process token, call numbers, waited pids and a subreaper flag of its own."""
+    from asyncfc_cli.tools import processes
+
+    next(processes._calls)
+    processes._waited.add(12345)
+    before = (processes._PROCESS_TOKEN, processes.new_call_token())
+    seen = []
+    for _ in range(2):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # keep to os calls: this is a copy of the test runner
+            try:
+                report = [processes._PROCESS_TOKEN, processes.new_call_token(), sorted(processes._waited),
+                          processes._subreaper, processes._SETPRIV]
+                os.write(write_end, json.dumps(report).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as f:
+            seen.append(json.loads(f.read()))
+        os.waitpid(pid, 0)
+    processes._waited.discard(12345)
+    for token, call, waited, subreaper, setpriv in seen:
+        assert token != before[0] and call == f"{token}:1"
+        assert waited == [] and subreaper is False and setpriv is False
+    assert seen[0][0] != seen[1][0]
+
+
+def test_what_the_worker_imports_sets_up_nothing_for_one_process(tmp_path):
+    """asyncfc's modules the worker imports before forking create no Rich console
+    (made for the terminal it starts on) and read no working directory at import;
+    the ones that do are imported by each child (warm/modules.py)."""
+    probe = textwrap.dedent("""\
+        import json, os, sys
+        import asyncfc_cli
+        from asyncfc_cli.warm import modules
+        import rich.console
+        made = []
+        real_init, real_getcwd = rich.console.Console.__init__, os.getcwd
+        def init(self, *a, **k):
+            made.append(("console", sys._getframe(1).f_globals.get("__name__")))
+            real_init(self, *a, **k)
+        def getcwd():
+            made.append(("cwd", sys._getframe(1).f_globals.get("__name__")))
+            return real_getcwd()
+        rich.console.Console.__init__, os.getcwd = init, getcwd
+        found = modules.scan("asyncfc_cli", os.path.dirname(asyncfc_cli.__file__))
+        for name in modules.preimported(found):
+            __import__(name)
+        leaked = sorted(n for n in modules.per_command(found) if n in sys.modules)
+        print(json.dumps({"made": made, "leaked": leaked, "per_command": sorted(modules.per_command(found))}))
+        """)
+    done = subprocess.run([PY, "-c", probe], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["made"] == [] and data["leaked"] == []
+    assert {"asyncfc_cli.cli", "asyncfc_cli.bench.suite", "asyncfc_cli.bench.workloads"} <= set(data["per_command"])
+
+
+def token_task(base: Path, go: Path) -> Path:
+    """A task whose command tool reports the call token it got, after waiting for ``go``."""
+    base.mkdir(parents=True, exist_ok=True)
+    command = ("import os, sys, time, pathlib; token = os.environ['ASYNCFC_TOOL_TOKEN']; "
+               "pathlib.Path(sys.argv[1]).write_text(token); "
+               f"[time.sleep(0.01) for _ in iter(lambda: os.path.exists({str(go)!r}), True)]; print(token)")
+    (base / "agents.toml").write_text("")
+    task = base / "task.toml"
+    task.write_text(textwrap.dedent(f"""\
+        prompt = "p"
+        [agent]
+        model = "sim"
+        mode = "sync"
+        tools = ["token"]
+        [tools.token]
+        description = "Say the call token."
+        command = [{json.dumps(PY)}, "-c", {json.dumps(command)}, "{{path}}"]
+        [tools.token.params]
+        path = {{ type = "string", description = "where the token goes" }}
+        [sim]
+        decode_tps = 5000
+        ttft = 0
+        [[sim.steps]]
+        id = "a"
+        tool = "token"
+        args = {{ path = {json.dumps(str(base / "a"))} }}
+        [[sim.steps]]
+        id = "b"
+        tool = "token"
+        args = {{ path = {json.dumps(str(base / "b"))} }}
+        [sim.final]
+        answer = "{{a.stdout}} {{b.stdout}}"
+        """))
+    return task
+
+
+def test_two_warm_runs_side_by_side_each_have_their_own_tokens(shared, tmp_path):
+    go = tmp_path / "go"
+    before = served(shared)
+    procs = []
+    try:
+        for name in ("one", "two"):
+            task = token_task(tmp_path / name, go)
+            procs.append(subprocess.Popen([ASYNCFC, "run", str(task), "-q", "--trace", str(tmp_path / f"{name}.jsonl")],
+                                          env=shared, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, stdin=subprocess.DEVNULL))
+        assert wait_until(lambda: all((tmp_path / n / "a").exists() for n in ("one", "two")), 120)
+        assert len(status(shared)["children"]) == 2  # both children live at once
+        go.write_text("")
+        outputs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert served(shared) == before + 2
+    tokens = [out.split() for out, _ in outputs]
+    runs = set()
+    for first, second in tokens:
+        run, call = first.rsplit(":", 1)
+        assert call == "1" and second == f"{run}:2"  # each run numbers its own calls
+        runs.add(run)
+    assert len(runs) == 2  # and has a token of its own

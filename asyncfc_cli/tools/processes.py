@@ -79,6 +79,20 @@ _prctl = None
 _subreaper = False
 
 
+def _renew_after_fork() -> None:
+    """A forked child is a new process: its own process token, call numbers and
+    pids (the warm worker imports this module once and forks a child per
+    command). A child subreaper is not inherited by fork, and setpriv is looked
+    for again on the child's PATH."""
+    global _PROCESS_TOKEN, _calls, _waited, _waited_lock, _subreaper, _SETPRIV
+    _PROCESS_TOKEN = secrets.token_hex(6)
+    _calls = itertools.count(1)
+    _waited = set()
+    _waited_lock = threading.Lock()
+    _subreaper = False
+    _SETPRIV = False
+
+
 def _libc_prctl():
     global _prctl
     if _prctl is None and sys.platform.startswith("linux"):
@@ -132,6 +146,7 @@ def _pdeathsig_setup(parent: int):
 
 
 _SETPRIV: str | None | bool = False  # False: not looked for yet
+os.register_at_fork(after_in_child=_renew_after_fork)
 
 
 def _setpriv() -> str | None:

@@ -58,6 +58,24 @@ def _use_compiled(codes: dict[str, tuple[bytes, Any]]) -> None:
     loader.source_to_code = source_to_code
 
 
+def _let_go_of_streams() -> None:
+    """Everything is written: the caller's terminal or pipes are released now, so
+    whoever reads them (``$(asyncfc run ...)``) sees their end when the caller
+    exits, not after this process's teardown of a worker-sized address space."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in context.STDIO:
+            os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def main(conn: socket.socket, request: dict[str, Any], fds: list[int], env_effects: dict[str, str | None],
          worker_pid: int, codes: dict[str, tuple[bytes, Any]]) -> NoReturn:
     conn.settimeout(None)
@@ -78,6 +96,7 @@ def main(conn: socket.socket, request: dict[str, Any], fds: list[int], env_effec
         # comes after and is only needed if this one never arrives. A signal
         # now must not turn an exit into a traceback.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        _let_go_of_streams()
         _send(conn, {"exit": code})
         os._exit(code)
 

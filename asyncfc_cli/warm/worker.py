@@ -11,11 +11,11 @@ directory ``/``, the client's environment and interpreter options. Its life:
    compete for the CPU: the first invocation is never slower than without a
    worker. ``worker.starting`` says ``waiting`` then ``importing``.
 3. Import what asyncfc's modules import (LiteLLM, the MCP SDK, trio, typer,
-   Rich, pydantic; :func:`preimport_names`), recording the environment names
-   read (freshness.py). asyncfc's own modules are not imported here: each
-   child imports them itself, so no module-level state of asyncfc (a Rich
-   console bound to a terminal, a token, a cache keyed by the working
-   directory) is ever shared between invocations.
+   Rich, pydantic) and asyncfc's own modules except the few whose import
+   makes state for one process (modules.py), recording the environment
+   names read (freshness.py); then register the simulated model with
+   LiteLLM (:func:`warm_up`). Per-process state of a preimported module is
+   renewed in each child by ``os.register_at_fork`` (tools/processes.py).
 4. Listen on ``worker.sock`` (mode 600 in the 700 directory) and serve:
    check the caller (same uid by SO_PEERCRED, same configuration by
    freshness.py), fork, let the child adopt the caller (child.py), relay
@@ -28,7 +28,6 @@ always after the invocations it serves have ended.
 
 from __future__ import annotations
 
-import ast
 import fcntl
 import gc
 import importlib
@@ -43,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncfc_cli.warm import context, freshness, paths, protocol
+from asyncfc_cli.warm import context, freshness, modules, paths, protocol
 
 IDLE_ENV = "ASYNCFC_WARM_IDLE"
 DEFAULT_IDLE = 300.0
@@ -51,35 +50,11 @@ DEFER_LIMIT = 30.0  # seconds to wait for the starting invocation to end
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a child whose caller is gone
 TICK = 2.0
 REQUEST_TIMEOUT = 10.0
-# Imported only where used: Ray takes seconds and starts threads of its own.
-NOT_PREIMPORTED = ("ray",)
 
 
 def log(message: str) -> None:
     sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {message}\n")
     sys.stderr.flush()
-
-
-def preimport_names(package_dir: str) -> list[str]:
-    """Every module asyncfc's code imports from outside itself (also inside
-    functions: LiteLLM, ``rich.live``, ``mcp.client.stdio`` are imported lazily),
-    read from the source, so the list follows the code."""
-    names: set[str] = set()
-    files = [e.path for e in freshness.package_files(package_dir) if e.name.endswith(".py")]
-    for path in sorted(files):
-        try:
-            with open(path, "rb") as f:
-                tree = ast.parse(f.read(), path)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
-    own = os.path.basename(package_dir)
-    return sorted(n for n in names if n.split(".")[0] not in (own, "__future__", *NOT_PREIMPORTED))
 
 
 def preimport(names: list[str]) -> int:
@@ -100,20 +75,33 @@ def preimport(names: list[str]) -> int:
     return count
 
 
-def compile_package(package_dir: str) -> dict[str, tuple[bytes, Any]]:
-    """asyncfc's modules compiled (not run): a child imports each itself, and
-    without a ``.pyc`` (an editable install under PYTHONDONTWRITEBYTECODE)
-    compiling them was most of that. Keyed by path; child.py uses an entry
-    only for the same source bytes."""
+def warm_up(package: str) -> None:
+    """Once per process, and the same for every command, what a command that talks to
+    a model would otherwise spend a noticeable fraction of a second on: LiteLLM set
+    up as asyncfc uses it, and the simulated model's fixed entries in its model map
+    (under asyncfc's own model names, ``<provider>/asyncfc-sim``)."""
+    runner, model = sys.modules.get(f"{package}.runner"), sys.modules.get(f"{package}.model")
+    if runner is None or model is None:
+        return
+    try:
+        runner.register_sim_models(model.import_litellm())
+    except Exception as exc:  # noqa: BLE001  (a child then does it itself, and meets the same error)
+        log(f"warming up failed: {type(exc).__name__}: {exc}")
+
+
+def compile_modules(files: list[str]) -> dict[str, tuple[bytes, Any]]:
+    """The modules each child imports itself (modules.per_command), compiled
+    (not run): without a ``.pyc`` (an editable install under
+    PYTHONDONTWRITEBYTECODE) compiling them was most of their import. Keyed by
+    path; child.py uses an entry only for the same source bytes."""
     codes = {}
-    for entry in freshness.package_files(package_dir):
-        if entry.name.endswith(".py"):
-            try:
-                with open(entry.path, "rb") as f:
-                    source = f.read()
-                codes[entry.path] = (source, compile(source, entry.path, "exec", dont_inherit=True))
-            except (OSError, SyntaxError, ValueError):
-                pass
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                source = f.read()
+            codes[path] = (source, compile(source, path, "exec", dont_inherit=True))
+        except (OSError, SyntaxError, ValueError):
+            pass
     return codes
 
 
@@ -181,11 +169,18 @@ class Worker:
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
         signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        # A plain function, not the bound method: the signal module looks each
+        # handler up among its enum's values, and for an unhashable object (this
+        # dataclass) that ends in its repr, megabytes with ``codes``, every time a
+        # child replaces or reads the handler (tens of milliseconds per run).
+        def on_signal(signum: int, frame: Any) -> None:
+            self._on_signal(signum)
+
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+            signal.signal(signum, on_signal)
         self.selector.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         # The loop sees the wakeup descriptor; here only the decision is noted.
         if self.retiring is None:
             self.retiring = f"signal {signal.Signals(signum).name}"
@@ -555,9 +550,14 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     output_before = _log_size()
     started = time.monotonic()
+    found = modules.scan(asyncfc_cli.__name__, package)
+    per_command = modules.per_command(found)
     with freshness.recording_environ_reads() as (names, iterations):
-        count = preimport(preimport_names(package))
+        count = preimport(sorted(found.libraries))
+        count += preimport(modules.preimported(found))
+        warm_up(asyncfc_cli.__name__)
     import_seconds = time.monotonic() - started
+    leaked = sorted(name for name in per_command if name in sys.modules)
     sys.stdout.flush()
     sys.stderr.flush()
     after = dict(os.environ)
@@ -578,8 +578,12 @@ def main(argv: list[str]) -> int:
         refusing = "the imports printed something, which a cold start would show and a warm one would not"
     elif own_threads() != 1:
         refusing = f"the imports left {own_threads()} threads running; fork would be unsafe"
+    elif leaked:
+        # Their state would be the worker's, shared by every child (modules.PER_PROCESS).
+        refusing = "the imports loaded " + ", ".join(leaked[:3]) + ", which each command must import itself"
     log(f"imported {count} modules in {import_seconds:.2f} s; {len(snapshot.env_names)} environment names read"
         + (f"; refusing to serve: {refusing}" if refusing else ""))
+    codes = compile_modules([found.modules[name] for name in sorted(per_command)])
     # Objects that exist now are never collected: children do not touch their
     # pages for the GC, so they stay shared with the worker.
     gc.collect()
@@ -589,7 +593,6 @@ def main(argv: list[str]) -> int:
         idle_timeout = float(idle) if idle else DEFAULT_IDLE
     except ValueError:
         idle_timeout = DEFAULT_IDLE
-    codes = compile_package(package)
     worker = Worker(place, snapshot, effects, codes, max(idle_timeout, 0.0), refusing, count, import_seconds)
     worker.listen()
     try:
