@@ -138,7 +138,7 @@ def test_a_local_model_server_that_is_down_fails_at_once_naming_its_url(tmp_path
     agents = _agents_for(tmp_path, model, f"http://{host}:{port}" + ("/v1" if model.startswith("openai/") else ""),
                          retries=3)
     trace = tmp_path / "t.jsonl"
-    result = asyncfc("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
+    result = invoke("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
     assert result.exit_code == 1, result.output
     assert (f"error: model error: cannot reach the model server at http://{host}:{port}{path}: "
             "connection refused (nothing listens at that address)\n") in result.stderr
@@ -154,7 +154,7 @@ def test_a_local_model_server_that_is_down_fails_at_once_naming_its_url(tmp_path
 def test_a_local_model_server_that_is_down_as_json(tmp_path):
     port = free_port()
     agents = _agents_for(tmp_path, "ollama/llama3", f"http://127.0.0.1:{port}")
-    result = asyncfc("run", "-a", "a", "--agents", str(agents), "--json", "--trace", str(tmp_path / "t.jsonl"), "hi")
+    result = invoke("run", "-a", "a", "--agents", str(agents), "--json", "--trace", str(tmp_path / "t.jsonl"), "hi")
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["status"] == "error" and report["exit_code"] == 1
@@ -174,7 +174,7 @@ def test_a_model_server_that_does_not_answer_is_named_with_its_timeout(tmp_path)
         base = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
         agents = _agents_for(tmp_path, "openai/x", base, request_timeout=1, retries=1)
         trace = tmp_path / "t.jsonl"
-        result = asyncfc("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
+        result = invoke("run", "-a", "a", "--agents", str(agents), "--trace", str(trace), "hi")
     assert result.exit_code == 1, result.output
     assert "model error: the model server at http://127.0.0.1:" in result.stderr
     assert "did not answer within 1s (request_timeout)" in result.stderr

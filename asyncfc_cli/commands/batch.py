@@ -111,8 +111,8 @@ def batch(
             for problem in log.problems:
                 err.print(f"[yellow]warning:[/] {problem}", markup=True, highlight=False)
             done = log.resumable(planned)
-            live = live_allowed(err, quiet=quiet, as_json=as_json)
-            progress = output.BatchProgress(err, len(planned), live, quiet or as_json, resumed=len(done))
+            live = live_allowed(err.get(), quiet=quiet, as_json=as_json)
+            progress = output.BatchProgress(err.get(), len(planned), live, quiet or as_json, resumed=len(done))
             if not (quiet or as_json):
                 where = f" on Ray ({ray})" if ray else ""
                 resumed = f", {len(done)} passed before (--resume)" if done else ""

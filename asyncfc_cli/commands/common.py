@@ -34,9 +34,35 @@ from asyncfc_cli.modes import NAMES
 from asyncfc_cli.verdict import (EXIT_EXPECT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401  (for commands)
                                  EXIT_USAGE, Verdict, judge)
 
+
+
+class ProcessConsole:
+    """A Rich console made on first use by the process that uses it.
+
+    A warm worker imports the commands before it forks (docs/warm-start.md);
+    a console made then would keep the worker's idea of the terminal (none:
+    no colour, no live view) in every command it serves. Attribute access goes
+    to the process's console; :meth:`get` gives the console itself where Rich
+    wants a real one (a live display).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._made: tuple[int, Console] | None = None
+
+    def get(self) -> Console:
+        pid = os.getpid()
+        if self._made is None or self._made[0] != pid:
+            self._made = (pid, Console(**self._options))
+        return self._made[1]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
 # soft_wrap: a message is never broken at the console width, so a file path or
 # key in an error stays greppable in CI logs (non-terminals get 80 columns).
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = ProcessConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 # ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.

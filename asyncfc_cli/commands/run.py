@@ -202,7 +202,7 @@ def _progress(run_spec: Any, quiet: bool, as_json: bool) -> tuple[list[Any], Any
     err.print(f"[bold]asyncfc[/] {escape(run_spec.agent_name)} · model "
               f"{escape(_model_label(run_spec.model))} · mode {run_spec.agent.mode}", highlight=False)
     # A live timeline on a terminal, plain lines anywhere else (CI logs, pipes).
-    sink = progress_sink(err)
+    sink = progress_sink(err.get())
     if hasattr(sink, "__enter__"):
         return [sink], sink, False
     return [sink], nullcontext(), True  # the plain lines print a model error as it happens
