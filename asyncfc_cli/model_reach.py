@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class Unreachable:
     """Why the model server could not be reached, read from the exception chain."""
 
-    reason: str  # "refused", "unresolved", "timeout", "proxy" or "connect"
+    reason: str  # "refused", "unresolved", "timeout", "silent", "proxy" or "connect"
     url: str  # the URL asked for (credentials masked), or the configured api_base
     host: str | None
     detail: str  # the operating system's words: "Name or service not known", ...
@@ -36,8 +36,11 @@ class Unreachable:
     permanent: bool = False  # retrying cannot help (see LiteLLMClient.stream)
 
     def message(self, redactor: Redactor) -> str:
-        if self.reason == "timeout":
+        if self.reason in ("timeout", "silent"):
             text = f"the model server at {self.url} did not answer within {self.timeout:g}s (request_timeout)"
+        elif self.reason == "silent":  # our own timer: no response yet, or one of keep-alives only
+            text = (f"the model server at {self.url} sent no tokens for {self.timeout:g}s (request_timeout): "
+                    "no answer, or only empty chunks or keep-alives (StreamStalled)")
         else:
             why = {
                 "refused": "connection refused (nothing listens at that address)",
@@ -138,7 +141,7 @@ def _classify(node: BaseException) -> tuple[str, int, str | None] | None:
     if name in _TIMEOUTS or (isinstance(node, TimeoutError) and not isinstance(node, StreamStalled)):
         return "timeout", 3, None
     if isinstance(node, StreamStalled) and not node.answered:
-        return "timeout", 3, None  # our own silence timer ran out before any response
+        return "silent", 3, None  # our own silence timer ran out before any token
     if isinstance(node, OSError) and node.strerror:
         return "connect", 2, node.strerror
     if name in _CONNECT_ERRORS:
