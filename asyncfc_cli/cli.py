@@ -149,6 +149,18 @@ def run(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    record: Annotated[Optional[Path], typer.Option(
+        "--record", help="Record the model's streamed responses into this cassette (JSONL; no secret is "
+        "written): replay it later with --replay, offline and without a key. See docs/cassettes.md.")] = None,
+    replay: Annotated[Optional[Path], typer.Option(
+        "--replay", help="Answer from this cassette instead of the model, through LiteLLM's real path: no key, no "
+        "network. A request that differs from the recorded one stops the run (exit 2).")] = None,
+    replay_speed: Annotated[str, typer.Option(
+        "--replay-speed", help="recorded (each chunk at its recorded time), instant, or a factor (2: twice as "
+        "fast).")] = "recorded",
+    replay_match: Annotated[str, typer.Option(
+        "--replay-match", help="request: each request must match the recorded one; sequence: serve the recorded "
+        "responses in order, whatever was sent.")] = "request",
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
@@ -172,7 +184,10 @@ def run(
         try:
             overrides = spec_mod.parse_set(sets or [])
             run_spec = _resolve(task, agent, agents, model, mode.value if mode else None, overrides, timeout)
-            if not run_spec.model.is_sim:
+            from asyncfc_cli import cassette as cassettes
+
+            cassette = cassettes.for_run(run_spec, record, replay, replay_speed, replay_match)
+            if not run_spec.model.is_sim and replay is None:
                 # A missing key fails here, once, before anything runs or is retried
                 # (for known providers before LiteLLM's seconds of import, too).
                 from asyncfc_cli import credentials
@@ -224,7 +239,7 @@ def run(
                         errors_shown = True  # the plain lines print a model error as it happens
                 # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
                 with display:
-                    outcome = runner.execute(run_spec, writer, sinks, run_id)
+                    outcome = runner.execute(run_spec, writer, sinks, run_id, cassette)
         except KeyboardInterrupt:
             pass
         except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
@@ -247,6 +262,10 @@ def run(
     code = EXIT_OK if result.status == "ok" else EXIT_FAILED
     if code == EXIT_OK and failures:
         code = EXIT_EXPECT
+    if cassettes.failure_of(outcome):  # a replayed request that diverged: fix the cassette, not the run
+        raise _fail(redact.text(cassettes.failure_of(outcome)), EXIT_USAGE, redact.value(
+            {**_json_report(run_spec, outcome, failures, EXIT_USAGE), "status": "cassette_diverged"})
+            if as_json else None)
     if outcome.credentials_failure:
         # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
         from asyncfc_cli.credentials import fix_line
