@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from asyncfc_cli.cassette.format import MAX_DATA_CHARS
+from asyncfc_cli.cassette.scrub import scrub
 
 CURRENT: contextvars.ContextVar[Tap | None] = contextvars.ContextVar("asyncfc_cassette_tap", default=None)
 
@@ -39,6 +40,7 @@ class Tap:
         self._redactor = redactor
         self._t0 = time.monotonic()
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._reads: list[tuple[float, str]] = []  # the body, kept until it ends (see scrub)
         self.claimed = False  # only the attempt's own HTTP request is recorded
         self.ended = False
 
@@ -55,20 +57,20 @@ class Tap:
 
     def data(self, raw: bytes, final: bool = False) -> None:
         text = self._decoder.decode(raw, final)
-        if not text:
-            return
-        t = self._t()
-        # A secret split over two reads is masked in part at the edges (Redactor.text's cut flags).
-        text = self._redactor.text(text, cut_before=True, cut_after=True)
-        for start in range(0, len(text), MAX_DATA_CHARS):
-            self._write({"type": "chunk", "n": self.n, "t": t, "data": text[start:start + MAX_DATA_CHARS]})
+        if text:
+            self._reads.append((self._t(), text))
 
     def end(self, outcome: str) -> None:
+        """The attempt is over: its body is scrubbed of secrets as a whole and written."""
         if self.ended:
             return
         self.ended = True
         if outcome != "failed":
             self.data(b"", final=True)
+        for t, text in scrub(self._reads, self._redactor):
+            for start in range(0, len(text), MAX_DATA_CHARS):
+                self._write({"type": "chunk", "n": self.n, "t": t, "data": text[start:start + MAX_DATA_CHARS]})
+        self._reads = []
         self._write({"type": "end", "n": self.n, "t": self._t(), "outcome": outcome})
 
 

@@ -1,0 +1,266 @@
+"""Cassettes through the CLI: ``asyncfc run --record`` / ``--replay`` (and their settings).
+
+Recording talks to a model through LiteLLM's real path (the simulated model's
+server in each provider's wire format, or a scripted OpenAI-compatible endpoint
+on 127.0.0.1); replaying serves the cassette through the simulated model's
+server again, and the tools really run both times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asyncfc_cli.trace import read_trace
+from conftest import REPO, Reply, ScriptedServer, chunk
+
+QUICKSTART = REPO / "tasks" / "quickstart.toml"
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = dict(os.environ)
+    out.pop("FORCE_COLOR", None)
+    out.update(LITELLM_LOCAL_MODEL_COST_MAP="True", ASYNCFC_WARM="0", CI="1", ASYNCFC_TEST_PYTHON=sys.executable,
+               **extra)
+    return out
+
+
+def cli(*args: object, cwd: Path, extra_env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "asyncfc_cli.cli", *map(str, args)], cwd=cwd,
+                          env=env(**(extra_env or {})), capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def report(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def calls(data: dict) -> list[tuple[str, str]]:
+    return sorted((c["tool"], json.dumps(c["arguments"], sort_keys=True)) for c in data["tool_calls"])
+
+
+def model_seconds(trace: Path) -> float:
+    return sum(span.end - span.start for span in read_trace(trace).spans("model"))
+
+
+@pytest.mark.parametrize("model", ["sim", "sim:anthropic", "sim:gemini", "sim:responses"])
+def test_replay_gives_the_recorded_run_in_each_wire_format(tmp_path, model):
+    cassette = tmp_path / "quickstart.jsonl"
+    live = cli("run", QUICKSTART, "--model", model, "--json", "--record", cassette, "--trace", tmp_path / "live.jsonl",
+               cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    header = json.loads(cassette.read_text().splitlines()[0])
+    assert header["type"] == "cassette" and header["version"] == 1 and header["model"] == model
+    assert header["wire"] == (model.partition(":")[2] or "openai") and header["mode"] == "async"
+    assert header["asyncfc"] and header["provider"] == "asyncfc.sim"
+
+    replayed = cli("run", QUICKSTART, "--model", model, "--json", "--replay", cassette,
+                   "--trace", tmp_path / "replay.jsonl", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    before, after = report(live), report(replayed)
+    assert after["answer"] == before["answer"]
+    assert calls(after) == calls(before)
+    assert after["usage"] == before["usage"]
+    # Recorded speed: the run takes about as long as the live one (wide margin: a loaded machine).
+    assert abs(after["wall"] - before["wall"]) < 0.35 * before["wall"], (before["wall"], after["wall"])
+
+
+def test_instant_and_factor_speeds(tmp_path):
+    cassette = tmp_path / "sync.jsonl"
+    live = cli("run", QUICKSTART, "--mode", "sync", "--json", "--record", cassette, "--trace", tmp_path / "live.jsonl",
+               cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    instant = cli("run", QUICKSTART, "--mode", "sync", "--json", "--replay", cassette, "--replay-speed", "instant",
+                  "--trace", tmp_path / "instant.jsonl", cwd=tmp_path)
+    assert instant.returncode == 0, instant.stderr
+    assert report(instant)["answer"] == report(live)["answer"]
+    recorded_model_time = model_seconds(tmp_path / "live.jsonl")
+    assert recorded_model_time > 2  # the simulated model decodes at 60 tokens/s
+    assert model_seconds(tmp_path / "instant.jsonl") < 1.0
+    faster = cli("run", QUICKSTART, "--mode", "sync", "--json", "--replay", cassette, "--replay-speed", "4",
+                 "--trace", tmp_path / "fast.jsonl", cwd=tmp_path)
+    assert faster.returncode == 0, faster.stderr
+    assert model_seconds(tmp_path / "fast.jsonl") < recorded_model_time
+
+
+@pytest.fixture(scope="module")
+def quickstart_cassette(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("recorded")
+    cassette = where / "quickstart-async.jsonl"
+    live = cli("run", QUICKSTART, "--json", "--record", cassette, "--trace", where / "t.jsonl", cwd=where)
+    assert live.returncode == 0, live.stderr
+    return cassette
+
+
+def test_a_changed_prompt_stops_the_replay_naming_the_message(tmp_path, quickstart_cassette):
+    proc = cli("run", QUICKSTART, "--set", "topic=asyncio", "--replay", quickstart_cassette, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "request 1 does not match the recorded one: message 2 (user) differs" in proc.stderr
+    assert "asyncio" in proc.stderr and "fix: re-record" in proc.stderr and "--replay-match sequence" in proc.stderr
+    as_json = cli("run", QUICKSTART, "--set", "topic=asyncio", "--replay", quickstart_cassette, "--json",
+                  cwd=tmp_path)
+    assert as_json.returncode == 2
+    data = report(as_json)
+    assert data["status"] == "cassette_diverged" and data["exit_code"] == 2
+
+
+def test_replay_match_sequence_serves_in_order_whatever_was_sent(tmp_path, quickstart_cassette):
+    proc = cli("run", QUICKSTART, "--set", "topic=asyncio", "--replay", quickstart_cassette,
+               "--replay-match", "sequence", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "trio is a Python library" in report(proc)["answer"]  # the recorded answer, not a new one
+
+
+def test_a_cassette_from_another_mode_or_model_is_refused(tmp_path, quickstart_cassette):
+    proc = cli("run", QUICKSTART, "--mode", "sync", "--replay", quickstart_cassette, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "recorded in async mode and this run is in sync mode" in proc.stderr
+    assert "--mode async" in proc.stderr
+    other = cli("run", QUICKSTART, "--model", "sim:gemini", "--replay", quickstart_cassette, cwd=tmp_path)
+    assert other.returncode == 2
+    assert "recorded with the model sim and this run's model is sim:gemini" in other.stderr
+
+
+def test_a_changed_tool_result_stops_the_replay(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "examples" / "sample_project", project,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    extra = {"ASYNCFC_CODE_DIR": str(project)}
+    cassette = tmp_path / "inspect.jsonl"
+    task = REPO / "tasks" / "inspect.toml"
+    live = cli("run", task, "--mode", "sync", "--record", cassette, "-q", cwd=tmp_path, extra_env=extra)
+    assert live.returncode == 0, live.stderr
+    again = cli("run", task, "--mode", "sync", "--replay", cassette, "--replay-speed", "instant", "-q",
+                cwd=tmp_path, extra_env=extra)
+    assert again.returncode == 0, again.stderr  # the tools gave the same results: the replay goes through
+    with open(project / "inventory.py", "a") as f:
+        f.write("# one more line\n")
+    changed = cli("run", task, "--mode", "sync", "--replay", cassette, "--replay-speed", "instant", "-q",
+                  cwd=tmp_path, extra_env=extra)
+    assert changed.returncode == 2
+    assert "does not match the recorded one: message" in changed.stderr and "(tool) differs" in changed.stderr
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+SECRET_ENV = "sk-env-0123456789abcdef"
+SECRET_PARAM = "param-token-ZYXWVU987654"
+SECRET_HEADER = "hdr-secret-AAAA1111BBBB"
+
+
+def _spread(text: str) -> list[dict]:
+    """``text`` streamed three characters per event, as a model decodes."""
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({"content": text[i:i + 3]}) for i in range(0, len(text), 3)]
+    return out + [chunk({}, "stop")]
+
+
+def test_no_secret_is_written_to_a_cassette(tmp_path):
+    answer = (f"The key is {SECRET_ENV} and the token is {SECRET_PARAM}; header {SECRET_HEADER}. "
+              f"Whole: {SECRET_ENV}")
+    (tmp_path / "agents.toml").write_text(f"""
+[models.scripted]
+model = "openai/scripted-model"
+api_base = "${{CAS_BASE}}"
+api_key = "${{CAS_SECRET_KEY}}"
+params = {{ temperature = 0, api_token = "{SECRET_PARAM}", extra_headers = {{ "X-Custom" = "{SECRET_HEADER}" }} }}
+retries = 0
+
+[agents.echo]
+model = "scripted"
+instructions = "Answer."
+mode = "sync"
+""")
+    (tmp_path / "task.toml").write_text('agent = "echo"\nprompt = "Say the key."\n')
+    with ScriptedServer([Reply(chunks=_spread(answer))]) as server:
+        extra = {"CAS_BASE": server.base_url, "CAS_SECRET_KEY": SECRET_ENV}
+        live = cli("run", "task.toml", "--record", "c.jsonl", "--json", cwd=tmp_path, extra_env=extra)
+        assert live.returncode == 0, live.stderr
+        assert server.requests[0]["headers"]["authorization"] == f"Bearer {SECRET_ENV}"  # it was really sent
+    text = (tmp_path / "c.jsonl").read_text()
+    for secret in (SECRET_ENV, SECRET_PARAM, SECRET_HEADER):
+        for part in (secret, secret[:8], secret[-8:], secret[6:14]):
+            assert part not in text, part
+    assert "The key is" in text  # the rest of the answer is there
+    # The server is gone: the replay needs neither it nor the key.
+    replayed = cli("run", "task.toml", "--replay", "c.jsonl", "--json", cwd=tmp_path,
+                   extra_env={"CAS_BASE": "http://127.0.0.1:9/v1", "CAS_SECRET_KEY": "another-key-00000000"})
+    assert replayed.returncode == 0, replayed.stderr
+    shown = report(replayed)["answer"]
+    assert shown.startswith("The key is ") and SECRET_ENV not in shown
+
+
+# --- options and hostile cassettes ------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--record", "a.jsonl", "--replay", "b.jsonl"], "--record and --replay are given together"),
+    (["--replay-speed", "instant"], "--replay-speed: only applies with --replay"),
+    (["--replay-match", "sequence"], "--replay-match: only applies with --replay"),
+    (["--replay", "c.jsonl", "--replay-speed", "0"], "is not recorded, instant or a positive number"),
+    (["--replay", "c.jsonl", "--replay-speed", "fast"], "is not recorded, instant or a positive number"),
+    (["--replay", "c.jsonl", "--replay-match", "fuzzy"], "--replay-match 'fuzzy' is not one of request, sequence"),
+    (["--replay", "missing.jsonl"], "missing.jsonl: no such cassette"),
+    (["--record", "/proc/asyncfc-none/x.jsonl"], "cannot write the cassette"),
+])
+def test_bad_options_are_exit_2_with_a_fix(tmp_path, quickstart_cassette, args, message):
+    shutil.copy(quickstart_cassette, tmp_path / "c.jsonl")
+    proc = cli("run", QUICKSTART, *args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "fix:" in proc.stderr
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+HOSTILE = {
+    "bad_json": (lambda lines: [lines[0], "{not json"] + lines[1:], "line 2: not JSON"),
+    "huge_line": (lambda lines: lines[:1] + ['{"type": "request", "x": "' + "a" * 4_100_000 + '"}'],
+                  "line 2: the line is longer than 4,000,000 bytes"),
+    "deep": (lambda lines: lines[:1] + ["[" * 200_000 + "]" * 200_000], "line 2: JSON nested too deeply"),
+    "wrong_version": (lambda lines: [lines[0].replace('"version": 1', '"version": 99')] + lines[1:],
+                      "cassette version 99; this asyncfc reads version 1"),
+    "surrogate": (lambda lines: lines[:3] + ['{"type": "chunk", "n": 1, "t": 0.1, "data": "x\\ud800y"}'] + lines[3:],
+                  "data holds a lone surrogate"),
+    "escapes": (lambda lines: [lines[0].replace('"model": "sim"', '"model": "\\u001b[31mred\\u0007"')] + lines[1:],
+                "recorded with the model \\x1b[31mred\\x07"),
+    "truncated": (lambda lines: lines[:-1], "has no end record"),
+    "cut_line": (lambda lines: lines[:-1] + [lines[-1][:10]], "cut off"),
+    "not_a_cassette": (lambda lines: ['{"type": "header", "version": 1}'], "not an asyncfc cassette"),
+    "empty": (lambda lines: [], "an empty file, not a cassette"),
+    "endless_pause": (lambda lines: lines[:3] + ['{"type": "chunk", "n": 1, "t": 1e12, "data": "x"}'] + lines[3:],
+                      "t must be seconds between 0 and 3600"),
+    "nan": (lambda lines: lines[:3] + ['{"type": "chunk", "n": 1, "t": NaN, "data": "x"}'] + lines[3:],
+            "not JSON"),
+    "orphan": (lambda lines: lines[:1] + ['{"type": "chunk", "n": 7, "t": 0.1, "data": "x"}'],
+               "a chunk record outside its request"),
+    "binary": (None, "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_damaged_or_hostile_cassette_is_a_clear_exit_2(tmp_path, quickstart_cassette, case):
+    make, message = HOSTILE[case]
+    bad = tmp_path / "bad.jsonl"
+    if make is None:
+        bad.write_bytes(_lines(quickstart_cassette)[0].encode() + b"\n\xff\xfe\x00garbage\n")
+    else:
+        lines = make(_lines(quickstart_cassette))
+        text = "\n".join(lines)
+        bad.write_text(text + ("\n" if lines and case != "cut_line" else ""))
+    proc = cli("run", QUICKSTART, "--replay", bad, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert "fix:" in proc.stderr
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
