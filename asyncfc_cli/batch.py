@@ -118,6 +118,7 @@ class PlannedRun:
     model_override: str | None = None
     timeout: float | None = None
     repeats: int = 1  # the batch's --repeat, for labels
+    cassette: Any = None  # --record-dir / --replay-dir: this run's plan (asyncfc_cli.cassette)
 
     @property
     def label(self) -> str:
@@ -326,6 +327,9 @@ class RunReport:
     resumed: bool = False  # passed in an earlier invocation (--resume), not run again
     started: float | None = None  # seconds from the batch's start
     ended: float | None = None
+    cassette: str | None = None  # the run's cassette (--record-dir / --replay-dir)
+    recorded: bool = False
+    replayed: bool = False  # the model's answers came from the cassette, not the model
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -374,6 +378,9 @@ def report_from_outcome(run: PlannedRun, outcome: Any) -> RunReport:
     report.error = redact.text(outcome.credentials_failure or result.error) if (outcome.credentials_failure or result.error) else None
     report.failures = [redact.text(f) for f in failures]
     report.trace = str(outcome.trace_path)
+    from asyncfc_cli.cassette import note_in_report
+
+    note_in_report(report, outcome, run.cassette)
     return report
 
 
@@ -408,7 +415,8 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
         report.trace = None
         return report
     try:
-        outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits)
+        outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits,
+                                        cassette=run.cassette)
     except (ToolLoadError, SpecError) as exc:
         report = failed_report(run, str(exc), 2)
     except BaseException as exc:  # noqa: BLE001 - one run's bug must not end the other runs

@@ -297,3 +297,54 @@ def test_a_damaged_or_hostile_cassette_is_a_clear_exit_2(tmp_path, quickstart_ca
     assert message in proc.stderr, proc.stderr
     assert "fix:" in proc.stderr
     assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+
+
+# --- asyncfc batch ----------------------------------------------------------------------
+
+
+def test_batch_records_one_cassette_per_run_and_replays_them(tmp_path):
+    (tmp_path / "agents.toml").write_text(READER_AGENTS)
+    (tmp_path / "task.toml").write_text(READER_TASK)
+    (tmp_path / "note.txt").write_text("buy milk\n")
+    recorded = cli("batch", "task.toml", QUICKSTART, "--mode", "sync,parallel", "--record-dir", "cassettes",
+                   "--out", "out1", "--json", "-q", cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    runs = report(recorded)["runs"]
+    assert all(r["recorded"] and not r["replayed"] for r in runs)
+    files = sorted(p.name for p in (tmp_path / "cassettes").iterdir())
+    assert len(files) == 4 and files == sorted(Path(r["cassette"]).name for r in runs)
+    assert {f.split("-")[0] for f in files} == {"task", "quickstart"}
+
+    replayed = cli("batch", "task.toml", QUICKSTART, "--mode", "sync,parallel", "--replay-dir", "cassettes",
+                   "--replay-speed", "instant", "--out", "out2", "--json", "--junit", "junit.xml", "-q", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    again = report(replayed)["runs"]
+    assert all(r["replayed"] and r["status"] == "passed" for r in again)
+    assert [r["answer"] for r in again] == [r["answer"] for r in runs]
+    junit = (tmp_path / "junit.xml").read_text()
+    assert junit.count("replayed from the cassette cassettes/") == 4
+
+    # One run's tool now answers differently: that run exits 2, named, the others pass.
+    (tmp_path / "note.txt").write_text("buy bread\n")
+    diverged = cli("batch", "task.toml", QUICKSTART, "--mode", "sync", "--replay-dir", "cassettes",
+                   "--replay-speed", "instant", "--out", "out3", "--json", "--junit", "junit3.xml", "-q", cwd=tmp_path)
+    assert diverged.returncode == 2
+    by_task = {Path(r["task"]).name: r for r in report(diverged)["runs"]}
+    assert by_task["quickstart.toml"]["status"] == "passed"
+    bad = by_task["task.toml"]
+    assert bad["exit_code"] == 2 and "(tool) differs" in bad["error"] and bad["fix"].startswith("re-record")
+    assert "(tool) differs" in (tmp_path / "junit3.xml").read_text()
+
+
+def test_batch_cassette_options_are_checked_before_anything_runs(tmp_path):
+    (tmp_path / "agents.toml").write_text(READER_AGENTS)
+    (tmp_path / "task.toml").write_text(READER_TASK)
+    (tmp_path / "empty").mkdir()
+    missing = cli("batch", "task.toml", "--replay-dir", "empty", "--out", "o", cwd=tmp_path, timeout=120)
+    assert missing.returncode == 2
+    assert "no cassette for the run task" in missing.stderr and "--record-dir" in missing.stderr
+    both = cli("batch", "task.toml", "--replay-dir", "empty", "--record-dir", "x", cwd=tmp_path, timeout=120)
+    assert both.returncode == 2 and "given together" in both.stderr
+    alone = cli("batch", "task.toml", "--replay-speed", "2", cwd=tmp_path, timeout=120)
+    assert alone.returncode == 2 and "only applies with --replay" in alone.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.jsonl"))
