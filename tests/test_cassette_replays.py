@@ -35,7 +35,7 @@ SIM_RUNS = [
     ("tasks/mcp.toml", "sync", "sim"),
 ]
 # (task, mode) recorded on the real model.
-REAL_RUNS = [("arith", "sync"), ("notes", "sync"), ("arith", "async")]
+REAL_RUNS = [("arith", "sync"), ("notes", "sync"), ("notes", "async")]
 REAL_TASKS = REPO / "tests" / "data" / "real_model" / "tasks"
 
 
@@ -50,9 +50,10 @@ def real_name(task: str, mode: str) -> str:
 def env(**extra: str) -> dict[str, str]:
     out = dict(os.environ)
     out.pop("FORCE_COLOR", None)
+    # The real-model agents read their server from LLAMA_API_BASE; a replay never reaches it.
     out.update(LITELLM_LOCAL_MODEL_COST_MAP="True", ASYNCFC_WARM="0", CI="1", ASYNCFC_TEST_PYTHON=sys.executable,
-               # The real-model agents read their server from here; a replay never reaches it.
-               LLAMA_API_BASE=os.environ.get("LLAMA_API_BASE", "http://127.0.0.1:9/v1"), **extra)
+               LLAMA_API_BASE="http://127.0.0.1:9/v1")
+    out.update(extra)
     return out
 
 
