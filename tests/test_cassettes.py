@@ -243,6 +243,7 @@ mode = "sync"
     (["--replay", "c.jsonl", "--replay-speed", "fast"], "is not recorded, instant or a positive number"),
     (["--replay", "c.jsonl", "--replay-match", "fuzzy"], "--replay-match 'fuzzy' is not one of request, sequence"),
     (["--replay", "missing.jsonl"], "missing.jsonl: no such cassette"),
+    (["--model", "cohere/command-r", "--record", "x.jsonl"], "cannot record cohere/command-r"),
     (["--record", "/proc/asyncfc-none/x.jsonl"], "cannot write the cassette"),
 ])
 def test_bad_options_are_exit_2_with_a_fix(tmp_path, quickstart_cassette, args, message):
@@ -348,3 +349,12 @@ def test_batch_cassette_options_are_checked_before_anything_runs(tmp_path):
     alone = cli("batch", "task.toml", "--replay-speed", "2", cwd=tmp_path, timeout=120)
     assert alone.returncode == 2 and "only applies with --replay" in alone.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.jsonl"))
+
+
+def test_a_fifo_or_a_link_given_as_the_cassette_is_refused_without_blocking(tmp_path, quickstart_cassette):
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    (tmp_path / "link.jsonl").symlink_to(quickstart_cassette)
+    for name, message in (("fifo.jsonl", "not a regular file"), ("link.jsonl", "symbolic link")):
+        proc = cli("run", QUICKSTART, "--replay", name, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "fix:" in proc.stderr
