@@ -263,9 +263,9 @@ def run(
     if code == EXIT_OK and failures:
         code = EXIT_EXPECT
     if cassettes.failure_of(outcome):  # a replayed request that diverged: fix the cassette, not the run
-        raise _fail(redact.text(cassettes.failure_of(outcome)), EXIT_USAGE, redact.value(
-            {**_json_report(run_spec, outcome, failures, EXIT_USAGE), "status": "cassette_diverged"})
-            if as_json else None)
+        found = _json_report(run_spec, outcome, failures, EXIT_USAGE) if as_json else None
+        message, found = cassettes.divergence(outcome, found)
+        raise _fail(message, EXIT_USAGE, found)
     if outcome.credentials_failure:
         # A key the endpoint refused (or never got) is a setup problem, like a bad spec.
         from asyncfc_cli.credentials import fix_line

@@ -117,6 +117,8 @@ def test_a_changed_prompt_stops_the_replay_naming_the_message(tmp_path, quicksta
     assert as_json.returncode == 2
     data = report(as_json)
     assert data["status"] == "cassette_diverged" and data["exit_code"] == 2
+    assert data["error"].startswith(f"{quickstart_cassette}: request 1 does not match")
+    assert data["fix"].startswith("re-record the cassette")
 
 
 def test_replay_match_sequence_serves_in_order_whatever_was_sent(tmp_path, quickstart_cassette):

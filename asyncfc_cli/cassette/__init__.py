@@ -14,7 +14,7 @@ See docs/cassettes.md. The pieces:
 
 from asyncfc_cli.cassette.format import CassetteError
 
-__all__ = ["CassetteError", "batch_name", "failure_of", "for_batch", "for_run", "note_in_report"]
+__all__ = ["CassetteError", "batch_name", "divergence", "failure_of", "for_batch", "for_run", "note_in_report"]
 
 
 def for_run(spec, record=None, replay=None, speed="recorded", match="request"):  # type: ignore[no-untyped-def]
@@ -38,6 +38,16 @@ def failure_of(outcome) -> str | None:  # type: ignore[no-untyped-def]
     """Why a replay stopped (a request that diverged from the cassette), or None."""
     session = getattr(outcome, "cassette", None)
     return getattr(session, "failure", None)
+
+
+def divergence(outcome, report=None):  # type: ignore[no-untyped-def]
+    """The message of a replay that diverged, and ``report`` (the run's --json object) saying so; both redacted."""
+    redact = outcome.redactor
+    failure = redact.text(failure_of(outcome))
+    if report is None:
+        return failure, None
+    message, _, fix = failure.partition("\n  fix: ")
+    return failure, redact.value({**report, "status": "cassette_diverged", "error": message, "fix": fix})
 
 
 def batch_name(run) -> str:  # type: ignore[no-untyped-def]

@@ -65,7 +65,8 @@ def wire_format(spec: Any) -> tuple[str, str, str]:
         return provider, m.model, provider
     from asyncfc_cli.model import import_litellm
 
-    if provider in ("openai", "custom_openai") or provider in getattr(import_litellm(), "openai_compatible_providers", ()):
+    compatible = getattr(import_litellm(), "openai_compatible_providers", ())
+    if provider in ("openai", "custom_openai") or provider in compatible:
         return "openai", m.model, provider
     raise CassetteError(f"cannot record {m.model}: its provider ({provider or 'unknown'}) streams in a format "
                         "a cassette cannot replay",
