@@ -360,3 +360,33 @@ def test_a_fifo_or_a_link_given_as_the_cassette_is_refused_without_blocking(tmp_
         proc = cli("run", QUICKSTART, "--replay", name, cwd=tmp_path, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr and "fix:" in proc.stderr
+
+
+def test_a_secret_spread_over_events_is_starred_out_in_each_wire_format():
+    """The scrubber on the shapes of Anthropic, Gemini and Responses events (OpenAI's goes through the CLI above)."""
+    from asyncfc_cli.cassette.scrub import scrub
+    from asyncfc_cli.redaction import Redactor
+
+    secret = "tok-SECRET-value-42"
+    pieces = [secret[i:i + 4] for i in range(0, len(secret), 4)]
+    shapes = {
+        "anthropic": lambda p: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+        "anthropic-args": lambda p: {"type": "content_block_delta", "index": 1,
+                                     "delta": {"type": "input_json_delta", "partial_json": p}},
+        "gemini": lambda p: {"candidates": [{"content": {"parts": [{"text": p}], "role": "model"}}]},
+        "responses": lambda p: {"type": "response.output_text.delta", "delta": p},
+    }
+    for name, shape in shapes.items():
+        body = ["event: x\n" + "data: " + json.dumps(shape("say: ")) + "\n\n"]
+        body += ["data: " + json.dumps(shape(p)) + "\n\n" for p in pieces]
+        # Reads that cut lines anywhere, as a socket does.
+        text = "".join(body)
+        reads = [(0.1 * i, text[i:i + 37]) for i in range(0, len(text), 37)]
+        out = scrub(reads, Redactor([secret]))
+        joined = "".join(t for _, t in out)
+        assert all(p not in joined for p in (secret, "SECR", "ECRE", "alue", "e-42")), (name, joined)
+        assert "say: " in joined and joined.count("data: ") == len(pieces) + 1
+        assert [t for t, _ in out] == sorted(t for t, _ in out)
+        for line in joined.splitlines():
+            if line.startswith("data: "):
+                json.loads(line[6:])  # still valid events
