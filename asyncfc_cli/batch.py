@@ -120,6 +120,7 @@ class PlannedRun:
     model_override: str | None = None
     timeout: float | None = None
     repeats: int = 1  # the batch's --repeat, for labels
+    cassette: Any = None  # --record-dir / --replay-dir: this run's plan (asyncfc_cli.cassette)
 
     @property
     def label(self) -> str:
@@ -328,6 +329,9 @@ class RunReport:
     resumed: bool = False  # passed in an earlier invocation (--resume), not run again
     started: float | None = None  # seconds from the batch's start
     ended: float | None = None
+    cassette: str | None = None  # the run's cassette (--record-dir / --replay-dir)
+    recorded: bool = False
+    replayed: bool = False  # the model's answers came from the cassette, not the model
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -365,6 +369,9 @@ def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | N
     report.tool_calls = len(result.calls)
     report.answer, report.error, report.failures = verdict.answer, verdict.error, verdict.failures
     report.trace = str(outcome.trace_path)
+    from asyncfc_cli.cassette import note_in_report
+
+    note_in_report(report, outcome, run.cassette)
     return report
 
 
@@ -399,7 +406,8 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
         report.trace = None
         return report
     try:
-        outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits)
+        outcome = await runner.run_spec(run.spec, writer, [], run_id, shared.loop_thread, limits=shared.limits,
+                                        cassette=run.cassette)
     except (ToolLoadError, SpecError) as exc:
         report = failed_report(run, str(exc), 2)
     except BaseException as exc:  # noqa: BLE001 - one run's bug must not end the other runs

@@ -425,6 +425,8 @@ def junit_xml(outcome: BatchOutcome, command: str = "asyncfc batch") -> str:
                 out.append(f"trace: {r.trace}")
             if r.resumed:
                 out.append("passed in an earlier invocation (--resume); not run again")
+            if r.cassette:
+                out.append(f"{'replayed from' if r.replayed else 'recorded to'} the cassette {r.cassette}")
             if out:
                 ET.SubElement(case, "system-out").text = xml_text("\n".join(out), 20_000)
     ET.indent(root)

@@ -316,8 +316,11 @@ class LiteLLMClient:
         on_retry: Callable[[int, str], None] | None = None,
         redactor: Redactor | None = None,
         gate: Any = None,
+        cassette: Any = None,
     ) -> None:
         self.config = config
+        # The run's cassette session (asyncfc_cli.cassette.session): asked before every attempt.
+        self._cassette = cassette
         # Limits shared with other runs of the same model (asyncfc_cli.limits.RequestGate):
         # every attempt, retries included, goes through it and it sees a 429 on the way out.
         self._gate = gate
@@ -412,8 +415,15 @@ class LiteLLMClient:
         if self.config.api_key:
             kwargs["api_key"] = self.config.api_key
         litellm = self._litellm
+        # Recording: a tap for this attempt's HTTP response; replaying: the check
+        # against the cassette (a divergence raises here, before anything is sent).
+        tap = self._cassette.request(messages, tools) if self._cassette is not None else None
 
         async def pump() -> None:
+            if tap is not None:
+                from asyncfc_cli.cassette.capture import CURRENT
+
+                CURRENT.set(tap)  # this task's context only: the request's own
             try:
                 response = await litellm.acompletion(**kwargs)
                 async for chunk in response:
@@ -423,6 +433,9 @@ class LiteLLMClient:
                 raise
             except BaseException as exc:  # crosses to trio, re-raised there
                 hand_over("error", exc)
+            finally:
+                if tap is not None:
+                    tap.end("cut" if tap.claimed else "failed")  # a no-op if the body already ended it
 
         future = asyncio.run_coroutine_threadsafe(pump(), loop)
         decoder = StreamDecoder(clock=trio.current_time)

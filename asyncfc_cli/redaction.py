@@ -244,6 +244,17 @@ class Redactor:
             text = self._edges(text, cut_before, cut_after)
         return text
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where secrets are in ``text``, as (start, end) ranges: for a caller that masks
+        text whose pieces live apart (a streamed answer, token by token, in many events)."""
+        found = []
+        for secret in self._secrets:
+            start = text.find(secret)
+            while start >= 0:
+                found.append((start, start + len(secret)))
+                start = text.find(secret, start + 1)
+        return found
+
     def _edges(self, text: str, before: bool, after: bool) -> str:
         for secret in self._secrets:
             for size in range(len(secret) - 1, _MIN_MASKED - 1, -1):

@@ -38,6 +38,7 @@ class RunOutcome:
     # exits 2 with a fix line, not 1.
     credentials_failure: str | None = None
     key_hint: str = ""
+    cassette: Any = None  # the run's cassette session (asyncfc_cli.cassette), if it recorded or replayed
 
 
 def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None = None) -> TraceWriter:
@@ -157,7 +158,8 @@ def agent_run(spec: RunSpec, tools: dict | None = None,
                     **{name: getattr(spec.agent, name) for name in LOOP_SETTINGS})
 
 
-def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: str | None = None) -> RunOutcome:
+def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: str | None = None,
+            cassette: Any = None) -> RunOutcome:
     """Run the task to completion in a fresh trio run; the trace is closed afterwards.
 
     ``KeyboardInterrupt`` (and SIGTERM, turned into one) propagates after the
@@ -172,7 +174,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
         with AsyncioThread() as loop_thread:
 
             async def main() -> None:
-                outcome.append(await run_spec(spec, writer, sinks, run_id, loop_thread))
+                outcome.append(await run_spec(spec, writer, sinks, run_id, loop_thread, cassette=cassette))
 
             run_until_signal(main)
     finally:
@@ -183,7 +185,7 @@ def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: 
 
 
 async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], run_id: str,
-                   loop_thread: AsyncioThread, limits: Any = None) -> RunOutcome:
+                   loop_thread: AsyncioThread, limits: Any = None, cassette: Any = None) -> RunOutcome:
     """One run of ``spec`` inside the caller's trio run: the core :func:`execute`
     and ``asyncfc batch`` share.
 
@@ -196,14 +198,18 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     with the caller's other runs of the same model. The writer is
     closed when this returns or raises; cancellation from the caller
     propagates after the trace got its summary (status ``interrupted``).
+    ``cassette`` (:class:`asyncfc_cli.cassette.session.CassettePlan`): record the
+    model's responses, or replay them in place of the model.
     """
     # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
     redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
     trace = Trace(redactor=redactor)
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)
+    session = None
     try:
-        async with _serving(spec) as config:
+        session = cassette.start(spec, redactor) if cassette is not None else None
+        async with _serving(spec, session) as config:
             trace.emit("header", **run_header(spec, run_id))
 
             def on_retry(attempt: int, error: str) -> None:
@@ -216,7 +222,8 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
                 from asyncfc_cli.limits import model_key
 
                 gate = limits.gate(model_key(spec.model.model, spec.model.api_base), trace)
-            client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor, gate=gate)
+            client = LiteLLMClient(config, loop_thread, on_retry=on_retry, redactor=redactor, gate=gate,
+                                   cassette=session)
             # Tool resources (processes, servers) live exactly as long as the run.
             opened = False
             try:
@@ -228,18 +235,21 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
                     trace.emit("summary", status="error", turns=0, requests=0, tool_calls=0, error=str(exc))
                 raise
             return RunOutcome(result, writer.path, run_id, trace, redactor, client.credentials_failure,
-                              config.key_hint)
+                              config.key_hint, session)
     finally:
         writer.close()
+        if session is not None:
+            session.close()
 
 
 @asynccontextmanager
-async def _serving(spec: RunSpec) -> AsyncIterator[ModelConfig]:
+async def _serving(spec: RunSpec, cassette: Any = None) -> AsyncIterator[ModelConfig]:
     """:func:`model_endpoint` inside trio: starting the simulated server is a bind and a
     thread, but stopping it joins threads, so it happens off the event loop (other runs
     of a batch keep going), shielded so a cancelled run still stops its server."""
     with ExitStack() as stack:
-        config = stack.enter_context(model_endpoint(spec))
+        replaying = cassette is not None and cassette.replaying
+        config = stack.enter_context(cassette.endpoint(spec) if replaying else model_endpoint(spec))
         try:
             yield config
         finally:

@@ -56,6 +56,17 @@ def batch(
         "--ray", help="Run on a Ray cluster at this address (ray://HOST:10001, or auto), or 'local' to start "
         "a Ray instance on this machine. Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    record_dir: Annotated[Optional[Path], typer.Option(
+        "--record-dir", help="Record every run's model responses into a cassette in this directory (one per "
+        "run, named by the run's key); replay them with --replay-dir. See docs/cassettes.md.")] = None,
+    replay_dir: Annotated[Optional[Path], typer.Option(
+        "--replay-dir", help="Answer every run from its cassette in this directory instead of the model: no key, "
+        "no network. A run whose requests differ from its cassette's exits 2.")] = None,
+    replay_speed: Annotated[str, typer.Option(
+        "--replay-speed", help="With --replay-dir: recorded, instant, or a factor (2: twice as fast).")] = "recorded",
+    replay_match: Annotated[str, typer.Option(
+        "--replay-match", help="With --replay-dir: request (each request must match) or sequence (serve in "
+        "order).")] = "request",
 ) -> None:
     """Run every task x matrix row x mode x repeat concurrently, with shared per-model limits.
 
@@ -95,7 +106,11 @@ def batch(
                 out_dir = out if out is not None else Path(".asyncfc") / "batch" / new_run_id()
                 planned = engine.plan_batch(tasks, rows, modes, out_dir, model=model, agents=agents, repeat=repeat,
                                             timeout=timeout, matrix=matrix)
-                engine.check_keys(planned)
+                from asyncfc_cli import cassette as cassettes
+
+                cassettes.for_batch(planned, record_dir, replay_dir, replay_speed, replay_match, ray)
+                if replay_dir is None:  # a replay needs no key
+                    engine.check_keys(planned)
                 if junit is not None:
                     from asyncfc_cli.trace import check_writable
 

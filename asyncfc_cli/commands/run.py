@@ -52,6 +52,18 @@ def run(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    record: Annotated[Optional[Path], typer.Option(
+        "--record", help="Record the model's streamed responses into this cassette (JSONL; no secret is "
+        "written): replay it later with --replay, offline and without a key. See docs/cassettes.md.")] = None,
+    replay: Annotated[Optional[Path], typer.Option(
+        "--replay", help="Answer from this cassette instead of the model, through LiteLLM's real path: no key, no "
+        "network. A request that differs from the recorded one stops the run (exit 2).")] = None,
+    replay_speed: Annotated[str, typer.Option(
+        "--replay-speed", help="recorded (each chunk at its recorded time), instant, or a factor (2: twice as "
+        "fast).")] = "recorded",
+    replay_match: Annotated[str, typer.Option(
+        "--replay-match", help="request: each request must match the recorded one; sequence: serve the recorded "
+        "responses in order, whatever was sent.")] = "request",
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
@@ -69,14 +81,14 @@ def run(
     # print(), a library's banner, a child process) goes to stderr instead:
     # stdout is the answer or the JSON object, nothing else.
     with stdout_to_stderr() as stdout_fd:
-        run_spec = _prepare(task, agent, agents, model, mode.value if mode else None, sets, timeout, as_json,
-                            stdout_fd)
+        run_spec, cassette = _prepare(task, agent, agents, model, mode.value if mode else None, sets, timeout,
+                                      as_json, stdout_fd, (record, replay, replay_speed, replay_match))
         if not quiet:
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
         run_id = new_run_id()
         trace_path = trace or default_trace_path(run_id)
-        started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd)
+        started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd, cassette)
     if started.outcome is None:
         raise _interrupted(trace_path, started.writer, as_json)
     raise _report(run_spec, started, trace_path, as_json, quiet)
@@ -92,14 +104,17 @@ class _Started:
 
 
 def _prepare(task: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
-             sets: list[str] | None, timeout: float | None, as_json: bool, stdout_fd: int | None) -> Any:
-    """The run's spec, with the model's key checked; a problem is exit 2 before anything runs."""
-    from asyncfc_cli import spec as spec_mod
+             sets: list[str] | None, timeout: float | None, as_json: bool, stdout_fd: int | None,
+             cassette_options: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The run's spec and cassette plan (docs/cassettes.md), with the model's key
+    checked (a replay needs none); a problem is exit 2 before anything runs."""
+    from asyncfc_cli import cassette as cassettes, spec as spec_mod
 
     try:
         overrides = spec_mod.parse_set(sets or [])
         run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout)
-        if not run_spec.model.is_sim:
+        cassette = cassettes.for_run(run_spec, *cassette_options)
+        if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
             # (for known providers before LiteLLM's seconds of import, too).
             from asyncfc_cli import credentials
@@ -109,7 +124,7 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
             credentials.resolve(run_spec.model, import_litellm())
     except spec_mod.SpecError as exc:
         raise spec_fail(exc, as_json, stdout_fd) from None
-    return run_spec
+    return run_spec, cassette
 
 
 def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
@@ -153,7 +168,7 @@ def _read_stdin_prompt() -> str:
 
 
 def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet: bool,
-             stdout_fd: int | None) -> _Started:
+             stdout_fd: int | None, cassette: Any = None) -> _Started:
     """Open the trace and run; Ctrl-C or SIGTERM at any moment leaves what got that far."""
     from asyncfc_cli import runner
 
@@ -164,7 +179,7 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
             sinks, display, started.errors_shown = _progress(run_spec, quiet, as_json)
             # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
             with display:
-                started.outcome = runner.execute(run_spec, started.writer, sinks, run_id)
+                started.outcome = runner.execute(run_spec, started.writer, sinks, run_id, cassette)
     except KeyboardInterrupt:
         pass
     except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
@@ -236,6 +251,14 @@ def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, q
     outcome = started.outcome
     trace_failed = started.writer.failed  # the disk filled up mid-run: the verdict says so
     verdict = judge(outcome, run_spec.expect, trace_failed)
+    from asyncfc_cli import cassette as cassettes
+
+    if cassettes.failure_of(outcome):  # a replayed request that diverged: fix the cassette, not the run
+        found = _json_report(run_spec, outcome, verdict) if as_json else None
+        message, found = cassettes.divergence(outcome, found)
+        if found is not None:
+            found["exit_code"] = EXIT_USAGE
+        return fail(message, EXIT_USAGE, found)
     if as_json:
         report = _json_report(run_spec, outcome, verdict)
         if trace_failed is not None:

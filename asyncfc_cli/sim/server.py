@@ -49,7 +49,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], sim: SimServer):
         self.sim = sim
-        super().__init__(address, _Handler)
+        super().__init__(address, sim.handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -193,6 +193,9 @@ class SimServer:
     requests. ``requests``, ``last_messages`` (the conversation as the
     engine read it) and ``last_request`` are there for tests.
     """
+
+    # What answers a request; a cassette's replay (asyncfc_cli.cassette.replay) has its own.
+    handler: type[BaseHTTPRequestHandler] = _Handler
 
     def __init__(self, plan: SimPlan, host: str = "127.0.0.1", port: int = 0, protocol: str | None = None):
         self.plan = plan
