@@ -70,6 +70,8 @@ from asyncfc_cli.spec.resolve import (
     resolve_prompt_run,
     resolve_run,
     resolve_task,
+    task_params,
+    task_sim_plan,
     tool_source,
 )
 from asyncfc_cli.spec.schema import (
@@ -95,5 +97,6 @@ __all__ = [
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
     "load_agents_file", "load_sim_plan", "load_task", "parse_set", "prompt_parameters", "read_toml",
     "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
+    "task_params", "task_sim_plan",
     "tool_hints", "tool_source", "tool_spec_error", "validate_as", "validate_file",
 ]
