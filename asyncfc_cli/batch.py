@@ -15,7 +15,8 @@ The pieces, from the bottom:
 - :func:`run_concurrently`: at most ``max_runs`` items at once, in order;
 - :func:`plan_batch`: tasks × matrix rows × modes × repeats, each resolved
   (and so validated) before anything runs: a bad spec is exit 2 with nothing
-  started;
+  started; :func:`unstartable` finds the runs whose model's key is missing,
+  reported as not started while the others run;
 - :func:`run_planned`: one planned run to a :class:`RunReport`, the record
   every output is built from (progress, ``results.jsonl``, JUnit, JSON, the
   summary table); also what a Ray worker sends back (:mod:`asyncfc_cli.ray_batch`).
@@ -40,6 +41,7 @@ from asyncfc_cli.limits import ModelLimits, model_key
 from asyncfc_cli.modes import NAMES as MODES
 from asyncfc_cli.spec import RunSpec, SpecError
 
+NOT_STARTED = "not_started"  # the run_status of a run whose model could not be used (a missing key)
 RESULTS_FILE = "results.jsonl"  # one line per finished run, appended as it ends (--resume reads it)
 TRACES_DIR = "traces"
 MAX_MATRIX_BYTES = 10_000_000
@@ -277,24 +279,36 @@ def _file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:120]
 
 
-def check_keys(planned: Iterable[PlannedRun]) -> None:
-    """A hosted model's missing key is exit 2 before anything runs, once per model."""
+def unstartable(planned: Iterable[PlannedRun]) -> dict[str, SpecError]:
+    """The runs whose model cannot be used (a hosted model's key is missing), by
+    run key, with the error ``asyncfc run`` would stop on: those runs are
+    reported as not started, the others still run (decided once per model)."""
     from asyncfc_cli import credentials
     from asyncfc_cli.model import import_litellm
 
-    seen: set[str] = set()
-    planned = list(planned)
-    for run in planned:  # the missing keys of known providers first: no LiteLLM import for them
-        if run.spec is not None:
-            credentials.precheck(run.spec.model)
+    found: dict[str, SpecError] = {}
+    by_model: dict[str, SpecError | None] = {}
+    planned = [run for run in planned if run.spec is not None and not run.spec.model.is_sim]
+    # The missing keys of known providers first: no LiteLLM import for them.
     for run in planned:
-        m = run.spec.model if run.spec is not None else None
-        if m is None or m.is_sim:
+        try:
+            credentials.precheck(run.spec.model)
+        except SpecError as exc:
+            found[run.key] = exc
+    for run in planned:
+        if run.key in found:
             continue
+        m = run.spec.model
         key = model_key(m.model, m.api_base) + (m.key_env or "") + ("k" if m.api_key else "")
-        if key not in seen:
-            seen.add(key)
-            credentials.resolve(m, import_litellm())
+        if key not in by_model:
+            try:
+                credentials.resolve(m, import_litellm())
+                by_model[key] = None
+            except SpecError as exc:
+                by_model[key] = exc
+        if by_model[key] is not None:
+            found[run.key] = by_model[key]
+    return found
 
 
 # --- one run's report ----------------------------------------------------------------------
@@ -372,6 +386,16 @@ def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | N
     from asyncfc_cli.cassette import note_in_report
 
     note_in_report(report, outcome, run.cassette)
+    return report
+
+
+def not_started_report(run: PlannedRun, exc: SpecError) -> RunReport:
+    """A run that could not start (its model's key is missing): failed, exit 2
+    as ``asyncfc run`` would, the reason and its fix named, no trace."""
+    where = f"{exc.key}: " if exc.key else ""
+    report = failed_report(run, f"not started: {where}{exc.message}", EXIT_USAGE)
+    report.run_status, report.trace = NOT_STARTED, None
+    report.fix = exc.fix
     return report
 
 
@@ -472,6 +496,12 @@ def exit_code(outcome: BatchOutcome) -> int:
     if UNMET in statuses:
         return EXIT_EXPECT
     return 0
+
+
+def in_plan_order(planned: Sequence[PlannedRun], reports: Iterable[RunReport]) -> list[RunReport]:
+    """``reports`` (one per planned run, from several sources) in the plan's order."""
+    by_key = {report.key: report for report in reports}
+    return [by_key[run.key] for run in planned if run.key in by_key]
 
 
 def run_local(planned: Sequence[PlannedRun], max_runs: int, max_per_model: int | None,

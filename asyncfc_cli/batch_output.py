@@ -30,8 +30,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from asyncfc_cli import safefiles
-from asyncfc_cli.batch import (FAILED, INTERRUPTED, PASSED, RESULTS_FILE, SKIPPED, TRACES_DIR, UNMET, BatchOutcome,
-                               PlannedRun, RunReport)
+from asyncfc_cli.batch import (FAILED, INTERRUPTED, NOT_STARTED, PASSED, RESULTS_FILE, SKIPPED, TRACES_DIR, UNMET,
+                               BatchOutcome, PlannedRun, RunReport)
 from asyncfc_cli.output import printable
 from asyncfc_cli.spec import SpecError
 
@@ -250,7 +250,7 @@ def run_line(report: RunReport, done: int, total: int) -> str:
     width = len(str(total))
     style = _STYLE.get(report.status, "")
     head = f"[dim][{done:>{width}}/{total}][/] [{style}]{report.status:<11}[/] {_text(report.label, 80)}"
-    if report.status in (PASSED, FAILED, UNMET):
+    if report.status in (PASSED, FAILED, UNMET) and report.run_status != NOT_STARTED:
         head += (f" [dim]{report.wall:.2f}s · {report.requests} requests · tokens "
                  f"{report.tokens_in}/{report.tokens_out}[/]")
     lines = [head]
@@ -296,7 +296,7 @@ def summary_rows(reports: list[RunReport]) -> list[dict[str, Any]]:
 
     rows = []
     for (task, params, mode), rs in groups.items():
-        ran = [r for r in rs if r.run_status is not None]
+        ran = [r for r in rs if r.run_status not in (None, NOT_STARTED)]
         wall = median_wall(rs)
         sync = median_wall(groups.get((task, params, "sync"), []))
         rows.append({

@@ -88,18 +88,50 @@ def _missing_key(model: ResolvedModel, missing: list[str]) -> SpecError:
         "to try asyncfc without a key, run with --model sim")
 
 
+@dataclass(frozen=True)
+class KeyNeed:
+    """Whether a run of a model needs a key from the environment, decided
+    without LiteLLM: what ``asyncfc run`` refuses to start without and what
+    ``asyncfc agents`` / ``models`` say, from one decision.
+
+    ``kind``: ``"sim"`` (none), ``"spec"`` (the model's own api_key),
+    ``"server"`` (an api_base and no key: a placeholder is sent, the server
+    decides), ``"provider"`` (one of ``accepted`` must be set, else the run
+    refuses; ``report`` names what to set) or ``"litellm"`` (a provider this
+    table does not know: LiteLLM decides when the run resolves it).
+    """
+
+    kind: str
+    accepted: tuple[str, ...] = ()
+    report: tuple[str, ...] = ()
+    present: bool | None = None  # for "provider": whether one of ``accepted`` is set (even empty, as LiteLLM counts it)
+
+
+def key_need(model: str, api_key: str | None, api_base: str | None,
+             env: Any = None) -> KeyNeed:
+    """The decision for a model string with its api_key and api_base as a run
+    has them: after ``${VAR}`` substitution, an empty value being none."""
+    env = os.environ if env is None else env
+    if model == "sim" or model.startswith("sim:"):
+        return KeyNeed("sim")
+    if api_key:
+        return KeyNeed("spec")
+    if api_base:
+        return KeyNeed("server")
+    provider, slash, rest = model.partition("/")
+    known = KNOWN_KEYS.get(provider) if slash and rest else None
+    if known is None:
+        return KeyNeed("litellm")
+    accepted, report = known
+    return KeyNeed("provider", accepted, report, any(name in env for name in accepted))
+
+
 def precheck(model: ResolvedModel) -> None:
     """:func:`resolve`'s missing-key error, decided without importing LiteLLM, for a
     ``provider/model`` of :data:`KNOWN_KEYS`; anything else passes, for resolve to decide."""
-    if model.is_sim or model.api_key or model.api_base:
-        return
-    provider, slash, rest = model.model.partition("/")
-    known = KNOWN_KEYS.get(provider) if slash and rest else None
-    if known is None:
-        return
-    accepted, missing = known
-    if not any(name in os.environ for name in accepted):
-        raise _missing_key(model, list(missing))
+    need = key_need(model.model, model.api_key, model.api_base)
+    if need.kind == "provider" and not need.present:
+        raise _missing_key(model, list(need.report))
 
 
 def resolve(model: ResolvedModel, litellm: Any) -> Credentials:

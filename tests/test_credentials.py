@@ -206,3 +206,46 @@ def test_a_refused_key_exits_2_once_with_a_fix_naming_the_variable(tmp_path, qui
     assert PLANTED not in result.output + trace.read_text()
     data = read_trace(trace)
     assert data.summary["status"] == "error" and not data.of_type("retry")
+
+
+# --- one decision for run, agents and models ----------------------------------------------
+
+
+def _shipped_remote_table() -> str:
+    """The repository's own [models.remote] table, as written (``${ASYNCFC_API_BASE:-}`` and all)."""
+    text = (Path(__file__).parent.parent / "agents.toml").read_text()
+    start = text.index("[models.remote]")
+    return text[start:text.index("\n# ---", start)]
+
+
+def test_agents_and_models_say_what_run_decides_about_the_key(tmp_path):
+    """The shipped ``remote`` model with ASYNCFC_API_BASE unset: run refuses
+    without OPENAI_API_KEY, so agents and models say it is needed and unset
+    (they used to test the raw ``${ASYNCFC_API_BASE:-}`` and call it a server).
+    With ASYNCFC_API_BASE set, all three agree no key is needed."""
+    task = project(tmp_path, _shipped_remote_table(), "remote")
+    plain = {**NO_KEYS, "ASYNCFC_API_BASE": None, "ASYNCFC_API_KEY": None, "ASYNCFC_REMOTE_MODEL": None,
+             "ASYNCFC_MODEL": None}
+
+    def listed(env: dict) -> tuple[dict, dict]:
+        models = invoke("models", "--agents", tmp_path / "agents.toml", "--json", env=env)
+        agents = invoke("agents", "--agents", tmp_path / "agents.toml", "--json", env=env)
+        assert models.exit_code == 0 and agents.exit_code == 0, models.output + agents.output
+        model = {m["ref"]: m for m in json.loads(models.stdout)["models"]}["remote"]
+        agent = {a["name"]: a for a in json.loads(agents.stdout)["agents"]}["a"]
+        return model["key"], agent
+
+    key, agent = listed(plain)
+    assert (key["source"], key["variable"], key["set"]) == ("provider", "OPENAI_API_KEY", False)
+    assert "refuses" in key["text"] and json.dumps(key) in json.dumps(agent)
+    result, _ = run(task, env=plain)
+    assert result.exit_code == 2 and "OPENAI_API_KEY is not set" in result.output
+
+    with ScriptedServer([Reply(chunks=text_stream("served"))]) as server:
+        served = {**plain, "ASYNCFC_API_BASE": server.base_url}
+        key, agent = listed(served)
+        assert key["set"] is False and "if the server at api_base asks" in key["text"]
+        assert json.dumps(key) in json.dumps(agent)
+        result, _ = run(task, "--json", env=served)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answer"] == "served"

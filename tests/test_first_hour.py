@@ -467,3 +467,33 @@ def test_tools_lists_an_mcp_servers_tools_by_starting_it():
     report = json.loads(done.stdout)
     mcp = [t for t in report["tools"] if t["kind"] == "mcp"]
     assert {"search", "book", "copies"} <= {t["name"] for t in mcp}
+
+
+def test_validate_with_no_file_checks_the_project_found_from_the_current_directory(tmp_path):
+    """``asyncfc validate`` alone, from anywhere inside a project: its agents.toml
+    and every task under tasks/ (nested too; hidden directories skipped), a
+    summary, exit 2 if one is bad; outside a project, exit 2 saying so."""
+    assert run_cli("init", cwd=tmp_path).code == 0
+    (tmp_path / "tasks" / "more").mkdir()
+    bad = tmp_path / "tasks" / "more" / "bad.toml"
+    bad.write_text('agent = "nobody"\nprompt = "p"\n')
+    (tmp_path / "tasks" / ".drafts").mkdir()
+    (tmp_path / "tasks" / ".drafts" / "draft.toml").write_text("not toml [")
+
+    done = cli("validate", cwd=tmp_path / "tasks")
+    assert done.code == 2, done.stderr
+    assert "agents.toml and 2 tasks" in done.stderr and "draft" not in done.stderr
+    assert "agent 'nobody' is not defined" in done.stderr and "3 files: 2 ok, 1 with errors" in done.stderr
+    doc = json.loads(cli("validate", "--json", cwd=tmp_path / "tasks").stdout)
+    assert doc["exit_code"] == 2 and Path(doc["project"]) == tmp_path.resolve()
+    assert [(Path(f["path"]).name, f["ok"]) for f in doc["files"]] == \
+        [("agents.toml", True), ("hello.toml", True), ("bad.toml", False)]
+
+    bad.unlink()
+    done = cli("validate", cwd=tmp_path)
+    assert done.code == 0 and "2 files: 2 ok, 0 with errors" in done.stderr, done.stderr
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "agents.toml").rename(tmp_path / "agents.saved")
+    done = cli("validate", "--json", cwd=outside)
+    assert done.code == 2 and "no agents.toml in" in json.loads(done.stdout)["error"]

@@ -428,3 +428,50 @@ def test_errors_come_in_each_providers_format():
             other = REQUESTS["anthropic" if protocol != "anthropic" else "openai"][0]
             status, data = post(server, other, body)
             assert status == 404 and "error" in data
+
+
+def _serve_first_calls(argv: list[str]) -> list[dict]:
+    """Start ``asyncfc sim serve`` as a user does (from the repository's root),
+    ask its Gemini endpoint for a first answer and return the function calls in it."""
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "asyncfc_cli", *argv, "--port", "0"], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "400"})
+    try:
+        line = proc.stderr.readline()
+        assert " at http://127.0.0.1:" in line, line + proc.stderr.read() if proc.poll() is not None else line
+        base_url = line.split(" at ", 1)[1].split(";", 1)[0]
+        body = {"contents": [{"role": "user", "parts": [{"text": "Compare the pages."}]}]}
+        request = urllib.request.Request(f"{base_url}/models/asyncfc-sim:generateContent",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        parts = answer["candidates"][0]["content"]["parts"]
+        return [part["functionCall"] for part in parts if "functionCall" in part]
+    finally:
+        proc.send_signal(2)
+        proc.wait(20)
+
+
+def test_sim_serve_as_docs_show_it_fills_the_tasks_params_and_takes_set():
+    """docs/providers.md's ``asyncfc sim serve tasks/quickstart.toml --protocol gemini``
+    (only the port made free): the plan's {url_a} is the task's [params] value,
+    and --set changes it as it does for run."""
+    import shlex
+
+    shown = [line.split("#", 1)[0].split() for line in (REPO / "docs" / "providers.md").read_text().splitlines()
+             if line.startswith("asyncfc sim serve tasks/quickstart.toml")]
+    assert shown, "docs/providers.md no longer shows sim serve on the quickstart"
+    argv = shlex.split(" ".join(shown[0]))[1:]
+    calls = _serve_first_calls(argv)
+    assert calls and calls[0]["name"] == "fetch"
+    assert calls[0]["args"]["url"] == "https://example.org/structured-concurrency"
+    calls = _serve_first_calls([*argv, "--set", "url_a=https://example.org/other"])
+    assert calls[0]["args"]["url"] == "https://example.org/other"
+
+
+def test_sim_serve_refuses_a_set_for_a_parameter_the_task_lacks():
+    result = invoke("sim", "serve", str(REPO / "tasks" / "quickstart.toml"), "--set", "urla=x", "--port", "0",
+                    catch_exceptions=True)
+    assert result.exit_code == 2 and "no parameter {urla}" in result.output and "url_a" in result.output

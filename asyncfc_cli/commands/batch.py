@@ -17,8 +17,9 @@ from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, err, sigt
 BATCH_EXIT_CODES = """
 Exit codes: 0 every run passed; 1 a run failed (model error, max turns,
 timeout, a trace the disk could not take); 3 every run succeeded but an expectation was not met; 2 a usage or
-spec error (nothing ran), or a run that exits 2 (a missing or refused API key,
-a tool server that would not start); 130 interrupted (every run cancelled,
+spec error (nothing ran), or a run that exits 2 (a missing or refused API key:
+that run is reported as not started and the others still run; a tool server
+that would not start); 130 interrupted (every run cancelled,
 every trace closed). The first of 130, 2, 1, 3 that applies wins.
 """
 
@@ -109,8 +110,8 @@ def batch(
                 from asyncfc_cli import cassette as cassettes
 
                 cassettes.for_batch(planned, record_dir, replay_dir, replay_speed, replay_match, ray)
-                if replay_dir is None:  # a replay needs no key
-                    engine.check_keys(planned)
+                # A replay needs no key: no run is held back for one.
+                blocked = engine.unstartable(planned) if replay_dir is None else {}
                 if junit is not None:
                     from asyncfc_cli.trace import check_writable
 
@@ -126,6 +127,11 @@ def batch(
             for problem in log.problems:
                 err.print(f"[yellow]warning:[/] {problem}", markup=True, highlight=False)
             done = log.resumable(planned)
+            # A run whose model's key is missing is reported, with its task and
+            # fix, as not started; the other runs still run.
+            not_started = [engine.not_started_report(run, blocked[run.key]) for run in planned
+                           if run.key in blocked and run.key not in done]
+            runnable = [run for run in planned if run.key not in blocked or run.key in done]
             live = live_allowed(err.get(), quiet=quiet, as_json=as_json)
             progress = output.BatchProgress(err.get(), len(planned), live, quiet or as_json, resumed=len(done))
             if not (quiet or as_json):
@@ -140,19 +146,22 @@ def batch(
 
             try:
                 with progress:
+                    for report in not_started:
+                        finished(report)
                     if ray_backend is not None:
                         def ready(text: str) -> None:
                             if not (quiet or as_json):
                                 err.print(text, markup=False, highlight=False)
 
-                        outcome = ray_backend.run(planned, max_runs, max_per_model, done, progress.started, finished,
+                        outcome = ray_backend.run(runnable, max_runs, max_per_model, done, progress.started, finished,
                                                   ready)
                     else:
-                        outcome = engine.run_local(planned, max_runs, max_per_model, done, progress.started, finished)
+                        outcome = engine.run_local(runnable, max_runs, max_per_model, done, progress.started, finished)
             except spec_mod.SpecError as exc:  # Ray could not be reached or started: nothing ran
                 raise usage_error(exc, stdout_fd) from None
             finally:
                 log.close()
+            outcome.reports = engine.in_plan_order(planned, [*outcome.reports, *not_started])
 
         code = engine.exit_code(outcome)
         if junit is not None:

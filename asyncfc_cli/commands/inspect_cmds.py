@@ -255,12 +255,31 @@ def key_source(model: str, raw: dict[str, Any], env: dict[str, str] | None = Non
             return {"source": "file", "variable": name, "set": False,
                     "text": f"${name} (api_key) is not set: the default written in the agents file"}
         # ${VAR:-} and VAR unset: no key, so LiteLLM reads the provider's variable, as below.
+    from asyncfc_cli import credentials
+    from asyncfc_cli.spec import SpecError, interpolate
+
+    # Decided on the values a run has (${VAR} substituted), by the function
+    # the run's own check uses: the raw "${ASYNCFC_API_BASE:-}" is not a server.
+    def value(key: str) -> str | None:
+        try:
+            found = interpolate(raw.get(key), None, key, env)
+        except SpecError:  # an unset ${VAR} without default: the run stops on it before any key
+            return None
+        return found if isinstance(found, str) and found else None
+
+    need = credentials.key_need(model, value("api_key"), value("api_base"), env)
     provider = model.split("/", 1)[0] if "/" in model else (
         "openai" if model.startswith("gpt-") else "anthropic" if model.startswith("claude") else "")
+    if need.kind == "provider":
+        name = need.report[-1]
+        return {"source": "provider", "variable": name, "set": need.present,
+                "text": f"${name} (LiteLLM's default for {provider})"
+                        + ("" if need.present else ", not set: asyncfc run refuses to start without it")}
     name = PROVIDER_KEYS.get(provider)
-    if raw.get("api_base") and provider == "openai" and not env.get(name or ""):
-        return {"source": "provider", "variable": name, "set": False,
-                "text": f"${name} if the server at api_base asks for one (local servers usually do not)"}
+    if need.kind == "server":
+        return {"source": "provider", "variable": name, "set": bool(env.get(name or "")) if name else None,
+                "text": f"${name or 'the provider key'} if the server at api_base asks for one "
+                        "(local servers usually do not)"}
     if name:
         return {"source": "provider", "variable": name, "set": bool(env.get(name)),
                 "text": f"${name} (LiteLLM's default for {provider}){'' if env.get(name) else ', not set'}"}

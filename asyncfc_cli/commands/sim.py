@@ -20,25 +20,27 @@ def sim_serve(
         "--protocol", help="Wire format: openai (chat completions), anthropic (Messages), gemini "
         "(generateContent) or responses (OpenAI Responses). Default: the plan's [sim] protocol, "
         "openai unless set.")] = None,
+    sets: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Set a parameter of the task: --set key=value (repeatable), as run has; "
+        "the others keep their [params] values.")] = None,
 ) -> None:
     """Serve the simulated model on 127.0.0.1, in one provider's wire format.
 
     Prints the base URL and the LiteLLM model string that reach it; any
     client of that provider's API can use it (model name and key: anything).
+    The plan's {name} parameters are filled from the task's [params] and
+    --set, as in a run.
     """
     from asyncfc_cli import spec as spec_mod
     from asyncfc_cli.sim.server import SimServer
 
     try:
-        task_spec = spec_mod.load_task(task)
-        if task_spec.sim is None:
-            raise spec_mod.SpecError(task, "sim", "this task has no [sim] plan", "add a [sim] section")
-        plan = spec_mod.load_sim_plan(task_spec.sim, task)
         from asyncfc_cli.sim.plan import PROTOCOLS
 
         if protocol is not None and protocol not in PROTOCOLS:
             raise spec_mod.SpecError(None, "--protocol", f"unknown protocol {protocol!r}",
                                      "use one of: " + ", ".join(PROTOCOLS))
+        plan = spec_mod.task_sim_plan(task, spec_mod.parse_set(sets or []))
     except spec_mod.SpecError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     try:

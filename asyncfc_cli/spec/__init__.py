@@ -70,6 +70,8 @@ from asyncfc_cli.spec.resolve import (
     resolve_prompt_run,
     resolve_run,
     resolve_task,
+    task_params,
+    task_sim_plan,
     tool_source,
 )
 from asyncfc_cli.spec.schema import (
@@ -86,14 +88,15 @@ from asyncfc_cli.spec.schema import (
     TaskFile,
 )
 from asyncfc_cli.spec.sim import check_sim_tools, fill_sim_params, load_sim_plan, sim_parameters
-from asyncfc_cli.spec.validate import validate_file
+from asyncfc_cli.spec.validate import project_files, validate_file
 
 __all__ = [
     "AgentSpec", "AgentsFile", "BUILTIN_VARS", "DEFAULT_MODE", "Expectations", "MAX_NESTING", "MAX_SPEC_BYTES",
     "Mode", "ModelSpec", "RESERVED_TOOL_NAMES", "ResolvedModel", "RunSpec", "SIM_MODEL", "SpecError", "TaskFile",
     "check_sim_model", "check_sim_tools", "check_text", "check_tool_definitions", "fill_sim_params",
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
-    "load_agents_file", "load_sim_plan", "load_task", "parse_set", "prompt_parameters", "read_toml",
+    "load_agents_file", "load_sim_plan", "load_task", "parse_set", "project_files", "prompt_parameters", "read_toml",
     "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
+    "task_params", "task_sim_plan",
     "tool_hints", "tool_source", "tool_spec_error", "validate_as", "validate_file",
 ]

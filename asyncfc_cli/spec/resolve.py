@@ -193,19 +193,7 @@ def resolve_task(
                               timeout_override=timeout_override)
     agent, model, tools, sources = resolved
 
-    params: dict[str, Any] = dict(task.params)
-    # A [sim] plan may use parameters the prompt does not (e.g. only in a tool's arguments).
-    names = prompt_parameters(task.prompt) | sim_parameters(raw_task.get("sim"))
-    unused = sorted(set(overrides or {}) - names)
-    if unused:
-        known = ", ".join(sorted(names)) or "none"
-        raise SpecError(None, "--set", f"the prompt of {task_path} has no parameter {{{unused[0]}}}",
-                        f"parameters of this prompt: {known}")
-    params.update(overrides or {})
-    for name, value in params.items():
-        from_set = name in (overrides or {})
-        check_text(value, None if from_set else task_path, "--set" if from_set else f"params.{name}",
-                   f"parameter {name}")
+    params = task_params(task, raw_task, task_path, overrides)
     prompt = render_prompt(task.prompt, params, task_path)
     check_text(prompt, task_path, "prompt", "the prompt")
 
@@ -233,6 +221,44 @@ def resolve_task(
     run = _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
                     identity={"task": raw_task})
     return run, task
+
+
+def task_params(task: TaskFile, raw_task: dict[str, Any], task_path: Path,
+                overrides: dict[str, str] | None) -> dict[str, Any]:
+    """The task's ``[params]`` with ``--set`` applied: what its prompt and its
+    [sim] plan are filled with, for a run and for ``asyncfc sim serve`` alike."""
+    params: dict[str, Any] = dict(task.params)
+    # A [sim] plan may use parameters the prompt does not (e.g. only in a tool's arguments).
+    names = prompt_parameters(task.prompt) | sim_parameters(raw_task.get("sim"))
+    unused = sorted(set(overrides or {}) - names)
+    if unused:
+        known = ", ".join(sorted(names)) or "none"
+        raise SpecError(None, "--set", f"the prompt of {task_path} has no parameter {{{unused[0]}}}",
+                        f"parameters of this prompt: {known}")
+    params.update(overrides or {})
+    for name, value in params.items():
+        from_set = name in (overrides or {})
+        check_text(value, None if from_set else task_path, "--set" if from_set else f"params.{name}",
+                   f"parameter {name}")
+    return params
+
+
+def task_sim_plan(task_path: Path, overrides: dict[str, str] | None = None) -> Any:
+    """A task's [sim] plan with its parameters filled in as a run fills them,
+    without resolving its agent: what ``asyncfc sim serve`` follows (the
+    client, not asyncfc, holds the tools there)."""
+    raw_task = read_toml(task_path)
+    if not raw_task:
+        raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
+    task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
+    if task.sim is None:
+        raise SpecError(task_path, "sim", "this task has no [sim] plan", "add a [sim] section")
+    for key in ("prompt", "params"):
+        if key in raw_task:
+            interpolate(raw_task[key], task_path, key)
+    params = task_params(task, raw_task, task_path, overrides)
+    raw_sim = fill_sim_params(interpolate(raw_task["sim"], task_path, "sim"), params, task_path)
+    return load_sim_plan(raw_sim, task_path)
 
 
 def check_tool_definitions(task_tools: dict[str, Any], task_path: Path | None,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from asyncfc_cli.spec.errors import SpecError, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
-from asyncfc_cli.spec.load import _interpolate_leniently, read_toml
+from asyncfc_cli.spec.load import _interpolate_leniently, find_agents_upward, read_toml
 from asyncfc_cli.spec.resolve import check_sim_model, check_tool_definitions, resolve_agent, resolve_task, tool_source
 from asyncfc_cli.spec.schema import AgentsFile
 from asyncfc_cli.spec.sim import fill_sim_params, load_sim_plan
@@ -65,3 +66,33 @@ def _check_source(source: Any, file: Path | None) -> None:
         trio.run(source.check)
     except tools_mod.ToolLoadError as exc:
         raise tool_spec_error(exc, source.name, file) from None
+
+
+def project_files(start: Path) -> tuple[Path, list[Path]]:
+    """What ``asyncfc validate`` checks when given no file: the project found
+    from ``start`` as ``tools``, ``agents`` and ``models`` find it (the nearest
+    agents.toml upward), then every ``*.toml`` under its ``tasks/`` directory,
+    in name order. Hidden directories and links to directories are not
+    entered (a link may lead anywhere, or round in a circle); the walk keeps
+    its own stack, so depth is no limit."""
+    agents = find_agents_upward(start)
+    if agents is None:
+        raise SpecError(None, "validate", f"no agents.toml in {start.resolve()} or a parent directory",
+                        "run asyncfc validate inside a project (asyncfc init makes one), or name the files: "
+                        "asyncfc validate agents.toml tasks/x.toml")
+    tasks: list[Path] = []
+    pending = [agents.parent / "tasks"]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:  # no tasks/ (or not readable): a project of agents only
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.name.endswith(".toml") and entry.is_file():
+                tasks.append(Path(entry.path))
+    return agents, sorted(tasks)
