@@ -15,12 +15,14 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
 
 from asyncfc_cli import __version__
 from asyncfc_cli.commands import init as init_cmd, inspect_cmds
 from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch
 from asyncfc_cli.commands.bench import bench_app
-from asyncfc_cli.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err
+from asyncfc_cli.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, err, usage_fail
 from asyncfc_cli.commands.run import run
 from asyncfc_cli.commands.sim import sim_app
 from asyncfc_cli.commands.trace import trace_app
@@ -39,8 +41,38 @@ imported LiteLLM (asyncfc worker status); --cold anywhere on the command line,
 or ASYNCFC_WARM=0, runs one in this process instead.
 """
 
+class AsyncfcGroup(TyperGroup):
+    """The root command: click's usage errors of every command, read as asyncfc errors.
+
+    Parsing the root's options happens in :meth:`make_context`; resolving,
+    parsing and running a command (of any group below) inside :meth:`invoke`.
+    A usage error in either becomes ``error:``/``fix:`` lines, exit 2, and under
+    ``--json`` the ``usage_error`` object (commands/common.py ``usage_fail``).
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:  # bare ``asyncfc``: the help, as click shows it
+            raise
+        except UsageError as exc:
+            raise usage_fail(exc, argv) from None
+        ctx.meta["asyncfc.argv"] = argv
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise usage_fail(exc, ctx.meta.get("asyncfc.argv", [])) from None
+
+
 app = typer.Typer(
     name="asyncfc",
+    cls=AsyncfcGroup,
     help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP + WARM_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (the shell asyncfc runs under)
@@ -81,26 +113,15 @@ def _root(
 def _dispatch(args: list[str] | None = None) -> int:
     """Run the app and return its exit code.
 
-    Usage errors (an unknown option, a missing argument, a value not among
-    the choices) exit 2 with typer's message on stderr and, when the
-    command line has ``--json``, a JSON object on stdout like every other
-    outcome. The program is always called ``asyncfc`` (also as ``python -m
+    Usage errors are reported by :class:`AsyncfcGroup`, as an exit code. The
+    program is always called ``asyncfc`` (also as ``python -m
     asyncfc_cli.cli``): help, and the completion variable ``_ASYNCFC_COMPLETE``.
     """
     try:
         result = app(args=args, prog_name="asyncfc", standalone_mode=False)
-    except typer.TyperException as exc:  # click's usage errors
+    except typer.TyperException as exc:  # another of click's errors (e.g. bare ``asyncfc``: the help)
         exc.show()  # type: ignore[attr-defined]
-        code = getattr(exc, "exit_code", EXIT_USAGE)
-        argv = sys.argv[1:] if args is None else args
-        if "--json" in argv and code == EXIT_USAGE:
-            from asyncfc_cli.commands.common import error_object
-            from asyncfc_cli.output import print_json
-
-            command = next((a for a in argv if not a.startswith("-")), "")
-            print_json(error_object("usage_error", code, exc.format_message(),  # type: ignore[attr-defined]
-                                    f"asyncfc {command} --help lists the arguments and options".replace("  ", " ")))
-        return code
+        return getattr(exc, "exit_code", EXIT_FAILED)
     except typer.Abort:
         err.print("Aborted!")
         return EXIT_FAILED
