@@ -11,12 +11,13 @@ Nothing imported here imports LiteLLM: ``--help`` is instant.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated, Any
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from asyncfc_cli import __version__
 from asyncfc_cli.commands import init as init_cmd, inspect_cmds
@@ -41,6 +42,52 @@ imported LiteLLM (asyncfc worker status); --cold anywhere on the command line,
 or ASYNCFC_WARM=0, runs one in this process instead.
 """
 
+def _plain_type(label: str) -> str:
+    """typer's value label without Python's types: ``<list[Path]>`` -> ``<path>``
+    (a repeated option or a list argument says so itself), ``<int range>`` -> ``<int>``
+    (the range is in the help's brackets)."""
+    label = re.sub(r"list\[(.*)\]", r"\1", label)
+    return re.sub(r"\bPath\b", "path", label.replace(" range>", ">"))
+
+
+class _Option(TyperOption):
+    def display_type(self, ctx: Any) -> str:
+        return _plain_type(super().display_type(ctx))
+
+
+class _Argument(TyperArgument):
+    """An argument named in capitals (``TASKS...``), as usage lines name them."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+    def display_type(self, ctx: Any) -> str:
+        return _plain_type(super().display_type(ctx))
+
+
+def _plain_params(command: Any) -> None:
+    """Every parameter of ``command`` and the commands below it shown as :class:`_Option`/:class:`_Argument`.
+
+    typer builds the parameters itself, so their help and usage forms are set
+    here, once for every command, rather than in each declaration.
+    """
+    for param in command.params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_params(sub)
+
+
 class AsyncfcGroup(TyperGroup):
     """The root command: click's usage errors of every command, read as asyncfc errors.
 
@@ -49,6 +96,10 @@ class AsyncfcGroup(TyperGroup):
     A usage error in either becomes ``error:``/``fix:`` lines, exit 2, and under
     ``--json`` the ``usage_error`` object (commands/common.py ``usage_fail``).
     """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _plain_params(self)  # before help, parsing or completion reads them
+        return super().main(*args, **kwargs)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         argv = list(args)

@@ -67,6 +67,8 @@ err = ProcessConsole(stderr=True, highlight=False, soft_wrap=True)
 
 # ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.
 ModeChoice = Enum("ModeChoice", {name: name for name in NAMES}, type=str)
+# ``batch --mode``: a comma-separated list of them.
+MODES_METAVAR = "<" + "|".join(NAMES) + ">[,...]"
 
 
 def error_object(status: str, code: int, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:
