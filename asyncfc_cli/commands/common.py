@@ -221,3 +221,33 @@ def usage_fail(exc: Any, argv: list[str]) -> typer.Exit:
     as_json = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
     return fail(f"{message}\n  fix: {fix}", EXIT_USAGE,
                 error_object("usage_error", EXIT_USAGE, message, fix) if as_json else None)
+
+
+def _project_tables(ctx: Any) -> dict[str, Any]:
+    """The agents.toml a command would use (``--agents``, else the current directory's or a
+    parent's), read for shell completion: nothing on any problem, a completion never fails."""
+    from pathlib import Path
+
+    from asyncfc_cli.spec.load import find_agents_upward, read_toml
+
+    try:
+        explicit = (ctx.params or {}).get("agents")
+        path = Path(explicit) if explicit else find_agents_upward(Path.cwd())
+        return read_toml(path) if path is not None and path.is_file() else {}
+    except Exception:  # noqa: BLE001 - a broken agents.toml has no names to offer; validate says why
+        return {}
+
+
+def _names(table: Any, incomplete: str) -> list[str]:
+    return [name for name in (table if isinstance(table, dict) else {}) if name.startswith(incomplete)]
+
+
+def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``--model``: the project's [models] names, then ``sim``."""
+    names = _names(_project_tables(ctx).get("models"), incomplete)
+    return names + [name for name in ("sim",) if name.startswith(incomplete) and name not in names]
+
+
+def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``--agent``: the project's agent names."""
+    return _names(_project_tables(ctx).get("agents"), incomplete)
