@@ -146,7 +146,8 @@ def _read_stdin_prompt() -> str:
         raise SpecError(None, "stdin", f"the prompt is larger than {MAX_PROMPT_BYTES // 1_000_000} MB",
                         "pass a shorter prompt")
     try:
-        return data.decode("utf-8")
+        # echo and heredocs end the text with a line break that is no part of the prompt
+        return data.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
         raise SpecError(None, "stdin", f"the prompt is not UTF-8 text (byte {exc.start + 1})",
                         "send UTF-8 text") from None
