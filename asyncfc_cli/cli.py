@@ -11,16 +11,19 @@ Nothing imported here imports LiteLLM: ``--help`` is instant.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from asyncfc_cli import __version__
 from asyncfc_cli.commands import init as init_cmd, inspect_cmds
 from asyncfc_cli.commands.batch import BATCH_EXIT_CODES, batch
 from asyncfc_cli.commands.bench import bench_app
-from asyncfc_cli.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, err
+from asyncfc_cli.commands.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, err, usage_fail
 from asyncfc_cli.commands.run import run
 from asyncfc_cli.commands.sim import sim_app
 from asyncfc_cli.commands.trace import trace_app
@@ -39,8 +42,88 @@ imported LiteLLM (asyncfc worker status); --cold anywhere on the command line,
 or ASYNCFC_WARM=0, runs one in this process instead.
 """
 
+def _plain_type(label: str) -> str:
+    """typer's value label without Python's types: ``<list[Path]>`` -> ``<path>``
+    (a repeated option or a list argument says so itself), ``<int range>`` -> ``<int>``
+    (the range is in the help's brackets)."""
+    label = re.sub(r"list\[(.*)\]", r"\1", label)
+    return re.sub(r"\bPath\b", "path", label.replace(" range>", ">"))
+
+
+class _Option(TyperOption):
+    def display_type(self, ctx: Any) -> str:
+        return _plain_type(super().display_type(ctx))
+
+
+class _Argument(TyperArgument):
+    """An argument named in capitals (``TASKS...``), as usage lines name them."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or self.name.upper()
+
+    def _rich_display_name(self) -> str:
+        return self.display_name_raw + ("..." if self.nargs != 1 else "")
+
+    def _usage_display_name(self) -> str:
+        name = self._rich_display_name()
+        return name if self.required else f"[{name}]"
+
+    def display_type(self, ctx: Any) -> str:
+        return _plain_type(super().display_type(ctx))
+
+
+def _plain_params(command: Any) -> None:
+    """Every parameter of ``command`` and the commands below it shown as :class:`_Option`/:class:`_Argument`.
+
+    typer builds the parameters itself, so their help and usage forms are set
+    here, once for every command, rather than in each declaration.
+    """
+    for param in command.params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    for sub in getattr(command, "commands", {}).values():
+        _plain_params(sub)
+
+
+class AsyncfcGroup(TyperGroup):
+    """The root command: click's usage errors of every command, read as asyncfc errors.
+
+    Parsing the root's options happens in :meth:`make_context`; resolving,
+    parsing and running a command (of any group below) inside :meth:`invoke`.
+    A usage error in either becomes ``error:``/``fix:`` lines, exit 2, and under
+    ``--json`` the ``usage_error`` object (commands/common.py ``usage_fail``).
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _plain_params(self)  # before help, parsing or completion reads them
+        return super().main(*args, **kwargs)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:  # bare ``asyncfc``: the help, as click shows it
+            raise
+        except UsageError as exc:
+            raise usage_fail(exc, argv) from None
+        ctx.meta["asyncfc.argv"] = argv
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            raise usage_fail(exc, ctx.meta.get("asyncfc.argv", [])) from None
+
+
 app = typer.Typer(
     name="asyncfc",
+    cls=AsyncfcGroup,
     help="Run LLM agents with future-based asynchronous function calling.\n" + EXIT_CODES_HELP + WARM_HELP,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (the shell asyncfc runs under)
@@ -81,26 +164,15 @@ def _root(
 def _dispatch(args: list[str] | None = None) -> int:
     """Run the app and return its exit code.
 
-    Usage errors (an unknown option, a missing argument, a value not among
-    the choices) exit 2 with typer's message on stderr and, when the
-    command line has ``--json``, a JSON object on stdout like every other
-    outcome. The program is always called ``asyncfc`` (also as ``python -m
+    Usage errors are reported by :class:`AsyncfcGroup`, as an exit code. The
+    program is always called ``asyncfc`` (also as ``python -m
     asyncfc_cli.cli``): help, and the completion variable ``_ASYNCFC_COMPLETE``.
     """
     try:
         result = app(args=args, prog_name="asyncfc", standalone_mode=False)
-    except typer.TyperException as exc:  # click's usage errors
+    except typer.TyperException as exc:  # another of click's errors (e.g. bare ``asyncfc``: the help)
         exc.show()  # type: ignore[attr-defined]
-        code = getattr(exc, "exit_code", EXIT_USAGE)
-        argv = sys.argv[1:] if args is None else args
-        if "--json" in argv and code == EXIT_USAGE:
-            from asyncfc_cli.commands.common import error_object
-            from asyncfc_cli.output import print_json
-
-            command = next((a for a in argv if not a.startswith("-")), "")
-            print_json(error_object("usage_error", code, exc.format_message(),  # type: ignore[attr-defined]
-                                    f"asyncfc {command} --help lists the arguments and options".replace("  ", " ")))
-        return code
+        return getattr(exc, "exit_code", EXIT_FAILED)
     except typer.Abort:
         err.print("Aborted!")
         return EXIT_FAILED

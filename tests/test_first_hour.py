@@ -287,7 +287,7 @@ def test_spec_and_usage_errors_with_json_are_one_json_object(project, tmp_path):
 
     for args, env, needle in [(("run", "tasks/hello.toml", "--mode", "fast", "--json"), {}, "'fast' is not one of"),
                               (("run", "tasks/hello.toml", "--json"), {"ASYNCFC_MODE": "fast"}, "ASYNCFC_MODE"),
-                              (("run", "--json"), {}, "Missing argument"),
+                              (("run", "--json"), {}, "missing argument TASK|PROMPT"),
                               (("trace", "list", "--json", "--limit", "-1"), {}, "--limit")]:
         done = cli(*args, cwd=project, **env)
         assert done.code == 2, (args, done.stderr)

@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, err, sigterm_as_interrupt, spec_fail,
-                                         stdout_to_stderr, write_stdout)
+from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, MODES_METAVAR, err, sigterm_as_interrupt,
+                                         spec_fail, stdout_to_stderr, write_stdout)
 
 BATCH_EXIT_CODES = """
 Exit codes: 0 every run passed; 1 a run failed (model error, max turns,
@@ -30,7 +30,7 @@ def batch(
         "--matrix", help="Parameter rows: a JSONL file (one object per line) or a CSV file (a header row of "
         "parameter names). Every task runs once per row, the row's values set as with --set.")] = None,
     mode: Annotated[Optional[str], typer.Option(
-        "--mode", help="Modes to run, comma-separated (e.g. sync,async): every task in each. Default: the "
+        "--mode", metavar=MODES_METAVAR, help="Modes to run, comma-separated (e.g. sync,async): every task in each. Default: the "
         "agent's mode.")] = None,
     model: Annotated[Optional[str], typer.Option(
         "--model", help='Override every agent\'s model: a [models] name, "sim" (or sim:P), or a LiteLLM '

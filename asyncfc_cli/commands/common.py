@@ -67,6 +67,8 @@ err = ProcessConsole(stderr=True, highlight=False, soft_wrap=True)
 
 # ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.
 ModeChoice = Enum("ModeChoice", {name: name for name in NAMES}, type=str)
+# ``batch --mode``: a comma-separated list of them.
+MODES_METAVAR = "<" + "|".join(NAMES) + ">[,...]"
 
 
 def error_object(status: str, code: int, message: str, fix: str = "", **extra: Any) -> dict[str, Any]:
@@ -174,3 +176,78 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def usage_error_parts(exc: Any) -> tuple[str, str]:
+    """What a click usage error says, as asyncfc says errors: the message and its fix.
+
+    The environment variable behind an option is named only when the bad
+    value came from it (click names it whenever the option has one); a
+    value not among the choices lists them in the fix.
+    """
+    from typer._click.core import ParameterSource
+    from typer._click.exceptions import BadParameter, MissingParameter
+
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "asyncfc"
+    help_fix = f"{command} --help lists the arguments and options"
+    param = getattr(exc, "param", None)
+    if not isinstance(exc, BadParameter) or isinstance(exc, MissingParameter) or param is None:
+        message = exc.format_message()
+        if isinstance(exc, MissingParameter) and param is not None and not param.opts[0].startswith("-"):
+            name = param.metavar or param.name.upper()
+            return f"missing argument {name}", f"give the {name} argument ({help_fix})"
+        return message[:1].lower() + message[1:], help_fix
+    # pydantic's prefix on a validator's message (typer checks values with pydantic)
+    reason = exc.message.removeprefix("Value error, ")
+    reason = reason[:1].lower() + reason[1:]
+    name = param.opts[0] if param.opts else (param.metavar or param.name.upper())
+    envvars = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or ())
+    from_env = ctx is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+    choices = [str(getattr(c, "value", c)) for c in (param.type_descriptor.choices or ())] \
+        if param.type_descriptor.is_choice else []
+    fix = f"use one of: {', '.join(choices)} ({help_fix})" if choices else help_fix
+    if from_env and envvars:
+        where = " or ".join(envvars)
+        return (f"{where} (the environment variable behind {name}): {reason}",
+                f"set {where} to a valid value or unset it; {fix}")
+    return f"{name}: {reason}", fix
+
+
+def usage_fail(exc: Any, argv: list[str]) -> typer.Exit:
+    """A usage error as every asyncfc error: ``error:`` and ``fix:`` lines, exit 2,
+    and with ``--json`` on the command line the ``usage_error`` object on stdout."""
+    message, fix = usage_error_parts(exc)
+    as_json = "--json" in argv[:argv.index("--")] if "--" in argv else "--json" in argv
+    return fail(f"{message}\n  fix: {fix}", EXIT_USAGE,
+                error_object("usage_error", EXIT_USAGE, message, fix) if as_json else None)
+
+
+def _project_tables(ctx: Any) -> dict[str, Any]:
+    """The agents.toml a command would use (``--agents``, else the current directory's or a
+    parent's), read for shell completion: nothing on any problem, a completion never fails."""
+    from pathlib import Path
+
+    from asyncfc_cli.spec.load import find_agents_upward, read_toml
+
+    try:
+        explicit = (ctx.params or {}).get("agents")
+        path = Path(explicit) if explicit else find_agents_upward(Path.cwd())
+        return read_toml(path) if path is not None and path.is_file() else {}
+    except Exception:  # noqa: BLE001 - a broken agents.toml has no names to offer; validate says why
+        return {}
+
+
+def _names(table: Any, incomplete: str) -> list[str]:
+    return [name for name in (table if isinstance(table, dict) else {}) if name.startswith(incomplete)]
+
+
+def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``--model``: the project's [models] names, then ``sim``."""
+    names = _names(_project_tables(ctx).get("models"), incomplete)
+    return names + [name for name in ("sim",) if name.startswith(incomplete) and name not in names]
+
+
+def complete_agent(ctx: typer.Context, incomplete: str) -> list[str]:
+    """``--agent``: the project's agent names."""
+    return _names(_project_tables(ctx).get("agents"), incomplete)

@@ -128,7 +128,8 @@ def tools(
                     "tools": rows, "hints": hints})
         raise typer.Exit(EXIT_OK)
     out = _out()
-    heading = f"agent {agent_name} ({mode} mode)" if agent_name else "every tool"
+    heading = f"agent {agent_name} ({mode} mode)" if agent_name else \
+        "every tool (a timeout not set on the tool is the agents' default tool_timeout)"
     out.print(f"[bold]{_text(heading)}[/] · {_text(where)}")
     if not rows:
         out.print("no tools")
@@ -178,11 +179,15 @@ def _resolve_tools(target: str | None, agents: Path | None,
 
         from asyncfc_cli import tools as tools_mod
 
+        # Outside an agent a tool without its own timeout still has one: the
+        # agent's tool_timeout, whose default every agent that does not set it runs with.
+        default_timeout = spec.AgentSpec.model_fields["tool_timeout"].default
         sources = []
         for name, table in raw_tools.items():
             lenient = spec.interpolate_leniently(table)
             try:
                 sources.append(tools_mod.build_source(name, lenient, found.parent.resolve()))
+                sources[-1].set_default_timeout(default_timeout)
             except ValidationError as exc:
                 raise spec.spec_error_from(exc, None, found, f"tools.{name}") from None
             except tools_mod.ToolLoadError as exc:

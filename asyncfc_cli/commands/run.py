@@ -17,9 +17,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ModeChoice, Verdict, err,
-                                         error_object, fail, judge, plural, sigterm_as_interrupt, spec_error_object,
-                                         spec_fail, stdout_to_stderr)
+from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ModeChoice, Verdict, complete_agent,
+                                         complete_model, err, error_object, fail, judge, plural, sigterm_as_interrupt,
+                                         spec_error_object, spec_fail, stdout_to_stderr)
 
 MAX_PROMPT_BYTES = 10_000_000
 
@@ -29,13 +29,13 @@ def run(
         metavar="TASK|PROMPT", show_default=False,
         help="The task file (task.toml); with --agent, the prompt itself, or - to read it from stdin.")],
     agent: Annotated[Optional[str], typer.Option(
-        "--agent", "-a", help="Run this agent of agents.toml on a prompt, without a task file: "
+        "--agent", "-a", autocompletion=complete_agent, help="Run this agent of agents.toml on a prompt, without a task file: "
         'asyncfc run -a AGENT "prompt". A simulated agent has no plan then, and says so.')] = None,
     agents: Annotated[Optional[Path], typer.Option(
         "--agents", help="agents.toml to use (default: next to the task or in a parent directory, "
         "then the current directory; with --agent, the current directory or a parent).")] = None,
     model: Annotated[Optional[str], typer.Option(
-        "--model", envvar="ASYNCFC_MODEL", help='Override the agent\'s model: a [models] name, "sim", or any '
+        "--model", envvar="ASYNCFC_MODEL", autocompletion=complete_model, help='Override the agent\'s model: a [models] name, "sim", or any '
         "LiteLLM model string such as openai/gpt-4o-mini. sim:anthropic, sim:gemini, sim:responses "
         "(and sim:openai) serve the simulated model in that provider's wire format, reached through "
         "LiteLLM's adapter for it.")] = None,
@@ -48,7 +48,7 @@ def run(
         "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
+        "--set", metavar="<key=value>", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -161,7 +161,8 @@ def _read_stdin_prompt() -> str:
         raise SpecError(None, "stdin", f"the prompt is larger than {MAX_PROMPT_BYTES // 1_000_000} MB",
                         "pass a shorter prompt")
     try:
-        return data.decode("utf-8")
+        # echo and heredocs end the text with a line break that is no part of the prompt
+        return data.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
         raise SpecError(None, "stdin", f"the prompt is not UTF-8 text (byte {exc.start + 1})",
                         "send UTF-8 text") from None

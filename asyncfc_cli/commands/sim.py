@@ -17,7 +17,8 @@ def sim_serve(
     task: Annotated[Path, typer.Argument(help="A task file whose [sim] plan the model follows.")],
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8765,
     protocol: Annotated[Optional[str], typer.Option(
-        "--protocol", help="Wire format: openai (chat completions), anthropic (Messages), gemini "
+        # sim/plan.py PROTOCOLS (not imported here: --help stays light; a test keeps them equal)
+        "--protocol", metavar="<openai|anthropic|gemini|responses>", help="Wire format: openai (chat completions), anthropic (Messages), gemini "
         "(generateContent) or responses (OpenAI Responses). Default: the plan's [sim] protocol, "
         "openai unless set.")] = None,
     sets: Annotated[Optional[list[str]], typer.Option(

@@ -495,26 +495,60 @@ def list_runs(
         return
     from rich.table import Table
 
-    # Readable at 80 columns: the run id (what `asyncfc trace` takes) and the
-    # short columns never shrink; task and model fold onto more lines
-    # instead of collapsing to "…". The local time needs room the run id
-    # (which starts with the UTC time) already gives, so it shows from 100.
+    # Readable at 80 columns: the run id (what `asyncfc trace` takes), the
+    # task's file name and the short columns are never broken; when the task's
+    # directories do not fit, only its file name is shown, and the model folds
+    # onto more lines. The local time needs room the run id (which starts with
+    # the UTC time) already gives, so it shows from 100.
     console = _out()
     columns = ("time", "run", "task", "model", "mode", "status", "wall")[0 if console.width >= 100 else 1:]
+    styles = {"ok": "green", "unfinished": "yellow", "interrupted": "yellow"}
+    rows = [{"time": _label(_local_time(_run_started(e))), "run": _label(Path(e["path"]).stem),
+             "task": _label(_short_task(e["task"])), "model": _label(e["model"]), "mode": _label(e["mode"]),
+             "status": (str(e["status"]), styles.get(str(e["status"]), "red")),
+             "wall": _s(e["wall"]) + ("+" if e["status"] == "unfinished" else "")} for e in entries]
+    whole = _fit_tasks(rows, columns, console.width)
     table = Table(box=None, pad_edge=False)
     for name in columns:
-        folds = name in ("task", "model")
+        folds = name == "model" or (name == "task" and not whole)
         table.add_column(name, justify="right" if name == "wall" else "left", no_wrap=not folds,
-                         overflow="fold" if folds else "ellipsis", ratio=(3 if name == "task" else 1) if folds else None)
-    styles = {"ok": "green", "unfinished": "yellow", "interrupted": "yellow"}
-    for e in entries:
-        status = str(e["status"])
-        cells = {"time": _label(_local_time(e["started_at"])), "run": _label(Path(e["path"]).stem),
-                 "task": _label(_short_task(e["task"])), "model": _label(e["model"]), "mode": _label(e["mode"]),
-                 "status": f"[{styles.get(status, 'red')}]{_label(status)}[/]",
-                 "wall": _s(e["wall"]) + ("+" if status == "unfinished" else "")}
+                         overflow="fold" if folds else "ellipsis", ratio=(3 if name == "task" else 1) if folds else None,
+                         min_width=max(len(r[name]) for r in rows) if name == "task" and whole else None)
+    for row in rows:
+        status, style = row["status"]
+        cells = {**row, "status": f"[{style}]{_label(status)}[/]"}
         table.add_row(*(cells[name] for name in columns))
     console.print(table)
+
+
+def _fit_tasks(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int) -> bool:
+    """Shorten the task cells to their file names when the full paths leave the
+    model less than a readable width. True if the tasks then fit whole (a file
+    name is not split over lines); below that (about 65 columns) they fold."""
+    fixed = sum(max(len(r[c] if c != "status" else r[c][0]) for r in rows) for c in columns
+                if c not in ("task", "model"))
+    room = width - fixed - 2 * (len(columns) - 1) - min(16, max(len(r["model"]) for r in rows))
+    if max(len(r["task"]) for r in rows) <= room:
+        return True
+    names = [os.path.basename(r["task"]) or r["task"] for r in rows]
+    # the model may fold down to 8 columns to keep the file names whole
+    if max(map(len, names)) > room + min(16, max(len(r["model"]) for r in rows)) - 8:
+        return False  # too narrow even for that: the whole paths fold, as every cell must
+    for row, name in zip(rows, names):
+        row["task"] = name
+    return True
+
+
+def _run_started(entry: dict[str, Any]) -> Any:
+    """When a run started, by the clock of its id (``YYYYmmddTHHMMSS-...``, UTC), which
+    is taken before the seconds of setup; the header's ``started_at`` comes after them."""
+    from datetime import datetime, timezone
+
+    try:
+        stamp = datetime.strptime(str(entry["run_id"])[:15], "%Y%m%dT%H%M%S")
+    except ValueError:  # a run id not made by new_run_id: the header's time
+        return entry["started_at"]
+    return stamp.replace(tzinfo=timezone.utc).isoformat()
 
 
 def _short_task(task: Any) -> str:
