@@ -108,8 +108,10 @@ class TraceEvent(Mapping):
 
 
 EVENT_TYPES: dict[str, type[TraceEvent]] = {}
-# class -> (field, kind, optional, has a default, lenient) for each field but ``raw``
-_FIELDS: dict[type[TraceEvent], list[tuple[str, str, bool, bool, bool]]] = {}
+# class -> (field, kind, optional, has a default) for each field but ``raw``
+_FIELDS: dict[type[TraceEvent], list[tuple[str, str, bool, bool]]] = {}
+# class -> its fields declared lenient()
+_LENIENT: dict[type[TraceEvent], frozenset[str]] = {}
 # class -> (field, written when None) for each field a writer sets, in line order
 _WRITTEN: dict[type[TraceEvent], list[tuple[str, bool]]] = {}
 
@@ -163,8 +165,9 @@ def _event(name: str):
                 ann = next(a for a in members if a is not type(None))
             # ``t`` has a default for writers only: a line without it is not an event.
             has_default = f.name != "t" and (f.default is not MISSING or f.default_factory is not MISSING)
-            spec.append((f.name, _kind(ann), optional, has_default, bool(f.metadata.get("lenient"))))
+            spec.append((f.name, _kind(ann), optional, has_default))
         _FIELDS[cls] = spec
+        _LENIENT[cls] = frozenset(f.name for f in fields(cls) if f.metadata.get("lenient"))
         # A field without a default is always written (null too: the reader reports it).
         _WRITTEN[cls] = [(f.name, bool(f.metadata.get("null")) or (f.default is MISSING and f.default_factory is MISSING))
                          for f in fields(cls) if f.name not in ("t", "raw")]
@@ -236,7 +239,8 @@ def parse_event(value: Any) -> TraceEvent:
         raise EventError(f"unknown event type {_shown(name)}")
     data = _COMPAT.get(name, lambda v: v)(value)
     kwargs: dict[str, Any] = {}
-    for fname, kind, optional, has_default, loose in _FIELDS[cls]:
+    loose = _LENIENT[cls]
+    for fname, kind, optional, has_default in _FIELDS[cls]:
         if fname not in data:
             if has_default:
                 continue
@@ -250,7 +254,7 @@ def parse_event(value: Any) -> TraceEvent:
         try:
             kwargs[fname] = _check(kind, given)
         except ValueError as exc:
-            if loose:
+            if fname in loose:
                 continue  # read as its default, as before it joined the schema
             raise EventError(f"{name}: {fname} {exc} (got {_shown(given)})") from None
     return cls(raw=value, **kwargs)
