@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from asyncfc_cli import modes
+from asyncfc_cli.events import CallReady, ModelBegin, ModelEnd, ModelFirstToken, ModelProgress, Summary
 from asyncfc_cli.executor import CallRecord, Limits, Scheduler, parse_arguments
 from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
@@ -105,8 +106,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
         result.wall = trace.now() - started
         if run.latency is not None:
             await run.latency.save_async()  # the store merge waits on a lock: off the loop
-        trace.emit(
-            "summary",
+        trace.emit(Summary(
             status=result.status,
             answer_chars=len(result.answer or ""),
             turns=result.turns,
@@ -115,8 +115,8 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
             tokens_in=result.tokens_in,
             tokens_out=result.tokens_out,
             wall=round(result.wall, 6),
-            **({"error": result.error} if result.error else {}),
-        )
+            error=result.error or None,
+        ))
     return result
 
 
@@ -190,7 +190,7 @@ async def _model_turn(
     """One streamed request; returns its final chunk and whether it was cut short."""
     result.requests += 1
     request = result.requests
-    trace.emit("model_begin", request=request, messages=len(messages))
+    trace.emit(ModelBegin(request=request, messages=len(messages)))
     begin = trace.now()
     ttft: float | None = None
     done: StreamDone | None = None
@@ -203,16 +203,16 @@ async def _model_turn(
             async for event in stream:
                 if isinstance(event, FirstToken):
                     ttft = trace.now() - begin
-                    trace.emit("model_first_token", request=request)
+                    trace.emit(ModelFirstToken(request=request))
                 elif isinstance(event, ToolCallReady):
                     calls += 1
-                    trace.emit("call_ready", request=request, call_id=event.id, tool=event.name,
-                               args_digest=digest(event.arguments))
+                    trace.emit(CallReady(request=request, call_id=event.id, tool=event.name,
+                                         args_digest=digest(event.arguments)))
                     scheduler.on_call_ready(event, request)
                 elif isinstance(event, StreamDone):
                     done = event
                 elif isinstance(event, Decoding):
-                    trace.emit("model_progress", request=request, chunks=event.chunks)
+                    trace.emit(ModelProgress(request=request, chunks=event.chunks))
                 elif isinstance(event, TextDelta):
                     content.append(event.text)
                     chars += len(event.text)
@@ -238,8 +238,8 @@ async def _model_turn(
             fields = dict(chars=chars)
         if error:
             fields["error"] = error
-        trace.emit("model_end", request=request, status=status,
-                   ttft=None if ttft is None else round(ttft, 6), **fields)
+        trace.emit(ModelEnd(request=request, status=status, ttft=None if ttft is None else round(ttft, 6),
+                            **fields))
     if cut:
         return StreamDone(None, "".join(content), [], 0, 0), True
     if done is None:

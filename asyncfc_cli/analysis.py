@@ -79,6 +79,7 @@ truncated trace)
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -215,45 +216,64 @@ def build_run(events: Iterable[TraceEvent | Mapping[str, Any]], now: float | Non
     open spans end there. For a recorded trace, open spans end at the last
     event.
     """
-    header: Header | None = None
-    summary: Summary | None = None
-    models: dict[int, ModelSpan] = {}
-    open_models: dict[int, ModelSpan] = {}
-    tools: dict[str, ToolSpan] = {}
-    by_future: dict[str, str] = {}
-    waits: dict[str, WaitSpan] = {}
-    wait_list: list[WaitSpan] = []
-    deliveries: list[tuple[float, list[str]]] = []
-    ready_marks: list[tuple[float, int | None, str, str]] = []
-    last_t = 0.0
-    start: float | None = None
+    builder = RunBuilder()
+    for ev in parse_many(events):
+        builder.add(ev)
+    return builder.run(now=now, live=live)
 
-    def tool_for(call_id: str, tool: str) -> ToolSpan:
-        span = tools.get(call_id)
+
+class RunBuilder:
+    """The spans of a run, kept up to date one event at a time.
+
+    :func:`build_run` feeds it a whole trace; the live timeline feeds it each
+    event as the run emits it, so a frame never parses or replays the events
+    before it. :meth:`run` is a snapshot of the spans so far.
+    """
+
+    def __init__(self) -> None:
+        self.header: Header | None = None
+        self.summary: Summary | None = None
+        self.models: dict[int, ModelSpan] = {}
+        self.open_models: dict[int, ModelSpan] = {}
+        self.tools: dict[str, ToolSpan] = {}
+        self.by_future: dict[str, str] = {}
+        self.waits: dict[str, WaitSpan] = {}
+        self.wait_list: list[WaitSpan] = []
+        self.deliveries: list[tuple[float, list[str]]] = []
+        self.ready_marks: list[tuple[float, int | None, str, str]] = []
+        self.last_t = 0.0
+        self.start: float | None = None
+        self.added = 0  # events taken in: what a caller can count to see the work done
+
+    def _tool_for(self, call_id: str, tool: str) -> ToolSpan:
+        span = self.tools.get(call_id)
         if span is None:
-            span = ToolSpan(call_id, tool, len(tools) + 1)
-            tools[call_id] = span
+            span = ToolSpan(call_id, tool, len(self.tools) + 1)
+            self.tools[call_id] = span
         return span
 
-    for ev in parse_many(events):
+    def add(self, ev: TraceEvent) -> None:
+        """Take one typed event into the spans."""
+        self.added += 1
         t = ev.t
-        last_t = max(last_t, t)
+        self.last_t = max(self.last_t, t)
         if isinstance(ev, Header):
-            if header is None:
-                header, start = ev, t
-            continue
-        if start is None:
-            start = t
+            if self.header is None:
+                self.header, self.start = ev, t
+            return
+        if self.start is None:
+            self.start = t
+        models, tools = self.models, self.tools
         if isinstance(ev, Summary):
-            summary = ev
+            self.summary = ev
         elif isinstance(ev, ModelBegin):
-            models[ev.request] = open_models[ev.request] = ModelSpan(ev.request, t)
+            models[ev.request] = self.open_models[ev.request] = ModelSpan(ev.request, t)
         elif isinstance(ev, ModelFirstToken) and ev.request in models:
             models[ev.request].first_token = t
         elif isinstance(ev, ModelProgress) and ev.request in models:
             models[ev.request].chunks = ev.chunks
         elif isinstance(ev, ModelEnd) and ev.request in models:
-            open_models.pop(ev.request, None)
+            self.open_models.pop(ev.request, None)
             span = models[ev.request]
             span.end, span.status = t, ev.status
             span.tokens_in, span.tokens_out = ev.tokens_in, ev.tokens_out
@@ -261,16 +281,16 @@ def build_run(events: Iterable[TraceEvent | Mapping[str, Any]], now: float | Non
             if span.first_token is None and ev.ttft is not None:
                 span.first_token = span.start + ev.ttft
         elif isinstance(ev, Retry):
-            if open_models:  # retries happen inside the latest open request
-                open_models[next(reversed(open_models))].retries += 1
+            if self.open_models:  # retries happen inside the latest open request
+                self.open_models[next(reversed(self.open_models))].retries += 1
         elif isinstance(ev, CallReady):
-            ready_marks.append((t, ev.request, ev.call_id, ev.tool))
+            self.ready_marks.append((t, ev.request, ev.call_id, ev.tool))
             if ev.tool == WAIT_TOOL and ev.call_id not in tools:
-                continue  # the futures protocol's own tool: shown as a wait, not a lane
-            span = tool_for(ev.call_id, ev.tool)
+                return  # the futures protocol's own tool: shown as a wait, not a lane
+            span = self._tool_for(ev.call_id, ev.tool)
             span.issued, span.request = t, ev.request
         elif isinstance(ev, FutureCreated):
-            span = tool_for(ev.call_id, ev.tool)
+            span = self._tool_for(ev.call_id, ev.tool)
             span.future, span.deps = ev.future, list(ev.deps)
             if ev.ordered_after is not None:
                 span.after = ev.ordered_after
@@ -278,45 +298,50 @@ def build_run(events: Iterable[TraceEvent | Mapping[str, Any]], now: float | Non
                 span.issued = t
             if span.request is None:
                 span.request = ev.request
-            by_future[ev.future] = span.call_id
+            self.by_future[ev.future] = span.call_id
         elif isinstance(ev, ToolBegin):
-            span = tool_for(ev.call_id, ev.tool)
+            span = self._tool_for(ev.call_id, ev.tool)
             span.start, span.status = t, RUNNING
             span.args_summary = ev.args_summary
             if ev.future:
                 span.future = ev.future
-                by_future[ev.future] = span.call_id
+                self.by_future[ev.future] = span.call_id
             if ev.deps is not None:
                 span.deps = list(ev.deps)
         elif isinstance(ev, ToolEnd):
-            span = tool_for(ev.call_id, ev.tool)
+            span = self._tool_for(ev.call_id, ev.tool)
             if span.start is None:
                 span.start = t
             span.end, span.status, span.error = t, ev.status, ev.error
         elif isinstance(ev, WaitBegin):
-            waits[ev.call_id] = w = WaitSpan(ev.call_id, t, None, list(ev.futures))
-            wait_list.append(w)
-        elif isinstance(ev, WaitEnd) and ev.call_id in waits:
-            waits.pop(ev.call_id).end = t
+            self.waits[ev.call_id] = w = WaitSpan(ev.call_id, t, None, list(ev.futures))
+            self.wait_list.append(w)
+        elif isinstance(ev, WaitEnd) and ev.call_id in self.waits:
+            self.waits.pop(ev.call_id).end = t
         elif isinstance(ev, Delivery):
-            deliveries.append((t, list(ev.futures)))
+            self.deliveries.append((t, list(ev.futures)))
 
-    start = start if start is not None else 0.0
-    if header is None:
-        header = Header(t=start)
-    if summary is not None:
-        end = summary.t
-    elif now is not None:
-        end = max(now, last_t)
-    else:
-        end = last_t
-    end = max(end, start)  # events out of order must not make a negative window
-    model_list = sorted(models.values(), key=lambda m: m.request)
-    tool_list = sorted(tools.values(), key=lambda s: (s.first_seen, s.number))
-    run = Run(header, start, end, summary is not None, summary, model_list, tool_list, wait_list,
-              _received(model_list, tool_list, deliveries, by_future, header.mode), ready_marks,
-              live=live)
-    return run
+    def run(self, now: float | None = None, live: bool = False, detached: bool = False) -> Run:
+        """The run so far; ``now`` ends open spans for a live run (else the last event does).
+
+        ``detached``: the spans are copies, so the run can be drawn in another
+        thread while this builder takes more events."""
+        start = self.start if self.start is not None else 0.0
+        header = self.header if self.header is not None else Header(t=start)
+        if self.summary is not None:
+            end = self.summary.t
+        elif now is not None:
+            end = max(now, self.last_t)
+        else:
+            end = self.last_t
+        end = max(end, start)  # events out of order must not make a negative window
+        own = copy.copy if detached else (lambda span: span)
+        model_list = sorted(map(own, self.models.values()), key=lambda m: m.request)
+        tool_list = sorted(map(own, self.tools.values()), key=lambda s: (s.first_seen, s.number))
+        return Run(header, start, end, self.summary is not None, self.summary, model_list, tool_list,
+                   list(map(own, self.wait_list)),
+                   _received(model_list, tool_list, self.deliveries, self.by_future, header.mode),
+                   list(self.ready_marks), live=live)
 
 
 def run_from_trace(data: TraceData) -> Run:
@@ -494,15 +519,18 @@ def tool_intervals(run: Run) -> list[Interval]:
     return _clip(spans, run.start, run.end)  # type: ignore[arg-type]
 
 
-def compute(run: Run) -> Metrics:
-    """Every summary number of one run (definitions in the module docstring)."""
+def compute(run: Run, critical: bool = True) -> Metrics:
+    """Every summary number of one run (definitions in the module docstring).
+
+    ``critical=False`` leaves out the critical path (NaN, no chain), the one
+    figure that walks the dependency graph: a live frame does not show it."""
     wall = max(run.end - run.start, 0.0)
     models, tools = model_intervals(run), tool_intervals(run)
     model_time = union_length(models)
     tool_time = sum(b - a for a, b in tools)
     mt, tt, anyo = _sweep(models, tools)
     sequential = model_time + tool_time
-    cp, chain = critical_path(run)
+    cp, chain = critical_path(run) if critical else (math.nan, [])
     per_tool: dict[str, ToolStats] = {}
     by_name: dict[str, list[ToolSpan]] = {}
     for s in run.tools:

@@ -85,8 +85,12 @@ class TraceEvent(Mapping):
     """Fields every event has. ``raw`` is the JSON object as read."""
 
     TYPE: ClassVar[str] = ""
-    t: Seconds
+    t: Seconds = 0.0  # stamped by Trace.emit; required in a line read back
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.raw:  # made by a writer: the JSON object is its fields
+            object.__setattr__(self, "raw", encode(self))
 
     @property
     def type(self) -> str:
@@ -106,6 +110,41 @@ class TraceEvent(Mapping):
 EVENT_TYPES: dict[str, type[TraceEvent]] = {}
 # class -> (field, kind, optional, has a default) for each field but ``raw``
 _FIELDS: dict[type[TraceEvent], list[tuple[str, str, bool, bool]]] = {}
+# class -> its fields declared lenient()
+_LENIENT: dict[type[TraceEvent], frozenset[str]] = {}
+# class -> (field, written when None) for each field a writer sets, in line order
+_WRITTEN: dict[type[TraceEvent], list[tuple[str, bool]]] = {}
+
+
+def nullable() -> Any:
+    """An optional field a writer always writes, as ``null`` when it has no value
+    (a reader tells "none" from "not recorded"); other optional fields are left
+    out of the line when None."""
+    return field(default=None, metadata={"null": True})
+
+
+def lenient(default: Any = None) -> Any:
+    """A field readers never checked before it joined the schema: a value of the
+    wrong kind reads as the default instead of making the line invalid, so every
+    trace that read before still reads."""
+    return field(default=default, metadata={"lenient": True})
+
+
+def encode(event: TraceEvent) -> dict[str, Any]:
+    """The JSON object a writer's event is written as: ``type``, ``t``, then its
+    fields in the order of the class; an optional field without a value is left
+    out unless it is :func:`nullable`."""
+    out: dict[str, Any] = {"type": event.TYPE, "t": event.t}
+    for name, null in _WRITTEN[type(event)]:
+        value = getattr(event, name)
+        if value is not None or null:
+            out[name] = value
+    return out
+
+
+def field_names(cls: type[TraceEvent]) -> list[str]:
+    """The fields a writer sets (``t`` and ``raw`` aside), in line order."""
+    return [name for name, _ in _WRITTEN[cls]]
 
 
 def _event(name: str):
@@ -124,9 +163,14 @@ def _event(name: str):
             optional = type(None) in members
             if optional:
                 ann = next(a for a in members if a is not type(None))
-            has_default = f.default is not MISSING or f.default_factory is not MISSING
+            # ``t`` has a default for writers only: a line without it is not an event.
+            has_default = f.name != "t" and (f.default is not MISSING or f.default_factory is not MISSING)
             spec.append((f.name, _kind(ann), optional, has_default))
         _FIELDS[cls] = spec
+        _LENIENT[cls] = frozenset(f.name for f in fields(cls) if f.metadata.get("lenient"))
+        # A field without a default is always written (null too: the reader reports it).
+        _WRITTEN[cls] = [(f.name, bool(f.metadata.get("null")) or (f.default is MISSING and f.default_factory is MISSING))
+                         for f in fields(cls) if f.name not in ("t", "raw")]
         return cls
 
     return register
@@ -137,8 +181,12 @@ def _kind(ann: Any) -> str:
         return typing.get_args(ann)[1]
     if ann is str:
         return "text"
+    if ann is bool:
+        return "flag"
     if typing.get_origin(ann) is list:
         return "ids"
+    if typing.get_origin(ann) is dict:
+        return "names"
     raise TypeError(f"no checker for {ann!r}")  # a programming error in this module
 
 
@@ -152,6 +200,14 @@ def _check(kind: str, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ValueError("must be a list of strings")
+    if kind == "flag":
+        if isinstance(value, bool):
+            return value
+        raise ValueError("must be true or false")
+    if kind == "names":
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        raise ValueError("must be an object of strings")
     if kind == "count":
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
             return value
@@ -183,6 +239,7 @@ def parse_event(value: Any) -> TraceEvent:
         raise EventError(f"unknown event type {_shown(name)}")
     data = _COMPAT.get(name, lambda v: v)(value)
     kwargs: dict[str, Any] = {}
+    loose = _LENIENT[cls]
     for fname, kind, optional, has_default in _FIELDS[cls]:
         if fname not in data:
             if has_default:
@@ -197,6 +254,8 @@ def parse_event(value: Any) -> TraceEvent:
         try:
             kwargs[fname] = _check(kind, given)
         except ValueError as exc:
+            if fname in loose:
+                continue  # read as its default, as before it joined the schema
             raise EventError(f"{name}: {fname} {exc} (got {_shown(given)})") from None
     return cls(raw=value, **kwargs)
 
@@ -237,16 +296,19 @@ _COMPAT = {
 @_event("header")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Header(TraceEvent):
-    version: Count | None = None
-    run_id: Text | None = None
-    started_at: Text | None = None
-    task: Text | None = None
-    agent: Text | None = None
-    model: Text | None = None
-    litellm_model: Text | None = None
-    mode: Text | None = None
-    spec_digest: Text | None = None
-    tools: Ids | None = None
+    version: Count | None = nullable()
+    run_id: Text | None = nullable()
+    started_at: Text | None = nullable()
+    task: Text | None = nullable()
+    agent: Text | None = nullable()
+    model: Text | None = nullable()
+    model_alias: Text | None = lenient()
+    provider: Text | None = lenient()
+    litellm_model: Text | None = nullable()
+    mode: Text | None = nullable()
+    spec_digest: Text | None = nullable()
+    tools: Ids | None = nullable()
+    tool_kinds: dict[str, str] | None = lenient()  # tool name -> the kind of its source
 
 
 @_event("model_begin")
@@ -272,9 +334,9 @@ class ModelProgress(TraceEvent):
 @_event("call_ready")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class CallReady(TraceEvent):
+    request: Count | None = None
     call_id: Text
     tool: Text
-    request: Count | None = None
     args_digest: Text | None = None
 
 
@@ -283,11 +345,12 @@ class CallReady(TraceEvent):
 class ModelEnd(TraceEvent):
     request: Count
     status: Text
-    ttft: Seconds | None = None
+    ttft: Seconds | None = nullable()
     tokens_in: Count | None = None
     tokens_out: Count | None = None
     finish_reason: Text | None = None
     tool_calls: Count | None = None
+    chars: Count | None = lenient()  # a cut answer: the characters streamed before the cut
     error: Text | None = None
 
 
@@ -315,9 +378,9 @@ class ToolEnd(TraceEvent):
 @_event("retry")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Retry(TraceEvent):
+    request: Count | None = nullable()
     attempt: Count
     error: Text = ""
-    request: Count | None = None
 
 
 @_event("summary")
@@ -342,7 +405,7 @@ class FutureCreated(TraceEvent):
     tool: Text
     deps: Ids = field(default_factory=list)
     request: Count | None = None
-    ordered_after: Text | None = None
+    ordered_after: Text | None = nullable()
 
 
 @_event("future_resolved")
@@ -357,7 +420,7 @@ class FutureResolved(TraceEvent):
 class WaitBegin(TraceEvent):
     call_id: Text
     futures: Ids = field(default_factory=list)
-    timeout: Number | None = None
+    timeout: Number | None = nullable()
 
 
 @_event("wait_end")
@@ -379,13 +442,14 @@ class Delivery(TraceEvent):
 @dataclass(frozen=True, eq=False, kw_only=True)
 class FinishHeld(TraceEvent):
     outstanding: Ids = field(default_factory=list)
+    cut: bool | None = lenient()  # the answer was stopped early rather than held whole
 
 
 @_event("hold")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Hold(TraceEvent):
     futures: Ids = field(default_factory=list)
-    expected: Number | None = None
+    expected: Number | None = nullable()
     held: Number | None = None
     budget: Number | None = None
 
@@ -398,9 +462,9 @@ class Hold(TraceEvent):
 class ToolSourceOpened(TraceEvent):
     name: Text
     kind: Text
-    server: Text | None = None
+    server: Text | None = nullable()
     tools: Ids = field(default_factory=list)
-    protocol: Text | None = None
+    protocol: Text | None = nullable()
 
 
 @_event("tool_source_error")
@@ -415,8 +479,8 @@ class ToolSourceError(TraceEvent):
 class ToolProgress(TraceEvent):
     call_id: Text
     tool: Text
+    mcp_task: Text | None = nullable()
     status: Text
-    mcp_task: Text | None = None
     message: Text | None = None
 
 
@@ -434,6 +498,6 @@ class ToolBlocked(TraceEvent):
 @_event("limit_wait")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class LimitWait(TraceEvent):
+    request: Count | None = nullable()
     seconds: Number
     reason: Text  # concurrency (the model's request slots were taken) | rate_limit (a shared cooldown)
-    request: Count | None = None

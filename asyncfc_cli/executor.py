@@ -38,6 +38,7 @@ from typing import Any
 import trio
 
 from asyncfc_cli.decoding import MAX_DEPTH, nesting_depth
+from asyncfc_cli.events import ToolBegin, ToolEnd
 from asyncfc_cli.model import ToolCallReady
 from asyncfc_cli.trace import Trace, digest, summarize_args
 
@@ -220,8 +221,7 @@ async def _invoke(record: CallRecord, tool: Any, limits: Limits, on_begin: Any) 
 
 
 def begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
-    trace.emit(
-        "tool_begin",
+    trace.emit(ToolBegin(
         call_id=record.call_id,
         tool=record.tool,
         args_digest=digest(record.raw_arguments),
@@ -229,18 +229,17 @@ def begin(record: CallRecord, trace: Trace, fields: dict[str, Any]) -> None:
         args_summary=summarize_args(trace.redact(
             record.arguments if record.arguments is not None else record.raw_arguments)),
         **fields,
-    )
+    ))
     record.start = trace.now()
 
 
 def finish(record: CallRecord, trace: Trace) -> None:
     record.end = trace.now()
-    fields: dict[str, Any] = {"call_id": record.call_id, "tool": record.tool, "status": record.status}
     if record.error:
-        fields["error"] = trace.redact(record.error)[:500]
+        outcome: dict[str, Any] = {"error": trace.redact(record.error)[:500]}
     else:
-        fields["result_chars"] = len(record.content())
-    trace.emit("tool_end", **fields)
+        outcome = {"result_chars": len(record.content())}
+    trace.emit(ToolEnd(call_id=record.call_id, tool=record.tool, status=record.status, **outcome))
 
 
 # --- schedulers -----------------------------------------------------------------------

@@ -35,6 +35,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+
+from asyncfc_cli.events import LimitWait
 import trio
 
 COOLDOWN_BASE = 1.0  # seconds of the first shared pause after a 429
@@ -203,5 +205,4 @@ def record_wait(trace: Any, waited: float, reason: str) -> None:
     """A ``limit_wait`` event for a wait worth recording, on the latest request of the run."""
     if trace is None or waited < RECORDED_WAIT:
         return
-    request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
-    trace.emit("limit_wait", request=request, seconds=round(waited, 6), reason=reason)
+    trace.emit(LimitWait(request=trace.request, seconds=round(waited, 6), reason=reason))

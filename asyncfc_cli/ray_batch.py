@@ -522,7 +522,7 @@ def _bring_back_trace(ray: Any, actor: Any, run: PlannedRun, status: str, error:
 def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
     """``written`` up to its last whole line, with a summary after it; None if it
     does not even hold its header line."""
-    from asyncfc_cli.events import to_line
+    from asyncfc_cli.events import Summary, to_line
 
     whole = written[: written.rfind(b"\n") + 1]  # a line cut by the kill is dropped
     first, last = whole[: whole.find(b"\n")], whole[whole.rfind(b"\n", 0, len(whole) - 1) + 1:]
@@ -538,7 +538,7 @@ def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
         t = float(event.get("t", 0.0))  # the summary comes after everything it wrote
     except (ValueError, TypeError, AttributeError):
         t = 0.0
-    summary = {"type": "summary", "t": t, "status": status, "error": error or status}
+    summary = Summary(t=t, status=status, error=error or status)
     return whole + (to_line(summary) + "\n").encode("utf-8")
 
 
@@ -549,7 +549,7 @@ def _write_closed_trace(run: PlannedRun, status: str, error: str | None) -> None
 
     try:
         writer = open_trace_file(run.trace, run.spec, new_run_id())
-        writer({"type": "summary", "t": 0.0, "status": status, "error": error or status})
+        writer(Summary(status=status, error=error or status))
         writer.close()
     except OSError:
         pass

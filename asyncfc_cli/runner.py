@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.events import Header, Retry, Summary
 from asyncfc_cli import credentials, interrupts, modes
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
@@ -51,12 +52,12 @@ def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None 
     """
     writer = TraceWriter(path)
     if spec is not None:
-        writer.write_header({"type": "header", "t": 0.0, **run_header(spec, run_id or new_run_id())})
+        writer.write_header(run_header(spec, run_id or new_run_id()))
     return writer
 
 
-def run_header(spec: RunSpec, run_id: str) -> dict:
-    """The header's fields for a run of ``spec``."""
+def run_header(spec: RunSpec, run_id: str) -> Header:
+    """The header of a run of ``spec``."""
     return header_fields(
         run_id,
         task=spec.task_name,
@@ -210,12 +211,11 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     try:
         session = cassette.start(spec, redactor) if cassette is not None else None
         async with _serving(spec, session) as config:
-            trace.emit("header", **run_header(spec, run_id))
+            trace.emit(run_header(spec, run_id))
 
             def on_retry(attempt: int, error: str) -> None:
                 # Retries happen inside one model turn: the latest request's.
-                request = next((e["request"] for e in reversed(trace.events) if e["type"] == "model_begin"), None)
-                trace.emit("retry", request=request, attempt=attempt, error=error)
+                trace.emit(Retry(request=trace.request, attempt=attempt, error=error))
 
             gate = None
             if limits is not None:
@@ -232,7 +232,7 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
                     result = await run_agent(agent_run(spec, tools), client, trace)
             except ToolLoadError as exc:
                 if not opened:  # the run ends before its first request: its trace says why
-                    trace.emit("summary", status="error", turns=0, requests=0, tool_calls=0, error=str(exc))
+                    trace.emit(Summary(status="error", turns=0, requests=0, tool_calls=0, error=str(exc)))
                 raise
             return RunOutcome(result, writer.path, run_id, trace, redactor, client.credentials_failure,
                               config.key_hint, session)

@@ -155,10 +155,11 @@ class Timeline:
         title: a line above the axis.
     """
 
-    def __init__(self, events: Sequence[TraceEvent | Mapping], *, now: float | None = None, live: bool = False,
+    def __init__(self, events: Sequence[TraceEvent | Mapping] = (), *, now: float | None = None, live: bool = False,
                  axis: float | None = None, max_lanes: int | None = None, title: str | None = None,
-                 legend: bool = True, footer: bool = True) -> None:
-        self.events, self.now, self.live = parse_many(events), now, live
+                 legend: bool = True, footer: bool = True, run: Run | None = None) -> None:
+        # ``run``: spans already built (the live view keeps them as events arrive); then ``events`` is unused.
+        self.events, self.now, self.live, self.run = parse_many(events), now, live, run
         self.axis, self.max_lanes, self.title = axis, max_lanes, title
         self.legend, self.footer = legend, footer
 
@@ -169,8 +170,11 @@ class Timeline:
     # -- layout ---------------------------------------------------------------------
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        run = analysis.build_run(self.events, now=self.now, live=self.live and not self._ended())
-        metrics = analysis.compute(run)
+        run = self.run
+        if run is None:
+            run = analysis.build_run(self.events, now=self.now, live=self.live and not self._ended())
+        # A live frame has no room for the critical path; its walk is the costliest figure.
+        metrics = analysis.compute(run, critical=not run.live)
         width = max(options.max_width, 40)
         label_w = int(min(max(width * 0.32, 16), 44))
         info_w = 10
@@ -207,6 +211,8 @@ class Timeline:
             yield self._footer(run, metrics, width)
 
     def _ended(self) -> bool:
+        if self.run is not None:
+            return self.run.finished
         return bool(self.events) and isinstance(self.events[-1], Summary)
 
     def _lane_limit(self, options: ConsoleOptions, run: Run) -> int | None:
@@ -421,24 +427,27 @@ def live_allowed(console: Console, *, quiet: bool = False, as_json: bool = False
 class LiveTimeline:
     """A trace sink showing the timeline live; use as a context manager.
 
-    The sink only appends events (it is called synchronously from the run's
-    trio tasks); the picture is computed when Rich's refresh thread renders
-    it, about ten times a second.
+    The sink takes each event into the run's spans once, as it arrives (it
+    is called synchronously from the run's trio tasks); Rich's refresh
+    thread draws a frame from those spans about ten times a second, without
+    parsing or replaying the events before (:class:`analysis.RunBuilder`).
     """
 
     def __init__(self, console: Console, refresh_per_second: float = 10) -> None:
         self.events: list[TraceEvent] = []
+        self.spans = analysis.RunBuilder()
         self._anchor: tuple[float, float] | None = None  # (run time, monotonic) of the last event
         self._lock = threading.Lock()
         self.live = Live(console=console, refresh_per_second=refresh_per_second, transient=False,
                          get_renderable=self.renderable)
 
-    def __call__(self, event: Mapping) -> None:
-        typed = from_emitted(event)
+    def __call__(self, event: TraceEvent | Mapping) -> None:
+        typed = from_emitted(event)  # a TraceEvent (what Trace.emit hands out) is taken as it is
         if typed is None:
             return  # not a valid event: nothing to draw (the file keeps it)
         with self._lock:
             self.events.append(typed)
+            self.spans.add(typed)
             self._anchor = (typed.t, time.monotonic())
 
     def now(self) -> float | None:
@@ -449,12 +458,12 @@ class LiveTimeline:
 
     def renderable(self) -> Timeline | Text:
         with self._lock:
-            events = list(self.events)
-        if not events:
-            return Text("starting…", style="dim")
-        ended = isinstance(events[-1], Summary)
-        return _Guarded(Timeline(events, now=None if ended else self.now(), live=not ended,
-                                 max_lanes=None if not ended else 10**9))
+            if not self.events:
+                return Text("starting…", style="dim")
+            ended = isinstance(self.events[-1], Summary)
+            # Copies of the spans: the run goes on adding events while this frame is drawn.
+            run = self.spans.run(now=None if ended else self.now(), live=not ended, detached=True)
+        return _Guarded(Timeline(run=run, max_lanes=None if not ended else 10**9))
 
     def __enter__(self) -> LiveTimeline:
         self.live.start(refresh=True)

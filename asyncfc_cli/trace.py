@@ -77,14 +77,14 @@ from typing import Any
 
 from asyncfc_cli import safefiles
 from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
-                                ToolEnd, TraceEvent, loads, parse_event, to_line)
+                                ToolEnd, TraceEvent, field_names, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
 
 TRACE_VERSION = 1
 DEFAULT_DIR = Path(".asyncfc") / "runs"
 
 Event = dict[str, Any]
-Sink = Callable[[Event], None]
+Sink = Callable[[TraceEvent], None]
 
 
 def digest(value: Any) -> str:
@@ -105,10 +105,15 @@ def summarize_args(arguments: Any, limit: int = 60) -> str:
 
 
 class Trace:
-    """Stamps events with run time and hands them to every sink.
+    """Stamps typed events (:mod:`asyncfc_cli.events`) with run time and hands
+    them to every sink.
 
-    The file writer is one sink; the CLI's progress printer (and later the
-    live timeline) are others, so renderers see exactly what the file holds.
+    The file writer is one sink; the CLI's progress printer or live timeline
+    are others, so renderers see exactly what the file holds. The trace also
+    holds the little the run needs to know of itself while it runs, set as
+    the events pass rather than read back from them: the model request in
+    flight (``request``, for retries and limit waits) and the ``header``
+    (the model's identity, for the ``--json`` report).
     """
 
     def __init__(self, secrets: Iterable[str | None] = (), clock: Callable[[], float] = time.monotonic,
@@ -117,9 +122,11 @@ class Trace:
         self.clock = clock
         self.t0 = clock()
         self.sinks: list[Sink] = []
-        self.events: list[Event] = []
+        self.events: list[TraceEvent] = []
         self.redactor = redactor if redactor is not None else Redactor()
         self.redactor.add(secrets)
+        self.header: Header | None = None
+        self.request: int | None = None  # the latest model request begun
 
     def now(self) -> float:
         return self.clock() - self.t0
@@ -129,12 +136,21 @@ class Trace:
         before emitting it (a cut secret would no longer match)."""
         return self.redactor.value(value)
 
-    def emit(self, type: str, **fields: Any) -> Event:
-        event: Event = self.redactor.value({"type": type, "t": round(self.now(), 6), **fields})
-        self.events.append(event)
+    def emit(self, event: TraceEvent) -> TraceEvent:
+        """Record ``event`` now: the event as written, stamped and with the run's
+        secrets masked in every field, which is what every sink receives."""
+        redact = self.redactor.value
+        # Field by field: a field's name is never a secret to mask.
+        stamped = type(event)(t=round(self.now(), 6),
+                              **{name: redact(getattr(event, name)) for name in field_names(type(event))})
+        if isinstance(stamped, ModelBegin):
+            self.request = stamped.request
+        elif isinstance(stamped, Header) and self.header is None:
+            self.header = stamped
+        self.events.append(stamped)
         for sink in self.sinks:
-            sink(event)
-        return event
+            sink(stamped)
+        return stamped
 
 
 class TraceWriter:
@@ -161,7 +177,7 @@ class TraceWriter:
         # (a batch's traces/) is replaced, never written through.
         self._file = safefiles.create(path)
 
-    def write_header(self, header: Event) -> None:
+    def write_header(self, header: Header) -> None:
         """Write the header line now; ``OSError`` if the file cannot take it."""
         try:
             self._file.write(to_line(header) + "\n")
@@ -171,7 +187,7 @@ class TraceWriter:
             raise
         self.header_written = True
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: TraceEvent) -> None:
         if self._file.closed:
             return
         if event.get("type") == "header":
@@ -235,13 +251,10 @@ def default_trace_path(run_id: str, base: Path | None = None) -> Path:
     return (base or runs_dir()) / f"{run_id}.jsonl"
 
 
-def header_fields(run_id: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "version": TRACE_VERSION,
-        "run_id": run_id,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **fields,
-    }
+def header_fields(run_id: str, **fields: Any) -> Header:
+    """The header of a run starting now (its ``t`` is 0 until :meth:`Trace.emit` stamps it)."""
+    return Header(version=TRACE_VERSION, run_id=run_id,
+                  started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
 
 
 # --- reading ---------------------------------------------------------------------------

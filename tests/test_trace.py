@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from asyncfc_cli import runner
+from asyncfc_cli.events import (EVENT_TYPES, FinishHeld, Header, ModelBegin, ModelEnd, Retry, Summary, ToolBegin,
+                                WaitBegin, parse_event)
 from asyncfc_cli.spec import resolve_run
 from asyncfc_cli.trace import (Trace, TraceError, TraceWriter, check_writable, header_fields, parse_trace,
                                read_trace)
@@ -88,9 +90,9 @@ def test_the_writer_writes_strict_jsonl_whatever_the_events_hold(tmp_path):
     writer.write_header({"type": "header", "t": 0.0, "version": 1, "run_id": "r"})
     trace = Trace()
     trace.sinks.append(writer)
-    trace.emit("header", version=1, run_id="again")  # already written at open: not twice
-    trace.emit("wait_begin", call_id="w\ud800", futures=("f1",), timeout=float("nan"))
-    trace.emit("model_end", request=1, status="ok", ttft=float("inf"), extra=object())
+    trace.emit(Header(version=1, run_id="again"))  # already written at open: not twice
+    trace.emit(WaitBegin(call_id="w\ud800", futures=("f1",), timeout=float("nan")))
+    trace.emit(ModelEnd(request=1, status="ok", ttft=float("inf"), error=object()))  # not JSON: its text
     writer.close()
     raw = path.read_bytes()
     assert raw.startswith(b'{"type": "header"') and b"\n\n" not in raw
@@ -123,8 +125,8 @@ def test_every_event_is_on_disk_as_soon_as_it_is_emitted(tmp_path):
     writer = TraceWriter(path)
     trace = Trace()
     trace.sinks.append(writer)
-    trace.emit("header", **header_fields("r1", mode="sync"))
-    trace.emit("tool_begin", call_id="c1", tool="nap")
+    trace.emit(header_fields("r1", mode="sync"))
+    trace.emit(ToolBegin(call_id="c1", tool="nap"))
     # Read while the writer is still open, as after a crash.
     data = read_trace(path)
     assert data.header["run_id"] == "r1" and data.truncated
@@ -139,17 +141,61 @@ def test_secrets_are_scrubbed_from_every_event(tmp_path):
     trace.sinks.append(writer)
     seen = []
     trace.sinks.append(seen.append)
-    trace.emit("header", **header_fields("r", model="m"))
-    trace.emit("tool_begin", call_id="c", tool="t", args_summary=f'key="{SECRET}"',
-               nested={"list": [f"Bearer {SECRET}", 1, None], SECRET[:3]: True})
-    trace.emit("summary", status="error", error=f"401 for key {SECRET}{SECRET}")
+    trace.emit(header_fields("r", model="m"))
+    trace.emit(ToolBegin(call_id="c", tool="t", args_summary=f'key="{SECRET}"', deps=[f"Bearer {SECRET}", "f1"]))
+    trace.emit(Summary(status="error", error=f"401 for key {SECRET}{SECRET}"))
     writer.close()
     text = path.read_text()
     assert SECRET not in text and "***" in text
-    assert SECRET not in json.dumps(trace.events) and SECRET not in json.dumps(seen)
+    assert SECRET not in json.dumps([dict(e) for e in trace.events]) and SECRET not in json.dumps([dict(e) for e in seen])
+    # The typed fields the sinks read are masked as the line is.
+    assert SECRET not in seen[1].args_summary and seen[1].deps == ["Bearer ***", "f1"]
     data = read_trace(path)
-    assert data.events[0]["nested"]["list"] == ["Bearer ***", 1, None]
+    assert data.events[0].deps == ["Bearer ***", "f1"]
     assert data.summary["error"] == "401 for key ******"
+
+
+def test_writers_and_readers_share_one_schema():
+    """An event a writer builds is written as its fields in class order, an
+    optional field without a value left out unless the reader must see its
+    null, and reads back as the same typed event."""
+    trace = Trace()
+    end = trace.emit(ModelEnd(request=2, status="ok", ttft=None, tokens_in=5, tokens_out=1,
+                              finish_reason="stop", tool_calls=0))
+    assert list(end) == ["type", "t", "request", "status", "ttft", "tokens_in", "tokens_out", "finish_reason",
+                         "tool_calls"]
+    assert end["ttft"] is None and "error" not in end  # ttft null is written; no error, no key
+    summary = trace.emit(Summary(status="ok", turns=1))
+    assert list(summary) == ["type", "t", "status", "turns"]
+    retry = trace.emit(Retry(attempt=1, error="503"))  # before any request: request is null, not missing
+    assert list(retry) == ["type", "t", "request", "attempt", "error"] and retry["request"] is None
+    for event in trace.events:
+        again = parse_event(json.loads(json.dumps(dict(event))))
+        assert type(again) is type(event) and dict(again) == dict(event)
+    # Every event type can be built by a writer and read back.
+    for name, cls in EVENT_TYPES.items():
+        assert cls.TYPE == name
+
+
+def test_the_run_state_is_kept_as_events_pass_not_read_back():
+    trace = Trace()
+    assert trace.request is None and trace.header is None
+    trace.emit(header_fields("r", model="sim", model_alias="fast"))
+    trace.emit(ModelBegin(request=1, messages=2))
+    trace.emit(ModelBegin(request=2, messages=4))
+    trace.emit(header_fields("second"))  # not the run's header: the first one is
+    assert trace.request == 2 and trace.header.run_id == "r" and trace.header.model_alias == "fast"
+    trace.events.clear()  # the state does not come from the list
+    assert trace.request == 2 and trace.header.model == "sim"
+
+
+def test_fields_that_joined_the_schema_late_never_make_an_old_line_invalid():
+    header = parse_event({"type": "header", "t": 0, "provider": 7, "tool_kinds": ["x"], "model_alias": {}})
+    assert header.provider is None and header.tool_kinds is None and header["provider"] == 7
+    held = parse_event({"type": "finish_held", "t": 1, "outstanding": ["f1"], "cut": "yes"})
+    assert held.cut is None and held.outstanding == ["f1"]
+    with pytest.raises(Exception, match="t is missing"):
+        parse_event({"type": "model_begin", "request": 1})  # t has a default for writers only
 
 
 @pytest.mark.parametrize("reachable", [True, False])

@@ -296,7 +296,7 @@ def _print_footer(result: Any, verdict: Verdict, trace_path: Path) -> None:
 def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any]:
     """The ``--json`` object of a finished run (the caller masks its secrets)."""
     result = outcome.result
-    header = next((e for e in outcome.trace.events if e.get("type") == "header"), {})
+    header = outcome.trace.header or {}  # the model's identity, as the run wrote it
     return {
         "status": verdict.run_status,
         "exit_code": verdict.exit_code,

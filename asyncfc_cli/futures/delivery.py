@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.events import Delivery as DeliveryEvent, FinishHeld, WaitBegin, WaitEnd
 from asyncfc_cli.executor import CallRecord
 from asyncfc_cli.futures.protocol import delivery_message, parse_future_id
 from asyncfc_cli.futures.table import FutureTable
@@ -40,7 +41,7 @@ class Delivery:
         for record in records:
             record.delivered = via
         if records:
-            self.trace.emit("delivery", futures=[r.future for r in records], via=via)
+            self.trace.emit(DeliveryEvent(futures=[r.future for r in records], via=via))
 
     def outstanding(self) -> list[str]:
         """Futures whose outcome the model has not seen."""
@@ -66,7 +67,7 @@ class Delivery:
         outstanding = self.outstanding()
         if not outstanding:
             return True
-        self.trace.emit("finish_held", outstanding=outstanding, cut=cut)
+        self.trace.emit(FinishHeld(outstanding=outstanding, cut=cut))
         for record in self.table.records:
             await record.resolved.wait()
         self.finishing = not cut
@@ -103,7 +104,7 @@ class Delivery:
         by_id = self.table.by_id
         ids = [parse_future_id(r) for r in raw_ids]
         found = list(dict.fromkeys(by_id[i] for i in ids if i in by_id))
-        self.trace.emit("wait_begin", call_id=call.call_id, futures=[f.future for f in found], timeout=timeout)
+        self.trace.emit(WaitBegin(call_id=call.call_id, futures=[f.future for f in found], timeout=timeout))
         with trio.move_on_after(math.inf if timeout is None else timeout):
             for record in found:
                 await record.resolved.wait()
@@ -126,5 +127,5 @@ class Delivery:
         self.mark(fresh, "wait")
         if pending:
             out["pending"] = pending
-        self.trace.emit("wait_end", call_id=call.call_id, ready=[r.future for r in fresh], pending=pending)
+        self.trace.emit(WaitEnd(call_id=call.call_id, ready=[r.future for r in fresh], pending=pending))
         return json.dumps(out, ensure_ascii=False)

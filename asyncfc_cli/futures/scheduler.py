@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.events import FutureCreated, FutureResolved, Hold
 from asyncfc_cli.executor import CallRecord, Limits, Scheduler, begin, finish, new_record, run_call
 from asyncfc_cli.futures.delivery import Delivery
 from asyncfc_cli.futures.hold import HoldPolicy
@@ -67,9 +68,8 @@ class AsyncScheduler(Scheduler):
             return  # served when the response ends; not a future, not numbered
         tool = self.tools.get(call.name)
         refs, error, after = self.table.issue(record, ordered=tool is not None and getattr(tool, "ordered", False))
-        self.trace.emit("future_created", future=record.future, call_id=call.id, tool=call.name,
-                        deps=record.deps, request=request,
-                        ordered_after=after.future if after is not None else None)
+        self.trace.emit(FutureCreated(future=record.future, call_id=call.id, tool=call.name, deps=record.deps,
+                                      request=request, ordered_after=after.future if after is not None else None))
         if error is not None:
             record.status, record.error = "error", error
         if record.status == "error":
@@ -107,7 +107,7 @@ class AsyncScheduler(Scheduler):
         if record.done:
             return
         record.resolved.set()
-        self.trace.emit("future_resolved", future=record.future, status=record.status)
+        self.trace.emit(FutureResolved(future=record.future, status=record.status))
         if record.status in ("ok", "timeout") and record.duration is not None:
             self.latency.observe(record.tool, record.duration)
 
@@ -167,6 +167,6 @@ class AsyncScheduler(Scheduler):
                 await record.resolved.wait()
         held = self.trace.now() - now
         self.hold.spent(held)
-        self.trace.emit("hold", futures=[r.future for r in hold.targets],
-                        expected=round(hold.expected, 6) if hold.expected is not None else None,
-                        held=round(held, 6), budget=round(hold.budget, 6))
+        self.trace.emit(Hold(futures=[r.future for r in hold.targets],
+                             expected=round(hold.expected, 6) if hold.expected is not None else None,
+                             held=round(held, 6), budget=round(hold.budget, 6)))

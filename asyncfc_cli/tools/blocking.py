@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from asyncfc_cli.events import ToolBlocked
 from asyncfc_cli.tools.core import CURRENT_CALL
 
 BLOCK_THRESHOLD = 0.5  # seconds one step must take to count as blocking the loop
@@ -67,7 +68,7 @@ class LoopWatch(trio.abc.Instrument):
         seconds = time.perf_counter() - max(step_start, run.entered)
         if seconds >= BLOCK_THRESHOLD:
             run.blocked += seconds
-            self.emit("tool_blocked", call_id=run.call_id, tool=run.tool, seconds=round(seconds, 3))
+            self.emit(ToolBlocked(call_id=run.call_id, tool=run.tool, seconds=round(seconds, 3)))
 
     def check(self) -> None:
         """From the watchdog thread: warn once per step that blocks too long."""

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from asyncfc_cli.events import ToolSourceError
 from asyncfc_cli.output import printable
 from asyncfc_cli.redaction import Redactor, env_secrets
 from asyncfc_cli.tools.mcp.errors import describe, without_inputs
@@ -48,7 +49,7 @@ class SdkLogs(logging.Handler):
             if context is not None:
                 # A session's problem: its calls already told the model; the trace keeps the detail.
                 if record.levelno >= logging.WARNING:
-                    context.trace.emit("tool_source_error", name=context.name, error=f"MCP SDK: {text}")
+                    context.trace.emit(ToolSourceError(name=context.name, error=f"MCP SDK: {text}"))
                 return
             clean = logging.makeLogRecord({**record.__dict__, "msg": text, "args": None, "exc_info": None,
                                            "exc_text": None, "stack_info": None})

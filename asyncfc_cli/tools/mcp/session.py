@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from asyncfc_cli.events import ToolSourceError, ToolSourceOpened
 from asyncfc_cli.output import printable
 from asyncfc_cli.tools import processes
 from asyncfc_cli.tools.core import RunContext, ToolError, ToolLoadError
@@ -60,7 +61,7 @@ class Session:
         text = self.clean(text, 300)
         if len(self.notices) < _NOTICES:
             self.notices.append(text)
-        self.run.trace.emit("tool_source_error", name=self.source.name, error=text)
+        self.run.trace.emit(ToolSourceError(name=self.source.name, error=text))
 
     async def hold(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         source = self.source
@@ -102,9 +103,9 @@ class Session:
                         )
                         tools = source.build_tools(self, listed)
                         startup.deadline = math.inf
-                        self.run.trace.emit("tool_source", name=source.name, kind="mcp", server=source.where,
-                                            tools=[t.name for t in tools],
-                                            protocol=self.client.protocol_version)
+                        self.run.trace.emit(ToolSourceOpened(name=source.name, kind="mcp", server=source.where,
+                                                             tools=[t.name for t in tools],
+                                                             protocol=self.client.protocol_version))
                         started = True
                         task_status.started(tools)
                         await self._closed.wait()
@@ -118,7 +119,7 @@ class Session:
                         raise self._failed(self._start_failure(what, errlog, asyncfc_kind(exc))) from None
                     # After the start: the session failed while closing or mid-run;
                     # the calls have already said so to the model.
-                    self.run.trace.emit("tool_source_error", name=source.name, error=self.clean(describe(exc)))
+                    self.run.trace.emit(ToolSourceError(name=source.name, error=self.clean(describe(exc))))
                 finally:
                     self.lost = self.lost or "the MCP session is closed"
                     if self.token:
@@ -135,7 +136,7 @@ class Session:
         """The start failure as raised: redacted whole (it quotes the server), and in the trace."""
         error = ToolLoadError(self.redactor.text(text))
         error.source = self.source.name  # type: ignore[attr-defined]
-        self.run.trace.emit("tool_source_error", name=self.source.name, error=str(error))
+        self.run.trace.emit(ToolSourceError(name=self.source.name, error=str(error)))
         return error
 
     async def _why_not_started(self, exc: BaseException) -> str:

@@ -186,5 +186,5 @@ class _NoTrace:
         self.sinks: list[Any] = []
         self.redactor = redactor or Redactor()
 
-    def emit(self, type: str, **fields: Any) -> None:
+    def emit(self, event: Any) -> None:
         pass

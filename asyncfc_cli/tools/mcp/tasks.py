@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from asyncfc_cli.events import ToolProgress
 from asyncfc_cli.tools.core import CURRENT_CALL, ToolError
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ async def call_as_task(session: "Session", name: str, exposed: str, arguments: d
         if state.get("status") != status:
             status = str(state.get("status"))
             message = state.get("statusMessage")
-            session.run.trace.emit("tool_progress", call_id=call_id, tool=exposed, mcp_task=task_id,
-                               status=status, **({"message": session.redactor.clip(str(message), 200)} if message else {}))
+            session.run.trace.emit(ToolProgress(call_id=call_id, tool=exposed, mcp_task=task_id, status=status,
+                                                message=session.redactor.clip(str(message), 200) if message else None))
 
     note(task)
     try:
