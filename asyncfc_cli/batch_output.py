@@ -136,6 +136,7 @@ _REPORT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "tool_calls": _COUNT, "answer": _OPT_TEXT, "error": _OPT_TEXT, "failures": ((list,), False),
     "expectations": _COUNT, "trace": _OPT_TEXT, "fix": _OPT_TEXT, "resumed": ((bool,), False),
     "started": ((int, float, type(None)), False), "ended": ((int, float, type(None)), False),
+    "cassette": _OPT_TEXT, "recorded": ((bool,), False), "replayed": ((bool,), False),
 }
 _STATUSES = (PASSED, FAILED, UNMET, INTERRUPTED, SKIPPED)
 _MAX_NUMBER = 1e15
