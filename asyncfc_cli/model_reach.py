@@ -36,7 +36,7 @@ class Unreachable:
     permanent: bool = False  # retrying cannot help (see LiteLLMClient.stream)
 
     def message(self, redactor: Redactor) -> str:
-        if self.reason in ("timeout", "silent"):
+        if self.reason == "timeout":
             text = f"the model server at {self.url} did not answer within {self.timeout:g}s (request_timeout)"
         elif self.reason == "silent":  # our own timer: no response yet, or one of keep-alives only
             text = (f"the model server at {self.url} sent no tokens for {self.timeout:g}s (request_timeout): "
@@ -61,7 +61,7 @@ class Unreachable:
             return f"{start}, or give the address it listens on: {where}, then --model NAME"
         if self.reason == "unresolved":
             return f"check the host name in {where}, and this machine's network and DNS"
-        if self.reason == "timeout":
+        if self.reason in ("timeout", "silent"):
             return ("check that the server at that address is up and answers; if it is slow to start or to "
                     f"answer, raise request_timeout{' in ' + table if table else ' on the model'}")
         if self.reason == "proxy":
