@@ -445,7 +445,9 @@ def _serve_first_calls(argv: list[str]) -> list[dict]:
         request = urllib.request.Request(f"{base_url}/models/asyncfc-sim:generateContent",
                                          data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # An opener of its own: urlopen() would keep this test's dead proxy in a
+        # process-wide opener for every later test of the worker.
+        with urllib.request.build_opener().open(request, timeout=60) as response:
             answer = json.loads(response.read())
         parts = answer["candidates"][0]["content"]["parts"]
         return [part["functionCall"] for part in parts if "functionCall" in part]

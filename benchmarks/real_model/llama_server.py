@@ -28,6 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The server is on this machine, so no proxy may stand between: urlopen() builds
+# its opener once per process with the proxy variables of that moment, and a
+# test that set a dead proxy earlier in the same worker would otherwise route
+# every later health check into it.
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 MODEL_NAME = "smollm2-135m"  # what the server calls the model (--alias): openai/smollm2-135m
 
 
@@ -46,7 +52,7 @@ class Server:
         return self.root + "/v1"
 
     def get(self, path: str, timeout: float = 10.0) -> Any:
-        with urllib.request.urlopen(self.root + path, timeout=timeout) as response:
+        with _LOCAL.open(self.root + path, timeout=timeout) as response:
             return json.loads(response.read())
 
     def slots(self) -> list[dict[str, Any]]:
