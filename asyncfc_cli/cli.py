@@ -16,6 +16,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
@@ -143,6 +144,25 @@ app.add_typer(trace_app, name="trace")
 app.add_typer(worker_app, name="worker")
 
 
+_command: list[Any] = []
+
+
+def command() -> Any:
+    """The app's click command tree, built once per process.
+
+    typer builds it from the declarations on every call of ``app()``, a
+    quarter of a second on a loaded machine; a warm worker builds it before it
+    forks (warm/worker.py ``warm_up``), so a warm command starts with it built.
+    The tree holds declarations only: what a command reads from its process
+    (environment, working directory, terminal) is read when it parses and runs.
+    """
+    if not _command:
+        built = typer.main.get_command(app)
+        _plain_params(built)
+        _command.append(built)
+    return _command[0]
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"asyncfc {__version__}")
@@ -169,7 +189,7 @@ def _dispatch(args: list[str] | None = None) -> int:
     asyncfc_cli.cli``): help, and the completion variable ``_ASYNCFC_COMPLETE``.
     """
     try:
-        result = app(args=args, prog_name="asyncfc", standalone_mode=False)
+        result = command().main(args=args, prog_name="asyncfc", standalone_mode=False)
     except typer.TyperException as exc:  # another of click's errors (e.g. bare ``asyncfc``: the help)
         exc.show()  # type: ignore[attr-defined]
         return getattr(exc, "exit_code", EXIT_FAILED)

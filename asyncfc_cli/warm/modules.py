@@ -26,9 +26,10 @@ NOT_PREIMPORTED = ("ray",)
 
 # asyncfc's modules (relative to the package) whose import sets up something
 # for the process it runs in: a Rich console made for the terminal and the
-# environment it starts with (cli, bench.suite), a directory found from the
-# working directory (bench.workloads). A child imports them itself.
-PER_PROCESS = ("cli", "bench.suite", "bench.workloads", "__main__")
+# environment it starts with (bench.suite), a directory found from the
+# working directory (bench.workloads). A child imports them itself. (cli is
+# not one: its console is made per process, on first use, commands/common.py.)
+PER_PROCESS = ("bench.suite", "bench.workloads", "__main__")
 # The worker's own module runs as ``__main__`` (client.BOOT); imported again it would be a second copy.
 NOT_IMPORTED = ("warm.worker",)
 

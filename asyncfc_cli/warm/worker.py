@@ -78,13 +78,16 @@ def preimport(names: list[str]) -> int:
 def warm_up(package: str) -> None:
     """Once per process, and the same for every command, what a command that talks to
     a model would otherwise spend a noticeable fraction of a second on: LiteLLM set
-    up as asyncfc uses it, and the simulated model's fixed entries in its model map
-    (under asyncfc's own model names, ``<provider>/asyncfc-sim``)."""
+    up as asyncfc uses it, the simulated model's fixed entries in its model map
+    (under asyncfc's own model names, ``<provider>/asyncfc-sim``), and the CLI's
+    command tree (cli.command)."""
     runner, model = sys.modules.get(f"{package}.runner"), sys.modules.get(f"{package}.model")
-    if runner is None or model is None:
-        return
+    cli = sys.modules.get(f"{package}.cli")
     try:
-        runner.register_sim_models(model.import_litellm())
+        if runner is not None and model is not None:
+            runner.register_sim_models(model.import_litellm())
+        if cli is not None:
+            cli.command()  # typer's command tree, built from the declarations
     except Exception as exc:  # noqa: BLE001  (a child then does it itself, and meets the same error)
         log(f"warming up failed: {type(exc).__name__}: {exc}")
 
