@@ -68,23 +68,36 @@ class Layer:
         self.reach.append(max(b, self.reach[-1]) if self.reach else b)
         self.kinds.append(kind)
 
-    def cover(self, i: int, n: int, first: Callable[[float], int], last: Callable[[float, int], int]) -> str | None:
-        """The kind of the latest of the first ``n`` segments that paints column ``i``, or None.
+    def columns(self, n: int, width: int, first: Callable[[float], int],
+                last: Callable[[float, int], int]) -> list[str | None]:
+        """For each column, the kind of the latest of the first ``n`` segments that paints it, or None.
 
         ``first(a)`` is the first column a paint from ``a`` covers, ``last(b, i0)``
-        one past its last: the columns :meth:`asyncfc_cli.timeline._Bar.paint` fills."""
-        j = bisect.bisect_right(self.starts, i, 0, n, key=first) - 1
-        if j < 0:
-            return None
-        i0 = first(self.starts[j])
-        if i < last(self.ends[j], i0):
-            return self.kinds[j]
-        # Only segments that overlap one another get here; a run's own trace has none.
-        if i < last(self.reach[j], -1):
-            for k in range(j - 1, -1, -1):
-                if i < last(self.ends[k], first(self.starts[k])):
-                    return self.kinds[k]
-        return None
+        one past its last: the columns :meth:`asyncfc_cli.timeline._Bar.paint`
+        fills. At most one binary search per column: the cost is the width's."""
+        out: list[str | None] = [None] * width
+        if n == 0:
+            return out
+        j, i0, i1 = -1, 0, 0
+        for i in range(width):
+            if j + 1 < n and first(self.starts[j + 1]) <= i:
+                # The latest segment starting at or before this column.
+                j = bisect.bisect_right(self.starts, i, j + 1, n, key=first) - 1
+                i0 = first(self.starts[j])
+                i1 = last(self.ends[j], i0)
+            if j < 0:
+                continue
+            if i < i1:
+                out[i] = self.kinds[j]
+            elif i < last(self.reach[j], -1):
+                # Only segments that overlap one another get here; a run's own trace has none.
+                for k in range(j - 1, -1, -1):
+                    if i < last(self.ends[k], first(self.starts[k])):
+                        out[i] = self.kinds[k]
+                        break
+            elif j == n - 1:
+                break  # past the last segment's reach: nothing more to paint
+        return out
 
 
 @dataclass

@@ -224,10 +224,11 @@ def _paint_indexed(frame: LiveFrame, bar: _Bar) -> None:
     :func:`_paint_run` gives, without a walk over every request and wait."""
     idle0 = bar.first(frame.start)
     idle1 = bar.last(frame.end, idle0)
-    layers = [(frame.layers[name], priority) for name, priority in (("decode", 3), ("ttft", 2), ("wait", 1))]
+    layers = [(frame.layers[name][0].columns(frame.layers[name][1], bar.width, bar.first, bar.last), priority)
+              for name, priority in (("decode", 3), ("ttft", 2), ("wait", 1))]
     for i in range(bar.width):
-        for (layer, n), priority in layers:
-            key = layer.cover(i, n, bar.first, bar.last)
+        for keys, priority in layers:
+            key = keys[i]
             if key is not None:
                 glyph, style = DECODE_PAINT.get(key) or MODEL_KEYS[key][:2]
                 bar.cells[i] = (glyph, style, priority, key)
