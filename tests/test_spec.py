@@ -450,6 +450,29 @@ def test_the_loop_gets_every_setting_of_the_agent(project):
     assert run.prompt == "p" and run.tools == {} and run.latency is not None and run.latency.store is None
 
 
+def test_a_model_table_is_validated_once(project, monkeypatch):
+    """[models.NAME] is validated with the agents file; resolving the run's model
+    interpolates it strictly (an unset ${VAR} is still an error) but does not
+    validate it again."""
+    from asyncfc_cli.spec import ModelSpec
+
+    write(project / "agents.toml", project.agents.replace('[models.sim]\nmodel = "sim"',
+                                                          '[models.sim]\nmodel = "${H2_MODEL:-sim}"\nretries = 2'))
+    validated = []
+    real = ModelSpec.model_validate.__func__
+    monkeypatch.setattr(ModelSpec, "model_validate",
+                        classmethod(lambda cls, data, **kw: validated.append(data) or real(cls, data, **kw)))
+    path = task(project, 'agent = "a"\nprompt = "p"')
+    run = resolve_run(path)
+    assert (run.model.name, run.model.model, run.model.retries) == ("sim", "sim", 2)
+    assert validated == []  # inside AgentsFile's validation, never on its own
+    write(project / "agents.toml", project.agents.replace('[models.sim]\nmodel = "sim"',
+                                                          '[models.sim]\nmodel = "sim"\napi_base = "${NOT_SET_H2}"'))
+    monkeypatch.delenv("NOT_SET_H2", raising=False)
+    err = error_of(path)
+    assert "NOT_SET_H2" in str(err) and err.key.startswith("models.sim")
+
+
 def test_a_tool_table_is_validated_once_into_its_typed_config(project, monkeypatch):
     """A run's [tools.NAME] goes through spec.tool_source: parsed into its typed
     config (tools.ToolConfig) there, and built from it without a second validation."""
