@@ -228,16 +228,10 @@ class LiveSpans:
         self.prev = t
 
     def _swept(self, t: float) -> tuple[float, float, float]:
-        mt, tt, anyo = self.model_tool, self.tool_tool, self.any_two
+        sums = (self.model_tool, self.tool_tool, self.any_two)
         if self.prev is not None and t > self.prev:
-            length, m, n = t - self.prev, self.models_open, self.tools_running
-            if m and n:
-                mt += length
-            if n >= 2:
-                tt += length
-            if m + n >= 2:
-                anyo += length
-        return mt, tt, anyo
+            sums = analysis.overlap_step(sums, t - self.prev, self.models_open, self.tools_running)
+        return sums
 
     # -- frames -------------------------------------------------------------------------
 
