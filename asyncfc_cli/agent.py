@@ -67,7 +67,7 @@ class AgentRun:
         return self.agent.max_result_chars
 
 
-def settings(**fields: Any) -> AgentSpec:
+def agent_settings(**fields: Any) -> AgentSpec:
     """Agent settings validated as ``[agents.NAME]`` is, for a run no agents.toml
     describes (benchmarks, tests); unset fields take the spec's defaults."""
     return AgentSpec(model=fields.pop("model", "sim"), **fields)

@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncfc_cli.agent import AgentRun, run_agent, settings
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.latency import LatencyBook
 from asyncfc_cli.sim.inprocess import InProcessSim
 from asyncfc_cli.sim.plan import SimPlan
@@ -55,7 +55,7 @@ def run_plan(plan: SimPlan, mode: str, tools: dict | None = None, timeout: float
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        run = AgentRun(prompt="go", tools=tools or TOOLS, hold=hold, agent=settings(
+        run = AgentRun(prompt="go", tools=tools or TOOLS, hold=hold, agent=agent_settings(
             mode=mode, max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction))
         out["result"] = await run_agent(run, InProcessSim(plan), trace)
         out["events"] = trace.events
@@ -302,7 +302,7 @@ def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
     from asyncfc_cli.agent import initial_messages
 
     def system(mode, instruction=None):
-        run = AgentRun(prompt="p", tools={}, agent=settings(
+        run = AgentRun(prompt="p", tools={}, agent=agent_settings(
             instructions="Be brief.", mode=mode, max_turns=1, timeout=None, max_concurrency=1,
             futures_instruction=instruction))
         return initial_messages(run)[0]["content"]
