@@ -162,7 +162,8 @@ STATE_NAMES = {analysis.PENDING: "pending", analysis.RUNNING: "running", analysi
                analysis.UNFINISHED: "unfinished"}
 # How a request is drawn from its first token on, by legend key.
 DECODE_PAINT = {"decoding": MODEL_DECODE, analysis.ERROR: MODEL_ERROR,
-                analysis.CANCELLED: STATES[analysis.CANCELLED][:2], analysis.UNFINISHED: STATES[analysis.UNFINISHED][:2]}
+                analysis.CANCELLED: STATES[analysis.CANCELLED][:2],
+                analysis.UNFINISHED: STATES[analysis.UNFINISHED][:2]}
 
 
 def tool_state(span: ToolSpan, live: bool) -> str:
