@@ -18,6 +18,7 @@ from asyncfc_cli import modes
 from asyncfc_cli.events import CallReady, ModelBegin, ModelEnd, ModelFirstToken, ModelProgress, Summary
 from asyncfc_cli.executor import CallRecord, Limits, Scheduler, parse_arguments
 from asyncfc_cli.latency import LatencyBook, RequestCost
+from asyncfc_cli.spec.schema import AgentSpec
 from asyncfc_cli.model import Decoding, FirstToken, ModelClient, ModelError, StreamDone, TextDelta, ToolCallReady
 from asyncfc_cli.trace import Trace, digest
 
@@ -27,19 +28,49 @@ OK, ERROR, MAX_TURNS, TIMEOUT, INTERRUPTED = "ok", "error", "max_turns", "timeou
 
 @dataclass
 class AgentRun:
-    """The parts of a validated spec the loop needs."""
+    """What the loop runs: a prompt, the opened tools and the agent's validated
+    settings (mode, max_turns, timeout, ...), read from the spec itself rather
+    than copied out of it field by field."""
 
     prompt: str
-    instructions: str
     tools: dict[str, Any]  # name -> Tool
-    mode: str  # a name in asyncfc_cli.modes.MODES
-    max_turns: int
-    timeout: float | None
-    max_concurrency: int
-    futures_instruction: str | None = None  # None: the mode's own (async: futures.INSTRUCTION)
-    max_result_chars: int | None = None  # longest tool result text the model is shown
+    agent: AgentSpec  # validated ([agents.NAME], or built by a benchmark or a test)
     latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
     hold: str | float = "latency"  # async: the hold policy (futures.hold.hold_policy); benchmarks vary it
+
+    @property
+    def instructions(self) -> str:
+        return self.agent.instructions
+
+    @property
+    def mode(self) -> str:  # a name in asyncfc_cli.modes.MODES
+        return self.agent.mode
+
+    @property
+    def max_turns(self) -> int:
+        return self.agent.max_turns
+
+    @property
+    def timeout(self) -> float | None:
+        return self.agent.timeout
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.agent.max_concurrency
+
+    @property
+    def futures_instruction(self) -> str | None:  # None: the mode's own (async: futures.INSTRUCTION)
+        return self.agent.futures_instruction
+
+    @property
+    def max_result_chars(self) -> int | None:  # longest tool result text the model is shown
+        return self.agent.max_result_chars
+
+
+def agent_settings(**fields: Any) -> AgentSpec:
+    """Agent settings validated as ``[agents.NAME]`` is, for a run no agents.toml
+    describes (benchmarks, tests); unset fields take the spec's defaults."""
+    return AgentSpec(model=fields.pop("model", "sim"), **fields)
 
 
 @dataclass

@@ -414,19 +414,21 @@ def _sweep(model: list[Interval], tools: list[Interval]) -> tuple[float, float, 
         points += [(a, 0, 1), (b, 0, -1)]
     points.sort(key=lambda p: p[0])
     m = n = 0
-    mt = tt = anyo = 0.0
+    sums = (0.0, 0.0, 0.0)
     prev = None
     for t, dm, dn in points:
         if prev is not None and t > prev:
-            length = t - prev
-            if m and n:
-                mt += length
-            if n >= 2:
-                tt += length
-            if m + n >= 2:
-                anyo += length
+            sums = overlap_step(sums, t - prev, m, n)
         m, n, prev = m + dm, n + dn, t
-    return mt, tt, anyo
+    return sums
+
+
+def overlap_step(sums: tuple[float, float, float], length: float, m: int, n: int) -> tuple[float, float, float]:
+    """The (model‖tool, tool‖tool, any two) sums after ``length`` seconds with ``m``
+    model requests and ``n`` tools in flight: one step of the sweep, which the
+    live view also takes, one event at a time."""
+    mt, tt, anyo = sums
+    return (mt + length if m and n else mt, tt + length if n >= 2 else tt, anyo + length if m + n >= 2 else anyo)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

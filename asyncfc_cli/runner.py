@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
-from asyncfc_cli.spec import AgentSpec, RunSpec
+from asyncfc_cli.spec import RunSpec
 from asyncfc_cli.tools import ToolLoadError, open_tools  # noqa: F401  (ToolLoadError: the CLI catches runner.ToolLoadError)
 from asyncfc_cli.trace import Sink, Trace, TraceWriter, header_fields, new_run_id
 
@@ -143,20 +143,14 @@ def model_identity(spec: RunSpec) -> dict[str, str]:
     return {"model": m.model, "model_alias": m.name, "litellm_model": m.model, "provider": provider}
 
 
-# The agent's settings the loop reads: the fields of AgentRun named as in AgentSpec
-# (``tools`` aside: names in the spec, opened tools in the run). A setting added to
-# both reaches the loop as validated, with no copy to extend.
-LOOP_SETTINGS = tuple(f.name for f in fields(AgentRun) if f.name in AgentSpec.model_fields and f.name != "tools")
-
-
 def agent_run(spec: RunSpec, tools: dict | None = None,
               latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
-    """The loop's view of a spec: its agent's validated settings, with ``tools`` as
+    """The loop's view of a spec: its validated agent as it is, with ``tools`` as
     the run opened them (default: the spec's); tool durations are remembered in
     ``latency_store`` across runs (None: only this run's are known)."""
     tools = spec.tools if tools is None else tools
-    return AgentRun(prompt=spec.prompt, tools=tools, latency=LatencyBook.for_tools(tools, latency_store),
-                    **{name: getattr(spec.agent, name) for name in LOOP_SETTINGS})
+    return AgentRun(prompt=spec.prompt, tools=tools, agent=spec.agent,
+                    latency=LatencyBook.for_tools(tools, latency_store))
 
 
 def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: str | None = None,

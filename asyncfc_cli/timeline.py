@@ -34,15 +34,17 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.text import Text
 
 from asyncfc_cli import analysis
-from asyncfc_cli.analysis import Run, ToolSpan
-from asyncfc_cli.events import Summary, TraceEvent, from_emitted, parse_many
+from asyncfc_cli.analysis import ModelSpan, Run, ToolSpan
+from asyncfc_cli.events import Header, Summary, TraceEvent, from_emitted, parse_many
+from asyncfc_cli.livespans import Figures, LiveFrame, LiveSpans
 from asyncfc_cli.output import label as clip
 from asyncfc_cli.trace import TraceData
 
@@ -94,35 +96,49 @@ def live_axis_span(elapsed: float) -> float:
 
 
 class _Bar:
-    """One lane's cells; a higher priority paint wins a shared cell."""
+    """One lane's cells; a higher priority paint wins a shared cell.
+
+    Each cell keeps the legend entry of its paint (``key``), so the legend
+    names what is on screen and nothing else."""
 
     def __init__(self, width: int, origin: float, span: float) -> None:
         self.width, self.origin, self.span = width, origin, span
-        self.cells: list[tuple[str, str, int]] = [(" ", "", -1)] * width
+        self.cells: list[tuple[str, str, int, str]] = [(" ", "", -1, "")] * width
 
     def x(self, t: float) -> float:
         x = (t - self.origin) / self.span * self.width if self.span > 0 else 0.0
         # Clamped to just beyond the bar: a cell index, never inf or NaN.
         return min(max(x, -1.0), self.width + 1.0) if math.isfinite(x) else 0.0
 
-    def paint(self, a: float, b: float, glyph: str, style: str, priority: int) -> tuple[int, int] | None:
+    def first(self, a: float) -> int:
+        """The first cell a paint from ``a`` fills."""
+        return min(max(int(math.floor(self.x(a))), 0), self.width - 1)
+
+    def last(self, b: float, first: int) -> int:
+        """One past the last cell a paint to ``b`` fills (at least one cell from ``first``)."""
+        return min(max(int(math.ceil(self.x(b))), first + 1), self.width)
+
+    def paint(self, a: float, b: float, glyph: str, style: str, priority: int, key: str) -> tuple[int, int] | None:
         if not b >= a:  # also false for NaN
             return None
-        i0 = min(max(int(math.floor(self.x(a))), 0), self.width - 1)
-        i1 = min(max(int(math.ceil(self.x(b))), i0 + 1), self.width)
+        i0 = self.first(a)
+        i1 = self.last(b, i0)
         for i in range(i0, i1):
             if priority >= self.cells[i][2]:
-                self.cells[i] = (glyph, style, priority)
+                self.cells[i] = (glyph, style, priority, key)
         return i0, i1
 
-    def put(self, i: int, glyph: str, style: str, priority: int) -> None:
+    def put(self, i: int, glyph: str, style: str, priority: int, key: str) -> None:
         if 0 <= i < self.width and priority >= self.cells[i][2]:
-            self.cells[i] = (glyph, style, priority)
+            self.cells[i] = (glyph, style, priority, key)
+
+    def keys(self) -> set[str]:
+        return {key for _, _, priority, key in self.cells if priority >= 0}
 
     def text(self) -> Text:
         out = Text()
         run_glyphs, run_style = "", None
-        for glyph, style, _ in self.cells:
+        for glyph, style, _, _ in self.cells:
             if style != run_style and run_glyphs:
                 out.append(run_glyphs, style=run_style or "")
                 run_glyphs = ""
@@ -136,6 +152,95 @@ def _deps(deps: list[str], keep: int = 20) -> str:
     """The futures a call references, as a label: a hostile trace may list a million."""
     shown = ",".join(clip(d, 40) for d in deps[:keep])
     return shown + (f",…{len(deps) - keep} more" if len(deps) > keep else "")
+
+
+# Legend entries in the order they are listed: key -> (glyph shown, style, name).
+MODEL_KEYS = {"ttft": (*MODEL_TTFT, "ttft"), "decoding": (*MODEL_DECODE, "decoding"),
+              "blocked": (*MODEL_IDLE, "model blocked"), "wait": (*MODEL_WAIT, "wait")}
+STATE_NAMES = {analysis.PENDING: "pending", analysis.RUNNING: "running", analysis.OK: "done",
+               analysis.ERROR: "failed", analysis.TIMEOUT: "timeout", analysis.CANCELLED: "cancelled",
+               analysis.UNFINISHED: "unfinished"}
+# How a request is drawn from its first token on, by legend key.
+DECODE_PAINT = {"decoding": MODEL_DECODE, analysis.ERROR: MODEL_ERROR,
+                analysis.CANCELLED: STATES[analysis.CANCELLED][:2],
+                analysis.UNFINISHED: STATES[analysis.UNFINISHED][:2]}
+
+
+def tool_state(span: ToolSpan, live: bool) -> str:
+    """pending / running while live; the final status; unfinished if the trace ended first."""
+    return analysis.UNFINISHED if span.end is None and not live else span.status
+
+
+def lane_limit(height: int, title: bool = False) -> int:
+    """Tool lines a live frame has room for on a console ``height`` lines tall."""
+    # title, axis, model lane, folded line, legend, footer, plus the lines around the display
+    return max(height - 8 - (1 if title else 0), 3)
+
+
+@dataclass
+class _View:
+    """What a picture shows, from a whole run or from a live frame's indexes."""
+
+    header: Header
+    start: float
+    end: float
+    live: bool
+    finished: bool
+    status: str
+    lanes: list[ToolSpan]
+    folded: dict[str, int]  # state -> calls folded into one line
+    figures: Figures
+    tokens: tuple[int, int]
+    requests: int
+    current: ModelSpan | None  # the latest request, when it has no end
+    paint_model: Callable[[_Bar], None]
+
+
+def _paint_request(bar: _Bar, m: ModelSpan, end: float, live: bool) -> None:
+    stop = m.stop(end)
+    first = m.first_token if m.first_token is not None else stop
+    bar.paint(m.start, min(first, stop), *MODEL_TTFT, 2, "ttft")
+    if m.first_token is not None:
+        key = "decoding"
+        if m.status == "error":
+            key = analysis.ERROR
+        elif m.status == "cancelled":  # stopped (Ctrl-C, timeout): it was not decoding to the end
+            key = analysis.CANCELLED
+        elif m.end is None and not live:
+            key = analysis.UNFINISHED
+        bar.paint(m.first_token, stop, *DECODE_PAINT[key], 3, key)
+
+
+def _paint_run(run: Run, bar: _Bar) -> None:
+    if run.models or run.live:
+        bar.paint(run.start, run.end, *MODEL_IDLE, 0, "blocked")
+    for wait in run.waits:
+        bar.paint(wait.start, wait.end if wait.end is not None else run.end, *MODEL_WAIT, 1, "wait")
+    for m in run.models:
+        _paint_request(bar, m, run.end, run.live)
+
+
+def _paint_indexed(frame: LiveFrame, bar: _Bar) -> None:
+    """The model lane of a live frame, one look-up per cell: the same cells as
+    :func:`_paint_run` gives, without a walk over every request and wait."""
+    idle0 = bar.first(frame.start)
+    idle1 = bar.last(frame.end, idle0)
+    layers = [(frame.layers[name][0].columns(frame.layers[name][1], bar.width, bar.first, bar.last), priority)
+              for name, priority in (("decode", 3), ("ttft", 2), ("wait", 1))]
+    for i in range(bar.width):
+        for keys, priority in layers:
+            key = keys[i]
+            if key is not None:
+                glyph, style = DECODE_PAINT.get(key) or MODEL_KEYS[key][:2]
+                bar.cells[i] = (glyph, style, priority, key)
+                break
+        else:
+            if idle0 <= i < idle1:
+                bar.cells[i] = (*MODEL_IDLE, 0, "blocked")
+    for wait in frame.open_waits:
+        bar.paint(wait.start, frame.end, *MODEL_WAIT, 1, "wait")
+    for m in frame.open_models:
+        _paint_request(bar, m, frame.end, True)
 
 
 class Timeline:
@@ -153,13 +258,17 @@ class Timeline:
         max_lanes: fold the oldest finished tool lanes into one line beyond
             this many (None: the console height when live, every lane otherwise).
         title: a line above the axis.
+        run: spans already built; then ``events`` is unused.
+        frame: a live frame (:meth:`asyncfc_cli.livespans.LiveSpans.frame`),
+            its lanes already chosen; then ``events`` and ``run`` are unused.
     """
 
     def __init__(self, events: Sequence[TraceEvent | Mapping] = (), *, now: float | None = None, live: bool = False,
                  axis: float | None = None, max_lanes: int | None = None, title: str | None = None,
-                 legend: bool = True, footer: bool = True, run: Run | None = None) -> None:
-        # ``run``: spans already built (the live view keeps them as events arrive); then ``events`` is unused.
-        self.events, self.now, self.live, self.run = parse_many(events), now, live, run
+                 legend: bool = True, footer: bool = True, run: Run | None = None,
+                 frame: LiveFrame | None = None) -> None:
+        self.events = parse_many(events) if run is None and frame is None else []
+        self.now, self.live, self.run, self.frame = now, live, run, frame
         self.axis, self.max_lanes, self.title = axis, max_lanes, title
         self.legend, self.footer = legend, footer
 
@@ -167,21 +276,41 @@ class Timeline:
     def from_trace(cls, data: TraceData, **kwargs) -> Timeline:
         return cls(data.all_events(), **kwargs)
 
-    # -- layout ---------------------------------------------------------------------
+    # -- what is shown ----------------------------------------------------------------
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+    def _view(self, options: ConsoleOptions) -> _View:
+        if self.frame is not None:
+            f = self.frame
+            return _View(f.header, f.start, f.end, True, False, analysis.UNFINISHED, f.lanes, f.folded, f.figures,
+                         f.tokens, f.requests, f.current, lambda bar: _paint_indexed(f, bar))
         run = self.run
         if run is None:
             run = analysis.build_run(self.events, now=self.now, live=self.live and not self._ended())
-        # A live frame has no room for the critical path; its walk is the costliest figure.
-        metrics = analysis.compute(run, critical=not run.live)
+        lanes, folded = run.tools, {}
+        limit = self._lane_limit(options, run)
+        if limit is not None and len(lanes) > limit:
+            lanes, hidden = self._fold(run, lanes, limit)
+            for s in hidden:
+                folded[run.tool_state(s)] = folded.get(run.tool_state(s), 0) + 1
+        # The footer shows no critical path: its walk is the costliest figure.
+        figures = Figures.of(analysis.compute(run, critical=False))
+        tokens = (sum(m.tokens_in or 0 for m in run.models), sum(m.tokens_out or 0 for m in run.models))
+        current = run.models[-1] if run.models and run.models[-1].end is None else None
+        return _View(run.header, run.start, run.end, run.live, run.finished, run.status, lanes, folded, figures,
+                     tokens, len(run.models), current, lambda bar: _paint_run(run, bar))
+
+    # -- layout ---------------------------------------------------------------------
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        view = self._view(options)
         width = max(options.max_width, 40)
         label_w = int(min(max(width * 0.32, 16), 44))
         info_w = 10
         bar_w = max(width - label_w - info_w - 2, 10)
-        elapsed = max(run.end - run.start, 0.0)
-        span = self.axis if self.axis else (live_axis_span(elapsed) if run.live else max(elapsed, 1e-3))
+        elapsed = max(view.end - view.start, 0.0)
+        span = self.axis if self.axis else (live_axis_span(elapsed) if view.live else max(elapsed, 1e-3))
         span = max(span, 1e-3) if math.isfinite(span) else max(elapsed, 1e-3)
+        shown: set[str] = set()  # legend keys of what is drawn
 
         def line(label: Text | str, bar: Text, info: Text | str = "") -> Text:
             label_t = label if isinstance(label, Text) else Text(label)
@@ -195,20 +324,15 @@ class Timeline:
             # The widest console is 1,000 columns: more of the title is never shown.
             yield Text(clip(self.title, 1000), style="bold", no_wrap=True, overflow="ellipsis")
         yield line(Text("time", style="dim"), self._axis(bar_w, span))
-        yield line(*self._model_lane(run, bar_w, span))
-        lanes = run.tools
-        folded: list[ToolSpan] = []
-        limit = self._lane_limit(options, run)
-        if limit is not None and len(lanes) > limit:
-            lanes, folded = self._fold(run, lanes, limit)
-        if folded:
-            yield line(*self._folded_lane(run, folded, bar_w))
-        for tool in lanes:
-            yield line(*self._tool_lane(run, tool, bar_w, span))
-        if self.legend:
-            yield self._legend(run, width)
+        yield line(*self._model_lane(view, bar_w, span, shown))
+        if view.folded:
+            yield line(*self._folded_lane(view.folded, shown))
+        for tool in view.lanes:
+            yield line(*self._tool_lane(view, tool, bar_w, span, shown))
+        if self.legend and shown:
+            yield self._legend(shown, width)
         if self.footer:
-            yield self._footer(run, metrics, width)
+            yield self._footer(view, width)
 
     def _ended(self) -> bool:
         if self.run is not None:
@@ -220,9 +344,7 @@ class Timeline:
             return max(self.max_lanes, 1)
         if not run.live:
             return None
-        # title, axis, model lane, folded line, legend, footer, plus the lines around the display
-        reserved = 8 + (1 if self.title else 0)
-        return max(options.size.height - reserved, 3)
+        return lane_limit(options.size.height, bool(self.title))
 
     @staticmethod
     def _fold(run: Run, lanes: list[ToolSpan], limit: int) -> tuple[list[ToolSpan], list[ToolSpan]]:
@@ -256,58 +378,47 @@ class Timeline:
                 next_free = col + len(label) + 1
         return Text("".join(chars), style="dim")
 
-    def _model_lane(self, run: Run, bar_w: int, span: float) -> tuple[Text, Text, Text]:
-        bar = _Bar(bar_w, run.start, span)
-        if run.models or run.live:
-            bar.paint(run.start, run.end, *MODEL_IDLE, 0)
-        for wait in run.waits:
-            bar.paint(wait.start, wait.end if wait.end is not None else run.end, *MODEL_WAIT, 1)
-        for m in run.models:
-            stop = m.stop(run.end)
-            first = m.first_token if m.first_token is not None else stop
-            bar.paint(m.start, min(first, stop), *MODEL_TTFT, 2)
-            if m.first_token is not None:
-                glyph, style = MODEL_DECODE
-                if m.status == "error":
-                    glyph, style = MODEL_ERROR
-                elif m.status == "cancelled":  # stopped (Ctrl-C, timeout): it was not decoding to the end
-                    glyph, style = STATES[analysis.CANCELLED][:2]
-                elif m.end is None and not run.live:
-                    glyph, style = STATES[analysis.UNFINISHED][:2]
-                bar.paint(m.first_token, stop, glyph, style, 3)
-        tokens_in = sum(m.tokens_in or 0 for m in run.models)
-        tokens_out = sum(m.tokens_out or 0 for m in run.models)
-        label = Text.assemble(("model", f"bold {GREEN}"), f" {clip(run.header.model or '')}")
+    def _model_lane(self, view: _View, bar_w: int, span: float, shown: set[str]) -> tuple[Text, Text, Text]:
+        bar = _Bar(bar_w, view.start, span)
+        view.paint_model(bar)
+        shown |= bar.keys()
+        tokens_in, tokens_out = view.tokens
+        label = Text.assemble(("model", f"bold {GREEN}"), f" {clip(view.header.model or '')}")
         if tokens_in or tokens_out:
             label.append(f" · {tokens_in}↓ {tokens_out}↑ tok", style="dim")
-        current = run.models[-1] if run.models and run.models[-1].end is None else None
-        if current is not None and run.live:
+        current = view.current
+        if current is not None and view.live:
             phase = "decode" if current.first_token is not None else "ttft"
             if current.chunks and current.first_token is not None:
                 phase = f"{current.chunks}tok"  # tokens so far (streamed chunks, ~1 token each)
             info = Text(f"#{current.request} {phase}", style=GREEN)
         elif current is not None:
             info = Text(f"#{current.request} ?", style=GREY)
-        elif run.live and not run.finished:
+        elif view.live and not view.finished:
             info = Text("blocked", style="dim")
         else:
-            info = Text(f"{len(run.models)} req", style="dim")
+            info = Text(f"{view.requests} req", style="dim")
         return label, bar.text(), info
 
-    def _tool_lane(self, run: Run, tool: ToolSpan, bar_w: int, span: float) -> tuple[Text, Text, Text]:
-        bar = _Bar(bar_w, run.start, span)
-        state = run.tool_state(tool)
+    def _tool_lane(self, view: _View, tool: ToolSpan, bar_w: int, span: float,
+                   shown: set[str]) -> tuple[Text, Text, Text]:
+        bar = _Bar(bar_w, view.start, span)
+        state = tool_state(tool, view.live)
         if tool.issued is not None:
-            pend_end = tool.start if tool.start is not None else run.end
+            pend_end = tool.start if tool.start is not None else view.end
             glyph, style, _ = STATES[analysis.PENDING]
+            key = analysis.PENDING
             if state == analysis.UNFINISHED and tool.start is None:
                 glyph, style, _ = STATES[analysis.UNFINISHED]
-            bar.paint(tool.issued, pend_end, glyph, style, 1)
+                key = analysis.UNFINISHED
+            bar.paint(tool.issued, pend_end, glyph, style, 1, key)
         if tool.start is not None:
             glyph, style, _ = STATES.get(state, STATES[analysis.OK])
-            cells = bar.paint(tool.start, tool.stop(run.end), glyph, style, 2)
+            key = state if state in STATES else analysis.OK
+            cells = bar.paint(tool.start, tool.stop(view.end), glyph, style, 2, key)
             if state == analysis.RUNNING and cells:
-                bar.put(cells[1] - 1, "▸", style, 3)
+                bar.put(cells[1] - 1, "▸", style, 3, analysis.RUNNING)
+        shown |= bar.keys()
         label = Text()
         # Every piece is cut before the lane is laid out (trace fields have no length limit).
         label.append(clip(tool.label), style="bold")
@@ -317,48 +428,39 @@ class Timeline:
         if tool.args_summary:
             label.append(f"({clip(tool.args_summary)})", style="dim")
         _, style, symbol = STATES.get(state, STATES[analysis.OK])
+        shown.add(state if state in STATES else analysis.OK)  # its symbol is in the right-hand column
         if state == analysis.PENDING:
-            waited = run.end - (tool.issued if tool.issued is not None else run.end)
+            waited = view.end - (tool.issued if tool.issued is not None else view.end)
             info = Text(f"{symbol} {fmt_seconds(waited)}", style=style)
         elif state in (analysis.RUNNING, analysis.UNFINISHED) and tool.start is not None:
-            info = Text(f"{symbol} {fmt_seconds(run.end - tool.start)}", style=style)
+            info = Text(f"{symbol} {fmt_seconds(view.end - tool.start)}", style=style)
         elif state == analysis.UNFINISHED:
-            info = Text(f"{symbol} never ran", style=style)
+            # Fits the right-hand column (10 cells) whole at any terminal width.
+            info = Text(f"{symbol} not run", style=style)
         else:
             info = Text(f"{symbol} {fmt_seconds(tool.duration or 0.0)}", style=style)
         return label, bar.text(), info
 
-    def _folded_lane(self, run: Run, folded: list[ToolSpan], bar_w: int) -> tuple[Text, Text, Text]:
-        counts: dict[str, int] = {}
-        for s in folded:
-            counts[run.tool_state(s)] = counts.get(run.tool_state(s), 0) + 1
+    @staticmethod
+    def _folded_lane(folded: dict[str, int], shown: set[str]) -> tuple[Text, Text, Text]:
         summary = Text()
-        for state, n in counts.items():
+        # In the legend's order, so the line does not reshuffle from one frame to the next.
+        for state in sorted(folded, key=lambda s: list(STATES).index(s) if s in STATES else len(STATES)):
             _, style, symbol = STATES.get(state, STATES[analysis.OK])
-            summary.append(f"{symbol}{n} ", style=style)
-        calls = "earlier call" if len(folded) == 1 else "earlier calls"
-        return Text(f"… {len(folded)} {calls}", style="dim"), summary, Text("")
+            shown.add(state if state in STATES else analysis.OK)
+            summary.append(f"{symbol}{folded[state]} ", style=style)
+        n = sum(folded.values())
+        calls = "earlier call" if n == 1 else "earlier calls"
+        return Text(f"… {n} {calls}", style="dim"), summary, Text("")
 
-    def _legend(self, run: Run, width: int) -> Text:
-        parts: list[tuple[str, str, str]] = [
-            (MODEL_TTFT[0], MODEL_TTFT[1], "ttft"), (MODEL_DECODE[0], MODEL_DECODE[1], "decoding"),
-            (MODEL_IDLE[0], MODEL_IDLE[1], "model blocked"),
-        ]
-        if run.waits:
-            parts.append((MODEL_WAIT[0], MODEL_WAIT[1], "wait"))
-        seen = {run.tool_state(s) for s in run.tools} | {analysis.PENDING, analysis.OK}
-        if any(m.status == "cancelled" for m in run.models):
-            seen.add(analysis.CANCELLED)
-        names = {analysis.PENDING: "pending", analysis.RUNNING: "running", analysis.OK: "done",
-                 analysis.ERROR: "failed", analysis.TIMEOUT: "timeout", analysis.CANCELLED: "cancelled",
-                 analysis.UNFINISHED: "unfinished"}
-        if run.live:
-            seen.add(analysis.RUNNING)
-        for state in STATES:
-            if state in seen:
-                glyph, style, symbol = STATES[state]
+    @staticmethod
+    def _legend(shown: set[str], width: int) -> Text:
+        """Only what is drawn: every glyph on screen is named, and nothing else."""
+        parts = [MODEL_KEYS[key] for key in MODEL_KEYS if key in shown]
+        for state, (glyph, style, symbol) in STATES.items():
+            if state in shown:
                 mark = glyph if glyph == symbol else f"{glyph}{symbol}"
-                parts.append((mark, style, names[state]))
+                parts.append((mark, style, STATE_NAMES[state]))
         # Lines break between entries, never inside one: a 60-column
         # terminal gets two or three whole lines, not a glyph cut from its name.
         out, used = Text(end="\n"), 0
@@ -375,9 +477,11 @@ class Timeline:
             used += size
         return out
 
-    def _footer(self, run: Run, m: analysis.Metrics, width: int) -> Text:
-        label = "elapsed" if run.live else "wall"
-        status = "" if run.live else f" ({run.status})"
+    @staticmethod
+    def _footer(view: _View, width: int) -> Text:
+        m = view.figures
+        label = "elapsed" if view.live else "wall"
+        status = "" if view.live else f" ({view.status})"
         parts = [
             Text(f"{label} {fmt_seconds(m.wall)}{status}", style="bold"),
             Text(f"model blocked {fmt_seconds(m.blocked)}"),
@@ -427,17 +531,21 @@ def live_allowed(console: Console, *, quiet: bool = False, as_json: bool = False
 class LiveTimeline:
     """A trace sink showing the timeline live; use as a context manager.
 
-    The sink takes each event into the run's spans once, as it arrives (it
-    is called synchronously from the run's trio tasks); Rich's refresh
-    thread draws a frame from those spans about ten times a second, without
-    parsing or replaying the events before (:class:`analysis.RunBuilder`).
+    The sink takes each event into the run's spans and their indexes once,
+    as it arrives (it is called synchronously from the run's trio tasks);
+    Rich's refresh thread draws a frame about ten times a second from the
+    lanes it shows and the figures kept up to date, so a frame costs the
+    same in the run's first second and its ten-thousandth call
+    (:class:`asyncfc_cli.livespans.LiveSpans`). The last frame, after the
+    run's summary, is the whole run: every lane.
     """
 
     def __init__(self, console: Console, refresh_per_second: float = 10) -> None:
         self.events: list[TraceEvent] = []
-        self.spans = analysis.RunBuilder()
+        self.spans = LiveSpans()
         self._anchor: tuple[float, float] | None = None  # (run time, monotonic) of the last event
         self._lock = threading.Lock()
+        self.console = console
         self.live = Live(console=console, refresh_per_second=refresh_per_second, transient=False,
                          get_renderable=self.renderable)
 
@@ -460,9 +568,14 @@ class LiveTimeline:
         with self._lock:
             if not self.events:
                 return Text("starting…", style="dim")
-            ended = isinstance(self.events[-1], Summary)
-            # Copies of the spans: the run goes on adding events while this frame is drawn.
-            run = self.spans.run(now=None if ended else self.now(), live=not ended, detached=True)
+            # Copies of the lanes shown: the run goes on adding events while this frame is drawn.
+            frame = self.spans.frame(self.now(), lane_limit(self.console.size.height))
+            if frame is not None:
+                return _Guarded(Timeline(frame=frame))
+            # The run ended (its last frame shows every lane), or its events came out of the
+            # order the indexes rely on: the spans of the whole run, exact for any input.
+            ended = self.spans.builder.summary is not None
+            run = self.spans.builder.run(now=None if ended else self.now(), live=not ended, detached=True)
         return _Guarded(Timeline(run=run, max_lanes=None if not ended else 10**9))
 
     def __enter__(self) -> LiveTimeline:

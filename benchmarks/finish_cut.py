@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from asyncfc_cli.futures import delivery
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.sim.inprocess import InProcessSim
 from asyncfc_cli.sim.plan import SimPlan
 from asyncfc_cli.tools import build_tool
@@ -33,8 +33,8 @@ def wall(words: int, cut: bool) -> float:
     out = {}
 
     async def main() -> None:
-        run = AgentRun(prompt="go", instructions="", tools=tools, mode="async", max_turns=10, timeout=600,
-                       max_concurrency=8)
+        run = AgentRun(prompt="go", tools=tools, agent=agent_settings(mode="async", max_turns=10, timeout=600,
+                                                                max_concurrency=8))
         out["result"] = await run_agent(run, InProcessSim(plan), Trace(clock=trio.current_time))
 
     saved = delivery.CUT_AFTER_CHARS

@@ -17,7 +17,8 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
+from asyncfc_cli.latency import LatencyBook
 from asyncfc_cli.sim.inprocess import InProcessSim
 from asyncfc_cli.sim.plan import SimPlan
 from asyncfc_cli.tools import build_tool
@@ -54,9 +55,8 @@ def run_plan(plan: SimPlan, mode: str, tools: dict | None = None, timeout: float
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        run = AgentRun(prompt="go", instructions="", tools=tools or TOOLS, mode=mode,
-                       max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction,
-                       hold=hold)
+        run = AgentRun(prompt="go", tools=tools or TOOLS, hold=hold, agent=agent_settings(
+            mode=mode, max_turns=60, timeout=timeout, max_concurrency=64, futures_instruction=instruction))
         out["result"] = await run_agent(run, InProcessSim(plan), trace)
         out["events"] = trace.events
 
@@ -274,7 +274,7 @@ def test_wait_with_timeout_returns_what_is_ready_and_names_the_rest():
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        sched = AsyncScheduler(TOOLS, Limits(TOOLS, 8), trace)
+        sched = AsyncScheduler(TOOLS, Limits(TOOLS, 8), trace, LatencyBook.for_tools(TOOLS))
         async with sched.running():
             work = [ToolCallReady(i, f"c_{key}", "work", json.dumps({"run": run, "key": key, "latency": latency}))
                     for i, (key, latency) in enumerate((("fast", 0.1), ("slow", 10.0)))]
@@ -302,8 +302,9 @@ def test_the_futures_instruction_is_async_only_and_can_be_replaced(tmp_path):
     from asyncfc_cli.agent import initial_messages
 
     def system(mode, instruction=None):
-        run = AgentRun(prompt="p", instructions="Be brief.", tools={}, mode=mode, max_turns=1,
-                       timeout=None, max_concurrency=1, futures_instruction=instruction)
+        run = AgentRun(prompt="p", tools={}, agent=agent_settings(
+            instructions="Be brief.", mode=mode, max_turns=1, timeout=None, max_concurrency=1,
+            futures_instruction=instruction))
         return initial_messages(run)[0]["content"]
 
     assert system("sync") == system("parallel") == "Be brief."

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.tools import build_tool
 from asyncfc_cli.trace import Trace
 
@@ -33,8 +33,10 @@ def run(model: ScriptedModel, mode: str = "async", **options):
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        agent = AgentRun(prompt="go", instructions="", tools=options.pop("tools", TOOLS), mode=mode,
-                         max_turns=options.pop("max_turns", 12), timeout=600, max_concurrency=64, **options)
+        tools = options.pop("tools", TOOLS)
+        run_fields = {k: options.pop(k) for k in ("latency", "hold") if k in options}
+        agent = AgentRun(prompt="go", tools=tools, **run_fields, agent=agent_settings(
+            mode=mode, max_turns=options.pop("max_turns", 12), timeout=600, max_concurrency=64, **options))
         out["result"] = await run_agent(agent, model, trace)
         out["events"] = trace.events
 

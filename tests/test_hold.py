@@ -20,7 +20,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.decoding import ToolCallReady
 from asyncfc_cli.executor import CallRecord, Limits
 from asyncfc_cli.futures.delivery import CUT_AFTER_CHARS
@@ -215,8 +215,8 @@ def test_an_answer_begun_after_a_result_arrived_unseen_is_cut_in_a_run():
 
     async def main():
         trace = Trace(clock=trio.current_time)
-        agent = AgentRun(prompt="go", instructions="", tools=TOOLS, mode="async", max_turns=6, timeout=600,
-                         max_concurrency=8, hold="never")
+        agent = AgentRun(prompt="go", tools=TOOLS, hold="never", agent=agent_settings(
+            mode="async", max_turns=6, timeout=600, max_concurrency=8))
         out["result"] = await run_agent(agent, model, trace)
         out["events"] = trace.events
 

@@ -105,37 +105,27 @@ async def test_answer_text_streams_as_deltas(litellm):
     assert done.finish_reason == "stop" and done.tool_calls == []
 
 
-async def test_a_call_is_ready_before_the_stream_ends(litellm):
+@pytest.mark.parametrize("thinks, early", [
     # Call a is complete when b begins; c's 200 think tokens at 400 tok/s
     # keep the stream going for another ~0.5 s after that.
+    ({"a": 0, "b": 0, "c": 200}, ["a", "b"]),
+    # The only thing after call a is b's thinking (0.5 s) and b itself: a's
+    # arguments are complete long before b's header arrives, and a tool
+    # started then overlaps the thinking (the point of async mode).
+    ({"a": 0, "b": 200}, ["a"]),
+], ids=["before_the_stream_ends", "when_its_arguments_end_not_after_the_next_think"])
+async def test_a_call_is_ready_as_soon_as_its_arguments_end(litellm, thinks, early):
     plan = make_plan(decode_tps=400.0, steps=[
-        {"id": "a", "tool": "echo", "args": {"x": 1}},
-        {"id": "b", "tool": "echo", "args": {"x": 2}},
-        {"id": "c", "think": 200, "tool": "echo", "args": {"x": 3}},
-    ])
+        {"id": step, "tool": "echo", "args": {"x": x}, **({"think": think} if think else {})}
+        for x, (step, think) in enumerate(thinks.items(), 1)])
     with SimServer(plan) as server, client_for(server.base_url) as client:
         events = await collect(client)
     ready = {e.id.split("_")[1]: t for t, e in events if isinstance(e, ToolCallReady)}
     done_at = events[-1][0]
     assert isinstance(events[-1][1], StreamDone)
-    assert ready["a"] < done_at - 0.3, (ready, done_at)
-    assert ready["b"] < done_at - 0.3
-    assert ready["c"] <= done_at
-
-
-async def test_a_call_is_ready_when_its_arguments_end_not_after_the_next_think(litellm):
-    # The only thing after call a is b's thinking (0.5 s) and b itself: a's
-    # arguments are complete long before b's header arrives, and a tool
-    # started then overlaps the thinking (the point of async mode).
-    plan = make_plan(decode_tps=400.0, steps=[
-        {"id": "a", "tool": "echo", "args": {"x": 1}},
-        {"id": "b", "think": 200, "tool": "echo", "args": {"x": 2}},
-    ])
-    with SimServer(plan) as server, client_for(server.base_url) as client:
-        events = await collect(client)
-    ready = {e.id.split("_")[1]: t for t, e in events if isinstance(e, ToolCallReady)}
-    done_at = events[-1][0]
-    assert ready["a"] < done_at - 0.3, (ready, done_at)
+    for step in early:  # complete well before the end of the stream
+        assert ready[step] < done_at - 0.3, (step, ready, done_at)
+    assert all(ready[step] <= done_at for step in thinks)  # and every call before its end
 
 
 # A server that omits tool_calls[].index reaches us through LiteLLM with index 0

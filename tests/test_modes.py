@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from asyncfc_cli import runner
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.spec import resolve_run
 from asyncfc_cli.trace import Trace, TraceWriter, read_trace
 from conftest import DATA, Reply, ScriptedServer, client_for, text_stream, tool_call_stream
@@ -80,8 +80,8 @@ async def test_malformed_arguments_are_an_error_the_model_sees(litellm):
         Reply(chunks=text_stream("recovered")),
     ]
     spec = resolve_run(DATA / "ok.toml", mode_override="sync")
-    run = AgentRun(prompt="go", instructions="", tools=spec.tools, mode="sync",
-                   max_turns=4, timeout=30, max_concurrency=4)
+    run = AgentRun(prompt="go", tools=spec.tools, agent=agent_settings(mode="sync", max_turns=4, timeout=30,
+                                                                  max_concurrency=4))
     with ScriptedServer(script) as server, client_for(server.base_url) as client:
         result = await run_agent(run, client, Trace())
     assert result.status == "ok" and result.answer == "recovered"

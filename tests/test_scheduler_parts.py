@@ -101,19 +101,16 @@ def test_a_reference_to_a_call_not_made_yet_is_allowed_while_the_response_stream
     assert error is None and record.deps == ["f2"]
 
 
-def test_two_calls_that_reference_each_other_are_a_cycle():
+@pytest.mark.parametrize("refs, path", [
+    (["$f2", "$f1"], "f2 -> f1 -> f2"),  # two calls that reference each other
+    (["$f3", "$f1", "$f2"], "f3 -> f2 -> f1 -> f3"),  # a longer cycle, named along its path
+], ids=["two", "three"])
+def test_calls_that_reference_each_other_in_a_ring_are_a_cycle_named_along_its_path(refs, path):
     table = FutureTable()
-    call(table, {"x": "$f2"})
-    _, _, error, _ = call(table, {"x": "$f1"})
-    assert error == "cyclic reference f2 -> f1 -> f2: no call can start"
-
-
-def test_a_longer_cycle_is_named_along_its_path():
-    table = FutureTable()
-    call(table, {"x": "$f3"})
-    call(table, {"x": "$f1"})
-    _, _, error, _ = call(table, {"x": "$f2"})
-    assert error == "cyclic reference f3 -> f2 -> f1 -> f3: no call can start"
+    for ref in refs[:-1]:
+        call(table, {"x": ref})
+    _, _, error, _ = call(table, {"x": refs[-1]})
+    assert error == f"cyclic reference {path}: no call can start"
 
 
 def test_shared_inputs_are_not_a_cycle():

@@ -426,8 +426,8 @@ def test_discovery_order_is_what_the_module_docstring_says():
 
 
 def test_the_loop_gets_every_setting_of_the_agent(project):
-    """runner.agent_run hands the loop the agent as validated: every setting the
-    loop has (named alike in AgentSpec and AgentRun) arrives, none is dropped."""
+    """runner.agent_run hands the loop the agent as validated (the AgentSpec
+    itself): every setting the loop reads arrives, none is dropped."""
     from asyncfc_cli import runner
 
     write(project / "agents.toml", project.agents + textwrap.dedent("""
@@ -443,11 +443,34 @@ def test_the_loop_gets_every_setting_of_the_agent(project):
         """))
     path = task(project, 'agent = "tuned"\nprompt = "p"')
     run = runner.agent_run(resolve_run(path), latency_store=None)
-    assert set(runner.LOOP_SETTINGS) == {"instructions", "mode", "max_turns", "timeout", "max_concurrency",
-                                         "futures_instruction", "max_result_chars"}
+    run_spec = resolve_run(path)
+    assert runner.agent_run(run_spec, latency_store=None).agent is run_spec.agent  # the spec itself, not a copy
     assert (run.instructions, run.mode, run.max_turns, run.max_result_chars, run.timeout, run.max_concurrency,
             run.futures_instruction) == ("Be terse.", "parallel", 7, 500, 12.5, 3, "Handles come back.")
     assert run.prompt == "p" and run.tools == {} and run.latency is not None and run.latency.store is None
+
+
+def test_a_model_table_is_validated_once(project, monkeypatch):
+    """[models.NAME] is validated with the agents file; resolving the run's model
+    interpolates it strictly (an unset ${VAR} is still an error) but does not
+    validate it again."""
+    from asyncfc_cli.spec import ModelSpec
+
+    write(project / "agents.toml", project.agents.replace('[models.sim]\nmodel = "sim"',
+                                                          '[models.sim]\nmodel = "${H2_MODEL:-sim}"\nretries = 2'))
+    validated = []
+    real = ModelSpec.model_validate.__func__
+    monkeypatch.setattr(ModelSpec, "model_validate",
+                        classmethod(lambda cls, data, **kw: validated.append(data) or real(cls, data, **kw)))
+    path = task(project, 'agent = "a"\nprompt = "p"')
+    run = resolve_run(path)
+    assert (run.model.name, run.model.model, run.model.retries) == ("sim", "sim", 2)
+    assert validated == []  # inside AgentsFile's validation, never on its own
+    write(project / "agents.toml", project.agents.replace('[models.sim]\nmodel = "sim"',
+                                                          '[models.sim]\nmodel = "sim"\napi_base = "${NOT_SET_H2}"'))
+    monkeypatch.delenv("NOT_SET_H2", raising=False)
+    err = error_of(path)
+    assert "NOT_SET_H2" in str(err) and err.key.startswith("models.sim")
 
 
 def test_a_tool_table_is_validated_once_into_its_typed_config(project, monkeypatch):

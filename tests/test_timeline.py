@@ -129,10 +129,15 @@ def test_percentiles_per_tool():
 # --- rendering ------------------------------------------------------------------------------
 
 
+# The legend's first line: a glyph, a space and a name, then the next entry or the line's end.
+LEGEND_LINE = re.compile(r"\S+ (ttft|decoding|model blocked|wait|pending|running|done|failed|timeout|cancelled"
+                         r"|unfinished)(  |$)")
+
+
 def lanes(lines: list[str]) -> tuple[list[str], str]:
     """Tool lane lines (between the model lane and the legend), and the footer."""
     start = next(i for i, line in enumerate(lines) if line.startswith("model"))
-    end = next(i for i, line in enumerate(lines) if "decoding" in line and "ttft" in line)
+    end = next(i for i, line in enumerate(lines) if i > start and LEGEND_LINE.match(line))
     return lines[start + 1:end], " ".join(lines[end + 1:])
 
 
@@ -238,7 +243,17 @@ def test_the_legend_fits_60_columns_without_cutting_an_entry(name):
         entries = re.split(r"  (?=\S)", "  ".join(legend))
         for entry in entries:  # each a glyph, a space and a name, whole
             assert re.fullmatch(r"\S+ [a-z ]+", entry.strip()), (entry, legend)
-        assert "done" in " ".join(legend) and "model blocked" in " ".join(legend)
+        assert_legend_names_what_is_drawn(lines[:start], entries)
+
+
+def assert_legend_names_what_is_drawn(rows: list[str], entries: list[str]) -> None:
+    """Every glyph the legend names is drawn (in a bar or the right-hand column),
+    and every glyph drawn in a bar or that column is named."""
+    drawn = "".join(row[20:] for row in rows[1:])  # past the labels: 19 columns at 60
+    named = "".join(entry.split()[0] for entry in entries)
+    for entry in entries:
+        assert any(glyph in drawn for glyph in entry.split()[0]), (entry, rows)
+    assert {c for c in drawn if c in "░█·⋯┄▒▓╱▸✓✗⏱⊘"} <= set(named), (named, rows)
 
 
 def test_a_killed_run_renders_with_its_open_spans_marked_unfinished():

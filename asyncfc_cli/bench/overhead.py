@@ -30,7 +30,7 @@ import trio
 
 from asyncfc_cli.decoding import ModelEvent, StreamDecoder, ToolCallReady
 from asyncfc_cli import modes as registry
-from asyncfc_cli.agent import AgentRun
+from asyncfc_cli.agent import AgentRun, agent_settings
 from asyncfc_cli.executor import Limits
 from asyncfc_cli.latency import RequestCost
 from asyncfc_cli.sim import engine
@@ -67,8 +67,8 @@ def executor_once(n: int, mode: str, gate: bool = False) -> float:
         limits = Limits(tools, max(n, 1))
         trace = Trace(clock=trio.current_time)
         calls = [ToolCallReady(i, f"call_{i}", "zero", json.dumps({"i": i})) for i in range(n)]
-        run = AgentRun(prompt="", instructions="", tools=tools, mode=mode, max_turns=1, timeout=None,
-                       max_concurrency=max(n, 1))
+        run = AgentRun(prompt="", tools=tools, agent=agent_settings(mode=mode, max_turns=1, timeout=None,
+                                                              max_concurrency=max(n, 1)))
         scheduler = registry.get(mode).scheduler(run, limits, trace, RequestCost())
         t0 = time.perf_counter()
         async with scheduler.running():

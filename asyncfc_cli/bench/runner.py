@@ -39,7 +39,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from asyncfc_cli.agent import AgentRun, run_agent
+from asyncfc_cli.agent import AgentRun, agent_settings, run_agent
 from asyncfc_cli.analysis import build_run
 from asyncfc_cli.bench.ideal import Ideal, ideal_bound
 from asyncfc_cli.bench.workloads import Case, by_step
@@ -316,9 +316,10 @@ async def run_case_in(case: Case, mode: str, client: Any, timeout: float = 600.0
     ordered = {name for name, tool in tools.items() if tool.ordered}
     trace = Trace(clock=trio.current_time)
     trace.sinks.append(probe.sink)
-    run = AgentRun(prompt=case.prompt, instructions=case.instructions, tools=tools, mode=mode,
-                   max_turns=max_turns or 2 * len(case.plan.steps) + 12, timeout=timeout,
-                   max_concurrency=case.max_concurrency, **run_options)
+    run_fields = {k: run_options.pop(k) for k in ("latency", "hold") if k in run_options}
+    run = AgentRun(prompt=case.prompt, tools=tools, **run_fields, agent=agent_settings(
+        instructions=case.instructions, mode=mode, max_turns=max_turns or 2 * len(case.plan.steps) + 12,
+        timeout=timeout, max_concurrency=case.max_concurrency, **run_options))
     if wrap_client is not None:
         client = wrap_client(client, probe)
     result = await run_agent(run, client, trace)

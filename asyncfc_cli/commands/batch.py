@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from asyncfc_cli.commands.common import RecordDir, ReplayDir, ReplayMatch, ReplaySpeed  # the cassette options
 from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_USAGE, MODES_METAVAR, err, sigterm_as_interrupt,
                                          spec_fail, stdout_to_stderr, write_stdout)
 
@@ -57,17 +58,10 @@ def batch(
         "--ray", help="Run on a Ray cluster at this address (ray://HOST:10001, or auto), or 'local' to start "
         "a Ray instance on this machine. Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    record_dir: Annotated[Optional[Path], typer.Option(
-        "--record-dir", help="Record every run's model responses into a cassette in this directory (one per "
-        "run, named by the run's key); replay them with --replay-dir. See docs/cassettes.md.")] = None,
-    replay_dir: Annotated[Optional[Path], typer.Option(
-        "--replay-dir", help="Answer every run from its cassette in this directory instead of the model: no key, "
-        "no network. A run whose requests differ from its cassette's exits 2.")] = None,
-    replay_speed: Annotated[str, typer.Option(
-        "--replay-speed", help="With --replay-dir: recorded, instant, or a factor (2: twice as fast).")] = "recorded",
-    replay_match: Annotated[str, typer.Option(
-        "--replay-match", help="With --replay-dir: request (each request must match) or sequence (serve in "
-        "order).")] = "request",
+    record_dir: RecordDir = None,
+    replay_dir: ReplayDir = None,
+    replay_speed: ReplaySpeed = "recorded",
+    replay_match: ReplayMatch = "request",
 ) -> None:
     """Run every task x matrix row x mode x repeat concurrently, with shared per-model limits.
 

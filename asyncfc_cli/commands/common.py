@@ -24,7 +24,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -67,6 +68,29 @@ err = ProcessConsole(stderr=True, highlight=False, soft_wrap=True)
 
 # ``--mode``: typer shows the registry's modes as ``[sync|parallel|async]`` and completes them.
 ModeChoice = Enum("ModeChoice", {name: name for name in NAMES}, type=str)
+
+
+# The cassette options (docs/cassettes.md): ``run`` records or replays one
+# cassette, ``batch`` one per run in a directory; both stream a replay the
+# same way and match its requests the same way.
+Record = Annotated[Optional[Path], typer.Option(
+    "--record", help="Record the model's streamed responses into this cassette (JSONL; no secret is "
+    "written): replay it later with --replay, offline and without a key. See docs/cassettes.md.")]
+Replay = Annotated[Optional[Path], typer.Option(
+    "--replay", help="Answer from this cassette instead of the model, through LiteLLM's real path: no key, no "
+    "network. A request that differs from the recorded one stops the run (exit 2).")]
+RecordDir = Annotated[Optional[Path], typer.Option(
+    "--record-dir", help="Record every run's model responses into a cassette in this directory (one per "
+    "run, named by the run's key); replay them with --replay-dir. See docs/cassettes.md.")]
+ReplayDir = Annotated[Optional[Path], typer.Option(
+    "--replay-dir", help="Answer every run from its cassette in this directory instead of the model: no key, "
+    "no network. A run whose requests differ from its cassette's exits 2.")]
+ReplaySpeed = Annotated[str, typer.Option(
+    "--replay-speed", help="How a replayed cassette streams: recorded (each chunk at its recorded time), instant, "
+    "or a factor (2: twice as fast).")]
+ReplayMatch = Annotated[str, typer.Option(
+    "--replay-match", help="request: each replayed request must match the recorded one; sequence: serve the "
+    "recorded responses in order, whatever was sent.")]
 # ``batch --mode``: a comma-separated list of them.
 MODES_METAVAR = "<" + "|".join(NAMES) + ">[,...]"
 

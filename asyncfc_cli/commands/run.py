@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
+from asyncfc_cli.commands.common import Record, Replay, ReplayMatch, ReplaySpeed  # the cassette options
 from asyncfc_cli.commands.common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ModeChoice, Verdict, complete_agent,
                                          complete_model, err, error_object, fail, judge, plural, sigterm_as_interrupt,
                                          spec_error_object, spec_fail, stdout_to_stderr)
@@ -52,18 +53,10 @@ def run(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds the whole run may take (overrides the agent's timeout).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    record: Annotated[Optional[Path], typer.Option(
-        "--record", help="Record the model's streamed responses into this cassette (JSONL; no secret is "
-        "written): replay it later with --replay, offline and without a key. See docs/cassettes.md.")] = None,
-    replay: Annotated[Optional[Path], typer.Option(
-        "--replay", help="Answer from this cassette instead of the model, through LiteLLM's real path: no key, no "
-        "network. A request that differs from the recorded one stops the run (exit 2).")] = None,
-    replay_speed: Annotated[str, typer.Option(
-        "--replay-speed", help="recorded (each chunk at its recorded time), instant, or a factor (2: twice as "
-        "fast).")] = "recorded",
-    replay_match: Annotated[str, typer.Option(
-        "--replay-match", help="request: each request must match the recorded one; sequence: serve the recorded "
-        "responses in order, whatever was sent.")] = "request",
+    record: Record = None,
+    replay: Replay = None,
+    replay_speed: ReplaySpeed = "recorded",
+    replay_match: ReplayMatch = "request",
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 

@@ -41,9 +41,9 @@ class AsyncScheduler(Scheduler):
     """
 
     def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace,
-                 latency: LatencyBook | None = None, hold: HoldPolicy | None = None) -> None:
+                 latency: LatencyBook, hold: HoldPolicy | None = None) -> None:
         super().__init__(tools, limits, trace)
-        self.latency = latency if latency is not None else LatencyBook.for_tools(tools)
+        self.latency = latency  # its default is the mode's (asyncfc_cli.modes), the one place that gives it
         self.hold = hold or HoldPolicy()
         self.table = FutureTable()
         self.records = self.table.records

@@ -95,9 +95,11 @@ class _Origin:
     agent_file: Path | None  # where the agent is written: errors about it point there
     agent_key: str
     task_tools: dict[str, Any] = field(default_factory=dict)  # the task's raw [tools]
+    models: dict[str, ModelSpec] = field(default_factory=dict)  # [models] as the agents file's validation gave them
 
     def resolve(self, **overrides: Any) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
         return resolve_agent(self.raw_agent, self.agent_file, self.agent_key, self.raw_agents, self.agents_path,
+                             models=self.models,
                              task_tools=self.task_tools, task_path=self.task_path, agent=self.agent, **overrides)
 
 
@@ -185,10 +187,11 @@ def resolve_task(
             raise SpecError(task_path, "agent", f"agent {task.agent!r} is not defined in {where}",
                             f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
         origin = _Origin(task_path, found, raw_agents, task.agent, agents.agents[task.agent],
-                         raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools)
+                         raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools,
+                         models=agents.models)
     else:
         origin = _Origin(task_path, found, raw_agents, "inline", task.agent, raw_task["agent"], task_path, "agent",
-                         task_tools)
+                         task_tools, models=agents.models)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
                               timeout_override=timeout_override)
     agent, model, tools, sources = resolved
@@ -296,6 +299,7 @@ def resolve_agent(
     mode_override: str | None = None,
     timeout_override: float | None = None,
     agent: AgentSpec | None = None,
+    models: dict[str, ModelSpec] | None = None,
 ) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
     model resolved, its tool sources built and the tools known before the run
@@ -304,7 +308,8 @@ def resolve_agent(
 
     ``agent`` is the agent as its file's validation gave it (strict
     interpolation, where it succeeds, gives the same values); None: it is
-    validated here, from ``raw_agent``."""
+    validated here, from ``raw_agent``. ``models``: the ``[models]`` tables as
+    that validation gave them, likewise (a model not there is validated here)."""
     task_tools = task_tools or {}
     agents_tools = raw_agents.get("tools", {})
     strict = interpolate(raw_agent, agent_file, agent_key)  # an unset ${VAR} in the agent is an error
@@ -320,9 +325,9 @@ def resolve_agent(
         agent = agent.model_copy(update={"timeout": timeout_override})
 
     if model_override:
-        model = _resolve_model(model_override, raw_agents, agents_path, None, "--model")
+        model = _resolve_model(model_override, raw_agents, agents_path, None, "--model", models or {})
     else:
-        model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model")
+        model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model", models or {})
 
     tools = {}
     sources = []
@@ -381,7 +386,7 @@ def resolve_prompt_run(
         raise SpecError(found, "agents", f"agent {agent_name!r} is not defined",
                         f"use one of: {known} (asyncfc agents lists them)")
     origin = _Origin(None, found, raw_agents, agent_name, agents.agents[agent_name],
-                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}")
+                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}", models=agents.models)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
                               timeout_override=timeout_override)
     from asyncfc_cli.sim.plan import no_plan
@@ -428,12 +433,14 @@ def check_sim_model(model: str, file: Path | None, key: str) -> None:
 
 
 def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
-                   ref_file: Path | None, key: str) -> ResolvedModel:
+                   ref_file: Path | None, key: str, validated: dict[str, ModelSpec]) -> ResolvedModel:
     # ``file`` holds the [models] tables; ``ref_file``/``key`` say where the
     # reference itself is written (an agent in either file, or --model).
     models = raw_agents.get("models", {})
     if ref in models:
-        spec = validate_as(ModelSpec, interpolate(models[ref], file, f"models.{ref}"), file, f"models.{ref}")
+        strict = interpolate(models[ref], file, f"models.{ref}")  # an unset ${VAR} in the model is an error
+        # Where strict interpolation succeeds it gives the values the file's validation saw: no second validation.
+        spec = validated.get(ref) or validate_as(ModelSpec, strict, file, f"models.{ref}")
         check_sim_model(spec.model, file, f"models.{ref}.model")
         api_key = spec.api_key
         if spec.api_key_env:
