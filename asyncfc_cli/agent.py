@@ -40,6 +40,7 @@ class AgentRun:
     max_result_chars: int | None = None  # longest tool result text the model is shown
     latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
     hold: str | float = "latency"  # async: the hold policy (futures.hold.hold_policy); benchmarks vary it
+    cassette: Any = None  # the run's cassette session: async mode's deliveries follow it (futures.hold.Script)
 
 
 @dataclass

@@ -229,7 +229,9 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
             try:
                 async with open_tools(spec.tool_sources, trace, reserved=modes.RESERVED_TOOL_NAMES) as tools:
                     opened = True
-                    result = await run_agent(agent_run(spec, tools), client, trace)
+                    run = agent_run(spec, tools)
+                    run.cassette = session
+                    result = await run_agent(run, client, trace)
             except ToolLoadError as exc:
                 if not opened:  # the run ends before its first request: its trace says why
                     trace.emit(Summary(status="error", turns=0, requests=0, tool_calls=0, error=str(exc)))

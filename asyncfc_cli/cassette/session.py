@@ -151,6 +151,9 @@ class Recording:
         self.model = spec.model.model
         self.params = dict(spec.model.params)
         self.n = 0
+        # Async mode: what each request carries depends on the tools' timing, so
+        # the cassette says it (the scheduler tells, futures.hold.Script).
+        self.deliveries: dict | None = {} if spec.agent.mode == "async" else None
         self.writer = CassetteWriter(path, redactor)
         self.writer.write({"type": "cassette", "version": VERSION, "asyncfc": __version__, "model": self.model,
                            "litellm_model": wire[1], "provider": wire[2], "wire": wire[0], "mode": spec.agent.mode,
@@ -162,8 +165,18 @@ class Recording:
         from asyncfc_cli.cassette.capture import Tap
 
         self.n += 1
-        self.writer.write({"type": "request", "n": self.n, **summarize(self.model, messages, tools, self.params)})
+        record = {"type": "request", "n": self.n, **summarize(self.model, messages, tools, self.params)}
+        if self.deliveries is not None:
+            record["futures"], self.deliveries = self.deliveries, {}  # a retry of the request carries no more
+        self.writer.write(record)
         return Tap(self.n, self.writer.write, self.redactor)
+
+    def recorded(self) -> None:
+        return None  # recording: the tools' timing decides
+
+    def delivered(self, deliveries: Any) -> None:
+        """What the request about to be sent carries (async mode): written with it."""
+        self.deliveries = deliveries.as_record()
 
     def close(self) -> None:
         self.writer.close()
@@ -207,12 +220,27 @@ class Replaying:
         if self.match == "request":
             found = difference(exchange.request, summarize(self.model, messages, tools, self.params))
             if found is not None:
-                if self.mode == "async" and self.scale < 1.0:
-                    found += (" (in async mode a request carries the tool results that were ready when it was "
-                              "sent, so a faster replay can differ: replay at --replay-speed recorded)")
+                if self.mode == "async" and exchange.request.get("futures") is None:
+                    found += (" (the cassette does not say which tool results each request carried, as those "
+                              "recorded by an earlier asyncfc do not, so its async replay depends on the tools' "
+                              "timing: re-record it)")
                 self._fail(f"{where} does not match the recorded one: {found}")
         self.server.expect(exchange)
         return None
+
+    def recorded(self) -> Any:
+        """What the recorded request the next one is checked against carried (async
+        mode; futures.hold.Script): the scheduler delivers exactly that. None when
+        the cassette does not say (recorded in another mode, or by an older asyncfc)."""
+        from asyncfc_cli.futures.hold import Deliveries
+
+        exchanges = self.cassette.exchanges
+        if self.n >= len(exchanges) or exchanges[self.n].request.get("futures") is None:
+            return None
+        return Deliveries.from_record(exchanges[self.n].request["futures"])
+
+    def delivered(self, deliveries: Any) -> None:
+        pass  # what was sent is checked against the cassette with the request itself
 
     def _fail(self, message: str) -> None:
         self.failure = (f"{message}\n  fix: {RERECORD}, or replay with --replay-match sequence to serve the "
