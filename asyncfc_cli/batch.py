@@ -424,7 +424,7 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
     started = time.monotonic() - clock_zero
     run_id = new_run_id()
     try:
-        writer = runner.open_trace_file(run.trace, run.spec, run_id)
+        writer = runner.open_trace_file(run.trace, run.spec, run_id, run.cassette)
     except OSError as exc:
         report = failed_report(run, f"cannot write the trace to {run.trace}: {exc.strerror or exc}", 2)
         report.trace = None

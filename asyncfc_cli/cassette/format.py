@@ -94,33 +94,52 @@ class CassetteWriter:
     """Appends records as they happen, each line flushed: a run that dies leaves
     every finished exchange readable. Every record passes the run's redactor
     first (the one every output goes through). Called from the trio thread
-    (requests) and the asyncio thread (responses), hence the lock."""
+    (requests) and the asyncio thread (responses), hence the lock.
+
+    A write that fails (a full disk) ends the cassette there and is kept in
+    ``failed``: the run goes on, and its verdict says the cassette is cut short
+    (exit 1, as for a trace; :func:`asyncfc_cli.cassette.write_failure`)."""
 
     def __init__(self, path: Path, redactor: Any) -> None:
         self.path = Path(path)
         self.redactor = redactor
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A fresh file renamed into place, as traces are: a planted link is replaced, never written through.
-        self._file = safefiles.create(self.path)
         self.failed: OSError | None = None
+        self._file: Any = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A fresh file renamed into place, as traces are: a planted link is replaced, never written through.
+            self._file = safefiles.create(self.path)
+        except OSError as exc:
+            self.failed = exc
 
     def write(self, record: dict[str, Any]) -> None:
         line = to_line(self.redactor.value(record)) + "\n"
         with self._lock:
-            if self._file.closed:
+            if self._file is None:
                 return
             try:
                 self._file.write(line)
                 self._file.flush()
             except OSError as exc:
                 self.failed = exc
-                self._file.close()
+                self._drop()
+
+    def _drop(self) -> None:
+        """Close the file after a failed write; what it could not take is lost, not retried."""
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError:
+            pass  # the same failure, flushing the same bytes again
 
     def close(self) -> None:
         with self._lock:
+            if self._file is None:
+                return
+            file, self._file = self._file, None
             try:
-                self._file.close()
+                file.close()
             except OSError as exc:
                 self.failed = self.failed or exc
 

@@ -83,16 +83,34 @@ class CassettePlan:
     scale: float = 1.0
     match: str = "request"
     wire: tuple[str, str, str] | None = None  # recording: the model's wire format, LiteLLM string, provider
+    speed: str = "recorded"  # --replay-speed as given
 
     @property
     def replaying(self) -> bool:
         return self.replay is not None
 
-    def start(self, spec: Any, redactor: Any) -> Recording | Replaying:
+    def header(self) -> dict[str, str]:
+        """What the run's trace header says of its cassette (``cassette``)."""
         if self.replay is not None:
-            return Replaying(self.replay, self.scale, self.match, spec)
-        assert self.record is not None and self.wire is not None
-        return Recording(self.record, spec, self.wire, redactor)
+            return {"replayed": str(self.replay.path), "speed": self.speed, "match": self.match}
+        return {"recorded": str(self.record)}
+
+    def report(self) -> dict[str, Any]:
+        """What ``run --json`` says of it: the fields ``batch --json`` has for each run, and the replay's settings."""
+        replayed = self.replay is not None
+        return {"cassette": str(self.replay.path if self.replay is not None else self.record),
+                "recorded": not replayed, "replayed": replayed,
+                "replay_speed": self.speed if replayed else None, "replay_match": self.match if replayed else None}
+
+    def start(self, spec: Any, redactor: Any) -> Recording | Replaying:
+        session: Recording | Replaying
+        if self.replay is not None:
+            session = Replaying(self.replay, self.scale, self.match, spec)
+        else:
+            assert self.record is not None and self.wire is not None
+            session = Recording(self.record, spec, self.wire, redactor)
+        session.plan = self
+        return session
 
 
 def plan(spec: Any, record: Path | None = None, replay: Path | None = None, speed: str = "recorded",
@@ -107,7 +125,7 @@ def plan(spec: Any, record: Path | None = None, replay: Path | None = None, spee
     if replay is not None:
         cassette = read_cassette(replay)
         check_fits(cassette, spec)
-        return CassettePlan(replay=cassette, scale=scale, match=match)
+        return CassettePlan(replay=cassette, scale=scale, match=match, speed=speed)
     if record is not None:
         from asyncfc_cli.trace import check_writable
 
@@ -140,6 +158,7 @@ class Recording:
 
     replaying = False
     failure: str | None = None
+    plan: CassettePlan | None = None
 
     def __init__(self, path: Path, spec: Any, wire: tuple[str, str, str], redactor: Any) -> None:
         from asyncfc_cli import __version__
@@ -186,6 +205,7 @@ class Replaying:
     """Answers the run's requests from a cassette, through the simulated model's server."""
 
     replaying = True
+    plan: CassettePlan | None = None
 
     def __init__(self, cassette: Cassette, scale: float, match: str, spec: Any) -> None:
         self.cassette = cassette

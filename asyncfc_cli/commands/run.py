@@ -176,7 +176,7 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
     started = _Started()
     try:
         with sigterm_as_interrupt():  # until the run's own handler takes over
-            started.writer = _open_trace(run_spec, trace_path, run_id, as_json, stdout_fd)
+            started.writer = _open_trace(run_spec, trace_path, run_id, as_json, stdout_fd, cassette)
             sinks, display, started.errors_shown = _progress(run_spec, quiet, as_json)
             # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
             with display:
@@ -190,7 +190,8 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
     return started
 
 
-def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, stdout_fd: int | None) -> Any:
+def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, stdout_fd: int | None,
+                cassette: Any = None) -> Any:
     """The trace's writer, its header written: an unwritable path is exit 2 before the run."""
     from asyncfc_cli import runner
     from asyncfc_cli.trace import check_writable
@@ -200,7 +201,7 @@ def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, std
         # Seconds of import before the trace exists: a signal now leaves no trace,
         # and from the header on (written when the file opens) a readable one.
         runner.import_litellm()
-        return runner.open_trace_file(trace_path, run_spec, run_id)
+        return runner.open_trace_file(trace_path, run_spec, run_id, cassette)
     except OSError as exc:
         message = f"cannot write the trace to {trace_path}: {exc.strerror or exc}"
         fix = "choose another path with --trace (or another runs dir with ASYNCFC_RUNS_DIR)"
@@ -262,7 +263,7 @@ def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, q
         return fail(message, EXIT_USAGE, found)
     if as_json:
         report = _json_report(run_spec, outcome, verdict)
-        if trace_failed is not None:
+        if trace_failed is not None or cassettes.write_failure(outcome):
             report["error"] = verdict.error
         print_json(outcome.redactor.value({**report, "fix": verdict.fix} if verdict.fix else report))
     elif outcome.credentials_failure:
@@ -295,6 +296,8 @@ def _print_footer(result: Any, verdict: Verdict, trace_path: Path) -> None:
 
 def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any]:
     """The ``--json`` object of a finished run (the caller masks its secrets)."""
+    from asyncfc_cli import cassette as cassettes
+
     result = outcome.result
     header = outcome.trace.header or {}  # the model's identity, as the run wrote it
     return {
@@ -328,6 +331,9 @@ def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any
         ],
         "expectations": {"met": not verdict.failures, "failures": verdict.failures},
         "trace": str(outcome.trace_path),
+        # cassette, recorded, replayed (as batch --json has them), replay_speed, replay_match
+        **cassettes.in_report(outcome),
         # The whole conversation as the model saw it: handles, deliveries, waits.
         "messages": result.messages,
     }
+
