@@ -112,7 +112,7 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
     try:
         overrides = spec_mod.parse_set(sets or [])
-        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout)
+        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None)
         cassette = cassettes.for_run(run_spec, *cassette_options)
         if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
@@ -128,8 +128,9 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
 
 def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
-             overrides: dict[str, str], timeout: float | None) -> Any:
-    """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin)."""
+             overrides: dict[str, str], timeout: float | None, keyless: bool = False) -> Any:
+    """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin);
+    ``keyless``: it replays a cassette, so the model's key need not be set."""
     from asyncfc_cli import spec as spec_mod
 
     if agent is None:
@@ -139,13 +140,13 @@ def _resolve(target: str, agent: str | None, agents: Path | None, model: str | N
                                      "check the path; to run a prompt without a task file, name an agent: "
                                      'asyncfc run -a AGENT "..." (asyncfc agents lists them)')
         return spec_mod.resolve_run(Path(target), agents_path=agents, model_override=model, mode_override=mode,
-                                    overrides=overrides, timeout_override=timeout)
+                                    overrides=overrides, timeout_override=timeout, keyless=keyless)
     if target != "-" and target.endswith(".toml") and Path(target).is_file():
         raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
                                  "leave out --agent to run the task file (its agent is named in it)")
     prompt = _read_stdin_prompt() if target == "-" else target
     return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=overrides, timeout_override=timeout)
+                                       overrides=overrides, timeout_override=timeout, keyless=keyless)
 
 
 def _read_stdin_prompt() -> str:
