@@ -44,7 +44,9 @@ class Delivery:
             record.delivered = via
         futures = [r.future for r in records]
         if via == "wait":
-            self.sent.waits[-1].extend(futures)  # serve_wait opened the list of its call
+            if not self.sent.waits:
+                self.sent.waits.append([])
+            self.sent.waits[-1].extend(futures)  # the list serve_wait opened for its call
         else:
             getattr(self.sent, via).extend(futures)
         if records:
