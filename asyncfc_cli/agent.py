@@ -37,6 +37,7 @@ class AgentRun:
     agent: AgentSpec  # validated ([agents.NAME], or built by a benchmark or a test)
     latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
     hold: str | float = "latency"  # async: the hold policy (futures.hold.hold_policy); benchmarks vary it
+    cassette: Any = None  # the run's cassette session: async mode's deliveries follow it (futures.hold.Script)
 
     @property
     def instructions(self) -> str:

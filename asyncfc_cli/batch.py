@@ -236,8 +236,9 @@ def run_key(task: Path, digest: str, params: dict[str, str], mode: str, model: s
 
 def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, modes: Sequence[str | None],
                out: Path, *, model: str | None = None, agents: Path | None = None, repeat: int = 1,
-               timeout: float | None = None, matrix: Path | None = None) -> list[PlannedRun]:
-    """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs."""
+               timeout: float | None = None, matrix: Path | None = None, keyless: bool = False) -> list[PlannedRun]:
+    """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs
+    (``keyless``: the runs replay cassettes, so their model's key need not be set)."""
     from asyncfc_cli.spec import resolve_run
 
     if repeat < 1:
@@ -260,7 +261,7 @@ def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, mod
             for mode in modes:
                 try:
                     spec = resolve_run(task, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=row, timeout_override=timeout)
+                                       overrides=row, timeout_override=timeout, keyless=keyless)
                 except SpecError as exc:
                     if matrix is not None and exc.key == "--set":
                         # A matrix column the task's prompt does not have: say where it is.
@@ -424,7 +425,7 @@ async def run_planned(run: PlannedRun, shared: Shared, clock_zero: float = 0.0) 
     started = time.monotonic() - clock_zero
     run_id = new_run_id()
     try:
-        writer = runner.open_trace_file(run.trace, run.spec, run_id)
+        writer = runner.open_trace_file(run.trace, run.spec, run_id, run.cassette)
     except OSError as exc:
         report = failed_report(run, f"cannot write the trace to {run.trace}: {exc.strerror or exc}", 2)
         report.trace = None

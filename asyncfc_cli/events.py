@@ -309,6 +309,7 @@ class Header(TraceEvent):
     spec_digest: Text | None = nullable()
     tools: Ids | None = nullable()
     tool_kinds: dict[str, str] | None = lenient()  # tool name -> the kind of its source
+    cassette: dict[str, str] | None = lenient()  # {"replayed": path, "speed", "match"} or {"recorded": path}
 
 
 @_event("model_begin")

@@ -83,7 +83,7 @@ def _async(run: Any, limits: Any, trace: Any, cost: Any) -> Any:
 
     # The one default of the book: what the tools declare (expected_latency), nothing remembered.
     latency = run.latency if run.latency is not None else LatencyBook.for_tools(run.tools)
-    return AsyncScheduler(run.tools, limits, trace, latency, hold_policy(run.hold, latency, cost))
+    return AsyncScheduler(run.tools, limits, trace, latency, hold_policy(run.hold, latency, cost), run.cassette)
 
 
 WAIT = AddedTool(protocol.WAIT_TOOL, protocol.WAIT_DESCRIPTION, protocol.WAIT_PARAMETERS,

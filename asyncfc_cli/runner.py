@@ -42,7 +42,8 @@ class RunOutcome:
     cassette: Any = None  # the run's cassette session (asyncfc_cli.cassette), if it recorded or replayed
 
 
-def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None = None) -> TraceWriter:
+def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None = None,
+                    cassette: Any = None) -> TraceWriter:
     """Open the trace before anything runs, so a bad path fails early.
 
     With ``spec``, the header line is written (and flushed) at once: a full
@@ -52,12 +53,12 @@ def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None 
     """
     writer = TraceWriter(path)
     if spec is not None:
-        writer.write_header(run_header(spec, run_id or new_run_id()))
+        writer.write_header(run_header(spec, run_id or new_run_id(), cassette))
     return writer
 
 
-def run_header(spec: RunSpec, run_id: str) -> Header:
-    """The header of a run of ``spec``."""
+def run_header(spec: RunSpec, run_id: str, cassette: Any = None) -> Header:
+    """The header of a run of ``spec`` (``cassette``: the run's CassettePlan, if it records or replays)."""
     return header_fields(
         run_id,
         task=spec.task_name,
@@ -67,6 +68,7 @@ def run_header(spec: RunSpec, run_id: str) -> Header:
         spec_digest=spec.digest,
         tools=sorted(spec.tools),
         tool_kinds={src.name: src.kind for src in spec.tool_sources},
+        cassette=cassette.header() if cassette is not None else None,
     )
 
 
@@ -205,7 +207,7 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     try:
         session = cassette.start(spec, redactor) if cassette is not None else None
         async with _serving(spec, session) as config:
-            trace.emit(run_header(spec, run_id))
+            trace.emit(run_header(spec, run_id, cassette))
 
             def on_retry(attempt: int, error: str) -> None:
                 # Retries happen inside one model turn: the latest request's.
@@ -223,7 +225,9 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
             try:
                 async with open_tools(spec.tool_sources, trace, reserved=modes.RESERVED_TOOL_NAMES) as tools:
                     opened = True
-                    result = await run_agent(agent_run(spec, tools), client, trace)
+                    run = agent_run(spec, tools)
+                    run.cassette = session
+                    result = await run_agent(run, client, trace)
             except ToolLoadError as exc:
                 if not opened:  # the run ends before its first request: its trace says why
                     trace.emit(Summary(status="error", turns=0, requests=0, tool_calls=0, error=str(exc)))

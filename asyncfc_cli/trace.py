@@ -19,7 +19,8 @@ The event types and their fields are defined once, typed, in
                       string; sim or sim:P for the simulated model), model_alias (the
                       [models] name or string as given), litellm_model (what LiteLLM was
                       called with), provider (LiteLLM's provider; asyncfc.sim), mode,
-                      spec_digest, tools
+                      spec_digest, tools, cassette? ({"replayed": FILE, "speed", "match"} or
+                      {"recorded": FILE}: the run's --record / --replay)
 ``model_begin``       request, messages
 ``model_first_token`` request
 ``model_progress``    request, chunks (streamed so far, ~1 token each; every 0.25 s)

@@ -46,7 +46,8 @@ def judge(outcome: Any, expect: Any, trace_failed: OSError | None = None) -> Ver
     setup problem. A trace that failed mid-run (``trace_failed``, from
     ``TraceWriter.failed``: a disk that filled up) makes a run that otherwise
     passed an error, exit 1 (a run whose record is cut short is not a pass),
-    and its message joins the error either way. Precedence as the batch's:
+    and its message joins the error either way; so does a cassette that could
+    not be written whole (``--record``). Precedence as the batch's:
     130, 2, 1, 3.
     """
     from asyncfc_cli.expectations import unmet
@@ -62,11 +63,14 @@ def judge(outcome: Any, expect: Any, trace_failed: OSError | None = None) -> Ver
         status, code = FAILED, EXIT_FAILED
     elif failures:
         status, code = UNMET, EXIT_EXPECT
-    if trace_failed is not None:
+    from asyncfc_cli.cassette import write_failure
+
+    cut_short = [(trace_failure(outcome.trace_path, trace_failed), TRACE_FIX)] if trace_failed is not None else []
+    cut_short += [found] if (found := write_failure(outcome)) is not None else []
+    for failure, failure_fix in cut_short:
         if code in (EXIT_OK, EXIT_EXPECT):
             status, run_status, code = FAILED, "error", EXIT_FAILED
-        failure = trace_failure(outcome.trace_path, trace_failed)
-        error, fix = (f"{error}; {failure}" if error else failure), (f"{fix}; {TRACE_FIX}" if fix else TRACE_FIX)
+        error, fix = (f"{error}; {failure}" if error else failure), (f"{fix}; {failure_fix}" if fix else failure_fix)
     if outcome.credentials_failure:
         from asyncfc_cli.credentials import fix_line
 

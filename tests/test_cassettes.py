@@ -390,3 +390,112 @@ def test_a_secret_spread_over_events_is_starred_out_in_each_wire_format():
         for line in joined.splitlines():
             if line.startswith("data: "):
                 json.loads(line[6:])  # still valid events
+
+
+# --- a replay needs no key, ever ---------------------------------------------------------
+
+KEYED_AGENTS = """
+[models.by_env]
+model = "openai/scripted-model"
+api_base = "${CAS_BASE}"
+api_key_env = "CAS_KEY_VAR"
+retries = 0
+
+[models.by_interpolation]
+model = "openai/scripted-model"
+api_base = "${CAS_BASE}"
+api_key = "${CAS_KEY_VAR}"
+params = { temperature = 0, extra_headers = { "X-Token" = "${CAS_HEADER_TOKEN}" } }
+retries = 0
+
+[agents.by_env]
+model = "by_env"
+mode = "sync"
+
+[agents.by_interpolation]
+model = "by_interpolation"
+mode = "sync"
+"""
+
+
+@pytest.mark.parametrize("agent", ["by_env", "by_interpolation"])
+def test_a_replay_needs_no_key_variable_set(tmp_path, monkeypatch, agent):
+    for name in ("CAS_BASE", "CAS_KEY_VAR", "CAS_HEADER_TOKEN", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "agents.toml").write_text(KEYED_AGENTS)
+    (tmp_path / "task.toml").write_text(f'agent = "{agent}"\nprompt = "Say hello."\n')
+    with ScriptedServer([Reply(chunks=_spread("Hello from the recording.")) for _ in range(3)]) as server:
+        keys = {"CAS_BASE": server.base_url, "CAS_KEY_VAR": "sk-recording-key-000000", "CAS_HEADER_TOKEN": "tok-1"}
+        live = cli("run", "task.toml", "--record", "c.jsonl", "-q", cwd=tmp_path, extra_env=keys)
+        assert live.returncode == 0, live.stderr
+        batch = cli("batch", "task.toml", "--record-dir", "cassettes", "--out", "out1", "-q", cwd=tmp_path,
+                    extra_env=keys)
+        assert batch.returncode == 0, batch.stderr
+        prompt = cli("run", "-a", agent, "Say hello.", "--record", "p.jsonl", "-q", cwd=tmp_path, extra_env=keys)
+        assert prompt.returncode == 0, prompt.stderr
+    # Without a replay the unset variable is still the error it was.
+    unset = cli("run", "task.toml", cwd=tmp_path)
+    assert unset.returncode == 2 and "CAS_" in unset.stderr
+    # The server is gone and no variable is set: every replay still runs.
+    replayed = cli("run", "task.toml", "--replay", "c.jsonl", "--replay-speed", "instant", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "Hello from the recording."
+    batch = cli("batch", "task.toml", "--replay-dir", "cassettes", "--replay-speed", "instant", "--out", "out2",
+                "--json", "-q", cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    assert [r["replayed"] for r in report(batch)["runs"]] == [True]
+    prompt = cli("run", "-a", agent, "Say hello.", "--replay", "p.jsonl", "--replay-speed", "instant", cwd=tmp_path)
+    assert prompt.returncode == 0, prompt.stderr
+    assert prompt.stdout.strip() == "Hello from the recording."
+
+
+# --- a cassette that cannot be written ---------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_cassette_write_that_fails_is_an_error_not_silence(tmp_path):
+    (tmp_path / "agents.toml").write_text(READER_AGENTS)
+    (tmp_path / "task.toml").write_text(READER_TASK)
+    (tmp_path / "note.txt").write_text("buy milk\n")
+    # /dev/full takes the file open and refuses every write: a disk that is full.
+    text = cli("run", "task.toml", "--record", "/dev/full", cwd=tmp_path)
+    assert text.returncode == 1, text.stderr
+    assert "It says: buy milk" in text.stdout  # the run went on
+    assert "cannot write the cassette to /dev/full: No space left on device" in text.stderr
+    assert "fix: free space on its disk, or choose another path with --record" in text.stderr
+    data = cli("run", "task.toml", "--record", "/dev/full", "--json", cwd=tmp_path)
+    assert data.returncode == 1
+    found = report(data)
+    assert found["status"] == "error" and found["exit_code"] == 1
+    assert "cannot write the cassette to /dev/full" in found["error"] and "--record" in found["fix"]
+    assert found["cassette"] == "/dev/full" and found["recorded"] is True
+
+
+# --- a replayed run says so --------------------------------------------------------------
+
+
+def test_run_json_the_trace_header_and_trace_show_say_a_run_was_replayed(tmp_path):
+    (tmp_path / "agents.toml").write_text(READER_AGENTS)
+    (tmp_path / "task.toml").write_text(READER_TASK)
+    (tmp_path / "note.txt").write_text("buy milk\n")
+    plain = report(cli("run", "task.toml", "--json", "--trace", "t0.jsonl", cwd=tmp_path))
+    assert {k: plain[k] for k in ("cassette", "recorded", "replayed", "replay_speed", "replay_match")} == \
+        {"cassette": None, "recorded": False, "replayed": False, "replay_speed": None, "replay_match": None}
+    assert read_trace(tmp_path / "t0.jsonl").header.cassette is None
+
+    live = report(cli("run", "task.toml", "--record", "c.jsonl", "--json", "--trace", "t1.jsonl", cwd=tmp_path))
+    assert (live["cassette"], live["recorded"], live["replayed"]) == ("c.jsonl", True, False)
+    assert read_trace(tmp_path / "t1.jsonl").header.cassette == {"recorded": "c.jsonl"}
+
+    again = report(cli("run", "task.toml", "--replay", "c.jsonl", "--replay-speed", "instant", "--json",
+                       "--trace", "t2.jsonl", cwd=tmp_path))
+    assert {k: again[k] for k in ("cassette", "recorded", "replayed", "replay_speed", "replay_match")} == \
+        {"cassette": "c.jsonl", "recorded": False, "replayed": True, "replay_speed": "instant",
+         "replay_match": "request"}
+    assert read_trace(tmp_path / "t2.jsonl").header.cassette == \
+        {"replayed": "c.jsonl", "speed": "instant", "match": "request"}
+    shown = cli("trace", "show", "t2.jsonl", "--width", "200", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "replayed from c.jsonl (instant speed)" in shown.stdout
+    described = report(cli("trace", "show", "t2.jsonl", "--json", cwd=tmp_path))
+    assert described["cassette"] == {"replayed": "c.jsonl", "speed": "instant", "match": "request"}

@@ -14,7 +14,8 @@ See docs/cassettes.md. The pieces:
 
 from asyncfc_cli.cassette.format import CassetteError
 
-__all__ = ["CassetteError", "batch_name", "divergence", "failure_of", "for_batch", "for_run", "note_in_report"]
+__all__ = ["CassetteError", "batch_name", "divergence", "failure_of", "for_batch", "for_run", "in_report",
+           "note_in_report", "write_failure"]
 
 
 def for_run(spec, record=None, replay=None, speed="recorded", match="request"):  # type: ignore[no-untyped-def]
@@ -38,6 +39,28 @@ def failure_of(outcome) -> str | None:  # type: ignore[no-untyped-def]
     """Why a replay stopped (a request that diverged from the cassette), or None."""
     session = getattr(outcome, "cassette", None)
     return getattr(session, "failure", None)
+
+
+NO_CASSETTE = {"cassette": None, "recorded": False, "replayed": False, "replay_speed": None, "replay_match": None}
+
+
+def in_report(outcome) -> dict:  # type: ignore[no-untyped-def]
+    """The cassette fields of ``run --json`` (a run without one has them too, empty)."""
+    plan = getattr(getattr(outcome, "cassette", None), "plan", None)
+    return plan.report() if plan is not None else dict(NO_CASSETTE)
+
+
+def write_failure(outcome) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
+    """(message, fix) when the run's cassette could not be written whole (a full disk,
+    a file that could not be created), or None: the run's verdict makes it an error."""
+    session = getattr(outcome, "cassette", None)
+    writer = getattr(session, "writer", None)
+    failed = getattr(writer, "failed", None)
+    if failed is None:
+        return None
+    return (f"cannot write the cassette to {writer.path}: {failed.strerror or failed} (the cassette stops there "
+            "and cannot be replayed; the run went on)",
+            "free space on its disk, or choose another path with --record (--record-dir for a batch)")
 
 
 def divergence(outcome, report=None):  # type: ignore[no-untyped-def]

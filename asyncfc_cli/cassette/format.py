@@ -9,6 +9,11 @@ One line per record, in this order::
     ...
     {"type": "end", "n": 1, "t": 1.9, "outcome": "complete"}
 
+A request of an async run also says which outcomes it carried, and how
+(``"futures": {"result": [...], "waits": [[...]], "message": [...]}``,
+:class:`asyncfc_cli.futures.hold.Deliveries`): that depended on the tools'
+timing, and a replay makes the same deliveries whatever the timing now.
+
 ``n`` counts HTTP attempts (a retried request is recorded twice, its
 failure too), ``t`` is seconds since that attempt was sent. ``data`` is the
 body exactly as the provider's wire format delivered it, one line per read
@@ -25,6 +30,7 @@ else is a :class:`CassetteError` naming the line, never a traceback.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +41,7 @@ from asyncfc_cli.events import loads, to_line
 from asyncfc_cli.output import first_surrogate, printable
 
 VERSION = 1
+_FUTURE_ID = re.compile(r"f[1-9][0-9]{0,8}")
 MAX_FILE_BYTES = 256_000_000
 MAX_LINE_BYTES = 4_000_000
 MAX_DATA_CHARS = 65_536  # a longer read is split over several chunk lines
@@ -87,33 +94,52 @@ class CassetteWriter:
     """Appends records as they happen, each line flushed: a run that dies leaves
     every finished exchange readable. Every record passes the run's redactor
     first (the one every output goes through). Called from the trio thread
-    (requests) and the asyncio thread (responses), hence the lock."""
+    (requests) and the asyncio thread (responses), hence the lock.
+
+    A write that fails (a full disk) ends the cassette there and is kept in
+    ``failed``: the run goes on, and its verdict says the cassette is cut short
+    (exit 1, as for a trace; :func:`asyncfc_cli.cassette.write_failure`)."""
 
     def __init__(self, path: Path, redactor: Any) -> None:
         self.path = Path(path)
         self.redactor = redactor
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A fresh file renamed into place, as traces are: a planted link is replaced, never written through.
-        self._file = safefiles.create(self.path)
         self.failed: OSError | None = None
+        self._file: Any = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A fresh file renamed into place, as traces are: a planted link is replaced, never written through.
+            self._file = safefiles.create(self.path)
+        except OSError as exc:
+            self.failed = exc
 
     def write(self, record: dict[str, Any]) -> None:
         line = to_line(self.redactor.value(record)) + "\n"
         with self._lock:
-            if self._file.closed:
+            if self._file is None:
                 return
             try:
                 self._file.write(line)
                 self._file.flush()
             except OSError as exc:
                 self.failed = exc
-                self._file.close()
+                self._drop()
+
+    def _drop(self) -> None:
+        """Close the file after a failed write; what it could not take is lost, not retried."""
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except OSError:
+            pass  # the same failure, flushing the same bytes again
 
     def close(self) -> None:
         with self._lock:
+            if self._file is None:
+                return
+            file, self._file = self._file, None
             try:
-                self._file.close()
+                file.close()
             except OSError as exc:
                 self.failed = self.failed or exc
 
@@ -260,7 +286,26 @@ class _Reader:
                 self.fail(number, "a message summary is not an object")
             shown.append({key: self._text(number, message, key, 2000) for key in ("role", "digest", "preview")})
         request["messages"] = shown
+        if "futures" in value:
+            request["futures"] = self._futures(number, value["futures"])
         return request
+
+    def _futures(self, number: int, value: Any) -> dict[str, Any]:
+        """What an async request carried, by way (futures.hold.Deliveries): future ids only."""
+        if not isinstance(value, dict) or not set(value) <= {"result", "waits", "message"}:
+            self.fail(number, "futures must be an object with result, waits and message")
+
+        def ids(items: Any) -> list[str]:
+            if not isinstance(items, list) or len(items) > MAX_MESSAGES or not all(
+                    isinstance(i, str) and _FUTURE_ID.fullmatch(i) for i in items):
+                self.fail(number, "futures holds something that is not a list of future ids (f1, f2, ...)")
+            return items
+
+        waits = value.get("waits", [])
+        if not isinstance(waits, list) or len(waits) > MAX_MESSAGES:
+            self.fail(number, "futures.waits must be a list of lists of future ids")
+        return {"result": ids(value.get("result", [])), "waits": [ids(w) for w in waits],
+                "message": ids(value.get("message", []))}
 
     def _int(self, number: int, value: dict[str, Any], key: str) -> int:
         item = value.get(key)

@@ -83,16 +83,34 @@ class CassettePlan:
     scale: float = 1.0
     match: str = "request"
     wire: tuple[str, str, str] | None = None  # recording: the model's wire format, LiteLLM string, provider
+    speed: str = "recorded"  # --replay-speed as given
 
     @property
     def replaying(self) -> bool:
         return self.replay is not None
 
-    def start(self, spec: Any, redactor: Any) -> Recording | Replaying:
+    def header(self) -> dict[str, str]:
+        """What the run's trace header says of its cassette (``cassette``)."""
         if self.replay is not None:
-            return Replaying(self.replay, self.scale, self.match, spec)
-        assert self.record is not None and self.wire is not None
-        return Recording(self.record, spec, self.wire, redactor)
+            return {"replayed": str(self.replay.path), "speed": self.speed, "match": self.match}
+        return {"recorded": str(self.record)}
+
+    def report(self) -> dict[str, Any]:
+        """What ``run --json`` says of it: the fields ``batch --json`` has for each run, and the replay's settings."""
+        replayed = self.replay is not None
+        return {"cassette": str(self.replay.path if self.replay is not None else self.record),
+                "recorded": not replayed, "replayed": replayed,
+                "replay_speed": self.speed if replayed else None, "replay_match": self.match if replayed else None}
+
+    def start(self, spec: Any, redactor: Any) -> Recording | Replaying:
+        session: Recording | Replaying
+        if self.replay is not None:
+            session = Replaying(self.replay, self.scale, self.match, spec)
+        else:
+            assert self.record is not None and self.wire is not None
+            session = Recording(self.record, spec, self.wire, redactor)
+        session.plan = self
+        return session
 
 
 def plan(spec: Any, record: Path | None = None, replay: Path | None = None, speed: str = "recorded",
@@ -107,7 +125,7 @@ def plan(spec: Any, record: Path | None = None, replay: Path | None = None, spee
     if replay is not None:
         cassette = read_cassette(replay)
         check_fits(cassette, spec)
-        return CassettePlan(replay=cassette, scale=scale, match=match)
+        return CassettePlan(replay=cassette, scale=scale, match=match, speed=speed)
     if record is not None:
         from asyncfc_cli.trace import check_writable
 
@@ -140,6 +158,7 @@ class Recording:
 
     replaying = False
     failure: str | None = None
+    plan: CassettePlan | None = None
 
     def __init__(self, path: Path, spec: Any, wire: tuple[str, str, str], redactor: Any) -> None:
         from asyncfc_cli import __version__
@@ -151,6 +170,9 @@ class Recording:
         self.model = spec.model.model
         self.params = dict(spec.model.params)
         self.n = 0
+        # Async mode: what each request carries depends on the tools' timing, so
+        # the cassette says it (the scheduler tells, futures.hold.Script).
+        self.deliveries: dict | None = {} if spec.agent.mode == "async" else None
         self.writer = CassetteWriter(path, redactor)
         self.writer.write({"type": "cassette", "version": VERSION, "asyncfc": __version__, "model": self.model,
                            "litellm_model": wire[1], "provider": wire[2], "wire": wire[0], "mode": spec.agent.mode,
@@ -162,8 +184,18 @@ class Recording:
         from asyncfc_cli.cassette.capture import Tap
 
         self.n += 1
-        self.writer.write({"type": "request", "n": self.n, **summarize(self.model, messages, tools, self.params)})
+        record = {"type": "request", "n": self.n, **summarize(self.model, messages, tools, self.params)}
+        if self.deliveries is not None:
+            record["futures"], self.deliveries = self.deliveries, {}  # a retry of the request carries no more
+        self.writer.write(record)
         return Tap(self.n, self.writer.write, self.redactor)
+
+    def recorded(self) -> None:
+        return None  # recording: the tools' timing decides
+
+    def delivered(self, deliveries: Any) -> None:
+        """What the request about to be sent carries (async mode): written with it."""
+        self.deliveries = deliveries.as_record()
 
     def close(self) -> None:
         self.writer.close()
@@ -173,6 +205,7 @@ class Replaying:
     """Answers the run's requests from a cassette, through the simulated model's server."""
 
     replaying = True
+    plan: CassettePlan | None = None
 
     def __init__(self, cassette: Cassette, scale: float, match: str, spec: Any) -> None:
         self.cassette = cassette
@@ -207,12 +240,27 @@ class Replaying:
         if self.match == "request":
             found = difference(exchange.request, summarize(self.model, messages, tools, self.params))
             if found is not None:
-                if self.mode == "async" and self.scale < 1.0:
-                    found += (" (in async mode a request carries the tool results that were ready when it was "
-                              "sent, so a faster replay can differ: replay at --replay-speed recorded)")
+                if self.mode == "async" and exchange.request.get("futures") is None:
+                    found += (" (the cassette does not say which tool results each request carried, as those "
+                              "recorded by an earlier asyncfc do not, so its async replay depends on the tools' "
+                              "timing: re-record it)")
                 self._fail(f"{where} does not match the recorded one: {found}")
         self.server.expect(exchange)
         return None
+
+    def recorded(self) -> Any:
+        """What the recorded request the next one is checked against carried (async
+        mode; futures.hold.Script): the scheduler delivers exactly that. None when
+        the cassette does not say (recorded in another mode, or by an older asyncfc)."""
+        from asyncfc_cli.futures.hold import Deliveries
+
+        exchanges = self.cassette.exchanges
+        if self.n >= len(exchanges) or exchanges[self.n].request.get("futures") is None:
+            return None
+        return Deliveries.from_record(exchanges[self.n].request["futures"])
+
+    def delivered(self, deliveries: Any) -> None:
+        pass  # what was sent is checked against the cassette with the request itself
 
     def _fail(self, message: str) -> None:
         self.failure = (f"{message}\n  fix: {RERECORD}, or replay with --replay-match sequence to serve the "

@@ -100,7 +100,7 @@ def batch(
                 modes = engine.parse_modes(mode)
                 out_dir = out if out is not None else Path(".asyncfc") / "batch" / new_run_id()
                 planned = engine.plan_batch(tasks, rows, modes, out_dir, model=model, agents=agents, repeat=repeat,
-                                            timeout=timeout, matrix=matrix)
+                                            timeout=timeout, matrix=matrix, keyless=replay_dir is not None)
                 from asyncfc_cli import cassette as cassettes
 
                 cassettes.for_batch(planned, record_dir, replay_dir, replay_speed, replay_match, ray)

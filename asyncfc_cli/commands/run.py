@@ -105,7 +105,7 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
     try:
         overrides = spec_mod.parse_set(sets or [])
-        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout)
+        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None)
         cassette = cassettes.for_run(run_spec, *cassette_options)
         if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
@@ -121,8 +121,9 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
 
 def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
-             overrides: dict[str, str], timeout: float | None) -> Any:
-    """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin)."""
+             overrides: dict[str, str], timeout: float | None, keyless: bool = False) -> Any:
+    """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin);
+    ``keyless``: it replays a cassette, so the model's key need not be set."""
     from asyncfc_cli import spec as spec_mod
 
     if agent is None:
@@ -132,13 +133,13 @@ def _resolve(target: str, agent: str | None, agents: Path | None, model: str | N
                                      "check the path; to run a prompt without a task file, name an agent: "
                                      'asyncfc run -a AGENT "..." (asyncfc agents lists them)')
         return spec_mod.resolve_run(Path(target), agents_path=agents, model_override=model, mode_override=mode,
-                                    overrides=overrides, timeout_override=timeout)
+                                    overrides=overrides, timeout_override=timeout, keyless=keyless)
     if target != "-" and target.endswith(".toml") and Path(target).is_file():
         raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
                                  "leave out --agent to run the task file (its agent is named in it)")
     prompt = _read_stdin_prompt() if target == "-" else target
     return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=overrides, timeout_override=timeout)
+                                       overrides=overrides, timeout_override=timeout, keyless=keyless)
 
 
 def _read_stdin_prompt() -> str:
@@ -169,7 +170,7 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
     started = _Started()
     try:
         with sigterm_as_interrupt():  # until the run's own handler takes over
-            started.writer = _open_trace(run_spec, trace_path, run_id, as_json, stdout_fd)
+            started.writer = _open_trace(run_spec, trace_path, run_id, as_json, stdout_fd, cassette)
             sinks, display, started.errors_shown = _progress(run_spec, quiet, as_json)
             # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
             with display:
@@ -183,7 +184,8 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
     return started
 
 
-def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, stdout_fd: int | None) -> Any:
+def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, stdout_fd: int | None,
+                cassette: Any = None) -> Any:
     """The trace's writer, its header written: an unwritable path is exit 2 before the run."""
     from asyncfc_cli import runner
     from asyncfc_cli.trace import check_writable
@@ -193,7 +195,7 @@ def _open_trace(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, std
         # Seconds of import before the trace exists: a signal now leaves no trace,
         # and from the header on (written when the file opens) a readable one.
         runner.import_litellm()
-        return runner.open_trace_file(trace_path, run_spec, run_id)
+        return runner.open_trace_file(trace_path, run_spec, run_id, cassette)
     except OSError as exc:
         message = f"cannot write the trace to {trace_path}: {exc.strerror or exc}"
         fix = "choose another path with --trace (or another runs dir with ASYNCFC_RUNS_DIR)"
@@ -255,7 +257,7 @@ def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, q
         return fail(message, EXIT_USAGE, found)
     if as_json:
         report = _json_report(run_spec, outcome, verdict)
-        if trace_failed is not None:
+        if trace_failed is not None or cassettes.write_failure(outcome):
             report["error"] = verdict.error
         print_json(outcome.redactor.value({**report, "fix": verdict.fix} if verdict.fix else report))
     elif outcome.credentials_failure:
@@ -288,6 +290,8 @@ def _print_footer(result: Any, verdict: Verdict, trace_path: Path) -> None:
 
 def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any]:
     """The ``--json`` object of a finished run (the caller masks its secrets)."""
+    from asyncfc_cli import cassette as cassettes
+
     result = outcome.result
     header = outcome.trace.header or {}  # the model's identity, as the run wrote it
     return {
@@ -321,6 +325,9 @@ def _json_report(run_spec: Any, outcome: Any, verdict: Verdict) -> dict[str, Any
         ],
         "expectations": {"met": not verdict.failures, "failures": verdict.failures},
         "trace": str(outcome.trace_path),
+        # cassette, recorded, replayed (as batch --json has them), replay_speed, replay_match
+        **cassettes.in_report(outcome),
         # The whole conversation as the model saw it: handles, deliveries, waits.
         "messages": result.messages,
     }
+

@@ -229,7 +229,7 @@ def _load(path: Path):
 def _describe(data: Any) -> dict[str, Any]:
     h = data.header
     return {"path": str(data.path), "run_id": h.run_id, "task": h.task, "agent": h.agent,
-            "model": h.model, "mode": h.mode, "started_at": h.started_at,
+            "model": h.model, "mode": h.mode, "started_at": h.started_at, "cassette": h.cassette,
             "truncated": data.truncated, "problems": data.problems}
 
 
@@ -306,7 +306,19 @@ def _title(data: Any, path: Path) -> str:
     h = data.header
     status = data.summary.status if data.summary else "unfinished"
     return (f"{h.task or '?'} · agent {h.agent or '?'} · model {h.model or '?'} · "
-            f"mode {h.mode or '?'} · {status} · {path}")
+            f"mode {h.mode or '?'} · {status}{_cassette_note(h)} · {path}")
+
+
+def _cassette_note(header: Any) -> str:
+    """A replayed (or recorded) run says so in its title: its model's answers came from a cassette."""
+    from asyncfc_cli.output import printable
+
+    cassette = header.cassette or {}
+    if cassette.get("replayed"):
+        return f" · replayed from {printable(cassette['replayed'])} ({printable(cassette.get('speed', '?'))} speed)"
+    if cassette.get("recorded"):
+        return f" · recorded to {printable(cassette['recorded'])}"
+    return ""
 
 
 def _s(x: float) -> str:

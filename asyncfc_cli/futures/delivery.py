@@ -19,6 +19,7 @@ import trio
 
 from asyncfc_cli.events import Delivery as DeliveryEvent, FinishHeld, WaitBegin, WaitEnd
 from asyncfc_cli.executor import CallRecord
+from asyncfc_cli.futures.hold import Deliveries
 from asyncfc_cli.futures.protocol import delivery_message, parse_future_id
 from asyncfc_cli.futures.table import FutureTable
 from asyncfc_cli.trace import Trace
@@ -36,10 +37,18 @@ class Delivery:
     def __init__(self, table: FutureTable, trace: Trace) -> None:
         self.table, self.trace = table, trace
         self.finishing = False  # the model's held answer is in the conversation
+        self.sent = Deliveries()  # what the next request carries (a cassette records it: futures.hold.Script)
 
     def mark(self, records: list[CallRecord], via: str) -> None:
         for record in records:
             record.delivered = via
+        futures = [r.future for r in records]
+        if via == "wait":
+            if not self.sent.waits:
+                self.sent.waits.append([])
+            self.sent.waits[-1].extend(futures)  # the list serve_wait opened for its call
+        else:
+            getattr(self.sent, via).extend(futures)
         if records:
             self.trace.emit(DeliveryEvent(futures=[r.future for r in records], via=via))
 
@@ -52,10 +61,17 @@ class Delivery:
         is unseen, finished or not: the finish rule would not accept it."""
         return calls == 0 and chars >= CUT_AFTER_CHARS and any(not r.delivered for r in self.table.records)
 
-    def before_request(self, messages: list[dict[str, Any]]) -> None:
+    def take_sent(self) -> Deliveries:
+        """What the request about to be sent carries; the next one starts empty."""
+        sent, self.sent = self.sent, Deliveries()
+        return sent
+
+    def before_request(self, messages: list[dict[str, Any]], recorded: Deliveries | None = None) -> None:
         """What resolved since the last request, as one plain message (with the
-        finish note when the model's answer was held)."""
-        ready = [r for r in self.table.records if r.done and not r.delivered]
+        finish note when the model's answer was held). Replaying (``recorded``):
+        what the recorded request's message carried, and nothing else."""
+        ready = [r for r in self.table.records if r.done and not r.delivered
+                 and (recorded is None or r.future in recorded.message)]
         if ready or self.finishing:
             self.mark(ready, "message")
             messages.append(delivery_message({r.future: r.outcome() for r in ready}, finishing=self.finishing))
@@ -74,13 +90,18 @@ class Delivery:
         return False
 
     async def serve_wait(self, call: CallRecord, siblings: list[CallRecord] = (),
-                         given: list[CallRecord] = ()) -> str:
+                         given: list[CallRecord] = (), recorded: set[str] | None = None) -> str:
         """One ``wait`` call: block on the chosen futures, return their outcomes.
 
         ``wait()`` without ``futures`` waits for the other calls of its own
         message (``siblings``): the cheapest way to say "I need these".
         Futures whose result goes back in their own tool message of the same
-        response (``given``) are left out: the model reads them there."""
+        response (``given``) are left out: the model reads them there.
+        Replaying (``recorded``: the futures this wait returned when the run
+        was recorded): those are waited for, whatever the timeout, and the
+        others named are pending, done or not."""
+        self.sent.waits.append([])
+
         def error(message: str) -> str:
             return json.dumps({"error": f"wait: {message}"}, ensure_ascii=False)
 
@@ -108,6 +129,9 @@ class Delivery:
         with trio.move_on_after(math.inf if timeout is None else timeout):
             for record in found:
                 await record.resolved.wait()
+        for record in found if recorded is not None else ():
+            if record.future in recorded:
+                await record.resolved.wait()
         out: dict[str, Any] = {}
         pending: list[str] = []
         fresh: list[CallRecord] = []
@@ -117,7 +141,8 @@ class Delivery:
                 out[str(raw)] = {"error": f"unknown future {raw!r}; issued so far: {self.table.issued()}"}
             elif record in fresh or record.future in pending or record in given:
                 continue  # named twice, or its value is in its own message
-            elif not record.done:
+            elif not record.done or (recorded is not None and not record.delivered
+                                     and record.future not in recorded):
                 pending.append(record.future)
             elif record.delivered:
                 out[record.future] = {"note": f"already delivered ({record.delivered})"}

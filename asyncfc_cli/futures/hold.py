@@ -12,6 +12,11 @@ how long it really held (:meth:`HoldPolicy.spent`).
 ``fixed``    every running call, up to a fixed number of seconds, every time
              (the benchmarks compare it);
 ``latency``  the loop's policy (:class:`LatencyHold`).
+
+A replayed run holds by none of them: which outcomes reach the model with
+each request was decided by the tools' timing when the run was recorded, and
+the replay makes the same deliveries whatever the timing now
+(:class:`Deliveries`, :class:`Script`; docs/cassettes.md).
 """
 
 from __future__ import annotations
@@ -101,6 +106,52 @@ class LatencyHold(HoldPolicy):
 
     def spent(self, seconds: float) -> None:
         self.held += seconds
+
+
+@dataclass
+class Deliveries:
+    """The outcomes that reached the model with one request, by the way they went:
+    in their calls' own tool messages after the response before it (``result``),
+    in each ``wait`` call of that response, in order (``waits``: one list per
+    call, empty when it returned no value), and in the plain message just before
+    the request (``message``). Future ids, in delivery order."""
+
+    result: list[str] = field(default_factory=list)
+    waits: list[list[str]] = field(default_factory=list)
+    message: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        """As a cassette's request record carries it (empty ways left out)."""
+        return {name: value for name, value in (("result", self.result), ("waits", self.waits),
+                                                ("message", self.message)) if value}
+
+    @classmethod
+    def from_record(cls, value: dict[str, Any]) -> Deliveries:
+        return cls(list(value.get("result", [])), [list(w) for w in value.get("waits", [])],
+                   list(value.get("message", [])))
+
+    def wait(self, index: int) -> set[str]:
+        """What the ``index``-th wait call of the response returned."""
+        return set(self.waits[index]) if index < len(self.waits) else set()
+
+
+class Script:
+    """Where a run's deliveries are written down or read back from: its cassette.
+
+    The async scheduler asks it before each request. Recording, it is told what
+    each request carries (:meth:`delivered`). Replaying, it says what the
+    recorded request carried (:meth:`recorded`), and the scheduler makes exactly
+    those deliveries: a call whose result went back in its own tool message is
+    held until it is done, however long it takes now, and one that went back as
+    a handle does so again even if it is done, so each request is the recorded
+    one whatever the tools' speed. This base does neither: timing decides."""
+
+    def recorded(self) -> Deliveries | None:
+        """The deliveries the recording made with the next request; None: timing decides."""
+        return None
+
+    def delivered(self, deliveries: Deliveries) -> None:
+        """The deliveries made with the request about to be sent."""
 
 
 def hold_policy(hold: str | float, latency: LatencyBook, cost: RequestCost) -> HoldPolicy:

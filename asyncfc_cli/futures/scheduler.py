@@ -7,7 +7,8 @@ the :class:`~asyncfc_cli.futures.table.FutureTable`), serves ``wait`` and
 delivers outcomes (:class:`~asyncfc_cli.futures.delivery.Delivery`, which
 also keeps the finish rule), and, when a response ends with calls still
 running and no ``wait``, asks its :class:`~asyncfc_cli.futures.hold.HoldPolicy`
-whether to hold the next request for a moment.
+whether to hold the next request for a moment. A replayed run's deliveries
+follow the recording instead of the clock (:class:`~asyncfc_cli.futures.hold.Script`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import trio
 from asyncfc_cli.events import FutureCreated, FutureResolved, Hold
 from asyncfc_cli.executor import CallRecord, Limits, Scheduler, begin, finish, new_record, run_call
 from asyncfc_cli.futures.delivery import Delivery
-from asyncfc_cli.futures.hold import HoldPolicy
+from asyncfc_cli.futures.hold import HoldPolicy, Script
 from asyncfc_cli.futures.protocol import WAIT_TOOL, handle
 from asyncfc_cli.futures.table import FutureTable
 from asyncfc_cli.latency import LatencyBook
@@ -37,14 +38,17 @@ class AsyncScheduler(Scheduler):
     run cancels them. A call waits inside its task for the futures it
     references and, for ``ordered`` tools, for the previous ordered call.
     ``latency`` learns every call's duration (for this run's holds and, saved,
-    for later runs'); ``hold`` defaults to never holding.
+    for later runs'); ``hold`` defaults to never holding. ``script``: the run's
+    cassette, told what each request carries, or saying what it must carry.
     """
 
     def __init__(self, tools: dict[str, Any], limits: Limits, trace: Trace,
-                 latency: LatencyBook, hold: HoldPolicy | None = None) -> None:
+                 latency: LatencyBook, hold: HoldPolicy | None = None,
+                 script: Script | None = None) -> None:
         super().__init__(tools, limits, trace)
         self.latency = latency  # its default is the mode's (asyncfc_cli.modes), the one place that gives it
         self.hold = hold or HoldPolicy()
+        self.script = script or Script()
         self.table = FutureTable()
         self.records = self.table.records
         self.delivery = Delivery(self.table, trace)
@@ -117,7 +121,8 @@ class AsyncScheduler(Scheduler):
         return self.delivery.wants_cut(chars, calls)
 
     def before_request(self, messages: list[dict[str, Any]]) -> None:
-        self.delivery.before_request(messages)
+        self.delivery.before_request(messages, self.script.recorded())
+        self.script.delivered(self.delivery.take_sent())
 
     async def accept_answer(self, cut: bool) -> bool:
         return await self.delivery.accept_answer(cut)
@@ -129,12 +134,25 @@ class AsyncScheduler(Scheduler):
         self.table.close_response()
         calls = [r for r in response if r.future is not None]
         waits = [r for r in response if r.future is None]
+        recorded = self.script.recorded()  # replaying: what the recorded next request carried
         # Results already there go back in their calls' own messages...
-        given = [r for r in calls if r.done and not r.delivered]
+        if recorded is None:
+            given = [r for r in calls if r.done and not r.delivered]
+        else:
+            given = [r for r in calls if r.future in recorded.result and not r.delivered]
+            for record in given:
+                await record.resolved.wait()
         self.delivery.mark(given, "result")
         # ...then each wait blocks on what the model asked for...
-        replies = {id(w): await self.delivery.serve_wait(w, calls, given) for w in waits}
-        if not waits:
+        replies = {id(w): await self.delivery.serve_wait(w, calls, given, None if recorded is None else
+                                                         recorded.wait(index))
+                   for index, w in enumerate(waits)}
+        if recorded is not None:
+            # The recorded request's message carried these: they are ready when it is built.
+            for record in self.table.records:
+                if record.future in recorded.message and not record.delivered:
+                    await record.resolved.wait()
+        elif not waits:
             # ...or, when the model did not say what it needs, a short hold
             # for calls about to finish, so a value it needs does not cost it
             # a wait request.

@@ -146,12 +146,16 @@ def resolve_run(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    keyless: bool = False,
 ) -> RunSpec:
     """Load a task and its agent, strictly interpolated, tools built, and check
     that the run can work. ``asyncfc validate TASK`` is this function, run
-    for nothing else: whatever a run would refuse, validate refuses too."""
+    for nothing else: whatever a run would refuse, validate refuses too.
+    ``keyless``: the run reaches no model endpoint (it replays a cassette), so
+    the model's key and endpoint may name variables that are not set."""
     return resolve_task(Path(task_path), agents_path=agents_path, model_override=model_override,
-                        mode_override=mode_override, overrides=overrides, timeout_override=timeout_override)[0]
+                        mode_override=mode_override, overrides=overrides, timeout_override=timeout_override,
+                        keyless=keyless)[0]
 
 
 def resolve_task(
@@ -163,6 +167,7 @@ def resolve_task(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    keyless: bool = False,
 ) -> tuple[RunSpec, TaskFile]:
     """:func:`resolve_run`, with the task as validated (``raw_task``: the file's data, if already read)."""
     raw_task = read_toml(task_path) if raw_task is None else raw_task
@@ -193,7 +198,7 @@ def resolve_task(
         origin = _Origin(task_path, found, raw_agents, "inline", task.agent, raw_task["agent"], task_path, "agent",
                          task_tools, models=agents.models)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override)
+                              timeout_override=timeout_override, keyless=keyless)
     agent, model, tools, sources = resolved
 
     params = task_params(task, raw_task, task_path, overrides)
@@ -300,6 +305,7 @@ def resolve_agent(
     timeout_override: float | None = None,
     agent: AgentSpec | None = None,
     models: dict[str, ModelSpec] | None = None,
+    keyless: bool = False,
 ) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
     model resolved, its tool sources built and the tools known before the run
@@ -325,9 +331,10 @@ def resolve_agent(
         agent = agent.model_copy(update={"timeout": timeout_override})
 
     if model_override:
-        model = _resolve_model(model_override, raw_agents, agents_path, None, "--model", models or {})
+        model = _resolve_model(model_override, raw_agents, agents_path, None, "--model", models or {}, keyless)
     else:
-        model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model", models or {})
+        model = _resolve_model(agent.model, raw_agents, agents_path, agent_file, f"{agent_key}.model", models or {},
+                               keyless)
 
     tools = {}
     sources = []
@@ -358,6 +365,7 @@ def resolve_prompt_run(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    keyless: bool = False,
 ) -> RunSpec:
     """A run of one agent on a prompt given on the command line: no task file.
 
@@ -388,7 +396,7 @@ def resolve_prompt_run(
     origin = _Origin(None, found, raw_agents, agent_name, agents.agents[agent_name],
                      raw_agents["agents"][agent_name], found, f"agents.{agent_name}", models=agents.models)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override)
+                              timeout_override=timeout_override, keyless=keyless)
     from asyncfc_cli.sim.plan import no_plan
 
     one_line = " ".join(prompt.split())
@@ -433,17 +441,23 @@ def check_sim_model(model: str, file: Path | None, key: str) -> None:
 
 
 def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
-                   ref_file: Path | None, key: str, validated: dict[str, ModelSpec]) -> ResolvedModel:
+                   ref_file: Path | None, key: str, validated: dict[str, ModelSpec],
+                   keyless: bool = False) -> ResolvedModel:
     # ``file`` holds the [models] tables; ``ref_file``/``key`` say where the
     # reference itself is written (an agent in either file, or --model).
     models = raw_agents.get("models", {})
     if ref in models:
-        strict = interpolate(models[ref], file, f"models.{ref}")  # an unset ${VAR} in the model is an error
-        # Where strict interpolation succeeds it gives the values the file's validation saw: no second validation.
-        spec = validated.get(ref) or validate_as(ModelSpec, strict, file, f"models.{ref}")
+        if keyless:
+            spec = validate_as(ModelSpec, _keyless_model(models[ref], file, f"models.{ref}"), file, f"models.{ref}")
+        else:
+            strict = interpolate(models[ref], file, f"models.{ref}")  # an unset ${VAR} in the model is an error
+            # Where strict interpolation succeeds it gives the values the file's validation saw: no second validation.
+            spec = validated.get(ref) or validate_as(ModelSpec, strict, file, f"models.{ref}")
         check_sim_model(spec.model, file, f"models.{ref}.model")
         api_key = spec.api_key
-        if spec.api_key_env:
+        if spec.api_key_env and keyless:
+            api_key = os.environ.get(spec.api_key_env) or None  # a replay sends no key: unset is fine
+        elif spec.api_key_env:
             api_key = os.environ.get(spec.api_key_env) or None
             if api_key is None:
                 raise SpecError(file, f"models.{ref}.api_key_env",
@@ -456,6 +470,35 @@ def _resolve_model(ref: str, raw_agents: dict[str, Any], file: Path | None,
         return ResolvedModel(ref, ref)
     raise SpecError(ref_file, key, f"{ref!r} is neither a [models] entry nor a LiteLLM model string",
                     _model_fix(models))
+
+
+def _keyless_model(raw: Any, file: Path | None, key: str) -> Any:
+    """A [models] table for a run that reaches no endpoint (a replay): the key, the
+    endpoint and credential parameters may name unset variables (left as written,
+    and a key that is not all there is none); the rest, which changes the answer,
+    is interpolated strictly as for any run."""
+    from asyncfc_cli.redaction import credential_name
+    from asyncfc_cli.spec.load import _VAR
+
+    if not isinstance(raw, dict):
+        return interpolate(raw, file, key)
+
+    def reach_only(name: Any) -> bool:
+        return credential_name(name) or "header" in str(name).lower()
+
+    out = {}
+    for name, value in raw.items():
+        if name in ("api_key", "api_base") or reach_only(name):
+            value = interpolate_leniently(value)
+            if name == "api_key" and isinstance(value, str) and _VAR.search(value):
+                value = None
+        elif name == "params" and isinstance(value, dict):
+            value = {p: interpolate_leniently(v) if reach_only(p) else interpolate(v, file, f"{key}.params.{p}")
+                     for p, v in value.items()}
+        else:
+            value = interpolate(value, file, f"{key}.{name}")
+        out[name] = value
+    return out
 
 
 def _model_fix(models: Any) -> str:
