@@ -66,6 +66,8 @@ class ResultsLog:
         self.path = out / RESULTS_FILE
         self.passed: dict[str, RunReport] = {}
         self.problems: list[str] = []
+        self._fresh = not resume
+        self._made = [d for d in (out, out / TRACES_DIR) if not d.exists()]  # what discard() may remove
         try:
             safefiles.make_dirs(Path("."), out / TRACES_DIR) if own else safefiles.make_dirs(out, TRACES_DIR)
             before = self._read() if resume else b""
@@ -123,6 +125,24 @@ class ResultsLog:
             self._file.close()
         except OSError:
             pass
+
+    def discard(self) -> None:
+        """The batch could not start (Ray unreachable): remove the file this invocation
+        created, and the directories it made if still empty, so no results.jsonl says
+        "no runs" about a batch that never ran. A resumed file is kept as it was read
+        (plus any not-started lines, which are true)."""
+        self.close()
+        if not self._fresh:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        for directory in reversed(self._made):  # traces/ first, then the directory that held it
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
 
 
 # What each field of a results.jsonl line may hold: (types, required). Every

@@ -441,3 +441,22 @@ def test_resume_knows_a_task_however_its_path_is_written(tmp_path):
     assert batch("data/ok.toml", "--out", out, "-q").exit_code == 0
     again = batch("./data/ok.toml", "--out", out, "--resume", "--json")
     assert json_of(again)["counts"]["resumed"] == 1
+
+
+def test_a_batch_that_could_not_start_leaves_no_results_file(tmp_path):
+    # What `batch --ray` does when Ray cannot be reached after the log was opened
+    # (tests/test_batch_ray.py covers the addresses refused before that).
+    from asyncfc_cli.batch_output import ResultsLog
+
+    fresh = ResultsLog(tmp_path / "new", resume=False)
+    assert (tmp_path / "new" / "results.jsonl").exists()
+    fresh.discard()
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept" / "traces").mkdir(parents=True)
+    (tmp_path / "kept" / "results.jsonl").write_text("")
+    ResultsLog(tmp_path / "kept", resume=False).discard()
+    assert not (tmp_path / "kept" / "results.jsonl").exists() and (tmp_path / "kept" / "traces").is_dir()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.jsonl").write_text('{"not": "a report"}\n')
+    ResultsLog(tmp_path / "old", resume=True).discard()
+    assert (tmp_path / "old" / "results.jsonl").read_text() == '{"not": "a report"}\n'

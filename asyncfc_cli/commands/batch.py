@@ -158,6 +158,7 @@ def batch(
                     else:
                         outcome = engine.run_local(runnable, max_runs, max_per_model, done, progress.started, finished)
             except spec_mod.SpecError as exc:  # Ray could not be reached or started: nothing ran
+                log.discard()  # no results.jsonl that reads as a batch of no runs
                 raise usage_error(exc, stdout_fd) from None
             finally:
                 log.close()
