@@ -337,6 +337,7 @@ class RunReport:
     answer: str | None = None
     error: str | None = None
     failures: list[str] = field(default_factory=list)  # expectations not met
+    tool_errors: list[str] = field(default_factory=list)  # the failed calls, "tool: error" (tool_errors())
     expectations: int = 0  # how many the task checks (JUnit assertions)
     trace: str | None = None
     fix: str | None = None  # a refused key: how to fix it
@@ -382,11 +383,31 @@ def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | N
     report.requests, report.tokens_in, report.tokens_out = result.requests, result.tokens_in, result.tokens_out
     report.tool_calls = len(result.calls)
     report.answer, report.error, report.failures = verdict.answer, verdict.error, verdict.failures
+    report.tool_errors = tool_errors(result.calls, outcome.redactor)
     report.trace = str(outcome.trace_path)
     from asyncfc_cli.cassette import note_in_report
 
     note_in_report(report, outcome, run.cassette)
     return report
+
+
+MAX_TOOL_ERRORS = 5  # failed calls listed in a run's report; beyond this only counted
+TOOL_ERROR_CHARS = 300  # of each one's error, after its secrets are masked
+
+
+def tool_errors(calls: Iterable[Any], redactor: Any) -> list[str]:
+    """What the run's failed calls (error, timeout) said, as ``tool: error`` lines: often
+    why an expectation was not met. Each is redacted whole, then cut and made
+    printable (a cut first could leave half a secret unmasked); at most
+    :data:`MAX_TOOL_ERRORS`, then how many more."""
+    from asyncfc_cli.output import label
+
+    failed = [c for c in calls if c.status in ("error", "timeout")]
+    lines = [label(redactor.text(f"{c.tool}: {c.error or c.status}"), TOOL_ERROR_CHARS)
+             for c in failed[:MAX_TOOL_ERRORS]]
+    if len(failed) > MAX_TOOL_ERRORS:
+        lines.append(f"... and {len(failed) - MAX_TOOL_ERRORS} more failed calls (see the trace)")
+    return lines
 
 
 def not_started_report(run: PlannedRun, exc: SpecError) -> RunReport:

@@ -460,3 +460,72 @@ def test_a_batch_that_could_not_start_leaves_no_results_file(tmp_path):
     (tmp_path / "old" / "results.jsonl").write_text('{"not": "a report"}\n')
     ResultsLog(tmp_path / "old", resume=True).discard()
     assert (tmp_path / "old" / "results.jsonl").read_text() == '{"not": "a report"}\n'
+
+
+FAILING_TOOL_TASK = '''
+agent = "worker"
+prompt = "Name a yellow fruit."
+
+[expect]
+contains = ["banana"]
+
+[sim]
+decode_tps = 2000
+ttft = 0
+
+[[sim.steps]]
+id = "look"
+tool = "boom"
+args = { message = "denied for ${BATCH_SERVICE_TOKEN} \\u001b]0;pwned\\u0007 then \\u001b[2J %s" }
+
+[sim.final]
+answer = "no fruit: {look.error}"
+''' % ("x" * 5000)
+
+
+def test_an_unmet_run_shows_the_tool_errors_behind_it_redacted_printable_and_cut(tmp_path):
+    secret = "tok-9f8e7d6c5b4a39281706"
+    task = tmp_path / "fruit.toml"
+    task.write_text(FAILING_TOOL_TASK)
+    env = {"BATCH_SERVICE_TOKEN": secret}
+    junit = tmp_path / "junit.xml"
+    shown = batch(task, "--agents", DATA / "agents.toml", "--mode", "sync,async", "--out", tmp_path / "o1",
+                  env=env)
+    assert shown.exit_code == 3, shown.output
+    doc_run = batch(task, "--agents", DATA / "agents.toml", "--mode", "sync,async", "--out", tmp_path / "o2",
+                    "--json", "--junit", junit, env=env)
+    assert doc_run.exit_code == 3, doc_run.output
+    runs = json_of(doc_run)["runs"]
+    assert [r["status"] for r in runs] == ["unmet", "unmet"]
+    for run in runs:
+        assert run["failures"] == ["answer does not contain 'banana'"]
+        (error,) = run["tool_errors"]
+        assert error.startswith("boom: ") and "denied for *** \\x1b]0;pwned\\x07" in error
+        assert len(error) <= 300 + 40 and error.endswith("…")  # cut, with the escapes made visible
+    xml = junit.read_text()
+    assert xml.count("tool error: boom: RuntimeError: denied for ***") == 2
+    results = (tmp_path / "o2" / "results.jsonl").read_text()
+    for text in (shown.stdout + shown.stderr, doc_run.stdout + doc_run.stderr, xml, results):
+        assert secret not in text
+        assert "\x1b" not in text and "\x07" not in text
+    assert shown.stderr.count("tool error: boom: RuntimeError: denied for ***") == 2, shown.stderr
+    # The line read back by --resume keeps them.
+    from asyncfc_cli.batch_output import report_from_line
+
+    assert report_from_line(results.splitlines()[0]).tool_errors == [runs[0]["tool_errors"][0]]
+
+
+def test_tool_errors_are_redacted_whole_then_cut_and_counted_past_five():
+    from types import SimpleNamespace
+
+    from asyncfc_cli.batch import MAX_TOOL_ERRORS, TOOL_ERROR_CHARS, tool_errors
+    from asyncfc_cli.redaction import Redactor
+
+    secret = "s3cr3t-" + "k" * 40
+    # The secret straddles the cut: cut first, its first part would show.
+    calls = [SimpleNamespace(tool="t", status="error", error="y" * (TOOL_ERROR_CHARS - 10) + secret)]
+    calls += [SimpleNamespace(tool=f"t{i}", status=s, error=None) for i, s in enumerate(["timeout", "ok"] * 6)]
+    lines = tool_errors(calls, Redactor([secret]))
+    assert "s3cr3t" not in "".join(lines)
+    assert len(lines) == MAX_TOOL_ERRORS + 1 and lines[1] == "t0: timeout"
+    assert lines[-1].startswith("... and 2 more failed calls")
