@@ -237,8 +237,16 @@ def run_key(task: Path, digest: str, params: dict[str, str], mode: str, model: s
 def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, modes: Sequence[str | None],
                out: Path, *, model: str | None = None, agents: Path | None = None, repeat: int = 1,
                timeout: float | None = None, matrix: Path | None = None) -> list[PlannedRun]:
-    """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs."""
-    from asyncfc_cli.spec import resolve_run
+    """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs.
+
+    Each task file is read and resolved (its agent, its tools built) once per
+    mode, not once per row: a row only fills the prompt and the [sim] plan
+    (:func:`asyncfc_cli.spec.resolve.spec_for`). Runs of one task and mode share
+    its tools, as the repeats of one row always have: a tool's per-run state is
+    opened inside each run. Duplicate rows are found with one dict, not a scan
+    per row.
+    """
+    from asyncfc_cli.spec.resolve import prepare_task, spec_for
 
     if repeat < 1:
         raise SpecError(None, "--repeat", f"{repeat} runs of each", "use --repeat 1 or more")
@@ -250,17 +258,21 @@ def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, mod
             raise SpecError(task, "", "this task is listed twice", "list each task once; --repeat K runs each K times")
         seen_tasks.add(Path(task).resolve())
     rows = list(rows or [{}])
+    first_of: dict[frozenset[tuple[str, str]], int] = {}
     for number, row in enumerate(rows, 1):
-        first = rows.index(row) + 1
+        first = first_of.setdefault(frozenset(row.items()), number)
         if first != number:
             raise SpecError(matrix, f"row {number}", f"the same parameters as row {first}",
                             "remove the duplicate; --repeat K runs each row K times")
     for task in tasks:
+        prepared: dict[str | None, Any] = {}
         for row_number, row in enumerate(rows, 1):
             for mode in modes:
                 try:
-                    spec = resolve_run(task, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=row, timeout_override=timeout)
+                    if mode not in prepared:
+                        prepared[mode] = prepare_task(Path(task), agents_path=agents, model_override=model,
+                                                      mode_override=mode, timeout_override=timeout)
+                    spec = spec_for(prepared[mode], row)
                 except SpecError as exc:
                     if matrix is not None and exc.key == "--set":
                         # A matrix column the task's prompt does not have: say where it is.

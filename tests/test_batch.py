@@ -529,3 +529,48 @@ def test_tool_errors_are_redacted_whole_then_cut_and_counted_past_five():
     assert "s3cr3t" not in "".join(lines)
     assert len(lines) == MAX_TOOL_ERRORS + 1 and lines[1] == "t0: timeout"
     assert lines[-1].startswith("... and 2 more failed calls")
+
+
+def test_planning_resolves_each_task_once_per_mode_however_many_rows(tmp_path, monkeypatch):
+    # Resolving (reading the files, building the agent's tools) cost ~8 ms a row and
+    # was done for every row; a row now only fills the prompt and the [sim] plan.
+    from collections import Counter
+
+    from asyncfc_cli import batch as engine
+    from asyncfc_cli.spec import resolve
+
+    prepared, read = Counter(), Counter()
+    real_prepare, real_read = resolve.prepare_task, resolve.read_toml
+
+    def counting_prepare(task, *args, **kwargs):
+        prepared[(Path(task).name, kwargs.get("mode_override"))] += 1
+        return real_prepare(task, *args, **kwargs)
+
+    def counting_read(path, *args, **kwargs):
+        read[Path(path).name] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(resolve, "prepare_task", counting_prepare)
+    monkeypatch.setattr(resolve, "read_toml", counting_read)
+    task = Path(__file__).resolve().parent.parent / "benchmarks" / "batch" / "lookup.toml"
+    rows = [{"topic": f"topic {i}"} for i in range(300)]
+    planned = engine.plan_batch([task], rows, ["sync", "async"], tmp_path / "o", repeat=2)
+    assert len(planned) == 300 * 2 * 2
+    assert prepared == Counter({("lookup.toml", "sync"): 1, ("lookup.toml", "async"): 1})
+    assert read == Counter({"lookup.toml": 2, "agents.toml": 2})
+    # Every row still gets its own prompt and key, as resolving it alone gives.
+    alone = resolve.resolve_run(task, mode_override="async", overrides=rows[123])
+    run = next(r for r in planned if r.params == rows[123] and r.mode == "async" and r.repeat == 1)
+    assert run.spec.prompt == alone.prompt == "What is topic 123?" and run.spec.digest == alone.digest
+    assert len({r.key for r in planned}) == len(planned)
+
+
+def test_a_duplicate_row_is_found_whatever_the_order_of_its_keys(tmp_path):
+    from asyncfc_cli import batch as engine
+    from asyncfc_cli.spec import SpecError
+
+    task = Path(__file__).resolve().parent.parent / "benchmarks" / "batch" / "lookup.toml"
+    rows = [{"topic": str(i), "lang": "en"} for i in range(5000)] + [{"lang": "en", "topic": "7"}]
+    with pytest.raises(SpecError) as caught:
+        engine.plan_batch([task], rows, [None], tmp_path / "o", matrix=tmp_path / "m.jsonl")
+    assert caught.value.key == "row 5001" and "the same parameters as row 8" in caught.value.message
