@@ -54,8 +54,9 @@ def batch(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds each run may take (overrides the agents' timeout).")] = None,
     ray: Annotated[Optional[str], typer.Option(
-        "--ray", help="Run on a Ray cluster at this address (ray://HOST:10001, or auto), or 'local' to start "
-        "a Ray instance on this machine. Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
+        "--ray", help="Run on a Ray cluster at this address (HOST:6379, ray://HOST:10001, or auto), or 'local' "
+        "to start a Ray instance on this machine. The address must answer within $ASYNCFC_RAY_CONNECT_TIMEOUT "
+        "seconds (default 5). Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     record_dir: Annotated[Optional[Path], typer.Option(
         "--record-dir", help="Record every run's model responses into a cassette in this directory (one per "
