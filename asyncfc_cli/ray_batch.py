@@ -649,6 +649,7 @@ def _closed(written: bytes, status: str, error: str | None) -> bytes | None:
 
 def _write_closed_trace(run: PlannedRun, status: str, error: str | None) -> None:
     """A trace for a run whose own never came back: its header and a summary, so it reads."""
+    from asyncfc_cli.events import Summary
     from asyncfc_cli.runner import open_trace_file
     from asyncfc_cli.trace import new_run_id
 
