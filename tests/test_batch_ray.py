@@ -379,3 +379,15 @@ def test_every_run_on_ray_has_the_outcome_it_has_alone(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr + done.stdout
     assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"--ray local, --max-runs {max_runs}", tasks)
     assert not list(tmp.iterdir())
+
+
+def test_a_run_whose_trace_never_came_back_gets_the_drivers_closed_trace(tmp_path):
+    # What the driver writes when nothing of a dead worker's trace can be read.
+    from asyncfc_cli.batch import plan_batch
+    from asyncfc_cli.ray_batch import _write_closed_trace
+
+    (run,) = plan_batch([OK], None, [None], tmp_path / "o")
+    _write_closed_trace(run, "error", "the Ray task failed: WorkerCrashedError")
+    trace = read_trace(run.trace)
+    assert trace.summary is not None and trace.summary.status == "error"
+    assert "WorkerCrashedError" in (trace.summary.error or "")
