@@ -238,8 +238,16 @@ def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, mod
                out: Path, *, model: str | None = None, agents: Path | None = None, repeat: int = 1,
                timeout: float | None = None, matrix: Path | None = None, keyless: bool = False) -> list[PlannedRun]:
     """Every run, resolved: the first spec problem raises :class:`SpecError` before anything runs
-    (``keyless``: the runs replay cassettes, so their model's key need not be set)."""
-    from asyncfc_cli.spec import resolve_run
+    (``keyless``: the runs replay cassettes, so their model's key need not be set).
+
+    Each task file is read and resolved (its agent, its tools built) once per
+    mode, not once per row: a row only fills the prompt and the [sim] plan
+    (:func:`asyncfc_cli.spec.resolve.spec_for`). Runs of one task and mode share
+    its tools, as the repeats of one row always have: a tool's per-run state is
+    opened inside each run. Duplicate rows are found with one dict, not a scan
+    per row.
+    """
+    from asyncfc_cli.spec.resolve import prepare_task, spec_for
 
     if repeat < 1:
         raise SpecError(None, "--repeat", f"{repeat} runs of each", "use --repeat 1 or more")
@@ -251,17 +259,21 @@ def plan_batch(tasks: Sequence[Path], rows: Sequence[dict[str, str]] | None, mod
             raise SpecError(task, "", "this task is listed twice", "list each task once; --repeat K runs each K times")
         seen_tasks.add(Path(task).resolve())
     rows = list(rows or [{}])
+    first_of: dict[frozenset[tuple[str, str]], int] = {}
     for number, row in enumerate(rows, 1):
-        first = rows.index(row) + 1
+        first = first_of.setdefault(frozenset(row.items()), number)
         if first != number:
             raise SpecError(matrix, f"row {number}", f"the same parameters as row {first}",
                             "remove the duplicate; --repeat K runs each row K times")
     for task in tasks:
+        prepared: dict[str | None, Any] = {}
         for row_number, row in enumerate(rows, 1):
             for mode in modes:
                 try:
-                    spec = resolve_run(task, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=row, timeout_override=timeout, keyless=keyless)
+                    if mode not in prepared:
+                        prepared[mode] = prepare_task(Path(task), agents_path=agents, model_override=model,
+                                                      mode_override=mode, timeout_override=timeout, keyless=keyless)
+                    spec = spec_for(prepared[mode], row)
                 except SpecError as exc:
                     if matrix is not None and exc.key == "--set":
                         # A matrix column the task's prompt does not have: say where it is.
@@ -338,6 +350,7 @@ class RunReport:
     answer: str | None = None
     error: str | None = None
     failures: list[str] = field(default_factory=list)  # expectations not met
+    tool_errors: list[str] = field(default_factory=list)  # the failed calls, "tool: error" (tool_errors())
     expectations: int = 0  # how many the task checks (JUnit assertions)
     trace: str | None = None
     fix: str | None = None  # a refused key: how to fix it
@@ -383,11 +396,31 @@ def report_from_outcome(run: PlannedRun, outcome: Any, trace_failed: OSError | N
     report.requests, report.tokens_in, report.tokens_out = result.requests, result.tokens_in, result.tokens_out
     report.tool_calls = len(result.calls)
     report.answer, report.error, report.failures = verdict.answer, verdict.error, verdict.failures
+    report.tool_errors = tool_errors(result.calls, outcome.redactor)
     report.trace = str(outcome.trace_path)
     from asyncfc_cli.cassette import note_in_report
 
     note_in_report(report, outcome, run.cassette)
     return report
+
+
+MAX_TOOL_ERRORS = 5  # failed calls listed in a run's report; beyond this only counted
+TOOL_ERROR_CHARS = 300  # of each one's error, after its secrets are masked
+
+
+def tool_errors(calls: Iterable[Any], redactor: Any) -> list[str]:
+    """What the run's failed calls (error, timeout) said, as ``tool: error`` lines: often
+    why an expectation was not met. Each is redacted whole, then cut and made
+    printable (a cut first could leave half a secret unmasked); at most
+    :data:`MAX_TOOL_ERRORS`, then how many more."""
+    from asyncfc_cli.output import label
+
+    failed = [c for c in calls if c.status in ("error", "timeout")]
+    lines = [label(redactor.text(f"{c.tool}: {c.error or c.status}"), TOOL_ERROR_CHARS)
+             for c in failed[:MAX_TOOL_ERRORS]]
+    if len(failed) > MAX_TOOL_ERRORS:
+        lines.append(f"... and {len(failed) - MAX_TOOL_ERRORS} more failed calls (see the trace)")
+    return lines
 
 
 def not_started_report(run: PlannedRun, exc: SpecError) -> RunReport:

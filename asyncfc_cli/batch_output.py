@@ -66,6 +66,8 @@ class ResultsLog:
         self.path = out / RESULTS_FILE
         self.passed: dict[str, RunReport] = {}
         self.problems: list[str] = []
+        self._fresh = not resume
+        self._made = [d for d in (out, out / TRACES_DIR) if not d.exists()]  # what discard() may remove
         try:
             safefiles.make_dirs(Path("."), out / TRACES_DIR) if own else safefiles.make_dirs(out, TRACES_DIR)
             before = self._read() if resume else b""
@@ -124,6 +126,24 @@ class ResultsLog:
         except OSError:
             pass
 
+    def discard(self) -> None:
+        """The batch could not start (Ray unreachable): remove the file this invocation
+        created, and the directories it made if still empty, so no results.jsonl says
+        "no runs" about a batch that never ran. A resumed file is kept as it was read
+        (plus any not-started lines, which are true)."""
+        self.close()
+        if not self._fresh:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        for directory in reversed(self._made):  # traces/ first, then the directory that held it
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+
 
 # What each field of a results.jsonl line may hold: (types, required). Every
 # field of RunReport is here (a test checks), so none is read unchecked.
@@ -134,6 +154,7 @@ _REPORT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "repeat": ((int,), True), "status": _TEXT, "run_status": _OPT_TEXT, "exit_code": ((int, type(None)), False),
     "wall": ((int, float), False), "requests": _COUNT, "tokens_in": _COUNT, "tokens_out": _COUNT,
     "tool_calls": _COUNT, "answer": _OPT_TEXT, "error": _OPT_TEXT, "failures": ((list,), False),
+    "tool_errors": ((list,), False),
     "expectations": _COUNT, "trace": _OPT_TEXT, "fix": _OPT_TEXT, "resumed": ((bool,), False),
     "started": ((int, float, type(None)), False), "ended": ((int, float, type(None)), False),
     "cassette": _OPT_TEXT, "recorded": ((bool,), False), "replayed": ((bool,), False),
@@ -177,8 +198,9 @@ def report_from_line(line: bytes | str) -> RunReport:
         raise ValueError(f"'status' is not one of {', '.join(_STATUSES)}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in values["params"].items()):
         raise ValueError("'params' is not an object of texts")
-    if not all(isinstance(f, str) for f in values.get("failures", [])):
-        raise ValueError("'failures' is not a list of texts")
+    for name in ("failures", "tool_errors"):
+        if not all(isinstance(f, str) for f in values.get(name, [])):
+            raise ValueError(f"{name!r} is not a list of texts")
     return RunReport(**values)
 
 
@@ -260,6 +282,8 @@ def run_line(report: RunReport, done: int, total: int) -> str:
     if report.fix:
         lines.append(f"    fix: {_text(report.fix)}")
     lines += [f"    expectation not met: {_text(f, 300)}" for f in report.failures]
+    if report.status != PASSED:  # the calls that failed: often why the expectation was not met
+        lines += [f"    tool error: {_text(e, 300)}" for e in report.tool_errors]
     if report.status in (FAILED, UNMET, INTERRUPTED) and report.trace:
         lines.append(f"    [dim]trace: {_text(report.trace)}[/]")
     return "\n".join(lines)
@@ -411,12 +435,14 @@ def junit_xml(outcome: BatchOutcome, command: str = "asyncfc batch") -> str:
             if r.status == UNMET:
                 failure = ET.SubElement(case, "failure", type="expectation",
                                         message=xml_text("; ".join(r.failures), 1000))
-                failure.text = xml_text("\n".join(f"expectation not met: {f}" for f in r.failures))
+                failure.text = xml_text("\n".join([*(f"expectation not met: {f}" for f in r.failures),
+                                                   *(f"tool error: {e}" for e in r.tool_errors)]), 20_000)
             elif r.status == FAILED:
                 message = r.error or r.run_status or "failed"
                 error = ET.SubElement(case, "error", type=xml_text(r.run_status or "error"),
                                       message=xml_text(message, 1000))
-                error.text = xml_text(message + (f"\nfix: {r.fix}" if r.fix else ""), 20_000)
+                error.text = xml_text("\n".join([message, *([f"fix: {r.fix}"] if r.fix else []),
+                                                 *(f"tool error: {e}" for e in r.tool_errors)]), 20_000)
             elif r.status in (INTERRUPTED, SKIPPED):
                 ET.SubElement(case, "skipped", message=xml_text(r.error or r.status, 1000))
             out = []

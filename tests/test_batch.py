@@ -441,3 +441,136 @@ def test_resume_knows_a_task_however_its_path_is_written(tmp_path):
     assert batch("data/ok.toml", "--out", out, "-q").exit_code == 0
     again = batch("./data/ok.toml", "--out", out, "--resume", "--json")
     assert json_of(again)["counts"]["resumed"] == 1
+
+
+def test_a_batch_that_could_not_start_leaves_no_results_file(tmp_path):
+    # What `batch --ray` does when Ray cannot be reached after the log was opened
+    # (tests/test_batch_ray.py covers the addresses refused before that).
+    from asyncfc_cli.batch_output import ResultsLog
+
+    fresh = ResultsLog(tmp_path / "new", resume=False)
+    assert (tmp_path / "new" / "results.jsonl").exists()
+    fresh.discard()
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept" / "traces").mkdir(parents=True)
+    (tmp_path / "kept" / "results.jsonl").write_text("")
+    ResultsLog(tmp_path / "kept", resume=False).discard()
+    assert not (tmp_path / "kept" / "results.jsonl").exists() and (tmp_path / "kept" / "traces").is_dir()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.jsonl").write_text('{"not": "a report"}\n')
+    ResultsLog(tmp_path / "old", resume=True).discard()
+    assert (tmp_path / "old" / "results.jsonl").read_text() == '{"not": "a report"}\n'
+
+
+FAILING_TOOL_TASK = '''
+agent = "worker"
+prompt = "Name a yellow fruit."
+
+[expect]
+contains = ["banana"]
+
+[sim]
+decode_tps = 2000
+ttft = 0
+
+[[sim.steps]]
+id = "look"
+tool = "boom"
+args = { message = "denied for ${BATCH_SERVICE_TOKEN} \\u001b]0;pwned\\u0007 then \\u001b[2J %s" }
+
+[sim.final]
+answer = "no fruit: {look.error}"
+''' % ("x" * 5000)
+
+
+def test_an_unmet_run_shows_the_tool_errors_behind_it_redacted_printable_and_cut(tmp_path):
+    secret = "tok-9f8e7d6c5b4a39281706"
+    task = tmp_path / "fruit.toml"
+    task.write_text(FAILING_TOOL_TASK)
+    env = {"BATCH_SERVICE_TOKEN": secret}
+    junit = tmp_path / "junit.xml"
+    shown = batch(task, "--agents", DATA / "agents.toml", "--mode", "sync,async", "--out", tmp_path / "o1",
+                  env=env)
+    assert shown.exit_code == 3, shown.output
+    doc_run = batch(task, "--agents", DATA / "agents.toml", "--mode", "sync,async", "--out", tmp_path / "o2",
+                    "--json", "--junit", junit, env=env)
+    assert doc_run.exit_code == 3, doc_run.output
+    runs = json_of(doc_run)["runs"]
+    assert [r["status"] for r in runs] == ["unmet", "unmet"]
+    for run in runs:
+        assert run["failures"] == ["answer does not contain 'banana'"]
+        (error,) = run["tool_errors"]
+        assert error.startswith("boom: ") and "denied for *** \\x1b]0;pwned\\x07" in error
+        assert len(error) <= 300 + 40 and error.endswith("…")  # cut, with the escapes made visible
+    xml = junit.read_text()
+    assert xml.count("tool error: boom: RuntimeError: denied for ***") == 2
+    results = (tmp_path / "o2" / "results.jsonl").read_text()
+    for text in (shown.stdout + shown.stderr, doc_run.stdout + doc_run.stderr, xml, results):
+        assert secret not in text
+        assert "\x1b" not in text and "\x07" not in text
+    assert shown.stderr.count("tool error: boom: RuntimeError: denied for ***") == 2, shown.stderr
+    # The line read back by --resume keeps them.
+    from asyncfc_cli.batch_output import report_from_line
+
+    assert report_from_line(results.splitlines()[0]).tool_errors == [runs[0]["tool_errors"][0]]
+
+
+def test_tool_errors_are_redacted_whole_then_cut_and_counted_past_five():
+    from types import SimpleNamespace
+
+    from asyncfc_cli.batch import MAX_TOOL_ERRORS, TOOL_ERROR_CHARS, tool_errors
+    from asyncfc_cli.redaction import Redactor
+
+    secret = "s3cr3t-" + "k" * 40
+    # The secret straddles the cut: cut first, its first part would show.
+    calls = [SimpleNamespace(tool="t", status="error", error="y" * (TOOL_ERROR_CHARS - 10) + secret)]
+    calls += [SimpleNamespace(tool=f"t{i}", status=s, error=None) for i, s in enumerate(["timeout", "ok"] * 6)]
+    lines = tool_errors(calls, Redactor([secret]))
+    assert "s3cr3t" not in "".join(lines)
+    assert len(lines) == MAX_TOOL_ERRORS + 1 and lines[1] == "t0: timeout"
+    assert lines[-1].startswith("... and 2 more failed calls")
+
+
+def test_planning_resolves_each_task_once_per_mode_however_many_rows(tmp_path, monkeypatch):
+    # Resolving (reading the files, building the agent's tools) cost ~8 ms a row and
+    # was done for every row; a row now only fills the prompt and the [sim] plan.
+    from collections import Counter
+
+    from asyncfc_cli import batch as engine
+    from asyncfc_cli.spec import resolve
+
+    prepared, read = Counter(), Counter()
+    real_prepare, real_read = resolve.prepare_task, resolve.read_toml
+
+    def counting_prepare(task, *args, **kwargs):
+        prepared[(Path(task).name, kwargs.get("mode_override"))] += 1
+        return real_prepare(task, *args, **kwargs)
+
+    def counting_read(path, *args, **kwargs):
+        read[Path(path).name] += 1
+        return real_read(path, *args, **kwargs)
+
+    monkeypatch.setattr(resolve, "prepare_task", counting_prepare)
+    monkeypatch.setattr(resolve, "read_toml", counting_read)
+    task = Path(__file__).resolve().parent.parent / "benchmarks" / "batch" / "lookup.toml"
+    rows = [{"topic": f"topic {i}"} for i in range(300)]
+    planned = engine.plan_batch([task], rows, ["sync", "async"], tmp_path / "o", repeat=2)
+    assert len(planned) == 300 * 2 * 2
+    assert prepared == Counter({("lookup.toml", "sync"): 1, ("lookup.toml", "async"): 1})
+    assert read == Counter({"lookup.toml": 2, "agents.toml": 2})
+    # Every row still gets its own prompt and key, as resolving it alone gives.
+    alone = resolve.resolve_run(task, mode_override="async", overrides=rows[123])
+    run = next(r for r in planned if r.params == rows[123] and r.mode == "async" and r.repeat == 1)
+    assert run.spec.prompt == alone.prompt == "What is topic 123?" and run.spec.digest == alone.digest
+    assert len({r.key for r in planned}) == len(planned)
+
+
+def test_a_duplicate_row_is_found_whatever_the_order_of_its_keys(tmp_path):
+    from asyncfc_cli import batch as engine
+    from asyncfc_cli.spec import SpecError
+
+    task = Path(__file__).resolve().parent.parent / "benchmarks" / "batch" / "lookup.toml"
+    rows = [{"topic": str(i), "lang": "en"} for i in range(5000)] + [{"lang": "en", "topic": "7"}]
+    with pytest.raises(SpecError) as caught:
+        engine.plan_batch([task], rows, [None], tmp_path / "o", matrix=tmp_path / "m.jsonl")
+    assert caught.value.key == "row 5001" and "the same parameters as row 8" in caught.value.message

@@ -60,6 +60,111 @@ def test_a_ray_that_cannot_be_reached_is_exit_2_with_a_fix(tmp_path):
     assert "cannot connect to Ray at" in result.stderr and "Traceback" not in result.stderr
 
 
+@contextmanager
+def listener(answer: bytes | None) -> Iterator[int]:
+    """A TCP server on every interface (Ray turns 127.0.0.1 into this machine's address)
+    that reads what a client sends and answers ``answer`` then closes (None: never
+    answers, holds the connection); yields its port."""
+    import socket
+    import threading
+
+    server = socket.create_server(("", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if answer is not None:
+                try:
+                    conn.settimeout(2)
+                    conn.recv(1024)
+                    conn.sendall(answer)
+                except OSError:
+                    pass
+                conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def unstartable_batch(tmp_path: Path, address: str, **env: str) -> subprocess.CompletedProcess:
+    """``asyncfc batch OK --ray ADDRESS --json --junit`` as a real process; bounded by a
+    subprocess timeout far beyond the few seconds it may take (before, it took minutes)."""
+    argv = asyncfc_argv("batch", OK, "--ray", address, "--out", tmp_path / "o", "--json",
+                        "--junit", tmp_path / "junit.xml")
+    return subprocess.run(argv, cwd=tmp_path, env=cli_env(**env), capture_output=True, text=True, timeout=150)
+
+
+def assert_did_not_start(tmp_path: Path, proc: subprocess.CompletedProcess, *said: str) -> dict:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "spec_error" and doc["fix"], doc
+    for text in said:
+        assert text in doc["error"] and text in proc.stderr, (text, doc, proc.stderr[-2000:])
+    assert "error:" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    # Nothing that reads as a batch of no runs: no results.jsonl, no JUnit report.
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+    assert not (tmp_path / "junit.xml").exists()
+    return doc
+
+
+@needs_ray
+def test_an_address_where_nothing_listens_fails_at_once_naming_it(tmp_path):
+    from conftest import free_port
+
+    port = free_port()
+    proc = unstartable_batch(tmp_path, f"127.0.0.1:{port}")
+    doc = assert_did_not_start(tmp_path, proc, f"cannot connect to Ray at 127.0.0.1:{port}", "refused")
+    assert "ray start --head" in doc["fix"] and "ASYNCFC_RAY_CONNECT_TIMEOUT" in doc["fix"]
+    assert not (tmp_path / "o").exists()  # checked before anything was planned or written
+
+
+@needs_ray
+@pytest.mark.parametrize("address", ["::::", "127.0.0.1", "ray://", "host:99999", "[::1:80", "ray://h:p"])
+def test_a_malformed_address_is_named_with_the_forms_that_work(tmp_path, address):
+    proc = unstartable_batch(tmp_path, address)
+    doc = assert_did_not_start(tmp_path, proc, f"{address!r} is not a Ray address")
+    assert "ray://HOST:10001" in doc["fix"]
+    assert not (tmp_path / "o").exists()
+
+
+@needs_ray
+def test_an_address_that_never_answers_fails_within_the_connect_timeout(tmp_path):
+    with listener(None) as port:
+        proc = unstartable_batch(tmp_path, f"127.0.0.1:{port}", ASYNCFC_RAY_CONNECT_TIMEOUT="1")
+    doc = assert_did_not_start(tmp_path, proc, f"cannot connect to Ray at 127.0.0.1:{port}", "no answer within 1s")
+    assert "ASYNCFC_RAY_CONNECT_TIMEOUT (now 1s)" in doc["fix"]
+
+
+@needs_ray
+def test_an_address_where_something_else_answers_is_not_taken_for_ray(tmp_path):
+    with listener(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
+        proc = unstartable_batch(tmp_path, f"ray://127.0.0.1:{port}")
+    doc = assert_did_not_start(tmp_path, proc, "something answers there, but not Ray")
+    assert "6379" in doc["fix"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_a_bad_connect_timeout_setting_is_named(tmp_path, value):
+    pytest.importorskip("ray")
+    proc = unstartable_batch(tmp_path, "127.0.0.1:9", ASYNCFC_RAY_CONNECT_TIMEOUT=value)
+    assert_did_not_start(tmp_path, proc, "ASYNCFC_RAY_CONNECT_TIMEOUT", "is not a number of seconds")
+
+
 def ray_processes() -> set[int]:
     """Pids of Ray's own processes (GCS, raylet, workers) on this machine."""
     found = set()
@@ -274,3 +379,15 @@ def test_every_run_on_ray_has_the_outcome_it_has_alone(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr + done.stdout
     assert_same(alone, batch_outcomes(json.loads(done.stdout)), f"--ray local, --max-runs {max_runs}", tasks)
     assert not list(tmp.iterdir())
+
+
+def test_a_run_whose_trace_never_came_back_gets_the_drivers_closed_trace(tmp_path):
+    # What the driver writes when nothing of a dead worker's trace can be read.
+    from asyncfc_cli.batch import plan_batch
+    from asyncfc_cli.ray_batch import _write_closed_trace
+
+    (run,) = plan_batch([OK], None, [None], tmp_path / "o")
+    _write_closed_trace(run, "error", "the Ray task failed: WorkerCrashedError")
+    trace = read_trace(run.trace)
+    assert trace.summary is not None and trace.summary.status == "error"
+    assert "WorkerCrashedError" in (trace.summary.error or "")

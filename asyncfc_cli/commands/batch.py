@@ -55,8 +55,9 @@ def batch(
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Seconds each run may take (overrides the agents' timeout).")] = None,
     ray: Annotated[Optional[str], typer.Option(
-        "--ray", help="Run on a Ray cluster at this address (ray://HOST:10001, or auto), or 'local' to start "
-        "a Ray instance on this machine. Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
+        "--ray", help="Run on a Ray cluster at this address (HOST:6379, ray://HOST:10001, or auto), or 'local' "
+        "to start a Ray instance on this machine. The address must answer within $ASYNCFC_RAY_CONNECT_TIMEOUT "
+        "seconds (default 5). Needs the ray extra: pip install 'asyncfc[ray]'.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     record_dir: RecordDir = None,
     replay_dir: ReplayDir = None,
@@ -152,6 +153,7 @@ def batch(
                     else:
                         outcome = engine.run_local(runnable, max_runs, max_per_model, done, progress.started, finished)
             except spec_mod.SpecError as exc:  # Ray could not be reached or started: nothing ran
+                log.discard()  # no results.jsonl that reads as a batch of no runs
                 raise usage_error(exc, stdout_fd) from None
             finally:
                 log.close()

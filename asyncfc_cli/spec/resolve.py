@@ -170,6 +170,35 @@ def resolve_task(
     keyless: bool = False,
 ) -> tuple[RunSpec, TaskFile]:
     """:func:`resolve_run`, with the task as validated (``raw_task``: the file's data, if already read)."""
+    prepared = prepare_task(task_path, raw_task, agents_path=agents_path, model_override=model_override,
+                            mode_override=mode_override, timeout_override=timeout_override, keyless=keyless)
+    return spec_for(prepared, overrides), prepared.task
+
+
+@dataclass
+class PreparedTask:
+    """A task file and its agent read, validated and resolved (tools built): the
+    part of :func:`resolve_task` that no parameter row changes, done once for a
+    whole matrix (:func:`asyncfc_cli.batch.plan_batch`); :func:`spec_for` adds a row."""
+
+    task_path: Path
+    raw_task: dict[str, Any]
+    task: TaskFile
+    origin: _Origin
+    resolved: tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]
+
+
+def prepare_task(
+    task_path: Path,
+    raw_task: dict[str, Any] | None = None,
+    *,
+    agents_path: Path | None = None,
+    model_override: str | None = None,
+    mode_override: str | None = None,
+    timeout_override: float | None = None,
+    keyless: bool = False,
+) -> PreparedTask:
+    """The row-independent part of :func:`resolve_task` (same checks, same errors)."""
     raw_task = read_toml(task_path) if raw_task is None else raw_task
     if not raw_task:
         raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
@@ -199,6 +228,13 @@ def resolve_task(
                          task_tools, models=agents.models)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
                               timeout_override=timeout_override, keyless=keyless)
+    return PreparedTask(task_path, raw_task, task, origin, resolved)
+
+
+def spec_for(prepared: PreparedTask, overrides: dict[str, str] | None = None) -> RunSpec:
+    """The run of ``prepared`` with one parameter row (``--set`` values) applied."""
+    task_path, raw_task, task, origin = prepared.task_path, prepared.raw_task, prepared.task, prepared.origin
+    resolved = prepared.resolved
     agent, model, tools, sources = resolved
 
     params = task_params(task, raw_task, task_path, overrides)
@@ -226,9 +262,8 @@ def resolve_task(
         if not dynamic:
             check_sim_tools(sim_plan, raw_sim, tools, agent.mode, origin.agent_name, task_path)
 
-    run = _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
-                    identity={"task": raw_task})
-    return run, task
+    return _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
+                     identity={"task": raw_task})
 
 
 def task_params(task: TaskFile, raw_task: dict[str, Any], task_path: Path,
