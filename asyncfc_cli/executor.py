@@ -270,6 +270,14 @@ class Scheduler:
         self.records.append(record)
         self._response.append(record)
 
+    def text_is_final(self, calls: int) -> bool:
+        """True once the text of the response being streamed (with ``calls`` calls
+        so far) can no longer be cut or held: live renderers may show it."""
+        return True
+
+    def add_earlier(self, futures: list[dict[str, Any]]) -> None:
+        """A continued conversation: the futures of the runs before (async mode numbers on)."""
+
     def wants_cut(self, chars: int, calls: int) -> bool:
         """True to stop the stream: an answer (``chars`` of content and ``calls``
         calls so far) begun while outcomes are still unseen."""

@@ -67,6 +67,7 @@ def run_header(spec: RunSpec, run_id: str) -> Header:
         spec_digest=spec.digest,
         tools=sorted(spec.tools),
         tool_kinds={src.name: src.kind for src in spec.tool_sources},
+        continues=spec.history.run_id if spec.history is not None else None,
     )
 
 
@@ -156,6 +157,7 @@ def agent_run(spec: RunSpec, tools: dict | None = None,
     ``latency_store`` across runs (None: only this run's are known)."""
     tools = spec.tools if tools is None else tools
     return AgentRun(prompt=spec.prompt, tools=tools, latency=LatencyBook.for_tools(tools, latency_store),
+                    history=spec.history,
                     **{name: getattr(spec.agent, name) for name in LOOP_SETTINGS})
 
 
