@@ -233,7 +233,7 @@ async def _model_turn(
                     if scheduler.wants_cut(chars, calls):
                         cut = True
                         break
-                    text.add(event.text, scheduler.text_is_final(calls))
+                    text.add(event.text, text.final or scheduler.text_is_final(calls))
     except ModelError as exc:
         status, error = "error", str(exc)
         raise

@@ -136,6 +136,10 @@ def load_history(path: Path) -> History:
                         "recorded one, or an older asyncfc wrote it)", fix)
     if not header.agent:
         raise SpecError(path, "header.agent", "the trace does not name its agent", fix)
+    from asyncfc_cli import modes
+
+    if header.mode is not None and header.mode not in modes.NAMES:
+        raise SpecError(path, "header.mode", f"unknown mode {header.mode[:40]!r} (modes: {modes.listed()})", fix)
     event = conversations[-1]
 
     def bad(where: str, what: str) -> SpecError:
@@ -268,9 +272,15 @@ def continued_run(run: str | None, prompt: str, agent: str | None, agents: Path 
     from asyncfc_cli.trace import runs_dir
 
     history = load_history(find_trace(run, runs_dir()))
-    run_spec = spec_mod.resolve_prompt_run(prompt, agent or history.agent, agents_path=agents,
-                                           model_override=model or history.model,
-                                           mode_override=mode or history.mode, overrides=overrides,
-                                           timeout_override=timeout)
+    try:
+        run_spec = spec_mod.resolve_prompt_run(prompt, agent or history.agent, agents_path=agents,
+                                               model_override=model or history.model,
+                                               mode_override=mode or history.mode, overrides=overrides,
+                                               timeout_override=timeout)
+    except spec_mod.SpecError as exc:
+        if agent is None and exc.key == "agents":  # the agent named by the trace is gone
+            exc.message = f"{exc.message} (run {history.run_id} was a run of it: {history.trace_path})"
+            exc.fix = f"{exc.fix}; or continue with another agent: -a AGENT"
+        raise
     run_spec.history = history
     return run_spec
