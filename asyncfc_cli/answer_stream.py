@@ -69,16 +69,14 @@ class AnswerStream:
         elif isinstance(ev, (ModelBegin, ToolBegin)) and self._paused():
             # The model goes on after text it wrote: the timeline resumes below the text.
             self._end_line()
-            self.display.live.start(refresh=True)
+            self.display.resume()
 
     def _pause(self) -> None:
-        live = getattr(self.display, "live", None)
-        if live is not None and live.is_started:
-            live.stop()
+        if hasattr(self.display, "pause") and not self.display.paused:
+            self.display.pause()
 
     def _paused(self) -> bool:
-        live = getattr(self.display, "live", None)
-        return live is not None and not live.is_started and self._last is not None
+        return hasattr(self.display, "resume") and self.display.paused and self._last is not None
 
     def _end_line(self) -> None:
         if self._line_open:

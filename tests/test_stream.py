@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -231,3 +232,21 @@ def test_a_secret_split_across_pieces_is_masked_on_stdout(tmp_path):
     assert done.returncode == 0, done.stderr
     assert secret[:9] not in done.stdout and secret[9:] not in done.stdout
     assert done.stdout == "the key is *** ok\n"
+
+
+def test_on_a_terminal_text_before_calls_then_the_timeline_resumes_below_it(tmp_path):
+    root = project(tmp_path, "sync")
+    first = tool_call_stream([("c1", "echo", '{"text": "hi"}')])
+    first.insert(1, chunk({"content": "Let me check."}))
+    script = [Reply(chunks=first), Reply(chunks=text_chunks("The echo ", "said hi."))]
+    with ScriptedServer(script) as server:
+        env = cli_env(ASYNCFC_TEST_API_BASE=server.base_url, ASYNCFC_RUNS_DIR=str(tmp_path / "runs"))
+        code, screen, _ = on_terminal(["run", "-a", "talker", "echo hi"], root, env, "never shown",
+                                      threading.Event(), stderr_too=True)
+    assert code == 0 and "Traceback" not in screen, screen
+    assert screen.index("Let me check.") < screen.index("The echo said hi.")
+    # The timeline drew again after the first text, below it: its tool lane comes after the
+    # text, and drawing it moved the cursor up over no line of the text.
+    after = screen[screen.index("Let me check.") + len("Let me check."):screen.index("The echo said hi.")]
+    assert 'echo(text="hi")' in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", after), screen
+    assert "\x1b[1A" not in after[:after.index("time")], screen
