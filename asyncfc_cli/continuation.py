@@ -102,7 +102,8 @@ def find_trace(run: str | None, runs_dir: Path) -> Path:
     path = Path(run)
     if path.suffix == ".jsonl" or os.sep in run:
         if not path.is_file():
-            raise SpecError(run, "--continue", "no such trace file", "name a trace file, or a run id (asyncfc trace list)")
+            raise SpecError(run, "--continue", "no such trace file",
+                            "name a trace file, or a run id (asyncfc trace list)")
         return path
     if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", run):
         raise SpecError(None, "--continue", "a run id is letters, digits, '-', '_', '.' and ':'",
