@@ -15,7 +15,8 @@ from typing import Any
 import trio
 
 from asyncfc_cli import modes
-from asyncfc_cli.events import CallReady, ModelBegin, ModelEnd, ModelFirstToken, ModelProgress, Summary
+from asyncfc_cli.events import (CallReady, Conversation, ModelBegin, ModelEnd, ModelFirstToken, ModelProgress,
+                                ModelText, Summary)
 from asyncfc_cli.executor import CallRecord, Limits, Scheduler, parse_arguments
 from asyncfc_cli.latency import LatencyBook, RequestCost
 from asyncfc_cli.spec.schema import AgentSpec
@@ -38,6 +39,8 @@ class AgentRun:
     latency: LatencyBook | None = None  # what is known of tool durations (async holds); None: nothing
     hold: str | float = "latency"  # async: the hold policy (futures.hold.hold_policy); benchmarks vary it
     cassette: Any = None  # the run's cassette session: async mode's deliveries follow it (futures.hold.Script)
+    # ``asyncfc run --continue``: the conversation so far (asyncfc_cli.continuation.History); None: a new one
+    history: Any = None
 
     @property
     def instructions(self) -> str:
@@ -97,7 +100,10 @@ def is_interrupt(exc: BaseException) -> bool:
 
 
 def initial_messages(run: AgentRun) -> list[dict[str, Any]]:
-    """The system prompt (the agent's instructions, then what its mode adds) and the prompt."""
+    """The system prompt (the agent's instructions, then what its mode adds) and the prompt;
+    continuing a conversation, the conversation so far and the prompt."""
+    if run.history is not None:
+        return [*run.history.messages, {"role": "user", "content": run.prompt}]
     messages: list[dict[str, Any]] = []
     instruction = modes.get(run.mode).instruction(run.futures_instruction)
     system = "\n\n".join(p for p in (run.instructions.strip(), (instruction or "").strip()) if p)
@@ -117,6 +123,8 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     limits = Limits(run.tools, run.max_concurrency, run.max_result_chars)
     cost = RequestCost()
     scheduler = mode.scheduler(run, limits, trace, cost)
+    if run.history is not None:
+        scheduler.add_earlier(run.history.futures)
     result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
     result.calls = scheduler.records
     schemas = [tool.openai_schema() for tool in (*run.tools.values(), *(t.tool() for t in mode.tools))]
@@ -138,6 +146,9 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
         result.wall = trace.now() - started
         if run.latency is not None:
             await run.latency.save_async()  # the store merge waits on a lock: off the loop
+        from asyncfc_cli.continuation import conversation_fields
+
+        trace.emit(Conversation(**conversation_fields(result.messages, result.calls)))
         trace.emit(Summary(
             status=result.status,
             answer_chars=len(result.answer or ""),
@@ -162,7 +173,7 @@ async def _loop(run: AgentRun, client: ModelClient, trace: Trace, result: RunRes
             for _turn in range(run.max_turns):
                 result.turns += 1
                 scheduler.before_request(messages)
-                done, cut = await _model_turn(client, messages, schemas, trace, result, scheduler, cost)
+                done, cut, text = await _model_turn(client, messages, schemas, trace, result, scheduler, cost)
                 if cut:
                     # An answer begun too early, stopped: the model never sees it.
                     await scheduler.accept_answer(cut=True)
@@ -172,6 +183,7 @@ async def _loop(run: AgentRun, client: ModelClient, trace: Trace, result: RunRes
                     messages.extend(await scheduler.after_response())
                     continue
                 if await scheduler.accept_answer(cut=False):
+                    text.finish(accepted=True)
                     result.status, result.answer = OK, done.content
                     return
         except ModelError as exc:
@@ -218,8 +230,8 @@ async def _model_turn(
     result: RunResult,
     scheduler: Scheduler,
     cost: RequestCost,
-) -> tuple[StreamDone, bool]:
-    """One streamed request; returns its final chunk and whether it was cut short."""
+) -> tuple[StreamDone, bool, TextRelease]:
+    """One streamed request; returns its final chunk, whether it was cut short, and its text's release."""
     result.requests += 1
     request = result.requests
     trace.emit(ModelBegin(request=request, messages=len(messages)))
@@ -230,6 +242,7 @@ async def _model_turn(
     content: list[str] = []
     chars = calls = 0
     cut = False
+    text = TextRelease(trace, request)
     try:
         async with aclosing(client.stream(list(messages), schemas)) as stream:
             async for event in stream:
@@ -241,6 +254,7 @@ async def _model_turn(
                     trace.emit(CallReady(request=request, call_id=event.id, tool=event.name,
                                          args_digest=digest(event.arguments)))
                     scheduler.on_call_ready(event, request)
+                    text.release(scheduler.text_is_final(calls))
                 elif isinstance(event, StreamDone):
                     done = event
                 elif isinstance(event, Decoding):
@@ -251,6 +265,7 @@ async def _model_turn(
                     if scheduler.wants_cut(chars, calls):
                         cut = True
                         break
+                    text.add(event.text, text.final or scheduler.text_is_final(calls))
     except ModelError as exc:
         status, error = "error", str(exc)
         raise
@@ -273,8 +288,52 @@ async def _model_turn(
         trace.emit(ModelEnd(request=request, status=status, ttft=None if ttft is None else round(ttft, 6),
                             **fields))
     if cut:
-        return StreamDone(None, "".join(content), [], 0, 0), True
+        return StreamDone(None, "".join(content), [], 0, 0), True, text
     if done is None:
         raise ModelError("the stream ended without a final chunk")
-    return done, False
+    text.finish()
+    return done, False, text
+
+
+class TextRelease:
+    """A response's text, handed to live renderers (``ModelText`` events) only
+    once nothing can take it back.
+
+    The scheduler says when that is (:meth:`Scheduler.text_is_final`): at
+    once in sync and parallel mode; in async mode once no outcome is unseen
+    or the response has made a call, since an answer begun while an outcome
+    is unseen may be cut short or held by the finish rule. Text held until
+    then is released when it becomes final, or never. Every secret reaches
+    one event whole, so the trace's redaction masks it: an end that could
+    begin a secret waits for the next piece, or the end of the response.
+    """
+
+    def __init__(self, trace: Trace, request: int) -> None:
+        self.trace, self.request = trace, request
+        self.pending = ""  # text not handed out yet
+        self.final = False
+
+    def add(self, text: str, final: bool) -> None:
+        self.pending += text
+        self.release(final)
+
+    def release(self, final: bool, end: bool = False) -> None:
+        self.final = self.final or final
+        if not self.final or not self.pending:
+            return
+        redactor = self.trace.redactor
+        cut = len(self.pending) - (0 if end else redactor.open_tail(self.pending))
+        spans = redactor.spans(self.pending) if redactor else []
+        while True:  # never between the halves of a secret
+            crossing = [start for start, stop in spans if start < cut < stop]
+            if not crossing:
+                break
+            cut = min(crossing)
+        if cut:
+            out, self.pending = self.pending[:cut], self.pending[cut:]
+            self.trace.emit(ModelText(request=self.request, text=out))
+
+    def finish(self, accepted: bool = False) -> None:
+        """The response ended (``accepted``: and the finish rule took it as the answer)."""
+        self.release(accepted, end=True)
 

@@ -48,6 +48,7 @@ Number = Annotated[float, "number"]  # finite, >= 0, unbounded (e.g. a wait's ti
 Count = Annotated[int, "count"]  # 0 <= n <= MAX_COUNT, not a bool
 Text = str
 Ids = list[str]
+Json = Annotated[Any, "json"]  # any JSON value; its reader checks its shape (asyncfc_cli/continuation.py)
 
 
 class EventError(ValueError):
@@ -85,6 +86,8 @@ class TraceEvent(Mapping):
     """Fields every event has. ``raw`` is the JSON object as read."""
 
     TYPE: ClassVar[str] = ""
+    # Only for live sinks (the streamed answer): never written to the trace file.
+    LIVE_ONLY: ClassVar[bool] = False
     t: Seconds = 0.0  # stamped by Trace.emit; required in a line read back
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -208,6 +211,8 @@ def _check(kind: str, value: Any) -> Any:
         if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
             return dict(value)
         raise ValueError("must be an object of strings")
+    if kind == "json":
+        return value
     if kind == "count":
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
             return value
@@ -310,6 +315,7 @@ class Header(TraceEvent):
     tools: Ids | None = nullable()
     tool_kinds: dict[str, str] | None = lenient()  # tool name -> the kind of its source
     cassette: dict[str, str] | None = lenient()  # {"replayed": path, "speed", "match"} or {"recorded": path}
+    continues: Text | None = lenient()  # the run whose conversation this one continues (run --continue)
 
 
 @_event("model_begin")
@@ -430,6 +436,32 @@ class WaitEnd(TraceEvent):
     call_id: Text
     ready: Ids = field(default_factory=list)
     pending: Ids = field(default_factory=list)
+
+
+@_event("model_text")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ModelText(TraceEvent):
+    """Text the model decoded that stays in the conversation: never cut short
+    or held by the finish rule (asyncfc_cli/agent.py, ``TextRelease``). Live
+    only: the answer renderer reads it; the conversation event keeps the text."""
+
+    LIVE_ONLY: ClassVar[bool] = True
+    request: Count
+    text: Text
+
+
+@_event("conversation")
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conversation(TraceEvent):
+    """The conversation as the model saw it when the run ended, secrets masked,
+    and what ``asyncfc run --continue`` needs to go on from it: outcomes the
+    model has not seen (``unseen``: call_id, future, content, outcome) and every
+    future's outcome (``futures``: future, tool, status, value, error), so a
+    continued async run numbers on and can still reference them."""
+
+    messages: Json
+    unseen: Json = None
+    futures: Json = None
 
 
 @_event("delivery")

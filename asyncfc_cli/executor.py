@@ -11,9 +11,11 @@ The agent loop (:mod:`asyncfc_cli.agent`) is the same for every mode; what
 differs is a :class:`Scheduler`. The loop calls exactly these, in this order:
 
 ``running()``               once: the run's lifetime (leaving it cancels what still runs)
+``add_earlier(futures)``    a continued conversation only, first: the earlier runs' futures
 ``before_request(msgs)``    before each request: anything to add to the conversation
 ``on_call_ready(call, n)``  a call's arguments are complete in the stream of request ``n``
 ``wants_cut(chars, calls)`` after each streamed text fragment: stop an answer begun too early
+``text_is_final(calls)``    may the response's text be shown live (it can no longer be cut or held)
 ``after_response()``        the response ended with calls: the tool messages that go back
 ``accept_answer(cut)``      the response is an answer (or was cut): accept it, or take another turn
 
@@ -269,6 +271,14 @@ class Scheduler:
         record = new_record(call, request, self.limits.max_result_chars)
         self.records.append(record)
         self._response.append(record)
+
+    def text_is_final(self, calls: int) -> bool:
+        """True once the text of the response being streamed (with ``calls`` calls
+        so far) can no longer be cut or held: live renderers may show it."""
+        return True
+
+    def add_earlier(self, futures: list[dict[str, Any]]) -> None:
+        """A continued conversation: the futures of the runs before (async mode numbers on)."""
 
     def wants_cut(self, chars: int, calls: int) -> bool:
         """True to stop the stream: an answer (``chars`` of content and ``calls``

@@ -255,6 +255,18 @@ class Redactor:
                 start = text.find(secret, start + 1)
         return found
 
+    def open_tail(self, text: str) -> int:
+        """How many of the last characters of ``text`` could be the start of a
+        secret (0: none): text streamed out piece by piece holds them back until
+        the next piece, so no secret leaves in two halves."""
+        best = 0
+        for secret in self._secrets:
+            for size in range(min(len(secret) - 1, len(text)), best, -1):
+                if text.endswith(secret[:size]):
+                    best = size
+                    break
+        return best
+
     def _edges(self, text: str, before: bool, after: bool) -> str:
         for secret in self._secrets:
             for size in range(len(secret) - 1, _MIN_MASKED - 1, -1):

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from asyncfc_cli.events import Header, Retry, Summary
+from asyncfc_cli.events import Header, Retry, Summary, field_names
 from asyncfc_cli import credentials, interrupts, modes
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
 from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
@@ -53,8 +53,16 @@ def open_trace_file(path: Path, spec: RunSpec | None = None, run_id: str | None 
     """
     writer = TraceWriter(path)
     if spec is not None:
-        writer.write_header(run_header(spec, run_id or new_run_id(), cassette))
+        header = run_header(spec, run_id or new_run_id(), cassette)
+        redact = spec_redactor(spec).value  # the task label may be a prompt, and a prompt may hold a key
+        writer.write_header(Header(t=header.t, **{name: redact(getattr(header, name)) for name in field_names(Header)}))
     return writer
+
+
+def spec_redactor(spec: RunSpec) -> Redactor:
+    """Every secret a run of ``spec`` can know: the model's, the environment's, the
+    tool sources' (MCP headers...)."""
+    return Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
 
 
 def run_header(spec: RunSpec, run_id: str, cassette: Any = None) -> Header:
@@ -69,6 +77,7 @@ def run_header(spec: RunSpec, run_id: str, cassette: Any = None) -> Header:
         tools=sorted(spec.tools),
         tool_kinds={src.name: src.kind for src in spec.tool_sources},
         cassette=cassette.header() if cassette is not None else None,
+        continues=spec.history.run_id if spec.history is not None else None,
     )
 
 
@@ -152,7 +161,7 @@ def agent_run(spec: RunSpec, tools: dict | None = None,
     ``latency_store`` across runs (None: only this run's are known)."""
     tools = spec.tools if tools is None else tools
     return AgentRun(prompt=spec.prompt, tools=tools, agent=spec.agent,
-                    latency=LatencyBook.for_tools(tools, latency_store))
+                    latency=LatencyBook.for_tools(tools, latency_store), history=spec.history)
 
 
 def execute(spec: RunSpec, writer: TraceWriter, sinks: list[Sink] = (), run_id: str | None = None,
@@ -198,8 +207,7 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     ``cassette`` (:class:`asyncfc_cli.cassette.session.CassettePlan`): record the
     model's responses, or replay them in place of the model.
     """
-    # Every secret the run can know: the model's, the environment's, the tool sources' (MCP headers...).
-    redactor = Redactor(run_secrets(spec.model, {**spec.tools, **{f"source {s.name}": s for s in spec.tool_sources}}))
+    redactor = spec_redactor(spec)
     trace = Trace(redactor=redactor)
     trace.sinks.append(writer)
     trace.sinks.extend(sinks)

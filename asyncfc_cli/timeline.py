@@ -546,8 +546,9 @@ class LiveTimeline:
         self._anchor: tuple[float, float] | None = None  # (run time, monotonic) of the last event
         self._lock = threading.Lock()
         self.console = console
-        self.live = Live(console=console, refresh_per_second=refresh_per_second, transient=False,
-                         get_renderable=self.renderable)
+        self._live_options = dict(console=console, refresh_per_second=refresh_per_second, transient=False,
+                                  get_renderable=self.renderable)
+        self.live = Live(**self._live_options)
 
     def __call__(self, event: TraceEvent | Mapping) -> None:
         typed = from_emitted(event)  # a TraceEvent (what Trace.emit hands out) is taken as it is
@@ -585,6 +586,22 @@ class LiveTimeline:
     def __exit__(self, *exc: object) -> None:
         # Stopping draws the final frame (every lane) and returns the cursor.
         self.live.stop()
+
+    @property
+    def paused(self) -> bool:
+        return not self.live.is_started
+
+    def pause(self) -> None:
+        """Stop drawing, its last frame left in place: text is written below it
+        (the streamed answer, asyncfc_cli/answer_stream.py)."""
+        self.live.stop()
+
+    def resume(self) -> None:
+        """Draw again, below what was written since :meth:`pause`. A fresh Live:
+        the stopped one would first erase as many lines as its last frame had."""
+        if self.paused:
+            self.live = Live(**self._live_options)
+            self.live.start(refresh=True)
 
 
 class _Guarded:

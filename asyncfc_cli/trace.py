@@ -189,7 +189,7 @@ class TraceWriter:
         self.header_written = True
 
     def __call__(self, event: TraceEvent) -> None:
-        if self._file.closed:
+        if self._file.closed or event.LIVE_ONLY:
             return
         if event.get("type") == "header":
             if self.header_written:

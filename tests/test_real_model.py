@@ -227,3 +227,26 @@ def test_the_local_models_llama_cpp_example_runs(tmp_path):
         assert done.stdout.strip()  # the model's answer, whatever it says
     finally:
         stop(process)
+
+
+def test_a_conversation_continues_on_the_real_model(llama, tmp_path):
+    """Item 14 on a real model: ``run -c`` sends the earlier conversation, whole
+    and in order, with the new prompt; the run ends documented, its trace names
+    the run it continues."""
+    first, report, _ = run(llama, tmp_path, "arith", "async")
+    assert first.returncode == EXIT_FOR[report["status"]], first.stderr
+    trace = tmp_path / "next.jsonl"
+    proc = subprocess.run(asyncfc("run", "--continue", str(tmp_path / "arith-async.jsonl"),
+                                  "Now say the result in one short sentence.", "--json",
+                                  "--trace", str(trace), "--agents", str(PROJECT / "agents.toml")),
+                          cwd=tmp_path, env=env_for(llama, tmp_path), capture_output=True, text=True, timeout=400)
+    assert proc.stdout.strip(), proc.stderr
+    second = json.loads(proc.stdout)
+    assert proc.returncode == EXIT_FOR[second["status"]], proc.stderr
+    assert second["agent"] == report["agent"] and second["mode"] == "async"
+    earlier = report["messages"]
+    assert second["messages"][:len(earlier)] == earlier
+    asked = [m for m in second["messages"][len(earlier):] if m["role"] == "user"]
+    assert asked[-1]["content"] == "Now say the result in one short sentence."
+    assert read_trace(trace).header.get("continues") == read_trace(tmp_path / "arith-async.jsonl").header.run_id
+    assert not llama.busy()

@@ -8,6 +8,7 @@ answer, or with ``--json`` one JSON object.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -57,6 +58,16 @@ def run(
     replay: Replay = None,
     replay_speed: ReplaySpeed = "recorded",
     replay_match: ReplayMatch = "request",
+    stream: Annotated[Optional[bool], typer.Option(
+        "--stream/--no-stream", show_default=False, help="Write the answer to stdout as the model writes it "
+        "(default: on when stdout is a terminal; never with --json). In async mode text appears once no "
+        "outcome is unseen, so nothing shown is taken back.")] = None,
+    continue_last: Annotated[bool, typer.Option(
+        "-c", help='Continue the last run of this project: asyncfc run -c "next prompt" (its conversation, '
+        "agent, model and mode).")] = False,
+    continue_run: Annotated[Optional[str], typer.Option(
+        "--continue", metavar="RUN_ID", help="Continue this run (an id from asyncfc trace list, or a trace "
+        "file); outcomes its model never saw are delivered first.")] = None,
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
@@ -75,13 +86,18 @@ def run(
     # stdout is the answer or the JSON object, nothing else.
     with stdout_to_stderr() as stdout_fd:
         run_spec, cassette = _prepare(task, agent, agents, model, mode.value if mode else None, sets, timeout,
-                                      as_json, stdout_fd, (record, replay, replay_speed, replay_match))
+                                      as_json, stdout_fd, (record, replay, replay_speed, replay_match),
+                                      (continue_last, continue_run))
         if not quiet:
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
         run_id = new_run_id()
         trace_path = trace or default_trace_path(run_id)
-        started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd, cassette)
+        on_tty = stdout_fd is not None and os.isatty(stdout_fd)
+        streaming = not as_json and (stream if stream is not None else on_tty)
+        started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd, cassette, streaming)
+        if started.answers is not None:
+            started.answers.close()  # while its stdout descriptor is open
     if started.outcome is None:
         raise _interrupted(trace_path, started.writer, as_json)
     raise _report(run_spec, started, trace_path, as_json, quiet)
@@ -94,18 +110,24 @@ class _Started:
     writer: Any = None  # the trace's writer, once its header is written
     outcome: Any = None  # the run's RunOutcome; None if it was interrupted
     errors_shown: bool = False  # the progress lines printed the model's errors as they happened
+    answers: Any = None  # the streamed answer's renderer (asyncfc_cli.answer_stream), with --stream
 
 
 def _prepare(task: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
              sets: list[str] | None, timeout: float | None, as_json: bool, stdout_fd: int | None,
-             cassette_options: tuple[Any, ...]) -> tuple[Any, Any]:
+             cassette_options: tuple[Any, ...], continuing: tuple[bool, str | None] = (False, None)) -> tuple[Any, Any]:
     """The run's spec and cassette plan (docs/cassettes.md), with the model's key
     checked (a replay needs none); a problem is exit 2 before anything runs."""
     from asyncfc_cli import cassette as cassettes, spec as spec_mod
 
     try:
         overrides = spec_mod.parse_set(sets or [])
-        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None)
+        if continuing[0] or continuing[1] is not None:
+            from asyncfc_cli.continuation import continued_run
+
+            run_spec = continued_run(continuing[1], _prompt(task), agent, agents, model, mode, overrides, timeout)
+        else:
+            run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None)
         cassette = cassettes.for_run(run_spec, *cassette_options)
         if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
@@ -137,9 +159,13 @@ def _resolve(target: str, agent: str | None, agents: Path | None, model: str | N
     if target != "-" and target.endswith(".toml") and Path(target).is_file():
         raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
                                  "leave out --agent to run the task file (its agent is named in it)")
-    prompt = _read_stdin_prompt() if target == "-" else target
+    prompt = _prompt(target)
     return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
                                        overrides=overrides, timeout_override=timeout, keyless=keyless)
+
+
+def _prompt(target: str) -> str:
+    return _read_stdin_prompt() if target == "-" else target
 
 
 def _read_stdin_prompt() -> str:
@@ -163,7 +189,7 @@ def _read_stdin_prompt() -> str:
 
 
 def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet: bool,
-             stdout_fd: int | None, cassette: Any = None) -> _Started:
+             stdout_fd: int | None, cassette: Any = None, streaming: bool = False) -> _Started:
     """Open the trace and run; Ctrl-C or SIGTERM at any moment leaves what got that far."""
     from asyncfc_cli import runner
 
@@ -172,6 +198,11 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
         with sigterm_as_interrupt():  # until the run's own handler takes over
             started.writer = _open_trace(run_spec, trace_path, run_id, as_json, stdout_fd, cassette)
             sinks, display, started.errors_shown = _progress(run_spec, quiet, as_json)
+            if streaming:
+                from asyncfc_cli.answer_stream import AnswerStream
+
+                started.answers = AnswerStream(stdout_fd, display)
+                sinks.append(started.answers)
             # Leaving the display (also on Ctrl-C) draws the final frame and stops its thread.
             with display:
                 started.outcome = runner.execute(run_spec, started.writer, sinks, run_id, cassette)
@@ -266,7 +297,8 @@ def _report(run_spec: Any, started: _Started, trace_path: Path, as_json: bool, q
         err.print(f"[red]error:[/] {escape(printable(shown or ''))}\n  fix: {escape(verdict.fix or '')}")
         err.print(f"[dim]trace: {outcome.trace_path}[/]")
     else:
-        if verdict.answer is not None:
+        streamed = started.answers
+        if verdict.answer is not None and not (streamed is not None and streamed.shown(verdict.answer)):
             print(answer_text(verdict.answer))
         if not quiet or verdict.exit_code != EXIT_OK:
             _print_footer(outcome.result, verdict, trace_path)

@@ -56,6 +56,10 @@ class Delivery:
         """Futures whose outcome the model has not seen."""
         return [r.future for r in self.table.records if not r.delivered]
 
+    def all_seen(self) -> bool:
+        """The model has seen every outcome: an answer now is accepted as it is."""
+        return all(r.delivered for r in self.table.records)
+
     def wants_cut(self, chars: int, calls: int) -> bool:
         """An answer (no call) of at least :data:`CUT_AFTER_CHARS` while an outcome
         is unseen, finished or not: the finish rule would not accept it."""

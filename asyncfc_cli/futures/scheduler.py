@@ -120,6 +120,14 @@ class AsyncScheduler(Scheduler):
     def wants_cut(self, chars: int, calls: int) -> bool:
         return self.delivery.wants_cut(chars, calls)
 
+    def text_is_final(self, calls: int) -> bool:
+        # An answer is cut or held only while an outcome is unseen; text of a
+        # response with a call is never an answer.
+        return calls > 0 or self.delivery.all_seen()
+
+    def add_earlier(self, futures: list[dict[str, Any]]) -> None:
+        self.table.add_earlier(futures)
+
     def before_request(self, messages: list[dict[str, Any]]) -> None:
         self.delivery.before_request(messages, self.script.recorded())
         self.script.delivered(self.delivery.take_sent())

@@ -57,6 +57,16 @@ class FutureTable:
             self._appeared[record.future].set()
         return refs, error, after
 
+    def add_earlier(self, futures: list[dict]) -> None:
+        """Futures of the runs a continued conversation had (``{"future", "tool",
+        "status", "value", "error"}``, in issue order, checked by the caller):
+        resolved and seen, so new calls number on from them and may still read them."""
+        for item in futures:
+            record = CallRecord("", item["tool"], "", 0, status=item["status"], value=item.get("value"),
+                                error=item.get("error"), future=item["future"], delivered="earlier")
+            record.resolved.set()
+            self.by_id[record.future] = record
+
     def unchain(self, record: CallRecord, after: CallRecord | None) -> None:
         """``record`` failed without running: the ordered chain goes on from ``after``."""
         if self._last_ordered is record:

@@ -217,7 +217,8 @@ def read_conversation(plan: SimPlan, messages: list[dict], protocol: Protocol = 
             value = result_value(message.get("content"))
             if call_id in waits and isinstance(value, dict):
                 _learn_futures(conv, value)
-            elif step_of_call(call_id, plan) is not None:
+            elif step_of_call(call_id, plan) is not None or call_id in conv.futures:
+                # (a call of no step: one an earlier run's plan made, in a continued conversation)
                 if protocol.futures and _is_handle(value):
                     conv.futures[call_id] = value["future"]
                 else:

@@ -134,6 +134,7 @@ class RunSpec:
     tool_sources: list[Any] = field(default_factory=list)
     task_label: str | None = None  # what traces and --json call the task when there is no file
     hints: list[str] = field(default_factory=list)  # likely mistakes that are not errors (tool_hints)
+    history: Any = None  # a conversation this run continues (asyncfc_cli.continuation.History)
 
     @property
     def task_name(self) -> str:
