@@ -64,6 +64,11 @@ def run(
     replay_match: Annotated[str, typer.Option(
         "--replay-match", help="request: each request must match the recorded one; sequence: serve the recorded "
         "responses in order, whatever was sent.")] = "request",
+    mcp: Annotated[Optional[list[str]], typer.Option(
+        "--mcp", metavar="<command line>", help='Add an MCP server\'s tools to the agent for this run: '
+        '--mcp "mcp-server-git --repository ." (repeatable). Split as a POSIX shell splits words; leading '
+        'NAME=value words are its environment; a lone http(s):// URL is a streamable HTTP server. '
+        "A name clash with the agent's tools is an error. See docs/mcp.md.")] = None,
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
@@ -82,7 +87,7 @@ def run(
     # stdout is the answer or the JSON object, nothing else.
     with stdout_to_stderr() as stdout_fd:
         run_spec, cassette = _prepare(task, agent, agents, model, mode.value if mode else None, sets, timeout,
-                                      as_json, stdout_fd, (record, replay, replay_speed, replay_match))
+                                      as_json, stdout_fd, (record, replay, replay_speed, replay_match), mcp)
         if not quiet:
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
@@ -105,14 +110,14 @@ class _Started:
 
 def _prepare(task: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
              sets: list[str] | None, timeout: float | None, as_json: bool, stdout_fd: int | None,
-             cassette_options: tuple[Any, ...]) -> tuple[Any, Any]:
+             cassette_options: tuple[Any, ...], mcp: list[str] | None = None) -> tuple[Any, Any]:
     """The run's spec and cassette plan (docs/cassettes.md), with the model's key
     checked (a replay needs none); a problem is exit 2 before anything runs."""
     from asyncfc_cli import cassette as cassettes, spec as spec_mod
 
     try:
         overrides = spec_mod.parse_set(sets or [])
-        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout)
+        run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, mcp)
         cassette = cassettes.for_run(run_spec, *cassette_options)
         if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
@@ -128,7 +133,7 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
 
 def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
-             overrides: dict[str, str], timeout: float | None) -> Any:
+             overrides: dict[str, str], timeout: float | None, mcp: list[str] | None = None) -> Any:
     """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin)."""
     from asyncfc_cli import spec as spec_mod
 
@@ -139,13 +144,13 @@ def _resolve(target: str, agent: str | None, agents: Path | None, model: str | N
                                      "check the path; to run a prompt without a task file, name an agent: "
                                      'asyncfc run -a AGENT "..." (asyncfc agents lists them)')
         return spec_mod.resolve_run(Path(target), agents_path=agents, model_override=model, mode_override=mode,
-                                    overrides=overrides, timeout_override=timeout)
+                                    overrides=overrides, timeout_override=timeout, mcp=mcp)
     if target != "-" and target.endswith(".toml") and Path(target).is_file():
         raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
                                  "leave out --agent to run the task file (its agent is named in it)")
     prompt = _read_stdin_prompt() if target == "-" else target
     return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=overrides, timeout_override=timeout)
+                                       overrides=overrides, timeout_override=timeout, mcp=mcp)
 
 
 def _read_stdin_prompt() -> str:
@@ -185,8 +190,9 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
         pass
     except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
         from asyncfc_cli import spec as spec_mod
-        found = {**spec_error_object(spec_mod.tool_spec_error(exc, "", None), EXIT_USAGE), "trace": str(trace_path)}
-        raise fail(str(exc), EXIT_USAGE, found if as_json else None, stdout_fd) from None
+        error = spec_mod.tool_spec_error(exc, "", None)
+        found = {**spec_error_object(error, EXIT_USAGE), "trace": str(trace_path)}
+        raise fail(str(error), EXIT_USAGE, found if as_json else None, stdout_fd) from None
     return started
 
 

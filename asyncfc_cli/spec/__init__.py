@@ -40,7 +40,8 @@ of :func:`resolve_run` that resolves an agent.
 
 # The package's parts, one concern each: schema (the tables and the resolved
 # run), errors (pydantic's errors as SpecError), load (TOML, discovery,
-# ${VAR}), resolve (task and prompt runs), sim ([sim] plans), hints (likely
+# ${VAR}), resolve (task and prompt runs), tooltables ([tools] tables into typed
+# configs, --mcp lines into sources), sim ([sim] plans), hints (likely
 # mistakes that are not errors), validate (``asyncfc validate``). Callers
 # import from here.
 
@@ -87,6 +88,7 @@ from asyncfc_cli.spec.schema import (
     RunSpec,
     TaskFile,
 )
+from asyncfc_cli.spec.tooltables import mcp_line_source, tool_config, tool_configs
 from asyncfc_cli.spec.sim import check_sim_tools, fill_sim_params, load_sim_plan, sim_parameters
 from asyncfc_cli.spec.validate import project_files, validate_file
 
@@ -95,7 +97,7 @@ __all__ = [
     "Mode", "ModelSpec", "RESERVED_TOOL_NAMES", "ResolvedModel", "RunSpec", "SIM_MODEL", "SpecError", "TaskFile",
     "check_sim_model", "check_sim_tools", "check_text", "check_tool_definitions", "fill_sim_params",
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
-    "load_agents_file", "load_sim_plan", "load_task", "parse_set", "project_files", "prompt_parameters", "read_toml",
+    "load_agents_file", "load_sim_plan", "load_task", "mcp_line_source", "tool_config", "tool_configs", "parse_set", "project_files", "prompt_parameters", "read_toml",
     "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
     "task_params", "task_sim_plan",
     "tool_hints", "tool_source", "tool_spec_error", "validate_as", "validate_file",

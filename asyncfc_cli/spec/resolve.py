@@ -95,10 +95,13 @@ class _Origin:
     agent_file: Path | None  # where the agent is written: errors about it point there
     agent_key: str
     task_tools: dict[str, Any] = field(default_factory=dict)  # the task's raw [tools]
+    # Both files' [tools] as validated (names are unique across the two: check_tool_definitions).
+    tool_configs: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, **overrides: Any) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
         return resolve_agent(self.raw_agent, self.agent_file, self.agent_key, self.raw_agents, self.agents_path,
-                             task_tools=self.task_tools, task_path=self.task_path, agent=self.agent, **overrides)
+                             task_tools=self.task_tools, task_path=self.task_path, agent=self.agent,
+                             tool_configs=self.tool_configs, **overrides)
 
 
 def _agents_of(found: Path | None, task_tools: dict[str, Any],
@@ -144,12 +147,15 @@ def resolve_run(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    mcp: list[str] | None = None,
 ) -> RunSpec:
     """Load a task and its agent, strictly interpolated, tools built, and check
     that the run can work. ``asyncfc validate TASK`` is this function, run
-    for nothing else: whatever a run would refuse, validate refuses too."""
+    for nothing else: whatever a run would refuse, validate refuses too.
+    ``mcp``: ``--mcp`` command lines, servers whose tools the agent gets for this run."""
     return resolve_task(Path(task_path), agents_path=agents_path, model_override=model_override,
-                        mode_override=mode_override, overrides=overrides, timeout_override=timeout_override)[0]
+                        mode_override=mode_override, overrides=overrides, timeout_override=timeout_override,
+                        mcp=mcp)[0]
 
 
 def resolve_task(
@@ -161,6 +167,7 @@ def resolve_task(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    mcp: list[str] | None = None,
 ) -> tuple[RunSpec, TaskFile]:
     """:func:`resolve_run`, with the task as validated (``raw_task``: the file's data, if already read)."""
     raw_task = read_toml(task_path) if raw_task is None else raw_task
@@ -185,12 +192,13 @@ def resolve_task(
             raise SpecError(task_path, "agent", f"agent {task.agent!r} is not defined in {where}",
                             f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
         origin = _Origin(task_path, found, raw_agents, task.agent, agents.agents[task.agent],
-                         raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools)
+                         raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools,
+                         {**agents.tools, **task.tools})
     else:
         origin = _Origin(task_path, found, raw_agents, "inline", task.agent, raw_task["agent"], task_path, "agent",
-                         task_tools)
+                         task_tools, {**agents.tools, **task.tools})
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override)
+                              timeout_override=timeout_override, mcp=mcp)
     agent, model, tools, sources = resolved
 
     params = task_params(task, raw_task, task_path, overrides)
@@ -219,7 +227,7 @@ def resolve_task(
             check_sim_tools(sim_plan, raw_sim, tools, agent.mode, origin.agent_name, task_path)
 
     run = _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
-                    identity={"task": raw_task})
+                    identity={"task": raw_task, **({"mcp": mcp} if mcp else {})})
     return run, task
 
 
@@ -296,6 +304,8 @@ def resolve_agent(
     mode_override: str | None = None,
     timeout_override: float | None = None,
     agent: AgentSpec | None = None,
+    tool_configs: dict[str, Any] | None = None,
+    mcp: list[str] | None = None,
 ) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
     model resolved, its tool sources built and the tools known before the run
@@ -304,7 +314,10 @@ def resolve_agent(
 
     ``agent`` is the agent as its file's validation gave it (strict
     interpolation, where it succeeds, gives the same values); None: it is
-    validated here, from ``raw_agent``."""
+    validated here, from ``raw_agent``. ``tool_configs`` are the [tools] tables
+    as their files' validation gave them (by name; a table not among them is
+    validated here). ``mcp`` are ``--mcp`` command lines: each server's tools
+    join the agent's (:func:`~asyncfc_cli.spec.tooltables.mcp_line_source`)."""
     task_tools = task_tools or {}
     agents_tools = raw_agents.get("tools", {})
     strict = interpolate(raw_agent, agent_file, agent_key)  # an unset ${VAR} in the agent is an error
@@ -336,10 +349,18 @@ def resolve_agent(
             raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
                             f"tool {name!r} is not defined",
                             f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
-        source = tool_source(name, raw, file)
+        source = tool_source(name, raw, file, config=(tool_configs or {}).get(name))
         source.set_default_timeout(agent.tool_timeout)
         sources.append(source)
         tools.update({tool.name: tool for tool in source.static_tools()})
+    from asyncfc_cli.spec.tooltables import mcp_line_source
+
+    taken = {*agents_tools, *task_tools}
+    for index, line in enumerate(mcp or []):
+        source = mcp_line_source(line, index, taken)
+        taken.add(source.name)
+        source.set_default_timeout(agent.tool_timeout)
+        sources.append(source)
     return agent, model, tools, sources
 
 
@@ -353,6 +374,7 @@ def resolve_prompt_run(
     mode_override: str | None = None,
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
+    mcp: list[str] | None = None,
 ) -> RunSpec:
     """A run of one agent on a prompt given on the command line: no task file.
 
@@ -381,14 +403,15 @@ def resolve_prompt_run(
         raise SpecError(found, "agents", f"agent {agent_name!r} is not defined",
                         f"use one of: {known} (asyncfc agents lists them)")
     origin = _Origin(None, found, raw_agents, agent_name, agents.agents[agent_name],
-                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}")
+                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}", tool_configs=agents.tools)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override)
+                              timeout_override=timeout_override, mcp=mcp)
     from asyncfc_cli.sim.plan import no_plan
 
     one_line = " ".join(prompt.split())
     return _run_spec(origin, resolved, prompt=prompt, expect=Expectations(),
-                     sim_plan=no_plan() if resolved[1].is_sim else None, identity={"prompt": prompt},
+                     sim_plan=no_plan() if resolved[1].is_sim else None,
+                     identity={"prompt": prompt, **({"mcp": mcp} if mcp else {})},
                      task_label="prompt: " + (one_line if len(one_line) <= 60 else one_line[:59] + "…"))
 
 
@@ -398,20 +421,24 @@ def is_model_string(ref: str) -> bool:
             or ref.startswith(("gpt-", "claude", "gemini")))
 
 
-def tool_source(name: str, raw: Any, file: Path | None, *, strict: bool = True) -> Any:
-    """One ``[tools.NAME]`` table as a tool source: interpolated (strictly for a run;
-    leniently to check a tool no run uses), validated into its typed config
-    (:data:`asyncfc_cli.tools.ToolConfig`) and built from it. The one place a
-    tool table is validated; every problem is a SpecError at ``tools.NAME``."""
+def tool_source(name: str, raw: Any, file: Path | None, *, strict: bool = True, config: Any = None) -> Any:
+    """One ``[tools.NAME]`` table as a tool source, built from its typed config
+    (:data:`asyncfc_cli.tools.ToolConfig`): ``config`` as its file's validation
+    gave it (:class:`AgentsFile`, :class:`TaskFile`), or None to validate ``raw``
+    here (:func:`~asyncfc_cli.spec.tooltables.tool_config`). ``strict``: an unset
+    ``${VAR}`` in the table is an error (a run); not so to show or check a tool
+    no run uses. What the CLI runs, validates and lists is built here; every
+    problem is a SpecError at ``tools.NAME`` (or a key inside it)."""
     from asyncfc_cli import tools as tools_mod
+    from asyncfc_cli.spec.tooltables import tool_config
 
-    if not isinstance(raw, dict):
-        raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
-    raw = interpolate(raw, file, f"tools.{name}") if strict else interpolate_leniently(raw)
+    if strict and isinstance(raw, dict):
+        # Where strict interpolation succeeds it gives what the lenient one the config came from gave.
+        raw = interpolate(raw, file, f"tools.{name}")
+    if config is None:
+        config = tool_config(name, raw if strict else interpolate_leniently(raw), file)
     try:
-        tools_mod.check_tool_name(name)
-        config = tools_mod.parse_tool_config(raw, name)
-        return tools_mod.build_source(name, config, Path(file).parent.resolve())  # type: ignore[arg-type]
+        return tools_mod.build_source(name, config, Path(file).parent.resolve() if file else Path.cwd())
     except ValidationError as exc:
         raise spec_error_from(exc, None, file, f"tools.{name}") from None
     except tools_mod.ToolLoadError as exc:
