@@ -190,9 +190,10 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
         pass
     except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
         from asyncfc_cli import spec as spec_mod
-        error = spec_mod.tool_spec_error(exc, "", None)
-        found = {**spec_error_object(error, EXIT_USAGE), "trace": str(trace_path)}
-        raise fail(str(error), EXIT_USAGE, found if as_json else None, stdout_fd) from None
+        found = {**spec_error_object(spec_mod.tool_spec_error(exc, "", None), EXIT_USAGE), "trace": str(trace_path)}
+        message, fix = spec_mod.split_fix(str(exc))
+        raise fail(message + (f"\n  fix: {fix}" if fix else ""), EXIT_USAGE, found if as_json else None,
+                   stdout_fd) from None
     return started
 
 

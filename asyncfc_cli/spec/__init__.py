@@ -45,7 +45,7 @@ of :func:`resolve_run` that resolves an agent.
 # mistakes that are not errors), validate (``asyncfc validate``). Callers
 # import from here.
 
-from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error, validate_as
+from asyncfc_cli.spec.errors import SpecError, spec_error_from, split_fix, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import (
     BUILTIN_VARS,
@@ -98,7 +98,7 @@ __all__ = [
     "check_sim_model", "check_sim_tools", "check_text", "check_tool_definitions", "fill_sim_params",
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
     "load_agents_file", "load_sim_plan", "load_task", "mcp_line_source", "tool_config", "tool_configs", "parse_set", "project_files", "prompt_parameters", "read_toml",
-    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
+    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from", "split_fix",
     "task_params", "task_sim_plan",
     "tool_hints", "tool_source", "tool_spec_error", "validate_as", "validate_file",
 ]

@@ -67,7 +67,8 @@ def spec_error_from(
     kind = err["type"]
     if kind == "extra_forbidden":
         valid = _field_names(model, loc[:-1]) if model else []
-        fix = f"valid keys here: {', '.join(valid)}" if valid else "remove it"
+        where = f"in {'.'.join(names[:-1])}" if len(names) > 1 else "here"
+        fix = f"valid keys {where}: {', '.join(valid)}" if valid else "remove it"
         close = difflib.get_close_matches(str(names[-1]), valid, n=1, cutoff=0.75)
         if close:
             fix = f"did you mean {close[0]}? {fix}"
@@ -80,7 +81,8 @@ def spec_error_from(
     if sum(1 for _, other in deepest if other == loc) > 1:
         # Every member of a union refused the value: its type is wrong.
         return SpecError(file, key, f"wrong type (got {shown})", fix)
-    message = err["msg"][0].lower() + err["msg"][1:]
+    # "a valid dictionary or instance of McpServer": the class is no word of the file's.
+    message = re.sub(r" or instance of \w+", "", err["msg"][0].lower() + err["msg"][1:])
     if message.startswith("value error, "):
         message = message[len("value error, "):]
     # A check that knows the fix says it: "problem. Fix: what to do".
@@ -214,8 +216,13 @@ def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
     label = f"tool {name!r}: " if key.startswith("tools.") else key + " "  # "--mcp server '...': ..."
     if name and text.startswith(label):
         text = text[len(label):]
-    # The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it.
-    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
-    message, fix = (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")
+    message, fix = split_fix(text)
     return SpecError(file if key.startswith("tools") else None, key, message, fix)
 
+
+
+def split_fix(text: str) -> tuple[str, str]:
+    """``problem. Fix: what to do`` as (problem, what to do); ("text", "") without a fix.
+    The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it."""
+    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
+    return (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")

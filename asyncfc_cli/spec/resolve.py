@@ -173,6 +173,7 @@ def resolve_task(
     raw_task = read_toml(task_path) if raw_task is None else raw_task
     if not raw_task:
         raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
+    _check_tool_names_first(raw_task, task_path, agents_path)
     task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
     # The parts of the task every run uses are interpolated strictly, so an
     # unset ${VAR} in the prompt is an error rather than literal text. Where
@@ -229,6 +230,20 @@ def resolve_task(
     run = _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
                     identity={"task": raw_task, **({"mcp": mcp} if mcp else {})})
     return run, task
+
+
+def _check_tool_names_first(raw_task: dict[str, Any], task_path: Path, agents_path: Path | None) -> None:
+    """A task's [tools] names against its agents file's, before the tables are validated:
+    a table that redefines the agents file's tool is refused for that, whatever it holds."""
+    from types import SimpleNamespace
+
+    tools, agents_file = raw_task.get("tools"), raw_task.get("agents_file")
+    if not isinstance(tools, dict) or not tools or not isinstance(agents_file, (str, type(None))):
+        return  # nothing to compare, or the task's validation says what is wrong
+    found = find_agents_file(task_path, SimpleNamespace(agents_file=agents_file), agents_path)  # type: ignore[arg-type]
+    raw_agents = read_toml(found) if found else {}
+    agents_tools = raw_agents.get("tools", {})
+    check_tool_definitions(tools, task_path, agents_tools if isinstance(agents_tools, dict) else {}, found)
 
 
 def task_params(task: TaskFile, raw_task: dict[str, Any], task_path: Path,

@@ -12,6 +12,7 @@ sources from (:func:`~asyncfc_cli.spec.resolve.tool_source`).
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ _TABLE_FIX = ('write one of: python = "module:function"; command = ["program", "
 def tool_config(name: Any, raw: Any, file: Path | None) -> Any:
     """One ``[tools.NAME]`` table (``${VAR}`` already replaced where set) as its typed config."""
     from asyncfc_cli import tools as tools_mod
+    from asyncfc_cli.spec.resolve import check_tool_definitions
+    from asyncfc_cli.spec.schema import RESERVED_TOOL_NAMES
 
     key = f"tools.{name}"
     try:
@@ -33,22 +36,28 @@ def tool_config(name: Any, raw: Any, file: Path | None) -> Any:
         raise SpecError(file, key, "the tool name is not valid",
                         "use 1-64 letters, digits, '_' or '-' (what chat-completions APIs accept as a "
                         "function name)") from None
+    if name in RESERVED_TOOL_NAMES:  # said first: whatever the table holds, the name cannot be used
+        check_tool_definitions({name: raw}, file, {}, None)
     if not isinstance(raw, dict):
         raise SpecError(file, key, f"must be a table (got {raw!r:.60})", f"write [tools.{name}], then {_TABLE_FIX}")
     kinds = tools_mod.kind_keys(raw)
     if not kinds:
         got = ", ".join(sorted(map(str, raw))) or "none"
-        raise SpecError(file, key, f"the table says no tool kind (its keys: {got})", _TABLE_FIX)
+        typo = [f"did you mean {close[0]} instead of {word}? " for word in map(str, raw)
+                if (close := difflib.get_close_matches(word, list(tools_mod.KINDS), n=1, cutoff=0.75))]
+        raise SpecError(file, key, f"the table says no tool kind (its keys: {got})",
+                        (typo[0] if typo else "") + _TABLE_FIX)
     if len(kinds) > 1:
         raise SpecError(file, key, f"the table sets {' and '.join(kinds)}: a tool is of one kind",
                         "split it into one [tools.NAME] table per kind")
     config = tools_mod.KINDS[kinds[0]].config
     try:
-        return validate_as(config, raw, file, key)
-    except SpecError:
+        return validate_as(config, raw, file)
+    except SpecError as exc:
         # A ${VAR} left unset is what made a value wrong: say that, not the symptom.
         interpolate(raw, file, key)
-        raise
+        # At the table, naming the key inside it first: "tools.git: mcp.argz: unknown key".
+        raise SpecError(file, key, f"{exc.key}: {exc.message}" if exc.key else exc.message, exc.fix) from None
 
 
 def tool_configs(raw_tools: Any, file: Path | None) -> Any:

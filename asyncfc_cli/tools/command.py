@@ -345,11 +345,12 @@ def check_executable(name: str, executable: str, written: str, env: dict[str, st
     if shutil.which(executable, path=env.get("PATH", os.defpath)) is None:
         where = "the PATH set in its env" if "PATH" in env and env["PATH"] != os.environ.get("PATH") else "PATH"
         # "mcp-server-git --repository ." as one string: the arguments are no part of the name.
-        spaced = len(written.split()) > 1 and shutil.which(written.split()[0], path=env.get("PATH", os.defpath))
+        spaced = len(written.split()) > 1
         raise ToolLoadError(
             f"tool {name!r}: program {written!r} is not found on {where}. "
-            + ("Fix: give the program and its arguments apart: command = [\"" + '", "'.join(written.split())
-               + "\"] (or command = \"" + written.split()[0] + "\" with args = [...])" if spaced else
+            + ("Fix: give the program and its arguments apart: [\"" + '", "'.join(written.split())
+               + "\"] (an mcp server also takes command = \"" + written.split()[0] + "\" with args = [...])"
+               if spaced else
                "Fix: install it, or give its absolute path")
         )
 
