@@ -164,3 +164,32 @@ def test_help_documents_the_option():
     for command in ("run", "tools"):
         result = invoke(command, "--help", env=dict(ENV, COLUMNS="200"))
         assert "--mcp" in result.stdout and "mcp-server-git" in result.stdout
+
+
+def test_the_reference_git_server_in_one_line(tmp_path, monkeypatch):
+    """The line of the issue, with the reference mcp-server-git (the `test` extra) found on
+    PATH and started in the current directory: its `--repository .` is the repository here."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("mcp_server_git", reason="pip install -e '.[test]' brings mcp-server-git")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    project(repo)
+    (repo / "task.toml").write_text(
+        'agent = "a"\nprompt = "p"\n[sim]\nttft = 0\ndecode_tps = 5000\n'
+        '[[sim.steps]]\nid = "st"\ntool = "git_status"\nargs = { repo_path = "." }\n'
+        '[sim.final]\nanswer = "status: {st}"\n')
+    monkeypatch.chdir(repo)
+    env = dict(ENV, PATH=f"{Path(sys.executable).parent}{os.pathsep}{ENV.get('PATH', '')}")
+    line = "mcp-server-git --repository ."
+    listed = invoke("tools", "--mcp", line, "--json", env=env)
+    assert listed.exit_code == 0, listed.output
+    assert {"git_status", "git_log", "git_diff"} <= {row["name"] for row in json.loads(listed.stdout)["tools"]}
+    result = invoke("run", "task.toml", "--mcp", line, "--json", "--trace", tmp_path / "t.jsonl", env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tool_calls"][0]["status"] == "ok" and "On branch main" in report["answer"]
