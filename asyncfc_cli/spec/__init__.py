@@ -26,6 +26,12 @@ Prompt parameters are ``{name}`` placeholders filled from ``[params]`` and
 ``--set name=value``; a placeholder without a value, and a ``--set`` for a
 name the prompt does not have (usually a typo), are errors.
 
+Every ``[tools.NAME]`` table of a file is validated when the file is read,
+used or not, into its kind's typed config (``AgentsFile.tools``,
+``TaskFile.tools``; :mod:`.tooltables`), and a run builds its tool sources
+from those (:func:`tool_source`). ``--mcp "command line"`` adds a server to
+one run (:func:`mcp_line_source`).
+
 Tool names: a task may define ``[tools.NAME]`` of its own, but not a name
 its agents file also defines (it used to replace that tool silently); the
 name ``wait`` is reserved for async mode's own tool, in every mode.

@@ -237,11 +237,14 @@ def _check_tool_names_first(raw_task: dict[str, Any], task_path: Path, agents_pa
     a table that redefines the agents file's tool is refused for that, whatever it holds."""
     from types import SimpleNamespace
 
-    tools, agents_file = raw_task.get("tools"), raw_task.get("agents_file")
+    tools, agents_file = raw_task.get("tools"), interpolate_leniently(raw_task.get("agents_file"))
     if not isinstance(tools, dict) or not tools or not isinstance(agents_file, (str, type(None))):
         return  # nothing to compare, or the task's validation says what is wrong
-    found = find_agents_file(task_path, SimpleNamespace(agents_file=agents_file), agents_path)  # type: ignore[arg-type]
-    raw_agents = read_toml(found) if found else {}
+    try:
+        found = find_agents_file(task_path, SimpleNamespace(agents_file=agents_file), agents_path)  # type: ignore[arg-type]
+        raw_agents = read_toml(found) if found else {}
+    except SpecError:
+        return  # said where the run reads the agents file, in its turn
     agents_tools = raw_agents.get("tools", {})
     check_tool_definitions(tools, task_path, agents_tools if isinstance(agents_tools, dict) else {}, found)
 
