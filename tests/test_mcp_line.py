@@ -84,10 +84,8 @@ def test_tools_lists_a_servers_tools_without_any_project(tmp_path, monkeypatch):
 
 
 def test_tools_of_an_agent_with_a_server_added(tmp_path):
-    project(tmp_path, '[tools.words]\npython = "tools.textstats:word_count"\n', '["words"]')
-    (tmp_path / "tools").mkdir()
-    (tmp_path / "tools" / "textstats.py").write_text('def word_count(text: str) -> int:\n    """Count words."""\n'
-                                                     '    return len(text.split())\n')
+    project(tmp_path, '[tools.words]\ncommand = ["echo", "a few words"]\ndescription = "Say a few words."\n',
+            '["words"]')
     result = invoke("tools", "a", "--agents", tmp_path / "agents.toml", "--mcp", LINE, "--json", env=ENV)
     assert result.exit_code == 0, result.output
     assert {row["name"] for row in json.loads(result.stdout)["tools"]} == SERVER_TOOLS | {"words"}
