@@ -69,6 +69,12 @@ def _fail(exc: Exception, as_json: bool) -> typer.Exit:
 
 def _agents_file(explicit: Path | None) -> tuple[Path, dict[str, Any]]:
     """The agents file and its raw tables (read and checked like a run reads them)."""
+    found, raw, _typed = _read_agents_file(explicit)
+    return found, raw
+
+
+def _read_agents_file(explicit: Path | None) -> tuple[Path, dict[str, Any], Any]:
+    """The agents file, its raw tables, and the file as validated (spec.AgentsFile)."""
     from asyncfc_cli import spec
 
     if explicit is not None:
@@ -81,9 +87,9 @@ def _agents_file(explicit: Path | None) -> tuple[Path, dict[str, Any]]:
             raise spec.SpecError(None, "--agents", f"no agents.toml in {Path.cwd()} or a parent directory",
                                  "run asyncfc init to create a project, or pass --agents FILE")
     raw = spec.read_toml(found)
-    spec.load_agents_file(found)  # structure, so a bad table is an error here and not a traceback below
+    typed = spec.load_agents_file(found)  # structure, so a bad table is an error here and not a traceback below
     spec.check_tool_definitions({}, None, raw.get("tools", {}), found)
-    return found, raw
+    return found, raw, typed
 
 
 # --- tools ------------------------------------------------------------------------------------
@@ -96,6 +102,11 @@ def tools(
         show_default=False)] = None,
     agents: AgentsOpt = None,
     as_json: JsonOpt = False,
+    mcp: Annotated[Optional[list[str]], typer.Option(
+        "--mcp", metavar="<command line>", help='An MCP server\'s tools, as asyncfc run --mcp adds them: '
+        '--mcp "mcp-server-git --repository ." (repeatable). With AGENT or TASK, listed with that run\'s '
+        "tools (a name clash is an error, as in the run); alone, only the servers' tools, no agents.toml "
+        "needed.")] = None,
 ) -> None:
     """Show each tool as the model sees it: kind, JSON schema, timeout, ordered and limits.
 
@@ -110,7 +121,7 @@ def tools(
 
     redact = Redactor(env_secrets())  # and every tool source's secrets, once resolved
     try:
-        where, agent_name, mode, built, hints = _resolve_tools(target, agents, redact)
+        where, agent_name, mode, built, hints = _resolve_tools(target, agents, redact, mcp or [])
     except spec.SpecError as exc:
         raise _fail(exc, as_json) from None
     rows = [_tool_row(tool) for tool in built.values()]
@@ -129,7 +140,8 @@ def tools(
         raise typer.Exit(EXIT_OK)
     out = _out()
     heading = f"agent {agent_name} ({mode} mode)" if agent_name else \
-        "every tool (a timeout not set on the tool is the agents' default tool_timeout)"
+        "every tool (a timeout not set on the tool is the agents' default tool_timeout)" if target or not mcp \
+        else "the --mcp servers' tools (a timeout not set is the agents' default tool_timeout)"
     out.print(f"[bold]{_text(heading)}[/] · {_text(where)}")
     if not rows:
         out.print("no tools")
@@ -162,36 +174,34 @@ def _tool_row(tool: Any) -> dict[str, Any]:
             "expected_latency": tool.expected_latency, "schema": tool.openai_schema()}
 
 
-def _resolve_tools(target: str | None, agents: Path | None,
-                   redact: Any) -> tuple[Path, str | None, str | None, dict, list]:
-    """(file, agent, mode, tools by name, hints) for ``asyncfc tools [AGENT|TASK]``;
-    ``redact`` learns the secrets of every tool source it opens."""
+def _resolve_tools(target: str | None, agents: Path | None, redact: Any,
+                   mcp: list[str]) -> tuple[Path, str | None, str | None, dict, list]:
+    """(file, agent, mode, tools by name, hints) for ``asyncfc tools [AGENT|TASK] [--mcp ...]``;
+    ``redact`` learns the secrets of every tool source it opens. Every source is
+    built by the function a run builds it with (spec.tool_source, spec.resolve_agent)."""
     from asyncfc_cli import spec
 
     if target is not None and target.endswith(".toml") and Path(target).is_file():
-        run = spec.resolve_run(Path(target), agents_path=agents)
+        run = spec.resolve_run(Path(target), agents_path=agents, mcp=mcp)
         built = _opened_tools(run.tool_sources, Path(target), redact)
         return Path(target), run.agent_name, run.agent.mode, built, run.hints
-    found, raw = _agents_file(agents)
+    # Outside an agent a tool without its own timeout still has one: the
+    # agent's tool_timeout, whose default every agent that does not set it runs with.
+    default_timeout = spec.AgentSpec.model_fields["tool_timeout"].default
+    if target is None and mcp:  # only the servers': a look at a server before writing any file
+        sources = []
+        for index, line in enumerate(mcp):
+            sources.append(spec.mcp_line_source(line, index, {s.name for s in sources}))
+            sources[-1].set_default_timeout(default_timeout)
+        return Path.cwd(), None, None, _opened_tools(sources, None, redact), []
+    found, raw, typed = _read_agents_file(agents)
     raw_tools = raw.get("tools", {})
     if target is None:
-        from pydantic import ValidationError
-
-        from asyncfc_cli import tools as tools_mod
-
-        # Outside an agent a tool without its own timeout still has one: the
-        # agent's tool_timeout, whose default every agent that does not set it runs with.
-        default_timeout = spec.AgentSpec.model_fields["tool_timeout"].default
         sources = []
-        for name, table in raw_tools.items():
-            lenient = spec.interpolate_leniently(table)
-            try:
-                sources.append(tools_mod.build_source(name, lenient, found.parent.resolve()))
-                sources[-1].set_default_timeout(default_timeout)
-            except ValidationError as exc:
-                raise spec.spec_error_from(exc, None, found, f"tools.{name}") from None
-            except tools_mod.ToolLoadError as exc:
-                raise spec.tool_spec_error(exc, name, found) from None
+        for name, config in typed.tools.items():
+            # Leniently: a tool no run uses may name a variable this shell has not set.
+            sources.append(spec.tool_source(name, raw_tools[name], found, strict=False, config=config))
+            sources[-1].set_default_timeout(default_timeout)
         built = _opened_tools(sources, found, redact)
         return found, None, None, built, spec.tool_hints(built, raw_tools)
     agents_table = raw.get("agents", {})
@@ -199,12 +209,13 @@ def _resolve_tools(target: str | None, agents: Path | None,
         known = ", ".join(sorted(agents_table)) or "none"
         raise spec.SpecError(found, "agents", f"agent {target!r} is not defined",
                              f"use one of: {known}, or name a task file")
-    agent, _model, _static, sources = spec.resolve_agent(agents_table[target], found, f"agents.{target}", raw, found)
+    agent, _model, _static, sources = spec.resolve_agent(agents_table[target], found, f"agents.{target}", raw, found,
+                                                         agent=typed.agents[target], tool_configs=typed.tools, mcp=mcp)
     built = _opened_tools(sources, found, redact)
     return found, target, agent.mode, built, spec.tool_hints(built, raw_tools)
 
 
-def _opened_tools(sources: list[Any], file: Path, redact: Any) -> dict[str, Any]:
+def _opened_tools(sources: list[Any], file: Path | None, redact: Any) -> dict[str, Any]:
     """Every tool the sources bring: an MCP server is started to list its own (and stopped)."""
     import trio
 

@@ -68,6 +68,11 @@ def run(
     continue_run: Annotated[Optional[str], typer.Option(
         "--continue", metavar="RUN_ID", help="Continue this run (an id from asyncfc trace list, or a trace "
         "file); outcomes its model never saw are delivered first.")] = None,
+    mcp: Annotated[Optional[list[str]], typer.Option(
+        "--mcp", metavar="<command line>", help='Add an MCP server\'s tools to the agent for this run: '
+        '--mcp "mcp-server-git --repository ." (repeatable). Split as a POSIX shell splits words; leading '
+        'NAME=value words are its environment; a lone http(s):// URL is a streamable HTTP server. '
+        "A name clash with the agent's tools is an error. See docs/mcp.md.")] = None,
 ) -> None:
     """Run an agent on a task (or, with --agent, on a prompt) and print its answer.
 
@@ -87,7 +92,7 @@ def run(
     with stdout_to_stderr() as stdout_fd:
         run_spec, cassette = _prepare(task, agent, agents, model, mode.value if mode else None, sets, timeout,
                                       as_json, stdout_fd, (record, replay, replay_speed, replay_match),
-                                      (continue_last, continue_run))
+                                      (continue_last, continue_run), mcp)
         if not quiet:
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
@@ -115,7 +120,8 @@ class _Started:
 
 def _prepare(task: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
              sets: list[str] | None, timeout: float | None, as_json: bool, stdout_fd: int | None,
-             cassette_options: tuple[Any, ...], continuing: tuple[bool, str | None] = (False, None)) -> tuple[Any, Any]:
+             cassette_options: tuple[Any, ...], continuing: tuple[bool, str | None] = (False, None),
+             mcp: list[str] | None = None) -> tuple[Any, Any]:
     """The run's spec and cassette plan (docs/cassettes.md), with the model's key
     checked (a replay needs none); a problem is exit 2 before anything runs."""
     from asyncfc_cli import cassette as cassettes, spec as spec_mod
@@ -127,7 +133,8 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
             run_spec = continued_run(continuing[1], _prompt(task), agent, agents, model, mode, overrides, timeout)
         else:
-            run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None)
+            run_spec = _resolve(task, agent, agents, model, mode, overrides, timeout, cassette_options[1] is not None,
+                                mcp)
         cassette = cassettes.for_run(run_spec, *cassette_options)
         if not run_spec.model.is_sim and cassette_options[1] is None:
             # A missing key fails here, once, before anything runs or is retried
@@ -143,9 +150,10 @@ def _prepare(task: str, agent: str | None, agents: Path | None, model: str | Non
 
 
 def _resolve(target: str, agent: str | None, agents: Path | None, model: str | None, mode: str | None,
-             overrides: dict[str, str], timeout: float | None, keyless: bool = False) -> Any:
+             overrides: dict[str, str], timeout: float | None, keyless: bool = False,
+             mcp: list[str] | None = None) -> Any:
     """The run's spec: a task file, or with ``--agent`` a prompt (``-``: read from stdin);
-    ``keyless``: it replays a cassette, so the model's key need not be set."""
+    ``keyless``: it replays a cassette, so the model's key need not be set; ``mcp``: --mcp servers."""
     from asyncfc_cli import spec as spec_mod
 
     if agent is None:
@@ -155,13 +163,13 @@ def _resolve(target: str, agent: str | None, agents: Path | None, model: str | N
                                      "check the path; to run a prompt without a task file, name an agent: "
                                      'asyncfc run -a AGENT "..." (asyncfc agents lists them)')
         return spec_mod.resolve_run(Path(target), agents_path=agents, model_override=model, mode_override=mode,
-                                    overrides=overrides, timeout_override=timeout, keyless=keyless)
+                                    overrides=overrides, timeout_override=timeout, keyless=keyless, mcp=mcp)
     if target != "-" and target.endswith(".toml") and Path(target).is_file():
         raise spec_mod.SpecError(None, "--agent", f"with --agent the argument is the prompt, but {target} is a file",
                                  "leave out --agent to run the task file (its agent is named in it)")
     prompt = _prompt(target)
     return spec_mod.resolve_prompt_run(prompt, agent, agents_path=agents, model_override=model, mode_override=mode,
-                                       overrides=overrides, timeout_override=timeout, keyless=keyless)
+                                       overrides=overrides, timeout_override=timeout, keyless=keyless, mcp=mcp)
 
 
 def _prompt(target: str) -> str:
@@ -211,7 +219,9 @@ def _execute(run_spec: Any, trace_path: Path, run_id: str, as_json: bool, quiet:
     except runner.ToolLoadError as exc:  # a tool source that could not start (e.g. an MCP server)
         from asyncfc_cli import spec as spec_mod
         found = {**spec_error_object(spec_mod.tool_spec_error(exc, "", None), EXIT_USAGE), "trace": str(trace_path)}
-        raise fail(str(exc), EXIT_USAGE, found if as_json else None, stdout_fd) from None
+        message, fix = spec_mod.split_fix(str(exc))
+        raise fail(message + (f"\n  fix: {fix}" if fix else ""), EXIT_USAGE, found if as_json else None,
+                   stdout_fd) from None
     return started
 
 

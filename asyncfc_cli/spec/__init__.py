@@ -26,6 +26,12 @@ Prompt parameters are ``{name}`` placeholders filled from ``[params]`` and
 ``--set name=value``; a placeholder without a value, and a ``--set`` for a
 name the prompt does not have (usually a typo), are errors.
 
+Every ``[tools.NAME]`` table of a file is validated when the file is read,
+used or not, into its kind's typed config (``AgentsFile.tools``,
+``TaskFile.tools``; :mod:`.tooltables`), and a run builds its tool sources
+from those (:func:`tool_source`). ``--mcp "command line"`` adds a server to
+one run (:func:`mcp_line_source`).
+
 Tool names: a task may define ``[tools.NAME]`` of its own, but not a name
 its agents file also defines (it used to replace that tool silently); the
 name ``wait`` is reserved for async mode's own tool, in every mode.
@@ -40,11 +46,12 @@ of :func:`resolve_run` that resolves an agent.
 
 # The package's parts, one concern each: schema (the tables and the resolved
 # run), errors (pydantic's errors as SpecError), load (TOML, discovery,
-# ${VAR}), resolve (task and prompt runs), sim ([sim] plans), hints (likely
+# ${VAR}), resolve (task and prompt runs), tooltables ([tools] tables into typed
+# configs, --mcp lines into sources), sim ([sim] plans), hints (likely
 # mistakes that are not errors), validate (``asyncfc validate``). Callers
 # import from here.
 
-from asyncfc_cli.spec.errors import SpecError, spec_error_from, tool_spec_error, validate_as
+from asyncfc_cli.spec.errors import SpecError, spec_error_from, split_fix, tool_spec_error, validate_as
 from asyncfc_cli.spec.hints import tool_hints
 from asyncfc_cli.spec.load import (
     BUILTIN_VARS,
@@ -87,6 +94,7 @@ from asyncfc_cli.spec.schema import (
     RunSpec,
     TaskFile,
 )
+from asyncfc_cli.spec.tooltables import mcp_line_source, tool_config, tool_configs
 from asyncfc_cli.spec.sim import check_sim_tools, fill_sim_params, load_sim_plan, sim_parameters
 from asyncfc_cli.spec.validate import project_files, validate_file
 
@@ -95,8 +103,8 @@ __all__ = [
     "Mode", "ModelSpec", "RESERVED_TOOL_NAMES", "ResolvedModel", "RunSpec", "SIM_MODEL", "SpecError", "TaskFile",
     "check_sim_model", "check_sim_tools", "check_text", "check_tool_definitions", "fill_sim_params",
     "find_agents_file", "find_agents_upward", "interpolate", "interpolate_leniently", "is_model_string",
-    "load_agents_file", "load_sim_plan", "load_task", "parse_set", "project_files", "prompt_parameters", "read_toml",
-    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from",
+    "load_agents_file", "load_sim_plan", "load_task", "mcp_line_source", "tool_config", "tool_configs", "parse_set", "project_files", "prompt_parameters", "read_toml",
+    "render_prompt", "resolve_agent", "resolve_prompt_run", "resolve_run", "resolve_task", "sim_parameters", "spec_error_from", "split_fix",
     "task_params", "task_sim_plan",
     "tool_hints", "tool_source", "tool_spec_error", "validate_as", "validate_file",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
@@ -25,8 +26,11 @@ class SpecError(Exception):
 
 
 def validate_as(model: type[BaseModel], data: dict[str, Any], file: Path | None, prefix: str = "") -> Any:
+    """``data`` as a ``model``, or the :class:`SpecError` of its first problem. The
+    file is in the validation's context: a table that validates its parts itself
+    (``[tools]``, asyncfc_cli/spec/tooltables.py) names it in its own errors."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"file": file})
     except ValidationError as exc:
         raise spec_error_from(exc, model, file, prefix, data) from None
 
@@ -63,7 +67,11 @@ def spec_error_from(
     kind = err["type"]
     if kind == "extra_forbidden":
         valid = _field_names(model, loc[:-1]) if model else []
-        fix = f"valid keys here: {', '.join(valid)}" if valid else "remove it"
+        where = f"in {'.'.join(names[:-1])}" if len(names) > 1 else "here"
+        fix = f"valid keys {where}: {', '.join(valid)}" if valid else "remove it"
+        close = difflib.get_close_matches(str(names[-1]), valid, n=1, cutoff=0.75)
+        if close:
+            fix = f"did you mean {close[0]}? {fix}"
         return SpecError(file, key, "unknown key", fix)
     if kind == "missing":
         return SpecError(file, key, "required key is missing", f"add {names[-1]} = ...")
@@ -73,9 +81,15 @@ def spec_error_from(
     if sum(1 for _, other in deepest if other == loc) > 1:
         # Every member of a union refused the value: its type is wrong.
         return SpecError(file, key, f"wrong type (got {shown})", fix)
-    message = err["msg"][0].lower() + err["msg"][1:]
+    # "a valid dictionary or instance of McpServer": the class is no word of the file's.
+    message = re.sub(r" or instance of \w+", "", err["msg"][0].lower() + err["msg"][1:])
     if message.startswith("value error, "):
         message = message[len("value error, "):]
+    # A check that knows the fix says it: "problem. Fix: what to do".
+    message, sep, own_fix = message.partition(". Fix: ")
+    if sep:
+        quoted = isinstance(got, dict) or shown in message
+        return SpecError(file, key, message if quoted else f"{message} (got {shown})", own_fix)
     if kind == "value_error" and isinstance(got, dict):
         # A check on a whole table (e.g. a [sim] plan's references): the
         # message says what is wrong, showing the table would not help.
@@ -126,6 +140,8 @@ def _fix_for(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
 def _describe_type(ann: Any) -> str:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
+    if origin is typing.Annotated:  # PositiveFloat and the like: the message names the bound
+        return _describe_type(args[0])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -196,11 +212,17 @@ def tool_spec_error(exc: Exception, name: str, file: Path | None) -> SpecError:
     name = name or getattr(exc, "source", None) or ""
     if not name and (named := re.match(r"tool '([A-Za-z0-9_-]{1,64})': ", text)):
         name = named[1]
-    prefix = f"tool {name!r}: "
-    if name and text.startswith(prefix):
-        text = text[len(prefix):]
-    # The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it.
-    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
-    message, fix = (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")
-    return SpecError(file, f"tools.{name}" if name else "tools", message, fix)
+    key = getattr(exc, "key", None) or (f"tools.{name}" if name else "tools")
+    label = f"tool {name!r}: " if key.startswith("tools.") else key + " "  # "--mcp server '...': ..."
+    if name and text.startswith(label):
+        text = text[len(label):]
+    message, fix = split_fix(text)
+    return SpecError(file if key.startswith("tools") else None, key, message, fix)
 
+
+
+def split_fix(text: str) -> tuple[str, str]:
+    """``problem. Fix: what to do`` as (problem, what to do); ("text", "") without a fix.
+    The last "Fix:" (after a sentence or a quoted block): a message may quote a server's output before it."""
+    at = max(text.rfind(". Fix: "), text.rfind("\nFix: "))
+    return (text[:at], text[at:].split("Fix: ", 1)[1]) if at >= 0 else (text, "")

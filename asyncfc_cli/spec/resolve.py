@@ -96,10 +96,12 @@ class _Origin:
     agent_key: str
     task_tools: dict[str, Any] = field(default_factory=dict)  # the task's raw [tools]
     models: dict[str, ModelSpec] = field(default_factory=dict)  # [models] as the agents file's validation gave them
+    # Both files' [tools] as validated (names are unique across the two: check_tool_definitions).
+    tool_configs: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self, **overrides: Any) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
         return resolve_agent(self.raw_agent, self.agent_file, self.agent_key, self.raw_agents, self.agents_path,
-                             models=self.models,
+                             models=self.models, tool_configs=self.tool_configs,
                              task_tools=self.task_tools, task_path=self.task_path, agent=self.agent, **overrides)
 
 
@@ -147,15 +149,17 @@ def resolve_run(
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
     keyless: bool = False,
+    mcp: list[str] | None = None,
 ) -> RunSpec:
     """Load a task and its agent, strictly interpolated, tools built, and check
     that the run can work. ``asyncfc validate TASK`` is this function, run
     for nothing else: whatever a run would refuse, validate refuses too.
     ``keyless``: the run reaches no model endpoint (it replays a cassette), so
-    the model's key and endpoint may name variables that are not set."""
+    the model's key and endpoint may name variables that are not set.
+    ``mcp``: ``--mcp`` command lines, servers whose tools the agent gets for this run."""
     return resolve_task(Path(task_path), agents_path=agents_path, model_override=model_override,
                         mode_override=mode_override, overrides=overrides, timeout_override=timeout_override,
-                        keyless=keyless)[0]
+                        keyless=keyless, mcp=mcp)[0]
 
 
 def resolve_task(
@@ -168,10 +172,11 @@ def resolve_task(
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
     keyless: bool = False,
+    mcp: list[str] | None = None,
 ) -> tuple[RunSpec, TaskFile]:
     """:func:`resolve_run`, with the task as validated (``raw_task``: the file's data, if already read)."""
     prepared = prepare_task(task_path, raw_task, agents_path=agents_path, model_override=model_override,
-                            mode_override=mode_override, timeout_override=timeout_override, keyless=keyless)
+                            mode_override=mode_override, timeout_override=timeout_override, keyless=keyless, mcp=mcp)
     return spec_for(prepared, overrides), prepared.task
 
 
@@ -186,6 +191,7 @@ class PreparedTask:
     task: TaskFile
     origin: _Origin
     resolved: tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]
+    mcp: list[str] | None = None  # --mcp command lines: part of each run's identity
 
 
 def prepare_task(
@@ -197,11 +203,13 @@ def prepare_task(
     mode_override: str | None = None,
     timeout_override: float | None = None,
     keyless: bool = False,
+    mcp: list[str] | None = None,
 ) -> PreparedTask:
     """The row-independent part of :func:`resolve_task` (same checks, same errors)."""
     raw_task = read_toml(task_path) if raw_task is None else raw_task
     if not raw_task:
         raise SpecError(task_path, "", "the file is empty", "write a task: agent = ..., prompt = ...")
+    _check_tool_names_first(raw_task, task_path, agents_path)
     task = validate_as(TaskFile, _interpolate_leniently(raw_task), task_path)
     # The parts of the task every run uses are interpolated strictly, so an
     # unset ${VAR} in the prompt is an error rather than literal text. Where
@@ -222,19 +230,19 @@ def prepare_task(
                             f"use one of: {known}, pass --agents FILE, or write an inline [agent] table")
         origin = _Origin(task_path, found, raw_agents, task.agent, agents.agents[task.agent],
                          raw_agents["agents"][task.agent], found, f"agents.{task.agent}", task_tools,
-                         models=agents.models)
+                         models=agents.models, tool_configs={**agents.tools, **task.tools})
     else:
         origin = _Origin(task_path, found, raw_agents, "inline", task.agent, raw_task["agent"], task_path, "agent",
-                         task_tools, models=agents.models)
+                         task_tools, models=agents.models, tool_configs={**agents.tools, **task.tools})
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override, keyless=keyless)
-    return PreparedTask(task_path, raw_task, task, origin, resolved)
+                              timeout_override=timeout_override, keyless=keyless, mcp=mcp)
+    return PreparedTask(task_path, raw_task, task, origin, resolved, mcp)
 
 
 def spec_for(prepared: PreparedTask, overrides: dict[str, str] | None = None) -> RunSpec:
     """The run of ``prepared`` with one parameter row (``--set`` values) applied."""
     task_path, raw_task, task, origin = prepared.task_path, prepared.raw_task, prepared.task, prepared.origin
-    resolved = prepared.resolved
+    resolved, mcp = prepared.resolved, prepared.mcp
     agent, model, tools, sources = resolved
 
     params = task_params(task, raw_task, task_path, overrides)
@@ -263,7 +271,24 @@ def spec_for(prepared: PreparedTask, overrides: dict[str, str] | None = None) ->
             check_sim_tools(sim_plan, raw_sim, tools, agent.mode, origin.agent_name, task_path)
 
     return _run_spec(origin, resolved, prompt=prompt, expect=task.expect, sim_plan=sim_plan,
-                     identity={"task": raw_task})
+                     identity={"task": raw_task, **({"mcp": mcp} if mcp else {})})
+
+
+def _check_tool_names_first(raw_task: dict[str, Any], task_path: Path, agents_path: Path | None) -> None:
+    """A task's [tools] names against its agents file's, before the tables are validated:
+    a table that redefines the agents file's tool is refused for that, whatever it holds."""
+    from types import SimpleNamespace
+
+    tools, agents_file = raw_task.get("tools"), interpolate_leniently(raw_task.get("agents_file"))
+    if not isinstance(tools, dict) or not tools or not isinstance(agents_file, (str, type(None))):
+        return  # nothing to compare, or the task's validation says what is wrong
+    try:
+        found = find_agents_file(task_path, SimpleNamespace(agents_file=agents_file), agents_path)  # type: ignore[arg-type]
+        raw_agents = read_toml(found) if found else {}
+    except SpecError:
+        return  # said where the run reads the agents file, in its turn
+    agents_tools = raw_agents.get("tools", {})
+    check_tool_definitions(tools, task_path, agents_tools if isinstance(agents_tools, dict) else {}, found)
 
 
 def task_params(task: TaskFile, raw_task: dict[str, Any], task_path: Path,
@@ -341,6 +366,8 @@ def resolve_agent(
     agent: AgentSpec | None = None,
     models: dict[str, ModelSpec] | None = None,
     keyless: bool = False,
+    tool_configs: dict[str, Any] | None = None,
+    mcp: list[str] | None = None,
 ) -> tuple[AgentSpec, ResolvedModel, dict[str, Any], list[Any]]:
     """An agent as a run uses it: strictly interpolated, overrides applied, its
     model resolved, its tool sources built and the tools known before the run
@@ -350,7 +377,11 @@ def resolve_agent(
     ``agent`` is the agent as its file's validation gave it (strict
     interpolation, where it succeeds, gives the same values); None: it is
     validated here, from ``raw_agent``. ``models``: the ``[models]`` tables as
-    that validation gave them, likewise (a model not there is validated here)."""
+    that validation gave them, likewise (a model not there is validated here).
+    ``tool_configs`` are the [tools] tables as their files' validation gave
+    them (by name; a table not among them is validated here). ``mcp`` are
+    ``--mcp`` command lines: each server's tools join the agent's
+    (:func:`~asyncfc_cli.spec.tooltables.mcp_line_source`)."""
     task_tools = task_tools or {}
     agents_tools = raw_agents.get("tools", {})
     strict = interpolate(raw_agent, agent_file, agent_key)  # an unset ${VAR} in the agent is an error
@@ -383,10 +414,18 @@ def resolve_agent(
             raise SpecError(agent_file, f"{agent_key}.tools[{index}]",
                             f"tool {name!r} is not defined",
                             f"define [tools.{name}] (in the task or in agents.toml) or use one of: {known}")
-        source = tool_source(name, raw, file)
+        source = tool_source(name, raw, file, config=(tool_configs or {}).get(name))
         source.set_default_timeout(agent.tool_timeout)
         sources.append(source)
         tools.update({tool.name: tool for tool in source.static_tools()})
+    from asyncfc_cli.spec.tooltables import mcp_line_source
+
+    taken = {*agents_tools, *task_tools}
+    for index, line in enumerate(mcp or []):
+        source = mcp_line_source(line, index, taken)
+        taken.add(source.name)
+        source.set_default_timeout(agent.tool_timeout)
+        sources.append(source)
     return agent, model, tools, sources
 
 
@@ -401,6 +440,7 @@ def resolve_prompt_run(
     overrides: dict[str, str] | None = None,
     timeout_override: float | None = None,
     keyless: bool = False,
+    mcp: list[str] | None = None,
 ) -> RunSpec:
     """A run of one agent on a prompt given on the command line: no task file.
 
@@ -429,14 +469,16 @@ def resolve_prompt_run(
         raise SpecError(found, "agents", f"agent {agent_name!r} is not defined",
                         f"use one of: {known} (asyncfc agents lists them)")
     origin = _Origin(None, found, raw_agents, agent_name, agents.agents[agent_name],
-                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}", models=agents.models)
+                     raw_agents["agents"][agent_name], found, f"agents.{agent_name}", models=agents.models,
+                     tool_configs=agents.tools)
     resolved = origin.resolve(model_override=model_override, mode_override=mode_override,
-                              timeout_override=timeout_override, keyless=keyless)
+                              timeout_override=timeout_override, keyless=keyless, mcp=mcp)
     from asyncfc_cli.sim.plan import no_plan
 
     one_line = " ".join(prompt.split())
     return _run_spec(origin, resolved, prompt=prompt, expect=Expectations(),
-                     sim_plan=no_plan() if resolved[1].is_sim else None, identity={"prompt": prompt},
+                     sim_plan=no_plan() if resolved[1].is_sim else None,
+                     identity={"prompt": prompt, **({"mcp": mcp} if mcp else {})},
                      task_label="prompt: " + (one_line if len(one_line) <= 60 else one_line[:59] + "…"))
 
 
@@ -446,20 +488,24 @@ def is_model_string(ref: str) -> bool:
             or ref.startswith(("gpt-", "claude", "gemini")))
 
 
-def tool_source(name: str, raw: Any, file: Path | None, *, strict: bool = True) -> Any:
-    """One ``[tools.NAME]`` table as a tool source: interpolated (strictly for a run;
-    leniently to check a tool no run uses), validated into its typed config
-    (:data:`asyncfc_cli.tools.ToolConfig`) and built from it. The one place a
-    tool table is validated; every problem is a SpecError at ``tools.NAME``."""
+def tool_source(name: str, raw: Any, file: Path | None, *, strict: bool = True, config: Any = None) -> Any:
+    """One ``[tools.NAME]`` table as a tool source, built from its typed config
+    (:data:`asyncfc_cli.tools.ToolConfig`): ``config`` as its file's validation
+    gave it (:class:`AgentsFile`, :class:`TaskFile`), or None to validate ``raw``
+    here (:func:`~asyncfc_cli.spec.tooltables.tool_config`). ``strict``: an unset
+    ``${VAR}`` in the table is an error (a run); not so to show or check a tool
+    no run uses. What the CLI runs, validates and lists is built here; every
+    problem is a SpecError at ``tools.NAME`` (or a key inside it)."""
     from asyncfc_cli import tools as tools_mod
+    from asyncfc_cli.spec.tooltables import tool_config
 
-    if not isinstance(raw, dict):
-        raise SpecError(file, f"tools.{name}", f"must be a table (got {raw!r})", f"write [tools.{name}]")
-    raw = interpolate(raw, file, f"tools.{name}") if strict else interpolate_leniently(raw)
+    if strict and isinstance(raw, dict):
+        # Where strict interpolation succeeds it gives what the lenient one the config came from gave.
+        raw = interpolate(raw, file, f"tools.{name}")
+    if config is None:
+        config = tool_config(name, raw if strict else interpolate_leniently(raw), file)
     try:
-        tools_mod.check_tool_name(name)
-        config = tools_mod.parse_tool_config(raw, name)
-        return tools_mod.build_source(name, config, Path(file).parent.resolve())  # type: ignore[arg-type]
+        return tools_mod.build_source(name, config, Path(file).parent.resolve() if file else Path.cwd())
     except ValidationError as exc:
         raise spec_error_from(exc, None, file, f"tools.{name}") from None
     except tools_mod.ToolLoadError as exc:

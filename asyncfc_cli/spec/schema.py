@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from asyncfc_cli import modes
+from asyncfc_cli.tools import ToolConfig
 
 Mode = Literal[modes.NAMES]  # type: ignore[valid-type]  (the registry's names, as pydantic checks them)
 SIM_MODEL = "sim"
@@ -70,10 +71,22 @@ class Expectations(_Strict):
         return value
 
 
+def _typed_tools(data: Any, info: ValidationInfo) -> Any:
+    # Each [tools.NAME] through its kind's model, with errors at the key inside
+    # the table (a SpecError, which pydantic lets through as it is).
+    from asyncfc_cli.spec.tooltables import with_tool_configs
+
+    file = (info.context or {}).get("file")
+    return with_tool_configs(data, file) if isinstance(data, dict) else data
+
+
 class AgentsFile(_Strict):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
-    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # name -> the table's typed config (tools.PythonToolConfig, CommandToolConfig, McpToolConfig)
+    tools: dict[str, ToolConfig] = Field(default_factory=dict)
+
+    _tools = model_validator(mode="before")(_typed_tools)
 
 
 class TaskFile(_Strict):
@@ -82,9 +95,11 @@ class TaskFile(_Strict):
     prompt: str
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     expect: Expectations = Field(default_factory=Expectations)
-    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tools: dict[str, ToolConfig] = Field(default_factory=dict)
     sim: dict[str, Any] | None = None
     description: str = ""
+
+    _tools = model_validator(mode="before")(_typed_tools)
 
 
 @dataclass

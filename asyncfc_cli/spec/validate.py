@@ -44,10 +44,10 @@ def validate_file(path: Path, hints: list[str] | None = None) -> str:
     check_tool_definitions({}, None, raw.get("tools", {}), path)
     for name in agents.agents:
         resolve_agent(raw["agents"][name], path, f"agents.{name}", raw, path, agent=agents.agents[name],
-                      models=agents.models)
+                      models=agents.models, tool_configs=agents.tools)
     built = {}
-    for name, tool_raw in agents.tools.items():
-        source = tool_source(name, tool_raw, path, strict=False)
+    for name, config in agents.tools.items():
+        source = tool_source(name, raw["tools"][name], path, strict=False, config=config)
         _check_source(source, path)
         built.update({tool.name: tool for tool in source.static_tools()})
     if hints is not None:

@@ -57,6 +57,8 @@ __all__ = [
     "RunContext",
     "KINDS",
     "parse_tool_config",
+    "kind_keys",
+    "KIND_MESSAGE",
     "check_tool_name",
     "Tool",
     "build_source",
@@ -76,13 +78,14 @@ for _module in _KIND_MODULES:
     _kind: ToolKind = importlib.import_module(f"asyncfc_cli.tools.{_module}").KIND
     KINDS[_kind.key] = _kind
 
-_KIND_MESSAGE = (
+KIND_MESSAGE = (
     'a tool needs exactly one of python = "module:function", command = ["argv", "..."] '
     'or mcp = { command = ["server", "..."] } / mcp = { url = "http://..." }'
 )
 
 
-def _kind_keys(raw: Any) -> list[str]:
+def kind_keys(raw: Any) -> list[str]:
+    """The kind keys (python, command, mcp) a table sets: exactly one makes a tool."""
     if isinstance(raw, BaseModel):
         return [k.key for k in KINDS.values() if isinstance(raw, k.config)]
     if not isinstance(raw, Mapping):
@@ -91,13 +94,13 @@ def _kind_keys(raw: Any) -> list[str]:
 
 
 def _discriminate(raw: Any) -> str | None:
-    keys = _kind_keys(raw)
+    keys = kind_keys(raw)
     return keys[0] if len(keys) == 1 else None
 
 
 ToolConfig = Annotated[
     Union[tuple(Annotated[k.config, Tag(k.key)] for k in KINDS.values())],  # type: ignore[misc]
-    Discriminator(_discriminate, custom_error_type="tool_kind", custom_error_message=_KIND_MESSAGE),
+    Discriminator(_discriminate, custom_error_type="tool_kind", custom_error_message=KIND_MESSAGE),
 ]
 """Pydantic type for one ``[tools.NAME]`` table, usable inside other models."""
 
@@ -108,21 +111,23 @@ def parse_tool_config(raw: Mapping[str, Any] | ToolConfig, name: str = "?") -> T
     if any(isinstance(raw, k.config) for k in KINDS.values()):
         return raw
     where = f"tool {name!r}"
-    keys = _kind_keys(raw)
+    keys = kind_keys(raw)
     if not keys:
         got = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
-        raise ToolLoadError(f"{where}: {_KIND_MESSAGE} (got keys: {got})")
+        raise ToolLoadError(f"{where}: {KIND_MESSAGE} (got keys: {got})")
     if len(keys) > 1:
         both = f"both {keys[0]} and {keys[1]}" if len(keys) == 2 else ", ".join(keys[:-1]) + f" and {keys[-1]}"
-        raise ToolLoadError(f"{where}: sets {both}; {_KIND_MESSAGE}. Split it into one tool per kind")
+        raise ToolLoadError(f"{where}: sets {both}; {KIND_MESSAGE}. Split it into one tool per kind")
     kind = KINDS[keys[0]]
     try:
         return kind.config.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ToolLoadError(
-            f"{where}: {format_validation_error(exc)} (valid keys for a {kind.name} "
-            f"tool: {', '.join(sorted(kind.config.model_fields))})"
-        ) from None
+        # The table's own keys only when a key of the table is unknown: an unknown key
+        # deeper (inside mcp = {...}) has other valid keys. The spec's errors name those
+        # (asyncfc_cli/spec/tooltables.py); this is the message for callers without a file.
+        top = any(err["type"] == "extra_forbidden" and len(err["loc"]) == 1 for err in exc.errors())
+        keys = f" (valid keys for a {kind.name} tool: {', '.join(sorted(kind.config.model_fields))})" if top else ""
+        raise ToolLoadError(f"{where}: {format_validation_error(exc)}{keys}") from None
 
 
 def check_tool_name(name: Any) -> None:
@@ -194,15 +199,29 @@ async def open_tools(sources: Iterable[ToolSource] | Mapping[str, Tool], trace: 
             if kind is not None and kind.run_resources is not None:
                 await stack.enter_async_context(kind.run_resources(run))
         tools: dict[str, Tool] = {}
-        origin: dict[str, str] = {}
+        origin: dict[str, ToolSource] = {}
         for source in sources:
             for tool in await stack.enter_async_context(source.open(run)):
                 if tool.name in tools or tool.name in reserved:
-                    other = f"tool {origin[tool.name]!r}" if tool.name in tools else "asyncfc's own tool"
-                    raise ToolLoadError(
-                        f"tool {source.name!r}: brings a tool named {tool.name!r}, which "
-                        f"{other} already has. Fix: set prefix, or exclude it"
+                    other = origin[tool.name] if tool.name in tools else None
+                    raise source.load_error(
+                        f"brings a tool named {tool.name!r}, which "
+                        f"{other.label if other else 'asyncfc' + chr(39) + 's own tool'} already has. "
+                        f"Fix: {_clash_fix(source, other, tool.name)}"
                     )
                 tools[tool.name] = tool
-                origin[tool.name] = source.name
+                origin[tool.name] = source
         yield tools
+
+
+def _clash_fix(source: ToolSource, other: ToolSource | None, name: str) -> str:
+    # A table can rename its tools (prefix) or leave one out (exclude); a server
+    # given on the command line cannot, so its fix is the table or the other side.
+    tables = [s for s in (source, other) if s is not None and s.key.startswith("tools.") and s.kind == "mcp"]
+    if tables:
+        return f"set prefix, or exclude = [\"{name}\"], in {tables[0].settings}"
+    fix = (f"add the server as a [tools.NAME] table with prefix = \"...\" (docs/mcp.md) and list that name in "
+           "the agent's tools instead of --mcp")
+    if other is not None and other.key.startswith("tools."):
+        fix += f", or run an agent without {other.label}"
+    return fix

@@ -103,21 +103,22 @@ _PARAM_TYPES: dict[str, Any] = {
 class CommandParam(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["string", "integer", "number", "boolean"] = "string"
-    description: str | None = None
-    default: str | int | float | bool | None = None
-    path: bool = False
+    type: Literal["string", "integer", "number", "boolean"] = Field("string", description="the JSON type the model sends")
+    description: str | None = Field(None, description="what the model is told the param is")
+    default: str | int | float | bool | None = Field(None, description="the value when the model leaves it out")
+    path: bool = Field(False, description="the value is a path that must stay inside root")
 
     @model_validator(mode="after")
     def _check(self) -> "CommandParam":
         if self.path and self.type != "string":
             raise ValueError(
-                f"path = true needs type = \"string\", not {self.type!r}"
+                f"path = true needs type = \"string\", not {self.type!r}. Fix: set type = \"string\" "
+                "or drop path"
             )
         if "default" in self.model_fields_set:
             if self.default is None:
                 raise ValueError(
-                    "default must be a value of the param's type; omit it to make "
+                    "default has no value of the param's type. Fix: give one, or omit default to make "
                     "the param required"
                 )
             try:
@@ -127,7 +128,7 @@ class CommandParam(BaseModel):
             except ValidationError as exc:
                 raise ValueError(
                     f"default {self.default!r} is not a valid {self.type}: "
-                    f"{exc.errors()[0]['msg']}"
+                    f"{exc.errors()[0]['msg']}. Fix: give a default of type {self.type}"
                 ) from None
         return self
 
@@ -137,20 +138,23 @@ class CommandParam(BaseModel):
 
 
 class CommandToolConfig(ToolConfigBase):
-    command: list[str] = Field(min_length=1)
-    description: str  # a command has no docstring to fall back on
-    cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    ok_codes: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    max_output: PositiveInt = 65536
-    root: str | None = None
-    params: dict[str, CommandParam] = Field(default_factory=dict)
+    command: list[str] = Field(min_length=1, description='the argv, run without a shell: ["git", "log", "{ref}"]')
+    # A command has no docstring to fall back on.
+    description: str = Field(description="what the model is told the tool does")
+    cwd: str | None = Field(None, description="the working directory, relative to this file")
+    env: dict[str, str] = Field(default_factory=dict, description="variables added to the environment")
+    ok_codes: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                                description="exit codes that mean success, e.g. [0, 1]")
+    max_output: PositiveInt = Field(65536, description="bytes of output kept")
+    root: str | None = Field(None, description="the directory path = true params must stay inside")
+    params: dict[str, CommandParam] = Field(
+        default_factory=dict, description='the {placeholders}: [tools.NAME.params] x = { type = "string", ... }')
 
     @field_validator("description")
     @classmethod
     def _non_empty(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError("a command tool needs a non-empty description")
+            raise ValueError("description is empty. Fix: say what the tool does; the model reads it")
         return v
 
     @model_validator(mode="after")
@@ -163,13 +167,13 @@ class CommandToolConfig(ToolConfigBase):
                 raise ValueError(
                     f"the executable {element!r} cannot contain placeholders: "
                     "letting the model pick the program defeats the point of a "
-                    "fixed argv; put the placeholder in a later element"
+                    "fixed argv. Fix: put the placeholder in a later element"
                 )
             used.extend(names)
         for name in used:
             if name not in self.params:
                 raise ValueError(
-                    f"placeholder {{{name}}} is not a declared param: add "
+                    f"placeholder {{{name}}} is not a declared param. Fix: add "
                     f"[tools.NAME.params] {name} = {{ type = \"string\", "
                     f"description = \"...\" }}, or write {{{{{name}}}}} for literal "
                     "braces"
@@ -177,13 +181,13 @@ class CommandToolConfig(ToolConfigBase):
         for name in self.params:
             if name not in used:
                 raise ValueError(
-                    f"param {name!r} is declared but never used in command: add "
+                    f"param {name!r} is declared but never used in command. Fix: add "
                     f"\"{{{name}}}\" to an argv element or remove the param"
                 )
         if self.root is not None and not any(p.path for p in self.params.values()):
             raise ValueError(
                 "root is set but no param has path = true, so it would check "
-                "nothing: mark the path params with path = true or drop root"
+                "nothing. Fix: mark the path params with path = true or drop root"
             )
         return self
 
@@ -340,9 +344,14 @@ def check_executable(name: str, executable: str, written: str, env: dict[str, st
         return
     if shutil.which(executable, path=env.get("PATH", os.defpath)) is None:
         where = "the PATH set in its env" if "PATH" in env and env["PATH"] != os.environ.get("PATH") else "PATH"
+        # "mcp-server-git --repository ." as one string: the arguments are no part of the name.
+        spaced = len(written.split()) > 1
         raise ToolLoadError(
             f"tool {name!r}: program {written!r} is not found on {where}. "
-            "Fix: install it, or give its absolute path"
+            + ("Fix: give the program and its arguments apart: [\"" + '", "'.join(written.split())
+               + "\"] (an mcp server also takes command = \"" + written.split()[0] + "\" with args = [...])"
+               if spaced else
+               "Fix: install it, or give its absolute path")
         )
 
 

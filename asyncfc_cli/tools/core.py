@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Mapping
 
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -47,13 +47,15 @@ class ToolConfigBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
-    timeout: PositiveFloat | None = None
-    ordered: bool = False
-    max_concurrency: PositiveInt | None = None
+    # The descriptions are the fix lines of a wrong value (asyncfc_cli/spec/errors.py).
+    description: str | None = Field(None, description="what the model is told the tool does")
+    timeout: PositiveFloat | None = Field(None, description="seconds a call may take (default: the agent's "
+                                          "tool_timeout)")
+    ordered: bool = Field(False, description="calls of this tool run one after another, in the order made")
+    max_concurrency: PositiveInt | None = Field(None, description="calls of this tool running at once")
     # Seconds a call usually takes: what async mode assumes before it has
     # measured the tool itself (asyncfc_cli/latency.py).
-    expected_latency: NonNegativeFloat | None = None
+    expected_latency: NonNegativeFloat | None = Field(None, description="seconds a call usually takes")
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -206,6 +208,22 @@ class ToolSource:
     def __init__(self, name: str) -> None:
         self.name = name
         self.default_timeout: float | None = None
+        # Where the user wrote the source, for errors: the key an error is at
+        # ("tools.NAME", or "--mcp" for a server given on the command line),
+        # how a message names the source, and where a setting of it is changed.
+        self.key = f"tools.{name}"
+        self.label = f"tool {name!r}"
+        self.settings = f"[tools.{name}]"
+
+    def fix_setting(self, what: str) -> str:
+        """How to change a setting of this source (``what``: "raise max_output")."""
+        return f"{what} in {self.settings}"
+
+    def load_error(self, text: str) -> "ToolLoadError":
+        """A ToolLoadError about this source (``text`` without the source's label), at its key."""
+        error = ToolLoadError(f"{self.label}: {text}")
+        error.source, error.key = self.name, self.key  # type: ignore[attr-defined]  (spec.tool_spec_error)
+        return error
 
     def static_tools(self) -> list[Tool]:
         """Tools known without opening the source (none for a server's tools)."""

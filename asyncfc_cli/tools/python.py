@@ -52,17 +52,18 @@ _IMPORT_RE = re.compile(
 
 
 class PythonToolConfig(ToolConfigBase):
-    python: str
+    python: str = Field(description='the function\'s import path, "package.module:function"')
     # Most async code in the wild is written for asyncio and would fail under
     # trio; this runs such a coroutine in its own asyncio loop, unmodified.
-    async_backend: Literal["trio", "asyncio"] = "trio"
+    async_backend: Literal["trio", "asyncio"] = Field(
+        "trio", description='"asyncio" for an async function written for asyncio')
 
     @field_validator("python")
     @classmethod
     def _check_import_path(cls, v: str) -> str:
         if not _IMPORT_RE.match(v):
             raise ValueError(
-                f"{v!r} is not an import path: expected \"package.module:function\", "
+                f"{v!r} is not an import path. Fix: write \"package.module:function\", "
                 'e.g. "tools.textstats:word_count"'
             )
         return v

@@ -135,7 +135,7 @@ class Session:
     def _failed(self, text: str) -> ToolLoadError:
         """The start failure as raised: redacted whole (it quotes the server), and in the trace."""
         error = ToolLoadError(self.redactor.text(text))
-        error.source = self.source.name  # type: ignore[attr-defined]
+        error.source, error.key = self.source.name, self.source.key  # type: ignore[attr-defined]
         self.run.trace.emit(ToolSourceError(name=self.source.name, error=str(error)))
         return error
 
@@ -159,7 +159,10 @@ class Session:
         # Redacted before the cut; a secret cut by the window's own start is masked too.
         tail = self.redactor.text(window, cut_before=size > _STDERR_WINDOW)[-_STDERR_TAIL:].strip()
         what = printable(self.redactor.clip(what, 1000))  # before the cut: a secret is never cut in part
-        text = f"tool {self.source.name!r}: MCP server {self.source.where!r} failed to start: {what}"
+        if self.source.settings:
+            text = f"{self.source.label}: MCP server {self.source.where!r} failed to start: {what}"
+        else:  # the --mcp label quotes the server already
+            text = f"{self.source.label} failed to start: {what}"
         if self.notices:
             text += f"; it wrote to stdout what is not JSON-RPC: {' | '.join(self.notices)}"
         if tail:
@@ -169,8 +172,8 @@ class Session:
         else:
             text += ". "
         if kind == "too_long":
-            return text + f"Fix: raise max_output in [tools.{self.source.name}] (bytes of one message)"
-        return text + "Fix: run the server by hand to see why, or correct [tools." + self.source.name + ".mcp]"
+            return text + f"Fix: {self.source.fix_setting('raise max_output')} (bytes of one message)"
+        return text + f"Fix: run the server by hand to see why, or {self.source.fix_server()}"
 
     async def _list_tools(self) -> list[Any]:
         listed: list[Any] = []
@@ -209,8 +212,8 @@ class Session:
                     raise ToolError(self.lost) from None
                 if asyncfc_kind(exc) == "too_long":
                     raise ToolError(self.redactor.text(
-                        f"{exc.message}. Fix: ask for less (a narrower query, a page), or raise max_output in "
-                        f"[tools.{self.source.name}]")) from None
+                        f"{exc.message}. Fix: ask for less (a narrower query, a page), or "
+                        f"{self.source.fix_setting('raise max_output')}")) from None
                 if asyncfc_kind(exc) is not None:
                     raise ToolError(self.clean(exc.message)) from None
                 message = without_inputs(exc.message)

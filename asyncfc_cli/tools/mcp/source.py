@@ -163,12 +163,22 @@ class McpSource(ToolSource):
             ))
         return tools
 
-    def load_error(self, text: str) -> ToolLoadError:
-        """A start failure of this source. ``text`` quotes the server's names through
-        :func:`_shown` (printable); it is redacted where it is raised (:meth:`Session.hold`)."""
-        error = ToolLoadError(f"tool {self.name!r}: {text}")
-        error.source = self.name  # type: ignore[attr-defined]  (read by spec.tool_spec_error)
-        return error
+    def from_command_line(self) -> None:
+        """This server was given with ``--mcp``: errors name the flag, and a setting
+        only a table has is changed by writing the server as one."""
+        self.key, self.label, self.settings = "--mcp", f"--mcp server {self.where!r}", ""
+
+    def fix_setting(self, what: str) -> str:
+        if self.settings:
+            return super().fix_setting(what)
+        return f"add the server as a [tools.NAME] table (docs/mcp.md) and {what} there"
+
+    def fix_server(self) -> str:
+        """What to correct when the server does not start."""
+        return f"correct [tools.{self.name}.mcp]" if self.settings else "correct the --mcp command line"
+
+    # load_error (ToolSource's): ``text`` quotes the server's names through
+    # :func:`_shown` (printable); it is redacted where it is raised (:meth:`Session.hold`).
 
 
 def _shown(name: Any) -> str:
