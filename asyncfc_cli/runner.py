@@ -18,9 +18,9 @@ from typing import Any
 import trio
 
 from asyncfc_cli.events import Header, Retry, Summary
-from asyncfc_cli import credentials, interrupts, modes
+from asyncfc_cli import credentials, interrupts, modes, project
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
-from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
+from asyncfc_cli.latency import LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import AgentSpec, RunSpec
@@ -150,11 +150,14 @@ LOOP_SETTINGS = tuple(f.name for f in fields(AgentRun) if f.name in AgentSpec.mo
 
 
 def agent_run(spec: RunSpec, tools: dict | None = None,
-              latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
+              latency_store: Path | None | str = "project") -> AgentRun:
     """The loop's view of a spec: its agent's validated settings, with ``tools`` as
     the run opened them (default: the spec's); tool durations are remembered in
-    ``latency_store`` across runs (None: only this run's are known)."""
+    ``latency_store`` across runs (default: the project's, see asyncfc_cli/project.py;
+    None: only this run's are known)."""
     tools = spec.tools if tools is None else tools
+    if latency_store == "project":
+        latency_store = project.latency_store(spec.agents_path)
     return AgentRun(prompt=spec.prompt, tools=tools, latency=LatencyBook.for_tools(tools, latency_store),
                     **{name: getattr(spec.agent, name) for name in LOOP_SETTINGS})
 

@@ -75,13 +75,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from asyncfc_cli import safefiles
+from asyncfc_cli import project, safefiles
 from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
                                 ToolEnd, TraceEvent, field_names, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
 
 TRACE_VERSION = 1
-DEFAULT_DIR = Path(".asyncfc") / "runs"
+DEFAULT_DIR = project.RUNS  # in the project's directory
 
 Event = dict[str, Any]
 Sink = Callable[[TraceEvent], None]
@@ -219,15 +219,13 @@ def check_writable(path: Path) -> None:
 
     A cheap check before the seconds of start-up; creating nothing but the
     missing directories. A full disk is only found by writing, which
-    :meth:`TraceWriter.write_header` does. The default runs directory
+    :meth:`TraceWriter.write_header` does. A project's runs directory
     (``.asyncfc/runs``) is asyncfc's own: a link there that leads out of the
-    current directory is refused (:func:`asyncfc_cli.safefiles.make_dirs`).
+    project is refused (:func:`asyncfc_cli.project.make_state_dirs`).
     """
     path = Path(path)
-    if path.parent == DEFAULT_DIR:
-        safefiles.make_dirs(Path("."), DEFAULT_DIR)
+    project.make_state_dirs(path)
     safefiles.check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The file is replaced, not written (TraceWriter): its directory must be writable.
     target = path if safefiles.written_in_place(path) else path.parent
     if not os.access(target, os.W_OK):
@@ -239,16 +237,14 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-RUNS_DIR_ENV = "ASYNCFC_RUNS_DIR"
+RUNS_DIR_ENV = project.RUNS_DIR_ENV
+runs_dir = project.runs_dir  # one function for every reader and writer (asyncfc_cli/project.py)
 
 
-def runs_dir() -> Path:
-    """Where runs are recorded: ``$ASYNCFC_RUNS_DIR``, else ``.asyncfc/runs`` in the current directory."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_DIR)
-
-
-def default_trace_path(run_id: str, base: Path | None = None) -> Path:
-    return (base or runs_dir()) / f"{run_id}.jsonl"
+def default_trace_path(run_id: str, base: Path | None = None, agents_path: Path | None = None) -> Path:
+    """``<runs dir>/<run id>.jsonl``: ``base``, else the runs directory of the
+    project of ``agents_path`` (the agents.toml the run uses)."""
+    return (base or runs_dir(agents_path)) / f"{run_id}.jsonl"
 
 
 def header_fields(run_id: str, **fields: Any) -> Header:

@@ -45,7 +45,7 @@ def run(
         "a time). Default: the agent's mode, async unless set.")] = None,
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", help="Where to write the JSONL trace (default <runs dir>/<run-id>.jsonl; the runs "
-        "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs).")] = None,
+        "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs next to the agents.toml in use).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="<key=value>", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
@@ -87,7 +87,7 @@ def run(
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
         run_id = new_run_id()
-        trace_path = trace or default_trace_path(run_id)
+        trace_path = trace or default_trace_path(run_id, agents_path=run_spec.agents_path)
         started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd, cassette)
     if started.outcome is None:
         raise _interrupted(trace_path, started.writer, as_json)

@@ -251,7 +251,7 @@ def show(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """Show a run: its timeline and a summary table (or export it)."""
     from asyncfc_cli import analysis
@@ -478,7 +478,7 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="How many runs to show (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """List recent runs, newest first: time, task, model, mode, status, wall time."""
     runs = _runs_dir(directory)
@@ -575,7 +575,7 @@ def compare(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """Compare two runs: both timelines on one time scale, the summaries side by side, and B's speedup.
 
