@@ -213,8 +213,9 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     session = None
     try:
         session = cassette.start(spec, redactor) if cassette is not None else None
+        # At the run's zero, as in the file: the model's server starting is start-up.
+        trace.emit(run_header(spec, run_id))
         async with _serving(spec, session) as config:
-            trace.emit(run_header(spec, run_id))
 
             def on_retry(attempt: int, error: str) -> None:
                 # Retries happen inside one model turn: the latest request's.

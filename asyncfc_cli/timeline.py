@@ -63,6 +63,7 @@ STATES: dict[str, tuple[str, str, str]] = {
 }
 MODEL_TTFT, MODEL_DECODE, MODEL_IDLE, MODEL_WAIT = ("░", GREEN), ("█", GREEN), ("·", GREY), ("⋯", PURPLE)
 MODEL_ERROR = ("▓", VERMILLION)
+MODEL_START = ("╌", GREY)  # start-up: the model has not been asked yet (not "blocked")
 
 NICE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LIVE_AXIS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800, 2700, 3600)
@@ -196,6 +197,8 @@ class Timeline:
             yield Text(clip(self.title, 1000), style="bold", no_wrap=True, overflow="ellipsis")
         yield line(Text("time", style="dim"), self._axis(bar_w, span))
         yield line(*self._model_lane(run, bar_w, span))
+        for source in run.setup:
+            yield line(*self._setup_lane(run, source, bar_w, span))
         lanes = run.tools
         folded: list[ToolSpan] = []
         limit = self._lane_limit(options, run)
@@ -259,7 +262,8 @@ class Timeline:
     def _model_lane(self, run: Run, bar_w: int, span: float) -> tuple[Text, Text, Text]:
         bar = _Bar(bar_w, run.start, span)
         if run.models or run.live:
-            bar.paint(run.start, run.end, *MODEL_IDLE, 0)
+            bar.paint(run.start, run.ready, *MODEL_START, 0)
+            bar.paint(run.ready, run.end, *MODEL_IDLE, 0)
         for wait in run.waits:
             bar.paint(wait.start, wait.end if wait.end is not None else run.end, *MODEL_WAIT, 1)
         for m in run.models:
@@ -293,6 +297,14 @@ class Timeline:
         else:
             info = Text(f"{len(run.models)} req", style="dim")
         return label, bar.text(), info
+
+    def _setup_lane(self, run: Run, source: analysis.SetupSpan, bar_w: int,
+                    span: float) -> tuple[Text, Text, Text]:
+        """A tool source starting (an MCP server): start-up, drawn as its own line."""
+        bar = _Bar(bar_w, run.start, span)
+        bar.paint(source.start, source.end, "█", GREY, 2)
+        label = Text.assemble(("start ", "bold"), clip(source.name), (f" ({clip(source.kind)})", "dim"))
+        return label, bar.text(), Text(f"✓ {fmt_seconds(source.end - source.start)}", style=GREY)
 
     def _tool_lane(self, run: Run, tool: ToolSpan, bar_w: int, span: float) -> tuple[Text, Text, Text]:
         bar = _Bar(bar_w, run.start, span)
@@ -344,6 +356,8 @@ class Timeline:
             (MODEL_TTFT[0], MODEL_TTFT[1], "ttft"), (MODEL_DECODE[0], MODEL_DECODE[1], "decoding"),
             (MODEL_IDLE[0], MODEL_IDLE[1], "model blocked"),
         ]
+        if run.ready > run.start:
+            parts.insert(0, (MODEL_START[0], MODEL_START[1], "start-up"))
         if run.waits:
             parts.append((MODEL_WAIT[0], MODEL_WAIT[1], "wait"))
         seen = {run.tool_state(s) for s in run.tools} | {analysis.PENDING, analysis.OK}

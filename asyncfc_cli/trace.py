@@ -19,7 +19,9 @@ The event types and their fields are defined once, typed, in
                       string; sim or sim:P for the simulated model), model_alias (the
                       [models] name or string as given), litellm_model (what LiteLLM was
                       called with), provider (LiteLLM's provider; asyncfc.sim), mode,
-                      spec_digest, tools
+                      spec_digest, tools (those known when the run starts; read_trace adds
+                      each tool_source's, so the header read back lists every tool the run
+                      had), tool_kinds
 ``model_begin``       request, messages
 ``model_first_token`` request
 ``model_progress``    request, chunks (streamed so far, ~1 token each; every 0.25 s)
@@ -45,7 +47,9 @@ Async mode adds:
 ``finish_held``       outstanding, cut                        (an answer was held or cut, see futures/delivery.py)
 ``hold``              futures, expected, held, budget         (the next request waited for calls that
                                                                may finish soon, see AsyncScheduler._hold)
-``tool_source``       name, kind, server, tools, protocol     (an MCP server started for the run)
+``tool_source``       name, kind, server, tools, protocol, began (an MCP server started for the run:
+                                                               it began starting at ``began`` and was
+                                                               ready at ``t``; start-up, not model time)
 ``tool_source_error`` name, error                             (an MCP server failed to start, its session
                                                                failed, it wrote a line that is not JSON-RPC,
                                                                or the SDK logged a problem; redacted)
@@ -77,7 +81,7 @@ from typing import Any
 
 from asyncfc_cli import project, safefiles
 from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
-                                ToolEnd, TraceEvent, field_names, loads, parse_event, to_line)
+                                ToolEnd, ToolSourceOpened, TraceEvent, field_names, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
 
 TRACE_VERSION = 1
@@ -136,12 +140,14 @@ class Trace:
         before emitting it (a cut secret would no longer match)."""
         return self.redactor.value(value)
 
-    def emit(self, event: TraceEvent) -> TraceEvent:
-        """Record ``event`` now: the event as written, stamped and with the run's
-        secrets masked in every field, which is what every sink receives."""
+    def emit(self, event: TraceEvent, at: float | None = None) -> TraceEvent:
+        """Record ``event`` now (or at ``at``, a run time just read from :meth:`now`,
+        when the event states a time it must agree with: the summary's wall): the
+        event as written, stamped and with the run's secrets masked in every field,
+        which is what every sink receives."""
         redact = self.redactor.value
         # Field by field: a field's name is never a secret to mask.
-        stamped = type(event)(t=round(self.now(), 6),
+        stamped = type(event)(t=round(self.now() if at is None else at, 6),
                               **{name: redact(getattr(event, name)) for name in field_names(type(event))})
         if isinstance(stamped, ModelBegin):
             self.request = stamped.request
@@ -399,6 +405,7 @@ def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
         raise TraceError(f"{where}not an asyncfc trace: no header line" + _problems_note(problems))
     if dropped:
         problems.append(f"... and {dropped} more lines skipped")
+    header = _with_source_tools(header, events)
     summary = events[-1] if events and isinstance(events[-1], Summary) else None
     if summary is not None:
         events.pop()
@@ -410,6 +417,19 @@ def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
     if early:
         events = [ev for ev in events if not isinstance(ev, Summary)]
     return TraceData(path, header, events, summary, truncated or summary is None, problems)
+
+
+def _with_source_tools(header: Header, events: list[TraceEvent]) -> Header:
+    """The header with the run's tools: the header line is written before the tool
+    sources start, so it lists the tools known then; each source that started
+    (an MCP server, ``tool_source``) adds the tools it brought."""
+    names = list(header.tools or [])
+    for ev in events:
+        if isinstance(ev, ToolSourceOpened):
+            names += [n for n in ev.tools if n not in names]
+    if names == list(header.tools or []):
+        return header
+    return parse_event({**header.raw, "tools": names})
 
 
 def _first_line(exc: Exception) -> str:

@@ -226,10 +226,13 @@ def _load(path: Path):
     return data
 
 
-def _describe(data: Any) -> dict[str, Any]:
+def _describe(data: Any, run: Any) -> dict[str, Any]:
     h = data.header
     return {"path": str(data.path), "run_id": h.run_id, "task": h.task, "agent": h.agent,
-            "model": h.model, "mode": h.mode, "started_at": h.started_at,
+            "model": h.model, "mode": h.mode, "started_at": h.started_at, "tool_names": run.tool_names,
+            "setup": [{"name": s.name, "kind": s.kind, "start": round(s.start - run.start, 6),
+                       "end": round(s.end - run.start, 6), "seconds": round(s.end - s.start, 6), "tools": s.tools}
+                      for s in run.setup],
             "truncated": data.truncated, "problems": data.problems}
 
 
@@ -285,13 +288,13 @@ def show(
     if as_json:
         from asyncfc_cli.output import print_json
 
-        print_json({**_describe(data), **metrics.as_dict()})
+        print_json({**_describe(data, run), **metrics.as_dict()})
         return
     from asyncfc_cli.timeline import Timeline
 
     console = _out(width, svg)
     console.print(Timeline.from_trace(data, title=_title(data, path)))
-    for table in (summary_table(metrics), requests_table(run) if run.models else None,
+    for table in (summary_table(metrics, run), requests_table(run) if run.models else None,
                   tools_table(metrics) if run.tools else None):
         if table is not None:
             console.print()
@@ -331,18 +334,29 @@ def _chain(names: list[str], keep: int = 8) -> str:
     return " → ".join(label(name) for name in names)
 
 
-def summary_rows(m: Any) -> list[tuple[str, str, str]]:
+def _startup_note(run: Any) -> str:
+    """What the start-up was: each tool source that started, with its time and tools."""
+    from asyncfc_cli.commands.common import plural
+
+    if run is None or not run.setup:
+        return "before the first request"
+    return ", ".join(f"{_label(s.name)} ({_label(s.kind)}) {_s(s.end - s.start)}, {plural(len(s.tools), 'tool')}"
+                     for s in run.setup[:5]) + (f", … {len(run.setup) - 5} more" if len(run.setup) > 5 else "")
+
+
+def summary_rows(m: Any, run: Any = None) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
     from asyncfc_cli.commands.common import plural
 
     return [
         ("wall", _s(m.wall), _label(m.status) if m.finished else "unfinished"),
+        ("start-up", _s(m.startup), _startup_note(run)),
         ("model time", _s(m.model_time), f"{plural(m.requests, 'request')}, ttft {_s(m.ttft_total)}"),
         ("tool time", _s(m.tool_time), f"{plural(m.tool_calls, 'call')}, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
         ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
-        ("sequential-equivalent", _s(m.sequential), "model time + tool time"),
+        ("sequential-equivalent", _s(m.sequential), "start-up + model time + tool time"),
         ("achieved speedup", _x(m.speedup), "sequential-equivalent / wall"),
         ("ideal speedup", _x(m.ideal_speedup), "sequential-equivalent / critical path"),
         ("tokens in / out", f"{m.tokens_in} / {m.tokens_out}", ""),
@@ -358,14 +372,14 @@ def _label(value: Any) -> str:
     return escape(label(value))
 
 
-def summary_table(m: Any):
+def summary_table(m: Any, run: Any = None):
     from rich.table import Table
 
     table = Table(title="summary", title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_column("", style="dim", overflow="fold")
-    for row in summary_rows(m):
+    for row in summary_rows(m, run):
         table.add_row(*row)
     return table
 
@@ -453,10 +467,9 @@ def list_entry(path: Path) -> dict[str, Any] | None:
     if header is None:
         return None
     finished = isinstance(last, Summary)
-    if finished:
-        wall = last.wall if last.wall is not None else last.t - header.t
-    else:
-        wall = (last.t - header.t) if last is not None else 0.0
+    # The run's span on the trace's clock, as `asyncfc trace` measures it (the
+    # summary's own wall is the same figure; older traces left the start-up out of it).
+    wall = (last.t - header.t) if last is not None else 0.0
     return {"path": str(path), "run_id": header.run_id, "started_at": header.started_at,
             "task": header.task, "agent": header.agent, "model": header.model,
             "mode": header.mode, "status": last.status if finished else "unfinished",
