@@ -56,17 +56,18 @@ truncated trace)
     what parallel mode also gives); a moment can count in both, so
     ``overlap <= model‖tool + tool‖tool``.
 ``sequential-equivalent``
-    ``start-up + model time + tool time``: what the same spans would cost one
-    after another, as sync semantics run them (ignoring the small gaps
-    between spans).
+    ``model time + tool time``: what the same spans would cost one after
+    another, as sync semantics run them (ignoring the small gaps between
+    spans). Start-up is the same in every mode and overlaps nothing, so it
+    is left out of this and the two speedups.
 ``achieved speedup``
-    ``sequential-equivalent / wall``. About 1.0 for a sync run (slightly
+    ``sequential-equivalent / (wall - start-up)``. About 1.0 for a sync run (slightly
     less: gaps), above 1 when spans overlapped.
 ``critical path``
     the shortest wall time any executor could reach with the same span
     durations and dependencies: the longest chain through this graph,
-    with every span starting as soon as its dependencies allow, and none
-    before start-up ends:
+    with every span starting as soon as its dependencies allow (measured
+    from the end of start-up):
 
     - model requests are sequential: request *k* starts after request
       *k-1* ends, and after every tool whose result it received (async:
@@ -576,7 +577,8 @@ def compute(run: Run, critical: bool = True) -> Metrics:
     model_time = union_length(models)
     tool_time = sum(b - a for a, b in tools)
     mt, tt, anyo = _sweep(models, tools)
-    sequential = startup + model_time + tool_time
+    sequential = model_time + tool_time
+    loop = max(wall - startup, 0.0)
     cp, chain = critical_path(run) if critical else (math.nan, [])
     per_tool: dict[str, ToolStats] = {}
     by_name: dict[str, list[ToolSpan]] = {}
@@ -604,7 +606,7 @@ def compute(run: Run, critical: bool = True) -> Metrics:
         sequential=sequential,
         critical_path=cp,
         critical_chain=chain,
-        speedup=sequential / wall if wall > 0 else math.nan,
+        speedup=sequential / loop if loop > 0 else math.nan,
         ideal_speedup=sequential / cp if cp > 0 else math.nan,
         requests=len(run.models),
         tool_calls=len(run.tools),
@@ -659,7 +661,7 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
 
     def place_tool(i: int, request_es: float | None, r: int | None) -> None:
         span = tools[i]
-        es, p = startup, None
+        es, p = 0.0, None
         if r is not None and request_es is not None:
             request = run.models[r]
             offset = (span.issued if span.issued is not None else request.stop(run.end)) - request.start
@@ -699,12 +701,10 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
             stack.append((j, True))
             stack.extend((d, False) for d in inputs(j) if ("tool", d) not in finish and d not in open_)
 
-    # Nothing can begin before the start-up ends (its sources' tools do not exist yet).
-    startup = max(run.ready - run.start, 0.0)
     prev: Node | None = None
     for index, m in enumerate(run.models):
         node: Node = ("model", index)
-        es, p = startup, None
+        es, p = 0.0, None
         if prev is not None:
             es, p = finish[prev], prev
         for call_id in run.received.get(m.request, []):
@@ -720,7 +720,7 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
     for i in range(len(tools)):  # calls whose issuing request is unknown
         schedule_tool(i, None, None)
     if not finish:
-        return startup, ["start-up"] if startup > 0 else []
+        return 0.0, []
     last = max(finish, key=lambda k: (finish[k], k[0] == "model"))
     chain: list[str] = []
     seen: set[Node] = set()
@@ -729,6 +729,4 @@ def critical_path(run: Run) -> tuple[float, list[str]]:
         seen.add(cursor)
         chain.append(name(cursor))
         cursor = pred.get(cursor)
-    if startup > 0:
-        chain.append("start-up")
     return finish[last], chain[::-1]

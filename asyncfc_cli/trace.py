@@ -253,10 +253,22 @@ def default_trace_path(run_id: str, base: Path | None = None, agents_path: Path 
     return (base or runs_dir(agents_path)) / f"{run_id}.jsonl"
 
 
+def run_id_time(run_id: Any) -> datetime | None:
+    """The instant a run id made by :func:`new_run_id` was made (UTC, to the second), else None."""
+    try:
+        return datetime.strptime(str(run_id)[:15], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
 def header_fields(run_id: str, **fields: Any) -> Header:
-    """The header of a run starting now (its ``t`` is 0 until :meth:`Trace.emit` stamps it)."""
-    return Header(version=TRACE_VERSION, run_id=run_id,
-                  started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
+    """The header of a run starting now (its ``t`` is 0 until :meth:`Trace.emit` stamps it).
+
+    ``started_at`` is the instant of the run id, when the command took the run
+    on, so what lists show by one and by the other never disagree (the header
+    is written seconds later, after LiteLLM's import)."""
+    started = run_id_time(run_id) or datetime.now(timezone.utc)
+    return Header(version=TRACE_VERSION, run_id=run_id, started_at=started.isoformat(timespec="seconds"), **fields)
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -75,7 +75,9 @@ def test_json_summary_matches_the_events():
     assert summary["wall"] == pytest.approx(wall, abs=1e-5)
     assert summary["tool_time"] == pytest.approx(tool_time, abs=1e-5)
     assert summary["model_time"] == pytest.approx(model_time, abs=1e-5)
-    assert summary["model_blocked"] == pytest.approx(wall - model_time, abs=1e-5)
+    startup = min(mbegins.values()) - evs[0]["t"]  # before the first request: not blocked
+    assert summary["startup"] == pytest.approx(startup, abs=1e-5)
+    assert summary["model_blocked"] == pytest.approx(wall - startup - model_time, abs=1e-5)
     assert summary["sequential_equivalent"] == pytest.approx(model_time + tool_time, abs=1e-5)
     assert summary["overlap"] == 0  # sync: nothing at once
     assert summary["tools"]["fetch"]["count"] == 2 and summary["requests"] == 3

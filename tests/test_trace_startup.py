@@ -69,9 +69,11 @@ def test_the_servers_start_is_start_up_not_model_blocked(mcp_run):
     first = min(e.t for e in read_trace(mcp_run["trace"]).events if e.type == "model_begin")
     assert shown["startup"] == pytest.approx(first, abs=1e-5)
     assert shown["model_blocked"] == pytest.approx(shown["wall"] - shown["startup"] - shown["model_time"], abs=1e-5)
-    assert shown["sequential_equivalent"] == pytest.approx(
-        shown["startup"] + shown["model_time"] + shown["tool_time"], abs=1e-5)
-    assert shown["critical_chain"][0] == "start-up" and shown["critical_path"] >= shown["startup"]
+    # start-up is the same in every mode: the speedups are the agent loop's
+    assert shown["sequential_equivalent"] == pytest.approx(shown["model_time"] + shown["tool_time"], abs=1e-5)
+    assert shown["speedup"] == pytest.approx(
+        shown["sequential_equivalent"] / (shown["wall"] - shown["startup"]), rel=1e-4)
+    assert shown["critical_path"] <= shown["wall"] - shown["startup"] + 1e-5
 
 
 def test_the_view_draws_the_start_as_its_own_line(mcp_run):

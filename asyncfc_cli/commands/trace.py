@@ -356,8 +356,8 @@ def summary_rows(m: Any, run: Any = None) -> list[tuple[str, str, str]]:
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
         ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
-        ("sequential-equivalent", _s(m.sequential), "start-up + model time + tool time"),
-        ("achieved speedup", _x(m.speedup), "sequential-equivalent / wall"),
+        ("sequential-equivalent", _s(m.sequential), "model time + tool time"),
+        ("achieved speedup", _x(m.speedup), "sequential-equivalent / (wall - start-up)"),
         ("ideal speedup", _x(m.ideal_speedup), "sequential-equivalent / critical path"),
         ("tokens in / out", f"{m.tokens_in} / {m.tokens_out}", ""),
     ]
@@ -520,13 +520,15 @@ def list_runs(
              "task": _label(_short_task(e["task"])), "model": _label(e["model"]), "mode": _label(e["mode"]),
              "status": (str(e["status"]), styles.get(str(e["status"]), "red")),
              "wall": _s(e["wall"]) + ("+" if e["status"] == "unfinished" else "")} for e in entries]
-    whole = _fit_tasks(rows, columns, console.width)
+    if not _fit_tasks(rows, columns, console.width):
+        _print_narrow(console, entries, styles)
+        return
     table = Table(box=None, pad_edge=False)
     for name in columns:
-        folds = name == "model" or (name == "task" and not whole)
+        folds = name == "model"
         table.add_column(name, justify="right" if name == "wall" else "left", no_wrap=not folds,
-                         overflow="fold" if folds else "ellipsis", ratio=(3 if name == "task" else 1) if folds else None,
-                         min_width=max(len(r[name]) for r in rows) if name == "task" and whole else None)
+                         overflow="fold" if folds else "ellipsis", ratio=1 if folds else None,
+                         min_width=max(len(r[name]) for r in rows) if name == "task" else None)
     for row in rows:
         status, style = row["status"]
         cells = {**row, "status": f"[{style}]{_label(status)}[/]"}
@@ -534,10 +536,35 @@ def list_runs(
     console.print(table)
 
 
+def _print_narrow(console: Any, entries: list[dict[str, Any]], styles: dict[str, str]) -> None:
+    """Too narrow for a run a line (below about 65 columns): two lines a run, the run
+    id with its status and wall, then the task's file name, model and mode. A word
+    is never split over lines: what does not fit ends in "…"."""
+    from rich.text import Text
+
+    from asyncfc_cli.output import label
+
+    width = max(console.width, 20)
+    for e in entries:
+        status = str(e["status"])
+        wall = _s(e["wall"]) + ("+" if status == "unfinished" else "")
+        head = Text.assemble(label(Path(e["path"]).stem), "  ", (label(status), styles.get(status, "red")), "  ", wall)
+        task = _short_task(e["task"])
+        task = os.path.basename(task) or task
+        rest = f" · {label(e['model'])} · {label(e['mode'])}"
+        cut = Text(label(task, 1000))  # the task first: the model and mode give way to it
+        cut.truncate(width - 2, overflow="ellipsis")
+        line = Text.assemble("  ", cut, (rest, "dim"))
+        for part in (head, line):
+            part.truncate(width, overflow="ellipsis")
+            console.print(part, no_wrap=True, overflow="ellipsis", soft_wrap=False)
+
+
 def _fit_tasks(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int) -> bool:
     """Shorten the task cells to their file names when the full paths leave the
     model less than a readable width. True if the tasks then fit whole (a file
-    name is not split over lines); below that (about 65 columns) they fold."""
+    name is not split over lines); below that (about 65 columns), False: the
+    runs are listed two lines each (:func:`_print_narrow`)."""
     fixed = sum(max(len(r[c] if c != "status" else r[c][0]) for r in rows) for c in columns
                 if c not in ("task", "model"))
     room = width - fixed - 2 * (len(columns) - 1) - min(16, max(len(r["model"]) for r in rows))
@@ -546,22 +573,20 @@ def _fit_tasks(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int)
     names = [os.path.basename(r["task"]) or r["task"] for r in rows]
     # the model may fold down to 8 columns to keep the file names whole
     if max(map(len, names)) > room + min(16, max(len(r["model"]) for r in rows)) - 8:
-        return False  # too narrow even for that: the whole paths fold, as every cell must
+        return False  # too narrow even for that
     for row, name in zip(rows, names):
         row["task"] = name
     return True
 
 
 def _run_started(entry: dict[str, Any]) -> Any:
-    """When a run started, by the clock of its id (``YYYYmmddTHHMMSS-...``, UTC), which
-    is taken before the seconds of setup; the header's ``started_at`` comes after them."""
-    from datetime import datetime, timezone
+    """When a run started: the instant of its id, which the header's ``started_at``
+    also is (:func:`asyncfc_cli.trace.header_fields`); older traces took that
+    seconds later, so the id is read first. A run id not made by asyncfc: the header's."""
+    from asyncfc_cli.trace import run_id_time
 
-    try:
-        stamp = datetime.strptime(str(entry["run_id"])[:15], "%Y%m%dT%H%M%S")
-    except ValueError:  # a run id not made by new_run_id: the header's time
-        return entry["started_at"]
-    return stamp.replace(tzinfo=timezone.utc).isoformat()
+    stamp = run_id_time(entry["run_id"])
+    return stamp.isoformat() if stamp is not None else entry["started_at"]
 
 
 def _short_task(task: Any) -> str:
