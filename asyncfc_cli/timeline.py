@@ -356,8 +356,8 @@ class Timeline:
             (MODEL_TTFT[0], MODEL_TTFT[1], "ttft"), (MODEL_DECODE[0], MODEL_DECODE[1], "decoding"),
             (MODEL_IDLE[0], MODEL_IDLE[1], "model blocked"),
         ]
-        if run.ready > run.start:
-            parts.insert(0, (MODEL_START[0], MODEL_START[1], "start-up"))
+        if run.setup:  # a tool source's start: long enough to be seen (a bare start-up is a moment)
+            parts.append((MODEL_START[0], MODEL_START[1], "start-up"))
         if run.waits:
             parts.append((MODEL_WAIT[0], MODEL_WAIT[1], "wait"))
         seen = {run.tool_state(s) for s in run.tools} | {analysis.PENDING, analysis.OK}

@@ -551,11 +551,21 @@ def _print_narrow(console: Any, entries: list[dict[str, Any]], styles: dict[str,
         head = Text.assemble(label(Path(e["path"]).stem), "  ", (label(status), styles.get(status, "red")), "  ", wall)
         task = _short_task(e["task"])
         task = os.path.basename(task) or task
-        rest = f" · {label(e['model'])} · {label(e['mode'])}"
-        cut = Text(label(task, 1000))  # the task first: the model and mode give way to it
-        cut.truncate(width - 2, overflow="ellipsis")
-        line = Text.assemble("  ", cut, (rest, "dim"))
-        for part in (head, line):
+        # Lines break between the pieces (never inside one); only a piece longer
+        # than a whole line is cut, with "…".
+        lines: list[Text] = [head]
+        current: Text | None = None
+        for piece, style in ((label(task, 1000), ""), (label(e["model"], 1000), "dim"), (label(e["mode"]), "dim")):
+            if current is not None and len(current) + 3 + len(piece) <= width:
+                current.append(" · ", style="dim")
+                current.append(piece, style=style)
+                continue
+            current = Text("  ")
+            cut = Text(piece, style=style)
+            cut.truncate(width - 2, overflow="ellipsis")
+            current.append_text(cut)
+            lines.append(current)
+        for part in lines:
             part.truncate(width, overflow="ellipsis")
             console.print(part, no_wrap=True, overflow="ellipsis", soft_wrap=False)
 
@@ -644,7 +654,7 @@ def compare(
     if as_json:
         from asyncfc_cli.output import print_json
 
-        print_json({"a": {**_describe(data_a), **m_a.as_dict()}, "b": {**_describe(data_b), **m_b.as_dict()},
+        print_json({"a": {**_describe(data_a, run_a), **m_a.as_dict()}, "b": {**_describe(data_b, run_b), **m_b.as_dict()},
                     "speedup": None if math.isnan(speedup) else round(speedup, 6), "warnings": warnings})
         return
     from rich.table import Table
