@@ -8,7 +8,8 @@ the project. Runs started anywhere, from a subdirectory or from outside with
 ``--agents``, are recorded in the same ``<project>/.asyncfc/runs`` and learn
 tool durations into the same ``<project>/.asyncfc/latency.json``, so
 ``asyncfc trace list`` at the project's root shows them all and the learned
-latencies are not split. ``ASYNCFC_RUNS_DIR`` moves the runs (not the store).
+latencies are not split. ``ASYNCFC_RUNS_DIR`` moves both (the store is
+``latency.json`` in it).
 
 Every reader and writer of these paths goes through this module; it is
 light (no pydantic, no LiteLLM) because ``asyncfc trace`` starts fast.
@@ -49,8 +50,11 @@ def runs_dir(agents_path: Path | str | None = None) -> Path:
 
 
 def latency_store(agents_path: Path | str | None = None) -> Path:
-    """The file of tool durations the project's runs learn (:mod:`asyncfc_cli.latency`)."""
-    return root(agents_path) / STORE
+    """The file of tool durations the project's runs learn (:mod:`asyncfc_cli.latency`):
+    the project's ``.asyncfc/latency.json``, or ``latency.json`` in ``$ASYNCFC_RUNS_DIR``
+    when that moves the runs (a read-only checkout, CI, tests: all state goes there)."""
+    chosen = os.environ.get(RUNS_DIR_ENV)
+    return Path(chosen) / "latency.json" if chosen else root(agents_path) / STORE
 
 
 def make_state_dirs(path: Path) -> None:
