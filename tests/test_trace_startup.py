@@ -58,6 +58,10 @@ def test_one_wall_in_every_output(mcp_run):
     assert abs((int(root["endTimeUnixNano"]) - int(root["startTimeUnixNano"])) / 1e9 - wall) < 1e-5
     # the view's footer and summary table say the same
     assert f"wall {wall:.2f}s" in mcp_run["text"]
+    # issue 21 item 11: the header's start time and the run id are one instant
+    from asyncfc_cli.trace import run_id_time
+
+    assert data.header["started_at"] == run_id_time(data.header["run_id"]).isoformat(timespec="seconds")
 
 
 def test_the_servers_start_is_start_up_not_model_blocked(mcp_run):
