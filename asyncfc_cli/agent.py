@@ -128,7 +128,9 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
     result = RunResult(status=ERROR, answer=None, messages=initial_messages(run))
     result.calls = scheduler.records
     schemas = [tool.openai_schema() for tool in (*run.tools.values(), *(t.tool() for t in mode.tools))]
-    started = trace.now()
+    # The run's wall counts from its trace's zero, the run's start: the start-up
+    # before the first request (an MCP server starting) is in it, as in the trace.
+    started = 0.0
     try:
         with trio.move_on_after(run.timeout if run.timeout else math.inf) as scope:
             await _loop(run, client, trace, result, schemas, scheduler, cost)
@@ -143,12 +145,13 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
             result.status, result.error = ERROR, f"internal error: {type(exc).__name__}: {exc}"
         raise
     finally:
-        result.wall = trace.now() - started
         if run.latency is not None:
             await run.latency.save_async()  # the store merge waits on a lock: off the loop
         from asyncfc_cli.continuation import conversation_fields
 
         trace.emit(Conversation(**conversation_fields(result.messages, result.calls)))
+        end = trace.now()
+        result.wall = end - started  # the summary's t and wall are one instant: one wall everywhere
         trace.emit(Summary(
             status=result.status,
             answer_chars=len(result.answer or ""),
@@ -159,7 +162,7 @@ async def run_agent(run: AgentRun, client: ModelClient, trace: Trace) -> RunResu
             tokens_out=result.tokens_out,
             wall=round(result.wall, 6),
             error=result.error or None,
-        ))
+        ), at=end)
     return result
 
 

@@ -26,7 +26,17 @@ truncated trace)
 --------------------------------------------------------------------------
 
 ``wall``
-    run end - run start.
+    run end - run start: from the trace's zero (the run's start, before its
+    model endpoint and tool sources start) to its summary. ``asyncfc run
+    --json``, the summary's ``wall``, ``asyncfc trace list`` and the
+    exporters give this same figure.
+``start-up``
+    run start .. the first model request (the run's end if none began): the
+    model endpoint and the tool sources starting (an MCP server launched,
+    initialized and listing its tools: each is also a span of its own, from
+    its ``tool_source`` event's ``began`` to its ``t``). Before the first
+    request the model has not been asked anything, so none of it is
+    "model blocked".
 ``model time``
     the measure of the union of model requests (they are sequential, so
     this is also their sum).
@@ -34,8 +44,8 @@ truncated trace)
     the sum of tool execution durations (each call counted fully, even when
     calls run at once).
 ``model blocked``
-    time when no model request is in flight but the run is not finished:
-    ``wall - model time``. The model is waiting for tools (sync/parallel
+    time after start-up when no model request is in flight but the run is
+    not finished: ``wall - start-up - model time``. The model is waiting for tools (sync/parallel
     mode, ``wait``, the finish rule) or for the agent loop's bookkeeping
     between two requests.
 ``overlap``
@@ -48,14 +58,16 @@ truncated trace)
 ``sequential-equivalent``
     ``model time + tool time``: what the same spans would cost one after
     another, as sync semantics run them (ignoring the small gaps between
-    spans).
+    spans). Start-up is the same in every mode and overlaps nothing, so it
+    is left out of this and the two speedups.
 ``achieved speedup``
-    ``sequential-equivalent / wall``. About 1.0 for a sync run (slightly
+    ``sequential-equivalent / (wall - start-up)``. About 1.0 for a sync run (slightly
     less: gaps), above 1 when spans overlapped.
 ``critical path``
     the shortest wall time any executor could reach with the same span
     durations and dependencies: the longest chain through this graph,
-    with every span starting as soon as its dependencies allow:
+    with every span starting as soon as its dependencies allow (measured
+    from the end of start-up):
 
     - model requests are sequential: request *k* starts after request
       *k-1* ends, and after every tool whose result it received (async:
@@ -87,8 +99,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncfc_cli.events import (CallReady, Delivery, FutureCreated, Header, ModelBegin, ModelEnd, ModelFirstToken,
-                                ModelProgress, Retry, Summary, ToolBegin, ToolEnd, TraceEvent, WaitBegin, WaitEnd,
-                                parse_many)
+                                ModelProgress, Retry, Summary, ToolBegin, ToolEnd, ToolSourceOpened, TraceEvent,
+                                WaitBegin, WaitEnd, parse_many)
 from asyncfc_cli.futures.protocol import WAIT_TOOL
 from asyncfc_cli.trace import TraceData
 
@@ -174,6 +186,18 @@ class WaitSpan:
 
 
 @dataclass
+class SetupSpan:
+    """A tool source starting for the run (an MCP server: launched, initialized, its tools listed)."""
+
+    name: str
+    kind: str
+    start: float
+    end: float
+    tools: list[str] = field(default_factory=list)
+    server: str | None = None
+
+
+@dataclass
 class Run:
     """Spans of one run, rebuilt from its events."""
 
@@ -188,6 +212,21 @@ class Run:
     received: dict[int, list[str]]  # request -> call ids whose results it received
     ready_marks: list[tuple[float, int | None, str, str]]  # (t, request, call_id, tool) of call_ready
     live: bool = False  # open spans are in progress (live run), not cut off (dead run)
+    setup: list[SetupSpan] = field(default_factory=list)  # tool sources that started for the run
+
+    @property
+    def ready(self) -> float:
+        """When start-up ended: the first model request, or the run's end if none began."""
+        first = min((m.start for m in self.models), default=self.end)
+        return min(max(first, self.start), self.end)
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The run's tools: the header's (known when it started), then each source's as it started."""
+        names = list(self.header.tools or [])
+        for source in self.setup:
+            names += [n for n in source.tools if n not in names]
+        return names
 
     @property
     def mode(self) -> str:
@@ -241,6 +280,7 @@ class RunBuilder:
         self.wait_list: list[WaitSpan] = []
         self.deliveries: list[tuple[float, list[str]]] = []
         self.ready_marks: list[tuple[float, int | None, str, str]] = []
+        self.setup: list[SetupSpan] = []
         self.last_t = 0.0
         self.start: float | None = None
         self.added = 0  # events taken in: what a caller can count to see the work done
@@ -320,6 +360,11 @@ class RunBuilder:
             self.waits.pop(ev.call_id).end = t
         elif isinstance(ev, Delivery):
             self.deliveries.append((t, list(ev.futures)))
+        elif isinstance(ev, ToolSourceOpened):
+            # Older traces do not say when the start began: sources start one after
+            # another from the run's start.
+            began = ev.began if ev.began is not None else (self.setup[-1].end if self.setup else self.start)
+            self.setup.append(SetupSpan(ev.name, ev.kind, min(began, t), t, list(ev.tools), ev.server))
 
     def run(self, now: float | None = None, live: bool = False, detached: bool = False) -> Run:
         """The run so far; ``now`` ends open spans for a live run (else the last event does).
@@ -341,7 +386,7 @@ class RunBuilder:
         return Run(header, start, end, self.summary is not None, self.summary, model_list, tool_list,
                    list(map(own, self.wait_list)),
                    _received(model_list, tool_list, self.deliveries, self.by_future, header.mode),
-                   list(self.ready_marks), live=live)
+                   list(self.ready_marks), live=live, setup=list(map(own, self.setup)))
 
 
 def run_from_trace(data: TraceData) -> Run:
@@ -460,6 +505,7 @@ class ToolStats:
 @dataclass
 class Metrics:
     wall: float
+    startup: float
     model_time: float
     tool_time: float
     blocked: float
@@ -488,6 +534,7 @@ class Metrics:
             "status": self.status,
             "finished": self.finished,
             "wall": r(self.wall),
+            "startup": r(self.startup),
             "model_time": r(self.model_time),
             "tool_time": r(self.tool_time),
             "model_blocked": r(self.blocked),
@@ -527,11 +574,13 @@ def compute(run: Run, critical: bool = True) -> Metrics:
     ``critical=False`` leaves out the critical path (NaN, no chain), the one
     figure that walks the dependency graph: a live frame does not show it."""
     wall = max(run.end - run.start, 0.0)
+    startup = max(run.ready - run.start, 0.0)
     models, tools = model_intervals(run), tool_intervals(run)
     model_time = union_length(models)
     tool_time = sum(b - a for a, b in tools)
     mt, tt, anyo = _sweep(models, tools)
     sequential = model_time + tool_time
+    loop = max(wall - startup, 0.0)
     cp, chain = critical_path(run) if critical else (math.nan, [])
     per_tool: dict[str, ToolStats] = {}
     by_name: dict[str, list[ToolSpan]] = {}
@@ -549,16 +598,17 @@ def compute(run: Run, critical: bool = True) -> Metrics:
         )
     return Metrics(
         wall=wall,
+        startup=startup,
         model_time=model_time,
         tool_time=tool_time,
-        blocked=max(wall - model_time, 0.0),
+        blocked=max(wall - startup - model_time, 0.0),
         overlap=anyo,
         overlap_model_tool=mt,
         overlap_tool_tool=tt,
         sequential=sequential,
         critical_path=cp,
         critical_chain=chain,
-        speedup=sequential / wall if wall > 0 else math.nan,
+        speedup=sequential / loop if loop > 0 else math.nan,
         ideal_speedup=sequential / cp if cp > 0 else math.nan,
         requests=len(run.models),
         tool_calls=len(run.tools),

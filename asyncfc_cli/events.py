@@ -498,6 +498,7 @@ class ToolSourceOpened(TraceEvent):
     server: Text | None = nullable()
     tools: Ids = field(default_factory=list)
     protocol: Text | None = nullable()
+    began: Seconds | None = lenient()  # when its start began (run time); ``t`` is when it was ready
 
 
 @_event("tool_source_error")

@@ -2,7 +2,8 @@
 
 :func:`chrome_trace` writes the Chrome trace-event format (JSON object
 form), which Perfetto (https://ui.perfetto.dev) and ``chrome://tracing``
-open: one lane (thread) for the model with a slice per request split into
+open: a "start-up" lane with a slice per tool source that started for the
+run (an MCP server), one lane (thread) for the model with a slice per request split into
 ``ttft`` and ``decode``, an instant event ``call_ready`` on the model lane
 where each call's arguments completed in the stream, ``wait`` slices, and
 lanes "tool slot N" for the tool calls (a call keeps one slot from issue to
@@ -20,7 +21,9 @@ model request with ``gen_ai.operation.name``, ``gen_ai.provider.name``,
 call with ``gen_ai.tool.name``, ``gen_ai.tool.call.id``,
 ``gen_ai.tool.type`` and ``error.type``. Project-specific facts (future
 ids, dependencies, time to first token, call readiness) use the
-``asyncfc.`` prefix; a call's dependencies are also span links. Absolute
+``asyncfc.`` prefix; a call's dependencies are also span links; a tool
+source's start is a ``start {name}`` span, and the root carries
+``asyncfc.startup_s`` and the run's tools (``asyncfc.tools``). Absolute
 times come from the header's ``started_at`` (second precision).
 
 Unfinished spans (a truncated trace) end at the trace's last event and are
@@ -41,6 +44,7 @@ from asyncfc_cli.analysis import Run, ToolSpan
 FORMATS = ("chrome", "otel")
 
 MODEL_TID = 1
+SETUP_TID = 2
 TOOL_TID0 = 100
 
 
@@ -98,6 +102,12 @@ def chrome_trace(run: Run) -> dict[str, Any]:
         out.append(slice_("ttft", "model.ttft", MODEL_TID, m.start, min(first, stop), {"request": m.request}))
         if m.first_token is not None and m.first_token < stop:
             out.append(slice_("decode", "model.decode", MODEL_TID, m.first_token, stop, {"request": m.request}))
+    if run.setup:  # start-up: each tool source starting, on a lane of its own (not the model's)
+        out.append({"ph": "M", "pid": pid, "tid": SETUP_TID, "ts": 0, "name": "thread_name",
+                    "args": {"name": "start-up"}})
+        for source in run.setup:
+            out.append(slice_(f"start {source.name} ({source.kind})", "startup", SETUP_TID, source.start, source.end,
+                              {"source": source.name, "kind": source.kind, "tools": source.tools}))
     for w in run.waits:
         end = w.end if w.end is not None else run.end
         out.append(slice_(f"wait {','.join(w.futures)}", "wait", MODEL_TID, w.start, end,
@@ -156,8 +166,8 @@ def chrome_trace(run: Run) -> dict[str, Any]:
                             "ts": begin + inside, "name": f"{dep} → {span.label}", "cat": "dependency"})
     metrics = analysis.compute(run).as_dict()
     other = {k: getattr(header, k) for k in ("run_id", "task", "agent", "model", "mode", "started_at", "spec_digest")}
-    return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {**other, "asyncfc": __version__,
-                                                                        "summary": metrics}}
+    return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {**other, "tools": run.tool_names,
+                                                                        "asyncfc": __version__, "summary": metrics}}
 
 
 # --- OpenTelemetry ----------------------------------------------------------------------------
@@ -262,10 +272,15 @@ def otel_trace(run: Run) -> dict[str, Any]:
         "gen_ai.usage.input_tokens": metrics.tokens_in, "gen_ai.usage.output_tokens": metrics.tokens_out,
         "error.type": None if run.status == "ok" else run.status,
         "asyncfc.mode": run.mode, "asyncfc.task": header.task, "asyncfc.run_id": run_id,
+        "asyncfc.startup_s": round(metrics.startup, 6), "asyncfc.tools": run.tool_names or None,
         "asyncfc.unfinished": True if not run.finished else None,
     }, None, root_status)
     spans.append(root)
     root_id = root["spanId"]
+    for source in run.setup:  # start-up: a tool source starting for the run
+        spans.append(span(f"setup/{source.name}", f"start {source.name}", KIND_INTERNAL, source.start, source.end, {
+            "asyncfc.tool_source": source.name, "asyncfc.tool_source.kind": source.kind,
+            "asyncfc.tool_source.tools": source.tools or None}, root_id))
     chat_ids: dict[int, str] = {}
     ready_by_request: dict[Any, list[tuple[float, str, str]]] = {}
     for t, request, call_id, tool in run.ready_marks:

@@ -16,8 +16,10 @@ known run counts as "not soon". Known durations are, newest first, those of
 this run, then the ones remembered from earlier runs (the last
 :data:`WINDOW` per tool, so a tool that changed is relearnt within a few
 runs), and with none of those the tool's ``expected_latency`` from
-agents.toml. Remembered durations live in ``.asyncfc/latency.json``, keyed by
-tool name and a digest of its definition (a changed definition starts over).
+agents.toml. Remembered durations live in the project's ``.asyncfc/latency.json``
+(:func:`asyncfc_cli.project.latency_store`: next to the agents.toml in use,
+wherever the run was started), keyed by tool name and a digest of its
+definition (a changed definition starts over).
 
 **What one more request costs** (:class:`RequestCost`): the latest measured
 time to first token, which already includes the prefill of a conversation
@@ -51,10 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncfc_cli import safefiles
+from asyncfc_cli import project, safefiles
 
 WINDOW = 16  # durations remembered per tool
-DEFAULT_STORE = Path(".asyncfc") / "latency.json"
+DEFAULT_STORE = project.STORE  # in the project's directory: project.latency_store() is the path
 MAX_STORE_BYTES = 4_000_000  # 1,000 tools of 16 durations take about 300 KB
 MAX_TOOLS = 1000  # tools remembered; the least recently saved are forgotten first
 MAX_KEY_CHARS = 512
@@ -176,11 +178,8 @@ class LatencyBook:
     def _merge(self, observed: dict[str, list[float]], wait: float) -> None:
         store = Path(self.store)
         try:
-            # .asyncfc is asyncfc's: no link on the way may lead out of the current directory.
-            if store.is_absolute():
-                store.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                safefiles.make_dirs(Path("."), store.parent)
+            # .asyncfc is asyncfc's: no link on the way may lead out of the project.
+            project.make_state_dirs(store)
             with _locked(store.with_name(store.name + ".lock"), wait) as locked:
                 if not locked:
                     self.warn(f"{store} is locked by another process for over {wait:g}s; "

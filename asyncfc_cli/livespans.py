@@ -24,7 +24,7 @@ import copy
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asyncfc_cli import analysis
 from asyncfc_cli.analysis import ModelSpan, RunBuilder, ToolSpan, WaitSpan
@@ -117,6 +117,8 @@ class LiveFrame:
     open_models: list[ModelSpan]
     open_waits: list[WaitSpan]
     touched: int  # spans this frame read
+    ready: float = 0.0  # when start-up ended: the first request, or the frame's end if none began yet
+    setup: list[analysis.SetupSpan] = field(default_factory=list)  # tool sources started (a few: copied)
 
 
 class LiveSpans:
@@ -132,6 +134,7 @@ class LiveSpans:
         self.open_model: ModelSpan | None = None
         self.open_waits: dict[str, WaitSpan] = {}
         self.last_request = 0
+        self.first_request: float | None = None  # when start-up ended
         self.tokens = [0, 0]
         # The footer's sweep, advanced at each span boundary (analysis._sweep, one event at a time).
         self.prev: float | None = None
@@ -153,6 +156,8 @@ class LiveSpans:
             return
         t = ev.t
         if isinstance(ev, ModelBegin):
+            if self.first_request is None:
+                self.first_request = t
             self._advance(t)
             self.models_open += 1
             self.open_model, self.last_request = b.models[ev.request], ev.request
@@ -248,9 +253,12 @@ class LiveSpans:
         model_time = self.model_done + (end - self.open_model.start if self.open_model is not None else 0.0)
         tool_time = self.tool_done + self.tools_running * end - self.running_starts
         wall = end - start
+        ready = min(max(self.first_request if self.first_request is not None else end, start), end)
+        startup = ready - start  # as analysis.compute: neither "blocked" nor in the speedups
+        loop = max(wall - startup, 0.0)
         sequential = model_time + tool_time
-        figures = Figures(wall, max(wall - model_time, 0.0), anyo, mt, sequential,
-                          sequential / wall if wall > 0 else math.nan)
+        figures = Figures(wall, max(wall - startup - model_time, 0.0), anyo, mt, sequential,
+                          sequential / loop if loop > 0 else math.nan)
         opened = [copy.copy(self.open_model)] if self.open_model is not None else []
         waits = [copy.copy(w) for w in self.open_waits.values()]
         self.touched += len(opened) + len(waits)
@@ -259,7 +267,8 @@ class LiveSpans:
             folded=folded, figures=figures, tokens=(self.tokens[0], self.tokens[1]), requests=len(b.models),
             current=opened[0] if opened else None,
             layers={name: (layer, len(layer.starts)) for name, layer in self.layers.items()},
-            open_models=opened, open_waits=waits, touched=self.touched)
+            open_models=opened, open_waits=waits, touched=self.touched, ready=ready,
+            setup=[copy.copy(source) for source in b.setup])
 
     def _lanes(self, limit: int) -> tuple[list[ToolSpan], dict[str, int]]:
         """The lanes :meth:`asyncfc_cli.timeline.Timeline._fold` keeps, found without a walk over every call."""

@@ -18,9 +18,9 @@ from typing import Any
 import trio
 
 from asyncfc_cli.events import Header, Retry, Summary, field_names
-from asyncfc_cli import credentials, interrupts, modes
+from asyncfc_cli import credentials, interrupts, modes, project
 from asyncfc_cli.agent import AgentRun, RunResult, run_agent
-from asyncfc_cli.latency import DEFAULT_STORE, LatencyBook
+from asyncfc_cli.latency import LatencyBook
 from asyncfc_cli.model import AsyncioThread, LiteLLMClient, ModelConfig, import_litellm
 from asyncfc_cli.redaction import Redactor, run_secrets
 from asyncfc_cli.spec import RunSpec
@@ -155,11 +155,14 @@ def model_identity(spec: RunSpec) -> dict[str, str]:
 
 
 def agent_run(spec: RunSpec, tools: dict | None = None,
-              latency_store: Path | None = DEFAULT_STORE) -> AgentRun:
+              latency_store: Path | None | str = "project") -> AgentRun:
     """The loop's view of a spec: its validated agent as it is, with ``tools`` as
     the run opened them (default: the spec's); tool durations are remembered in
-    ``latency_store`` across runs (None: only this run's are known)."""
+    ``latency_store`` across runs (default: the project's, see asyncfc_cli/project.py;
+    None: only this run's are known)."""
     tools = spec.tools if tools is None else tools
+    if latency_store == "project":
+        latency_store = project.latency_store(spec.agents_path)
     return AgentRun(prompt=spec.prompt, tools=tools, agent=spec.agent,
                     latency=LatencyBook.for_tools(tools, latency_store), history=spec.history)
 
@@ -214,8 +217,9 @@ async def run_spec(spec: RunSpec, writer: TraceWriter, sinks: Iterable[Sink], ru
     session = None
     try:
         session = cassette.start(spec, redactor) if cassette is not None else None
+        # At the run's zero, as in the file: the model's server starting is start-up.
+        trace.emit(run_header(spec, run_id, cassette))
         async with _serving(spec, session) as config:
-            trace.emit(run_header(spec, run_id, cassette))
 
             def on_retry(attempt: int, error: str) -> None:
                 # Retries happen inside one model turn: the latest request's.

@@ -65,6 +65,8 @@ STATES: dict[str, tuple[str, str, str]] = {
 }
 MODEL_TTFT, MODEL_DECODE, MODEL_IDLE, MODEL_WAIT = ("░", GREEN), ("█", GREEN), ("·", GREY), ("⋯", PURPLE)
 MODEL_ERROR = ("▓", VERMILLION)
+MODEL_START = ("╌", GREY)  # start-up: the model has not been asked yet (not "blocked")
+SOURCE_START = ("█", GREY)  # a tool source (an MCP server) starting, on its own line
 
 NICE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 LIVE_AXIS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300, 450, 600, 900, 1200, 1800, 2700, 3600)
@@ -156,7 +158,8 @@ def _deps(deps: list[str], keep: int = 20) -> str:
 
 # Legend entries in the order they are listed: key -> (glyph shown, style, name).
 MODEL_KEYS = {"ttft": (*MODEL_TTFT, "ttft"), "decoding": (*MODEL_DECODE, "decoding"),
-              "blocked": (*MODEL_IDLE, "model blocked"), "wait": (*MODEL_WAIT, "wait")}
+              "blocked": (*MODEL_IDLE, "model blocked"), "start-up": (*MODEL_START, "start-up"),
+              "starting": (*SOURCE_START, "tool source starting"), "wait": (*MODEL_WAIT, "wait")}
 STATE_NAMES = {analysis.PENDING: "pending", analysis.RUNNING: "running", analysis.OK: "done",
                analysis.ERROR: "failed", analysis.TIMEOUT: "timeout", analysis.CANCELLED: "cancelled",
                analysis.UNFINISHED: "unfinished"}
@@ -194,6 +197,7 @@ class _View:
     requests: int
     current: ModelSpan | None  # the latest request, when it has no end
     paint_model: Callable[[_Bar], None]
+    setup: list[analysis.SetupSpan]  # tool sources that started for the run, each drawn on its own line
 
 
 def _paint_request(bar: _Bar, m: ModelSpan, end: float, live: bool) -> None:
@@ -213,7 +217,10 @@ def _paint_request(bar: _Bar, m: ModelSpan, end: float, live: bool) -> None:
 
 def _paint_run(run: Run, bar: _Bar) -> None:
     if run.models or run.live:
-        bar.paint(run.start, run.end, *MODEL_IDLE, 0, "blocked")
+        # Before the first request the model has not been asked: start-up, not "blocked".
+        if run.ready > run.start:
+            bar.paint(run.start, run.ready, *MODEL_START, 0, "start-up")
+        bar.paint(run.ready, run.end, *MODEL_IDLE, 0, "blocked")
     for wait in run.waits:
         bar.paint(wait.start, wait.end if wait.end is not None else run.end, *MODEL_WAIT, 1, "wait")
     for m in run.models:
@@ -237,6 +244,9 @@ def _paint_indexed(frame: LiveFrame, bar: _Bar) -> None:
         else:
             if idle0 <= i < idle1:
                 bar.cells[i] = (*MODEL_IDLE, 0, "blocked")
+    if frame.ready > frame.start:  # at most a width of cells, as each layer above
+        bar.paint(frame.start, frame.ready, *MODEL_START, 0, "start-up")
+        bar.paint(frame.ready, frame.end, *MODEL_IDLE, 0, "blocked")
     for wait in frame.open_waits:
         bar.paint(wait.start, frame.end, *MODEL_WAIT, 1, "wait")
     for m in frame.open_models:
@@ -282,7 +292,7 @@ class Timeline:
         if self.frame is not None:
             f = self.frame
             return _View(f.header, f.start, f.end, True, False, analysis.UNFINISHED, f.lanes, f.folded, f.figures,
-                         f.tokens, f.requests, f.current, lambda bar: _paint_indexed(f, bar))
+                         f.tokens, f.requests, f.current, lambda bar: _paint_indexed(f, bar), f.setup)
         run = self.run
         if run is None:
             run = analysis.build_run(self.events, now=self.now, live=self.live and not self._ended())
@@ -297,7 +307,7 @@ class Timeline:
         tokens = (sum(m.tokens_in or 0 for m in run.models), sum(m.tokens_out or 0 for m in run.models))
         current = run.models[-1] if run.models and run.models[-1].end is None else None
         return _View(run.header, run.start, run.end, run.live, run.finished, run.status, lanes, folded, figures,
-                     tokens, len(run.models), current, lambda bar: _paint_run(run, bar))
+                     tokens, len(run.models), current, lambda bar: _paint_run(run, bar), run.setup)
 
     # -- layout ---------------------------------------------------------------------
 
@@ -325,6 +335,8 @@ class Timeline:
             yield Text(clip(self.title, 1000), style="bold", no_wrap=True, overflow="ellipsis")
         yield line(Text("time", style="dim"), self._axis(bar_w, span))
         yield line(*self._model_lane(view, bar_w, span, shown))
+        for source in view.setup:
+            yield line(*self._setup_lane(view, source, bar_w, span, shown))
         if view.folded:
             yield line(*self._folded_lane(view.folded, shown))
         for tool in view.lanes:
@@ -399,6 +411,16 @@ class Timeline:
         else:
             info = Text(f"{view.requests} req", style="dim")
         return label, bar.text(), info
+
+    @staticmethod
+    def _setup_lane(view: _View, source: analysis.SetupSpan, bar_w: int, span: float,
+                    shown: set[str]) -> tuple[Text, Text, Text]:
+        """A tool source starting (an MCP server): start-up, drawn as its own line."""
+        bar = _Bar(bar_w, view.start, span)
+        bar.paint(source.start, source.end, *SOURCE_START, 2, "starting")
+        shown |= bar.keys()
+        label = Text.assemble(("start ", "bold"), clip(source.name), (f" ({clip(source.kind)})", "dim"))
+        return label, bar.text(), Text(f"✓ {fmt_seconds(source.end - source.start)}", style=GREY)
 
     def _tool_lane(self, view: _View, tool: ToolSpan, bar_w: int, span: float,
                    shown: set[str]) -> tuple[Text, Text, Text]:

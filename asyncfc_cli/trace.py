@@ -19,7 +19,9 @@ The event types and their fields are defined once, typed, in
                       string; sim or sim:P for the simulated model), model_alias (the
                       [models] name or string as given), litellm_model (what LiteLLM was
                       called with), provider (LiteLLM's provider; asyncfc.sim), mode,
-                      spec_digest, tools, cassette? ({"replayed": FILE, "speed", "match"} or
+                      spec_digest, tools (those known when the run starts; read_trace adds
+                      each tool_source's, so the header read back lists every tool the run
+                      had), tool_kinds, cassette? ({"replayed": FILE, "speed", "match"} or
                       {"recorded": FILE}: the run's --record / --replay)
 ``model_begin``       request, messages
 ``model_first_token`` request
@@ -46,7 +48,9 @@ Async mode adds:
 ``finish_held``       outstanding, cut                        (an answer was held or cut, see futures/delivery.py)
 ``hold``              futures, expected, held, budget         (the next request waited for calls that
                                                                may finish soon, see AsyncScheduler._hold)
-``tool_source``       name, kind, server, tools, protocol     (an MCP server started for the run)
+``tool_source``       name, kind, server, tools, protocol, began (an MCP server started for the run:
+                                                               it began starting at ``began`` and was
+                                                               ready at ``t``; start-up, not model time)
 ``tool_source_error`` name, error                             (an MCP server failed to start, its session
                                                                failed, it wrote a line that is not JSON-RPC,
                                                                or the SDK logged a problem; redacted)
@@ -76,13 +80,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from asyncfc_cli import safefiles
+from asyncfc_cli import project, safefiles
 from asyncfc_cli.events import (EventError, Header, ModelBegin, ModelEnd, ModelFirstToken, Summary, ToolBegin,
-                                ToolEnd, TraceEvent, field_names, loads, parse_event, to_line)
+                                ToolEnd, ToolSourceOpened, TraceEvent, field_names, loads, parse_event, to_line)
 from asyncfc_cli.redaction import Redactor
 
 TRACE_VERSION = 1
-DEFAULT_DIR = Path(".asyncfc") / "runs"
+DEFAULT_DIR = project.RUNS  # in the project's directory
 
 Event = dict[str, Any]
 Sink = Callable[[TraceEvent], None]
@@ -137,12 +141,14 @@ class Trace:
         before emitting it (a cut secret would no longer match)."""
         return self.redactor.value(value)
 
-    def emit(self, event: TraceEvent) -> TraceEvent:
-        """Record ``event`` now: the event as written, stamped and with the run's
-        secrets masked in every field, which is what every sink receives."""
+    def emit(self, event: TraceEvent, at: float | None = None) -> TraceEvent:
+        """Record ``event`` now (or at ``at``, a run time just read from :meth:`now`,
+        when the event states a time it must agree with: the summary's wall): the
+        event as written, stamped and with the run's secrets masked in every field,
+        which is what every sink receives."""
         redact = self.redactor.value
         # Field by field: a field's name is never a secret to mask.
-        stamped = type(event)(t=round(self.now(), 6),
+        stamped = type(event)(t=round(self.now() if at is None else at, 6),
                               **{name: redact(getattr(event, name)) for name in field_names(type(event))})
         if isinstance(stamped, ModelBegin):
             self.request = stamped.request
@@ -220,15 +226,13 @@ def check_writable(path: Path) -> None:
 
     A cheap check before the seconds of start-up; creating nothing but the
     missing directories. A full disk is only found by writing, which
-    :meth:`TraceWriter.write_header` does. The default runs directory
+    :meth:`TraceWriter.write_header` does. A project's runs directory
     (``.asyncfc/runs``) is asyncfc's own: a link there that leads out of the
-    current directory is refused (:func:`asyncfc_cli.safefiles.make_dirs`).
+    project is refused (:func:`asyncfc_cli.project.make_state_dirs`).
     """
     path = Path(path)
-    if path.parent == DEFAULT_DIR:
-        safefiles.make_dirs(Path("."), DEFAULT_DIR)
+    project.make_state_dirs(path)
     safefiles.check_replaceable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The file is replaced, not written (TraceWriter): its directory must be writable.
     target = path if safefiles.written_in_place(path) else path.parent
     if not os.access(target, os.W_OK):
@@ -240,22 +244,32 @@ def new_run_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-RUNS_DIR_ENV = "ASYNCFC_RUNS_DIR"
+RUNS_DIR_ENV = project.RUNS_DIR_ENV
+runs_dir = project.runs_dir  # one function for every reader and writer (asyncfc_cli/project.py)
 
 
-def runs_dir() -> Path:
-    """Where runs are recorded: ``$ASYNCFC_RUNS_DIR``, else ``.asyncfc/runs`` in the current directory."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_DIR)
+def default_trace_path(run_id: str, base: Path | None = None, agents_path: Path | None = None) -> Path:
+    """``<runs dir>/<run id>.jsonl``: ``base``, else the runs directory of the
+    project of ``agents_path`` (the agents.toml the run uses)."""
+    return (base or runs_dir(agents_path)) / f"{run_id}.jsonl"
 
 
-def default_trace_path(run_id: str, base: Path | None = None) -> Path:
-    return (base or runs_dir()) / f"{run_id}.jsonl"
+def run_id_time(run_id: Any) -> datetime | None:
+    """The instant a run id made by :func:`new_run_id` was made (UTC, to the second), else None."""
+    try:
+        return datetime.strptime(str(run_id)[:15], "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def header_fields(run_id: str, **fields: Any) -> Header:
-    """The header of a run starting now (its ``t`` is 0 until :meth:`Trace.emit` stamps it)."""
-    return Header(version=TRACE_VERSION, run_id=run_id,
-                  started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields)
+    """The header of a run starting now (its ``t`` is 0 until :meth:`Trace.emit` stamps it).
+
+    ``started_at`` is the instant of the run id, when the command took the run
+    on, so what lists show by one and by the other never disagree (the header
+    is written seconds later, after LiteLLM's import)."""
+    started = run_id_time(run_id) or datetime.now(timezone.utc)
+    return Header(version=TRACE_VERSION, run_id=run_id, started_at=started.isoformat(timespec="seconds"), **fields)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -404,6 +418,7 @@ def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
         raise TraceError(f"{where}not an asyncfc trace: no header line" + _problems_note(problems))
     if dropped:
         problems.append(f"... and {dropped} more lines skipped")
+    header = _with_source_tools(header, events)
     summary = events[-1] if events and isinstance(events[-1], Summary) else None
     if summary is not None:
         events.pop()
@@ -415,6 +430,19 @@ def parse_trace(content: bytes | str, path: Path | None = None) -> TraceData:
     if early:
         events = [ev for ev in events if not isinstance(ev, Summary)]
     return TraceData(path, header, events, summary, truncated or summary is None, problems)
+
+
+def _with_source_tools(header: Header, events: list[TraceEvent]) -> Header:
+    """The header with the run's tools: the header line is written before the tool
+    sources start, so it lists the tools known then; each source that started
+    (an MCP server, ``tool_source``) adds the tools it brought."""
+    names = list(header.tools or [])
+    for ev in events:
+        if isinstance(ev, ToolSourceOpened):
+            names += [n for n in ev.tools if n not in names]
+    if names == list(header.tools or []):
+        return header
+    return parse_event({**header.raw, "tools": names})
 
 
 def _first_line(exc: Exception) -> str:

@@ -240,7 +240,10 @@ def test_a_prompt_without_a_task_file(runs, project):
     done = runs["prompt"].result()
     assert done.code == 0, done.stderr
     assert done.stdout == NO_PLAN_ANSWER + "\n"  # braces in the prompt are text, not parameters
-    (trace,) = (project / "tasks" / ".asyncfc" / "runs").glob("*.jsonl")
+    # started in tasks/: recorded in the project's runs (issue 21 item 8)
+    assert not (project / "tasks" / ".asyncfc").exists()
+    (trace,) = [p for p in (project / ".asyncfc" / "runs").glob("*.jsonl")
+                if read_trace(p).header["task"] == "prompt: Say hi to {everyone}"]
     data = read_trace(trace)
     assert data.header["task"] == "prompt: Say hi to {everyone}" and data.header["agent"] == "hello"
 

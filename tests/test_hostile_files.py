@@ -114,12 +114,24 @@ def test_a_traces_link_that_stays_inside_out_is_used(tmp_path):
     assert len(list((out / "kept").glob("*.jsonl"))) == 1
 
 
+def own_project(path: Path) -> Path:
+    """A task with its agents.toml in ``path``: runs record in ``path``/.asyncfc (the project's)."""
+    (path / "agents.toml").write_text("")
+    (path / "ok.toml").write_text(
+        'prompt = "Echo hello."\n[agent]\nmodel = "sim"\nmode = "sync"\ntools = ["echo"]\n'
+        '[tools.echo]\ndescription = "Echo."\ncommand = ["echo", "{text}"]\n[tools.echo.params]\ntext = { type = "string" }\n'
+        '[sim]\ndecode_tps = 2000\nttft = 0\n[[sim.steps]]\nid = "e"\ntool = "echo"\nargs = { text = "hello" }\n'
+        '[sim.final]\nanswer = "The echo said hello."\n')
+    return path / "ok.toml"
+
+
 def test_the_default_batch_and_runs_dirs_never_lead_out_of_the_current_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     project = tmp_path / "project"
     project.mkdir()
     os.chdir(project)
+    OK = own_project(project)
     Path(".asyncfc").symlink_to(elsewhere)
     batch = invoke("batch", OK, "-q")
     assert batch.exit_code == 2 and ".asyncfc is a symbolic link to" in one_line(batch.stderr)
@@ -165,7 +177,8 @@ def test_a_fifo_or_a_directory_at_the_trace_path_is_exit_2(tmp_path):
 
 
 def test_a_fifo_or_a_device_link_in_the_runs_dir_is_passed_over(tmp_path):
-    assert invoke("run", OK, "-q").exit_code == 0
+    done = invoke("run", own_project(tmp_path), "-q")
+    assert done.exit_code == 0, done.stderr
     runs = tmp_path / ".asyncfc" / "runs"
     (real,) = runs.glob("*.jsonl")
     os.mkfifo(runs / "zzz-fifo.jsonl")  # newer than the real trace: `latest` would try it first
@@ -250,7 +263,8 @@ LATENCY_TASK = DATA / "latency_holds.toml"
 def run_with_store(tmp_path: Path, process: bool = True) -> str:
     """``asyncfc run`` of a task with two tools in ``tmp_path``; its stderr. ``process``:
     a real process (for what could hang), else in this one."""
-    args = ("run", LATENCY_TASK, "--json", "--trace", tmp_path / "t.jsonl")
+    (tmp_path / "agents.toml").touch()  # the project, whose .asyncfc holds the store
+    args = ("run", LATENCY_TASK, "--json", "--trace", tmp_path / "t.jsonl", "--agents", tmp_path / "agents.toml")
     if process:
         done = cli_process(*args, cwd=tmp_path, timeout=120)
         code, stdout, stderr = done.returncode, done.stdout, done.stderr

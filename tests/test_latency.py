@@ -22,13 +22,10 @@ DATA = Path(__file__).parent / "data"
 
 def run(tmp_path: Path, task: Path, name: str = "t") -> tuple[dict, list[dict]]:
     trace = tmp_path / f"{name}.jsonl"
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # .asyncfc/ is relative to where asyncfc runs
-    try:
-        result = invoke("run", str(task), "--json", "--trace", str(trace),
-                        catch_exceptions=False)
-    finally:
-        os.chdir(cwd)
+    # .asyncfc/ is the project's: the directory of the agents.toml in use
+    (tmp_path / "agents.toml").touch()
+    result = invoke("run", str(task), "--json", "--trace", str(trace), "--agents", str(tmp_path / "agents.toml"),
+                    catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout), read_trace(trace).events
 

@@ -52,7 +52,9 @@ def test_signals_during_start_leave_a_readable_trace_or_none(tmp_path):
     for i, (signum, when) in enumerate(MOMENTS):
         cwd = tmp_path / f"run{i}"
         cwd.mkdir()
-        proc = subprocess.Popen([str(COMMAND), "run", str(TASK), "-q"], cwd=cwd, env=env,
+        # The task is the repository's: its runs would go to the repository's .asyncfc (the project's).
+        proc = subprocess.Popen([str(COMMAND), "run", str(TASK), "-q"], cwd=cwd,
+                                env={**env, "ASYNCFC_RUNS_DIR": str(cwd / ".asyncfc" / "runs")},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append((proc, signum, when, cwd))
     start = time.monotonic()

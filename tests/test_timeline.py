@@ -89,9 +89,12 @@ def test_summary_numbers_match_the_events(name):
     assert m.wall == pytest.approx(exp.wall, abs=1e-6)
     assert m.model_time == pytest.approx(exp.model_time, abs=1e-6)
     assert m.tool_time == pytest.approx(exp.tool_time, abs=1e-6)
-    assert m.blocked == pytest.approx(exp.wall - exp.model_time, abs=1e-6)
+    # start-up (before the first request) is neither blocked time nor in the speedup
+    startup = min((e["t"] for e in events if e["type"] == "model_begin"), default=exp.t0 + exp.wall) - exp.t0
+    assert m.startup == pytest.approx(startup, abs=1e-6)
+    assert m.blocked == pytest.approx(exp.wall - startup - exp.model_time, abs=1e-6)
     assert m.sequential == pytest.approx(exp.model_time + exp.tool_time, abs=1e-6)
-    assert m.speedup == pytest.approx((exp.model_time + exp.tool_time) / exp.wall, rel=1e-6)
+    assert m.speedup == pytest.approx((exp.model_time + exp.tool_time) / (exp.wall - startup), rel=1e-6)
     for got, want in ((m.overlap, exp.overlap), (m.overlap_model_tool, exp.overlap_model_tool),
                       (m.overlap_tool_tool, exp.overlap_tool_tool)):
         assert got == pytest.approx(want, abs=2e-3)

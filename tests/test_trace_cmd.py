@@ -75,7 +75,9 @@ def test_json_summary_matches_the_events():
     assert summary["wall"] == pytest.approx(wall, abs=1e-5)
     assert summary["tool_time"] == pytest.approx(tool_time, abs=1e-5)
     assert summary["model_time"] == pytest.approx(model_time, abs=1e-5)
-    assert summary["model_blocked"] == pytest.approx(wall - model_time, abs=1e-5)
+    startup = min(mbegins.values()) - evs[0]["t"]  # before the first request: not blocked
+    assert summary["startup"] == pytest.approx(startup, abs=1e-5)
+    assert summary["model_blocked"] == pytest.approx(wall - startup - model_time, abs=1e-5)
     assert summary["sequential_equivalent"] == pytest.approx(model_time + tool_time, abs=1e-5)
     assert summary["overlap"] == 0  # sync: nothing at once
     assert summary["tools"]["fetch"]["count"] == 2 and summary["requests"] == 3
@@ -90,7 +92,8 @@ def test_latest_list_and_run_ids_read_the_runs_directory(runs):
     listed = [json.loads(line) for line in trace_cli("list", "--json", cwd=runs).output.splitlines()]
     assert [Path(e["path"]).stem for e in listed] == ["quickstart_async", "quickstart_sync", "quickstart_killed"]
     assert [e["status"] for e in listed] == ["ok", "ok", "unfinished"]
-    assert listed[1]["wall"] == events(SYNC)[-1]["wall"]
+    # the run's span on the trace's clock, as `asyncfc trace` measures it
+    assert listed[1]["wall"] == round(events(SYNC)[-1]["t"] - events(SYNC)[0]["t"], 6)
 
     table = invoke("trace", "list", "--dir", str(runs / ".asyncfc" / "runs"),
                    env={"COLUMNS": "160"}, catch_exceptions=True).output
@@ -123,12 +126,27 @@ def test_list_stays_readable_at_80_columns(tmp_path):
                        catch_exceptions=True).output
         lines = table.splitlines()
         assert all(len(line) <= columns for line in lines), table
-        assert "…" not in table  # nothing collapsed: long cells fold onto more lines
+        assert "…" not in table  # nothing collapsed: long cells go onto more lines
         for path in runs_dir.iterdir():
             assert path.stem in table  # the whole run id, which asyncfc trace takes
         assert "task_2.toml" in "".join(table.split())  # the task is all there, folded if need be
-    header = invoke("trace", "list", "--dir", str(runs_dir), env={"COLUMNS": "80"}, catch_exceptions=True).output
-    assert header.splitlines()[0].split() == ["run", "task", "model", "mode", "status", "wall"]
+    header = invoke("trace", "list", "--dir", str(runs_dir), env={"COLUMNS": "100"}, catch_exceptions=True).output
+    assert header.splitlines()[0].split() == ["time", "run", "task", "model", "mode", "status", "wall"]
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+def test_list_never_splits_a_task_name_mid_word(tmp_path, columns):
+    """Issue 21 item 11: `quickstart.to` / `ml` at 80 columns. Every line fits; the task's
+    file name is on one line, whole when the line can hold it, else cut with "…"."""
+    runs_dir = long_named_runs(tmp_path, count=2)
+    table = invoke("trace", "list", "--dir", str(runs_dir), env={"COLUMNS": str(columns)}).output
+    lines = table.splitlines()
+    assert all(len(line) <= columns for line in lines), table
+    for path in runs_dir.iterdir():
+        assert any(path.stem in line for line in lines), table  # the run id whole, on one line
+    for n in range(2):
+        assert any(f"task_{n}.toml" in line for line in lines), table  # never split over lines
+    assert not any(line.strip() in ("ml", "toml", ".toml") for line in lines), table
 
 
 def test_list_limit_zero_means_all_and_a_negative_limit_is_refused(tmp_path):

@@ -47,7 +47,7 @@ def run(
         "a time). Default: the agent's mode, async unless set.")] = None,
     trace: Annotated[Optional[Path], typer.Option(
         "--trace", help="Where to write the JSONL trace (default <runs dir>/<run-id>.jsonl; the runs "
-        "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs).")] = None,
+        "dir is $ASYNCFC_RUNS_DIR, else .asyncfc/runs next to the agents.toml in use).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     sets: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="<key=value>", help="Set a prompt parameter: --set key=value (repeatable).")] = None,
@@ -97,7 +97,7 @@ def run(
             for hint in run_spec.hints:
                 err.print(f"[yellow]warning:[/] {escape(hint)}")
         run_id = new_run_id()
-        trace_path = trace or default_trace_path(run_id)
+        trace_path = trace or default_trace_path(run_id, agents_path=run_spec.agents_path)
         on_tty = stdout_fd is not None and os.isatty(stdout_fd)
         streaming = not as_json and (stream if stream is not None else on_tty)
         started = _execute(run_spec, trace_path, run_id, as_json, quiet, stdout_fd, cassette, streaming)

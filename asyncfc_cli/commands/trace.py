@@ -226,10 +226,14 @@ def _load(path: Path):
     return data
 
 
-def _describe(data: Any) -> dict[str, Any]:
+def _describe(data: Any, run: Any) -> dict[str, Any]:
     h = data.header
     return {"path": str(data.path), "run_id": h.run_id, "task": h.task, "agent": h.agent,
             "model": h.model, "mode": h.mode, "started_at": h.started_at, "cassette": h.cassette,
+            "tool_names": run.tool_names,
+            "setup": [{"name": s.name, "kind": s.kind, "start": round(s.start - run.start, 6),
+                       "end": round(s.end - run.start, 6), "seconds": round(s.end - s.start, 6), "tools": s.tools}
+                      for s in run.setup],
             "truncated": data.truncated, "problems": data.problems}
 
 
@@ -251,7 +255,7 @@ def show(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """Show a run: its timeline and a summary table (or export it)."""
     from asyncfc_cli import analysis
@@ -285,13 +289,13 @@ def show(
     if as_json:
         from asyncfc_cli.output import print_json
 
-        print_json({**_describe(data), **metrics.as_dict()})
+        print_json({**_describe(data, run), **metrics.as_dict()})
         return
     from asyncfc_cli.timeline import Timeline
 
     console = _out(width, svg)
     console.print(Timeline.from_trace(data, title=_title(data, path)))
-    for table in (summary_table(metrics), requests_table(run) if run.models else None,
+    for table in (summary_table(metrics, run), requests_table(run) if run.models else None,
                   tools_table(metrics) if run.tools else None):
         if table is not None:
             console.print()
@@ -343,19 +347,30 @@ def _chain(names: list[str], keep: int = 8) -> str:
     return " → ".join(label(name) for name in names)
 
 
-def summary_rows(m: Any) -> list[tuple[str, str, str]]:
+def _startup_note(run: Any) -> str:
+    """What the start-up was: each tool source that started, with its time and tools."""
+    from asyncfc_cli.commands.common import plural
+
+    if run is None or not run.setup:
+        return "before the first request"
+    return ", ".join(f"{_label(s.name)} ({_label(s.kind)}) {_s(s.end - s.start)}, {plural(len(s.tools), 'tool')}"
+                     for s in run.setup[:5]) + (f", … {len(run.setup) - 5} more" if len(run.setup) > 5 else "")
+
+
+def summary_rows(m: Any, run: Any = None) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows shared by ``show`` and ``compare``."""
     from asyncfc_cli.commands.common import plural
 
     return [
         ("wall", _s(m.wall), _label(m.status) if m.finished else "unfinished"),
+        ("start-up", _s(m.startup), _startup_note(run)),
         ("model time", _s(m.model_time), f"{plural(m.requests, 'request')}, ttft {_s(m.ttft_total)}"),
         ("tool time", _s(m.tool_time), f"{plural(m.tool_calls, 'call')}, summed"),
         ("model blocked", _s(m.blocked), _pct(m.blocked, m.wall)),
         ("overlap", _s(m.overlap), f"model‖tool {_s(m.overlap_model_tool)}, tool‖tool {_s(m.overlap_tool_tool)}"),
         ("critical path", _s(m.critical_path), _chain(m.critical_chain)),
         ("sequential-equivalent", _s(m.sequential), "model time + tool time"),
-        ("achieved speedup", _x(m.speedup), "sequential-equivalent / wall"),
+        ("achieved speedup", _x(m.speedup), "sequential-equivalent / (wall - start-up)"),
         ("ideal speedup", _x(m.ideal_speedup), "sequential-equivalent / critical path"),
         ("tokens in / out", f"{m.tokens_in} / {m.tokens_out}", ""),
     ]
@@ -370,14 +385,14 @@ def _label(value: Any) -> str:
     return escape(label(value))
 
 
-def summary_table(m: Any):
+def summary_table(m: Any, run: Any = None):
     from rich.table import Table
 
     table = Table(title="summary", title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     table.add_column("", style="dim", overflow="fold")
-    for row in summary_rows(m):
+    for row in summary_rows(m, run):
         table.add_row(*row)
     return table
 
@@ -465,10 +480,9 @@ def list_entry(path: Path) -> dict[str, Any] | None:
     if header is None:
         return None
     finished = isinstance(last, Summary)
-    if finished:
-        wall = last.wall if last.wall is not None else last.t - header.t
-    else:
-        wall = (last.t - header.t) if last is not None else 0.0
+    # The run's span on the trace's clock, as `asyncfc trace` measures it (the
+    # summary's own wall is the same figure; older traces left the start-up out of it).
+    wall = (last.t - header.t) if last is not None else 0.0
     return {"path": str(path), "run_id": header.run_id, "started_at": header.started_at,
             "task": header.task, "agent": header.agent, "model": header.model,
             "mode": header.mode, "status": last.status if finished else "unfinished",
@@ -490,7 +504,7 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="How many runs to show (0: all).")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """List recent runs, newest first: time, task, model, mode, status, wall time."""
     runs = _runs_dir(directory)
@@ -519,13 +533,15 @@ def list_runs(
              "task": _label(_short_task(e["task"])), "model": _label(e["model"]), "mode": _label(e["mode"]),
              "status": (str(e["status"]), styles.get(str(e["status"]), "red")),
              "wall": _s(e["wall"]) + ("+" if e["status"] == "unfinished" else "")} for e in entries]
-    whole = _fit_tasks(rows, columns, console.width)
+    if not _fit_tasks(rows, columns, console.width):
+        _print_narrow(console, entries, styles)
+        return
     table = Table(box=None, pad_edge=False)
     for name in columns:
-        folds = name == "model" or (name == "task" and not whole)
+        folds = name == "model"
         table.add_column(name, justify="right" if name == "wall" else "left", no_wrap=not folds,
-                         overflow="fold" if folds else "ellipsis", ratio=(3 if name == "task" else 1) if folds else None,
-                         min_width=max(len(r[name]) for r in rows) if name == "task" and whole else None)
+                         overflow="fold" if folds else "ellipsis", ratio=1 if folds else None,
+                         min_width=max(len(r[name]) for r in rows) if name == "task" else None)
     for row in rows:
         status, style = row["status"]
         cells = {**row, "status": f"[{style}]{_label(status)}[/]"}
@@ -533,10 +549,45 @@ def list_runs(
     console.print(table)
 
 
+def _print_narrow(console: Any, entries: list[dict[str, Any]], styles: dict[str, str]) -> None:
+    """Too narrow for a run a line (below about 65 columns): two lines a run, the run
+    id with its status and wall, then the task's file name, model and mode. A word
+    is never split over lines: what does not fit ends in "…"."""
+    from rich.text import Text
+
+    from asyncfc_cli.output import label
+
+    width = max(console.width, 20)
+    for e in entries:
+        status = str(e["status"])
+        wall = _s(e["wall"]) + ("+" if status == "unfinished" else "")
+        head = Text.assemble(label(Path(e["path"]).stem), "  ", (label(status), styles.get(status, "red")), "  ", wall)
+        task = _short_task(e["task"])
+        task = os.path.basename(task) or task
+        # Lines break between the pieces (never inside one); only a piece longer
+        # than a whole line is cut, with "…".
+        lines: list[Text] = [head]
+        current: Text | None = None
+        for piece, style in ((label(task, 1000), ""), (label(e["model"], 1000), "dim"), (label(e["mode"]), "dim")):
+            if current is not None and len(current) + 3 + len(piece) <= width:
+                current.append(" · ", style="dim")
+                current.append(piece, style=style)
+                continue
+            current = Text("  ")
+            cut = Text(piece, style=style)
+            cut.truncate(width - 2, overflow="ellipsis")
+            current.append_text(cut)
+            lines.append(current)
+        for part in lines:
+            part.truncate(width, overflow="ellipsis")
+            console.print(part, no_wrap=True, overflow="ellipsis", soft_wrap=False)
+
+
 def _fit_tasks(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int) -> bool:
     """Shorten the task cells to their file names when the full paths leave the
     model less than a readable width. True if the tasks then fit whole (a file
-    name is not split over lines); below that (about 65 columns) they fold."""
+    name is not split over lines); below that (about 65 columns), False: the
+    runs are listed two lines each (:func:`_print_narrow`)."""
     fixed = sum(max(len(r[c] if c != "status" else r[c][0]) for r in rows) for c in columns
                 if c not in ("task", "model"))
     room = width - fixed - 2 * (len(columns) - 1) - min(16, max(len(r["model"]) for r in rows))
@@ -545,22 +596,20 @@ def _fit_tasks(rows: list[dict[str, Any]], columns: tuple[str, ...], width: int)
     names = [os.path.basename(r["task"]) or r["task"] for r in rows]
     # the model may fold down to 8 columns to keep the file names whole
     if max(map(len, names)) > room + min(16, max(len(r["model"]) for r in rows)) - 8:
-        return False  # too narrow even for that: the whole paths fold, as every cell must
+        return False  # too narrow even for that
     for row, name in zip(rows, names):
         row["task"] = name
     return True
 
 
 def _run_started(entry: dict[str, Any]) -> Any:
-    """When a run started, by the clock of its id (``YYYYmmddTHHMMSS-...``, UTC), which
-    is taken before the seconds of setup; the header's ``started_at`` comes after them."""
-    from datetime import datetime, timezone
+    """When a run started: the instant of its id, which the header's ``started_at``
+    also is (:func:`asyncfc_cli.trace.header_fields`); older traces took that
+    seconds later, so the id is read first. A run id not made by asyncfc: the header's."""
+    from asyncfc_cli.trace import run_id_time
 
-    try:
-        stamp = datetime.strptime(str(entry["run_id"])[:15], "%Y%m%dT%H%M%S")
-    except ValueError:  # a run id not made by new_run_id: the header's time
-        return entry["started_at"]
-    return stamp.replace(tzinfo=timezone.utc).isoformat()
+    stamp = run_id_time(entry["run_id"])
+    return stamp.isoformat() if stamp is not None else entry["started_at"]
 
 
 def _short_task(task: Any) -> str:
@@ -587,7 +636,7 @@ def compare(
     svg: Annotated[Optional[Path], typer.Option(
         "--svg", help="Also save what is printed as an SVG picture (Rich's export).", show_default=False)] = None,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default .asyncfc/runs).")] = None,
+        "--dir", envvar="ASYNCFC_RUNS_DIR", help="Where runs are recorded (default: .asyncfc/runs next to the project's agents.toml, found from the current directory up).")] = None,
 ) -> None:
     """Compare two runs: both timelines on one time scale, the summaries side by side, and B's speedup.
 
@@ -618,7 +667,7 @@ def compare(
     if as_json:
         from asyncfc_cli.output import print_json
 
-        print_json({"a": {**_describe(data_a), **m_a.as_dict()}, "b": {**_describe(data_b), **m_b.as_dict()},
+        print_json({"a": {**_describe(data_a, run_a), **m_a.as_dict()}, "b": {**_describe(data_b, run_b), **m_b.as_dict()},
                     "speedup": None if math.isnan(speedup) else round(speedup, 6), "warnings": warnings})
         return
     from rich.table import Table

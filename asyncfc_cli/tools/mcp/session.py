@@ -65,6 +65,7 @@ class Session:
 
     async def hold(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         source = self.source
+        began = getattr(self.run.trace, "now", lambda: None)()  # the start is the run's, in its trace
         route_sdk_logs()
         LOG_CONTEXT.set(self.log_context)  # this task's context: the SDK's tasks below inherit it
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errlog:
@@ -105,7 +106,8 @@ class Session:
                         startup.deadline = math.inf
                         self.run.trace.emit(ToolSourceOpened(name=source.name, kind="mcp", server=source.where,
                                                              tools=[t.name for t in tools],
-                                                             protocol=self.client.protocol_version))
+                                                             protocol=self.client.protocol_version,
+                                                             began=began))
                         started = True
                         task_status.started(tools)
                         await self._closed.wait()
