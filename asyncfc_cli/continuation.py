@@ -272,7 +272,7 @@ def continued_run(run: str | None, prompt: str, agent: str | None, agents: Path 
     from asyncfc_cli import spec as spec_mod
     from asyncfc_cli.trace import runs_dir
 
-    history = load_history(find_trace(run, runs_dir()))
+    history = load_history(find_trace(run, runs_dir(agents)))  # the project of the agents.toml in use
     try:
         run_spec = spec_mod.resolve_prompt_run(prompt, agent or history.agent, agents_path=agents,
                                                model_override=model or history.model,
