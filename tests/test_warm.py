@@ -724,3 +724,28 @@ def test_two_warm_runs_side_by_side_each_have_their_own_tokens(shared, tmp_path)
         assert call == "1" and second == f"{run}:2"  # each run numbers its own calls
         runs.add(run)
     assert len(runs) == 2  # and has a token of its own
+
+
+def test_a_caller_socket_closed_with_its_reaped_child_does_not_end_the_worker():
+    """One select() round can report a child's end and its caller's socket; the child
+    was reaped first, which closed the socket. That once ended the whole worker
+    (ValueError from the selector) and every later command started cold."""
+    import selectors
+    import socket as socket_mod
+
+    from asyncfc_cli.warm import protocol as warm_protocol
+    from asyncfc_cli.warm.worker import Invocation, Worker
+
+    worker = Worker(place=None, snapshot=None, env_effects={}, codes={}, idle_timeout=0, refusing=None,
+                    preimported=0, import_seconds=0.0)
+    ours, theirs = socket_mod.socketpair()
+    inv = Invocation(ours, warm_protocol.Channel(ours), pid=-1, pidfd=-1, command="run", started=0.0)
+    worker.selector.register(ours, selectors.EVENT_READ, ("conn", inv))
+    try:
+        worker.selector.unregister(ours)  # what _reap does with the caller's socket
+        ours.close()
+        worker._from_client(inv)  # the same round's event for it: nothing to do, no error
+        assert not inv.abandoned and inv.kill_at is None
+    finally:
+        theirs.close()
+        worker.selector.close()

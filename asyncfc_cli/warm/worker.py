@@ -215,10 +215,19 @@ class Worker:
                         self.wake_r.recv(4096)  # type: ignore[union-attr]
                     except BlockingIOError:
                         pass
-                elif kind == "conn":
-                    self._from_client(inv)
-                elif kind == "pid":
-                    self._reap(inv)
+                try:
+                    if kind == "conn":
+                        self._from_client(inv)
+                    elif kind == "pid":
+                        self._reap(inv)
+                except Exception:  # noqa: BLE001  (one invocation's bug must not end every later command's warm start)
+                    import traceback
+
+                    log(f"child {inv.pid}: {traceback.format_exc(limit=5)}")
+                    try:  # not reported again: a broken invocation must not spin the loop
+                        self.selector.unregister(key.fileobj)
+                    except (KeyError, ValueError):
+                        pass
             now = time.monotonic()
             for inv in list(self.invocations.values()):
                 if inv.kill_at is not None and now >= inv.kill_at:
@@ -402,6 +411,10 @@ class Worker:
 
     def _from_client(self, inv: Invocation) -> None:
         """A signal to forward, or the end of the caller."""
+        if inv.conn.fileno() < 0:
+            # One select() can report both the child's end and its caller's socket:
+            # the child was reaped first and its connection closed with it.
+            return
         try:
             alive = inv.channel.fill()
             inv.channel.close_fds()  # nobody sends descriptors now; close any that came
