@@ -14,7 +14,11 @@ agents.toml, tasks/ and tools/, no learned tool durations: what a new clone
 gives), one per mode. ``--check`` compares what does not depend on the
 machine's speed (requests, tokens, and the text around them) with a fresh
 run, and the wall times' prose with the walls the README states; the test
-suite runs it (tests/test_readme_figures.py).
+suite runs it (tests/test_readme_figures.py). One more figure moves with the
+machine's speed: async mode's tokens in. Whether a tool's result went back in
+a request as its value or as a pending handle depends on when the tool
+finished (measured: 1269 to 1281 for quickstart between a loaded and an idle
+machine), so those are checked within :data:`ASYNC_TOKENS_SPREAD`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MODES = ("sync", "parallel", "async")
+ASYNC_TOKENS_SPREAD = 0.03  # async tokens may differ this much (relative) from the README's
 # block name -> the task it runs
 TASKS = {"quickstart": "tasks/quickstart.toml", "mcp": "tasks/mcp.toml"}
 BLOCK = re.compile(r"(<!-- readme_figures (\w+) -->\n)(.*?)(<!-- /readme_figures -->)", re.S)
@@ -112,8 +117,14 @@ def check(text: str, measured: dict[str, dict[str, dict]]) -> list[str]:
         if set(stated) != set(MODES):
             problems.append(f"block {name}: a row per mode is expected, found {sorted(stated)}")
             continue
-        # The walls are the README's (they vary run to run); everything else must be as measured.
-        expected = render(name, {m: {**runs[m], "wall": stated[m]["wall"]} for m in MODES})
+        # The walls are the README's (they vary run to run), so are async's tokens
+        # within their spread; everything else must be as measured.
+        kept = {m: {**runs[m], "wall": stated[m]["wall"]} for m in MODES}
+        for key in ("tokens_in", "tokens_out"):
+            said, now = stated["async"][key], runs["async"][key]
+            if abs(said - now) <= ASYNC_TOKENS_SPREAD * max(said, now):
+                kept["async"][key] = said
+        expected = render(name, kept)
         if expected != found[name]:
             problems.append(f"block {name} is stale; it should read:\n{expected}")
     return problems
