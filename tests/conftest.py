@@ -32,6 +32,24 @@ os.environ["ASYNCFC_WARM"] = "0"
 # The command tool in tests/data/agents.toml runs this interpreter.
 os.environ.setdefault("ASYNCFC_TEST_PYTHON", sys.executable)
 
+
+def _take_back_ignored_signals() -> None:
+    """A suite started in the background of a non-interactive shell (``pytest &``,
+    ``nohup``, some CI runners) inherits SIGINT and SIGQUIT (and SIGHUP) ignored, and
+    so does every process it starts: Python keeps an ignored SIGINT ignored, so the
+    tests' Ctrl-C would never reach the asyncfc they test (a run going on to exit 0,
+    a server never stopping). The tests send these signals on purpose: they get the
+    dispositions an interactive terminal gives."""
+    import signal
+
+    for signum, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGQUIT, signal.SIG_DFL),
+                            (signal.SIGHUP, signal.SIG_DFL)):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            signal.signal(signum, handler)
+
+
+_take_back_ignored_signals()
+
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 
