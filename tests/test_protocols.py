@@ -282,7 +282,7 @@ def test_sim_serve_speaks_the_format_to_a_litellm_client(runs, tmp_path, protoco
         assert trace.of_type("model_end")[0]["tokens_in"] > 0
     finally:
         proc.send_signal(2)
-        proc.wait(120)  # its import and shutdown, beside a loaded suite
+        proc.wait(10)
 
 
 def test_sim_serve_rejects_an_unknown_protocol():
@@ -453,7 +453,7 @@ def _serve_first_calls(argv: list[str]) -> list[dict]:
         return [part["functionCall"] for part in parts if "functionCall" in part]
     finally:
         proc.send_signal(2)
-        proc.wait(120)  # its import and shutdown, beside a loaded suite
+        proc.wait(20)
 
 
 def test_sim_serve_as_docs_show_it_fills_the_tasks_params_and_takes_set():
