@@ -227,6 +227,45 @@ def test_run_gives_the_same_answer_exit_code_trace_and_files_cold_and_warm(share
     assert outputs["cold"] == outputs["warm"]
 
 
+@pytest.mark.parametrize("model", ["sim", "sim:anthropic", "sim:gemini", "sim:responses"])
+def test_what_the_first_request_loads_is_loaded_ahead_and_every_wire_format_runs_warm(shared, tmp_path, model):
+    # The worker rehearsed one request per wire format in a child (rehearsal.py)
+    # and loaded what it imported: a child forked after that must still stream
+    # on every route as a cold process does.
+    first = status(shared)["first_request"]
+    assert first["error"] is None and first["modules"] > 0, first
+    human = asyncfc("worker", "status", env=shared, cwd=tmp_path).stdout
+    assert f"{first['modules']} modules" in human and "first model request: rehearsed" in human
+    answers = {}
+    for how, env in (("cold", cold(shared)), ("warm", shared)):
+        before = served(shared)
+        done = asyncfc("run", REPO / "tasks" / "quickstart.toml", "--model", model, "--json",
+                       "--trace", tmp_path / f"{how}.jsonl", env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert served(shared) == before + (how == "warm")
+        report = json.loads(done.stdout)
+        answers[how] = (report["answer"], [(c["tool"], c["status"]) for c in report["tool_calls"]])
+    assert answers["cold"] == answers["warm"]
+
+
+def test_a_rehearsal_that_does_not_report_in_time_is_killed_and_said(tmp_path):
+    # The worker serves on without what it would have learned; nothing is left behind.
+    code = textwrap.dedent("""
+        import os
+        from asyncfc_cli.warm import rehearsal
+        learned = rehearsal.rehearse("asyncfc_cli", deadline=0.05)
+        try:
+            os.waitpid(-1, os.WNOHANG)
+            left = "a child is left"
+        except ChildProcessError:
+            left = "no child"
+        print(learned.error, "|", learned.modules, "|", left, "|", len(os.listdir("/proc/self/task")))
+    """)
+    done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.stdout.strip() == "the rehearsal did not report within 0.05 s | [] | no child | 1", done.stderr
+
+
 def test_exit_codes_and_messages_are_the_same_cold_and_warm(shared, tmp_path):
     cases = [
         (["run", DATA / "ok.toml", "-q"], 0),

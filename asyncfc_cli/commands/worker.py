@@ -74,6 +74,12 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
     print(f"  up {data['uptime']:.0f} s, idle {data['idle_for']:.0f} s of {data['idle_timeout']:g} s; "
           f"{data['active']} running, {data['served']} served; "
           f"{data['preimported_modules']} modules imported in {data['import_seconds']:.1f} s")
+    first = data.get("first_request") or {}
+    if first.get("error"):
+        print(f"  first model request: not rehearsed ({first['error']})")
+    elif first:
+        print(f"  first model request: rehearsed in {first['seconds']:.1f} s; {first['modules']} modules and "
+              f"tiktoken encodings {', '.join(first['encodings']) or '(none)'} loaded ahead")
     if data["serves_this_environment"]:
         print("  serves this environment: yes")
     else:

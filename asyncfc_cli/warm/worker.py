@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asyncfc_cli.warm import context, freshness, modules, paths, protocol
+from asyncfc_cli.warm import context, freshness, modules, paths, protocol, rehearsal
 
 IDLE_ENV = "ASYNCFC_WARM_IDLE"
 DEFAULT_IDLE = 300.0
@@ -138,6 +138,7 @@ class Worker:
     refusing: str | None  # why nothing can be served warm (threads, output at import)
     preimported: int
     import_seconds: float
+    rehearsed: rehearsal.Learned = field(default_factory=rehearsal.Learned)  # what the first request loads
     listener: socket.socket | None = None
     inode: int = 0
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
@@ -328,6 +329,8 @@ class Worker:
             "served": self.served,
             "preimported_modules": self.preimported,
             "import_seconds": round(self.import_seconds, 3),
+            "first_request": {"modules": len(self.rehearsed.modules), "encodings": self.rehearsed.encodings,
+                              "seconds": round(self.rehearsed.seconds, 3), "error": self.rehearsed.error},
             "refusing": self.refusing,
             "retiring": self.retiring,
             "stale": freshness.stale_reasons(self.snapshot, request) if request else [],
@@ -572,6 +575,13 @@ def main(argv: list[str]) -> int:
         count = preimport(sorted(found.libraries))
         count += preimport(modules.preimported(found))
         warm_up(asyncfc_cli.__name__)
+        # What the first model request loads on demand (rehearsal.py): learned in a
+        # forked child, since the request itself would leave threads here.
+        learned = rehearsal.Learned(error="not rehearsed: more than one thread was running")
+        if own_threads() == 1:
+            learned = rehearsal.rehearse(asyncfc_cli.__name__)
+        count += preimport(learned.modules)
+        rehearsal.load_encodings(learned)
     import_seconds = time.monotonic() - started
     leaked = sorted(name for name in per_command if name in sys.modules)
     sys.stdout.flush()
@@ -599,6 +609,9 @@ def main(argv: list[str]) -> int:
         refusing = "the imports loaded " + ", ".join(leaked[:3]) + ", which each command must import itself"
     log(f"imported {count} modules in {import_seconds:.2f} s; {len(snapshot.env_names)} environment names read"
         + (f"; refusing to serve: {refusing}" if refusing else ""))
+    log(f"rehearsed a first model request in {learned.seconds:.2f} s: " + (
+        f"nothing learned ({learned.error})" if learned.error else
+        f"{len(learned.modules)} modules, tiktoken encodings {', '.join(learned.encodings) or 'none'}"))
     codes = compile_modules([found.modules[name] for name in sorted(per_command)])
     # Objects that exist now are never collected: children do not touch their
     # pages for the GC, so they stay shared with the worker.
@@ -609,7 +622,8 @@ def main(argv: list[str]) -> int:
         idle_timeout = float(idle) if idle else DEFAULT_IDLE
     except ValueError:
         idle_timeout = DEFAULT_IDLE
-    worker = Worker(place, snapshot, effects, codes, max(idle_timeout, 0.0), refusing, count, import_seconds)
+    worker = Worker(place, snapshot, effects, codes, max(idle_timeout, 0.0), refusing, count, import_seconds,
+                    rehearsed=learned)
     worker.listen()
     try:
         os.unlink(paths.STARTING, dir_fd=place.fd)
