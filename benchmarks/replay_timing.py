@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from first_request import spans  # this directory: the scripts run as files
+
 HERE = Path(__file__).resolve().parent
 MODELS = ("sim", "sim:anthropic", "sim:gemini", "sim:responses")
 
@@ -35,14 +37,7 @@ def run(asyncfc: str, args: list[str]) -> dict:
     report = json.loads(out.stdout) if out.stdout.strip() else {}
     if out.returncode != 0:
         raise SystemExit(f"asyncfc run {' '.join(args)} failed ({out.returncode}): {out.stdout[-800:]}{out.stderr[-800:]}")
-    requests, begun = [], {}
-    with open(report["trace"], encoding="utf-8") as f:
-        for line in f:
-            event = json.loads(line)
-            if event["type"] == "model_begin":
-                begun[event["request"]] = event["t"]
-            elif event["type"] == "model_end" and event["request"] in begun:
-                requests.append(event["t"] - begun[event["request"]])
+    requests = spans(report["trace"])
     calls = [(c["tool"], json.dumps(c["arguments"], sort_keys=True), c["status"]) for c in report["tool_calls"]]
     return {"wall": report["wall"], "requests": requests, "same": (report["answer"], calls)}
 

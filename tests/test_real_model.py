@@ -30,7 +30,7 @@ import pytest
 
 from asyncfc_cli.trace import read_trace
 
-from conftest import REPO, asyncfc_argv, real_model_manifest, wait_until
+from conftest import REPO, asyncfc_argv, process_gone, real_model_manifest, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -151,6 +151,21 @@ def _wait_for(proc: subprocess.Popen, trace: Path, event: str, timeout: float = 
     assert proc.poll() is None, f"the run ended before {event}: {proc.communicate()}"
 
 
+def interrupt(args: list[str], env: dict[str, str], cwd: Path, ready) -> tuple[int, str]:
+    """Start ``asyncfc ARGS``, wait for ``ready(proc)``, send SIGINT; its exit code and stderr."""
+    proc = subprocess.Popen(asyncfc(*args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        ready(proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_ctrl_c_mid_stream_leaves_no_request_decoding_on_the_server(llama, tmp_path, mode):
     project = tmp_path / "p"
@@ -170,24 +185,46 @@ tools = []
 """)
     (project / "task.toml").write_text('agent = "talker"\nprompt = "Count from 1 to 2000, one number per line."\n')
     trace = tmp_path / "t.jsonl"
-    proc = subprocess.Popen(asyncfc("run", str(project / "task.toml"), "--mode", mode, "--trace", str(trace), "-q"),
-                            cwd=tmp_path, env=env_for(llama, tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
+
+    def decoding(proc: subprocess.Popen) -> None:
         _wait_for(proc, trace, "model_first_token")
         # Checked before the signal: once it is sent, the connection may close at any moment.
         assert llama.busy()  # the request is being decoded as the interrupt comes
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+
+    returncode, err = interrupt(["run", str(project / "task.toml"), "--mode", mode, "--trace", str(trace), "-q"],
+                                env_for(llama, tmp_path), tmp_path, decoding)
+    assert returncode == 130, err
     (summary,) = read_trace(trace).of_type("summary")
     assert summary["status"] == "interrupted"
     # The connection closed, so the server stopped decoding (it would go on for ~30 s otherwise).
     assert wait_until(lambda: not llama.busy(), 20), llama.slots()
+
+
+def test_ctrl_c_while_a_tool_runs_stops_it_and_closes_the_trace(llama, tmp_path):
+    # In sync mode at temperature 0 the notes task's first response calls
+    # count_words every time (docs/local-models.md); the tool is held running
+    # (REAL_MODEL_TOOL_HOLD) until the interrupt comes.
+    hold = tmp_path / "tool.pid"
+    trace = tmp_path / "t.jsonl"
+    env = {**env_for(llama, tmp_path), "REAL_MODEL_TOOL_HOLD": str(hold)}
+
+    def tool_running(proc: subprocess.Popen) -> None:
+        assert wait_until(lambda: hold.exists() or proc.poll() is not None, 300), "the tool did not start in 300 s"
+        assert proc.poll() is None, ("the run ended without calling count_words: the model's behaviour changed "
+                                     "(docs/local-models.md)", proc.communicate())
+
+    returncode, err = interrupt(["run", str(PROJECT / "tasks" / "notes.toml"), "--mode", "sync", "--trace",
+                                 str(trace), "-q"], env, tmp_path, tool_running)
+    assert returncode == 130, err
+    pid = int(hold.read_text())
+    data = read_trace(trace)
+    (summary,) = data.of_type("summary")
+    assert summary["status"] == "interrupted"
+    (begin,) = [e for e in data.of_type("tool_begin") if e["tool"] == "count_words"]
+    ends = [e for e in data.of_type("tool_end") if e["call_id"] == begin["call_id"]]
+    assert len(ends) <= 1 and all(e["status"] != "ok" for e in ends), ends
+    assert wait_until(lambda: process_gone(pid), 10)  # the tool's process was stopped with the run
+    assert not llama.busy()
 
 
 # --- docs/local-models.md's llama.cpp example, as written ------------------------------------
