@@ -202,7 +202,8 @@ tools = []
 
 def test_ctrl_c_while_a_tool_runs_stops_it_and_closes_the_trace(llama, tmp_path):
     # In sync mode at temperature 0 the notes task's first response calls
-    # count_words every time (docs/local-models.md); the tool is held running
+    # count_words every time on a server that has not cached the prompt
+    # (docs/local-models.md, smollm2-fresh in agents.toml); the tool is held running
     # (REAL_MODEL_TOOL_HOLD) until the interrupt comes.
     hold = tmp_path / "tool.pid"
     trace = tmp_path / "t.jsonl"
@@ -213,8 +214,8 @@ def test_ctrl_c_while_a_tool_runs_stops_it_and_closes_the_trace(llama, tmp_path)
         assert proc.poll() is None, ("the run ended without calling count_words: the model's behaviour changed "
                                      "(docs/local-models.md)", proc.communicate())
 
-    returncode, err = interrupt(["run", str(PROJECT / "tasks" / "notes.toml"), "--mode", "sync", "--trace",
-                                 str(trace), "-q"], env, tmp_path, tool_running)
+    returncode, err = interrupt(["run", str(PROJECT / "tasks" / "notes.toml"), "--mode", "sync", "--model",
+                                 "smollm2-fresh", "--trace", str(trace), "-q"], env, tmp_path, tool_running)
     assert returncode == 130, err
     pid = int(hold.read_text())
     data = read_trace(trace)
