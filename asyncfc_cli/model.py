@@ -61,7 +61,7 @@ from asyncfc_cli.decoding import (  # noqa: F401  (the events are this module's 
     ToolCallAssembler,
     ToolCallReady,
 )
-from asyncfc_cli.model_reach import unreachable
+from asyncfc_cli.model_reach import keep_off_proxies, unreachable
 from asyncfc_cli.redaction import Redactor, run_secrets
 
 # Offline by default: without this, importing litellm tries to download its
@@ -331,6 +331,7 @@ class LiteLLMClient:
         self.redactor = redactor or Redactor(run_secrets(config))
         self._litellm = import_litellm()
         self.credentials_failure: str | None = None
+        keep_off_proxies(config.api_base)  # before the run's first request makes its HTTP client
 
     async def stream(self, messages: list[dict], tools: list[dict]) -> AsyncIterator[ModelEvent]:
         attempt = 0

@@ -176,3 +176,43 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower().rstrip(".") in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def keep_off_proxies(api_base: str | None, environ=None) -> None:
+    """Add a loopback ``api_base``'s host to ``no_proxy``/``NO_PROXY``.
+
+    The HTTP clients LiteLLM uses (httpx, aiohttp) send every request through
+    ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` names the
+    host, and a proxy cannot reach this machine's loopback: with a proxy set,
+    as on many company networks, the embedded simulated model, a replayed
+    cassette and a local llama.cpp or Ollama server all failed as
+    "connection refused". Only loopback hosts are added (a proxy is never
+    the way to them), to both spellings, since clients differ in which they read.
+    Idempotent; the same for every run of the process."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    try:
+        host = urlsplit(api_base or "").hostname
+    except ValueError:
+        return
+    if not is_loopback(host):
+        return
+    for name in ("no_proxy", "NO_PROXY"):
+        entries = [e.strip() for e in environ.get(name, "").split(",") if e.strip()]
+        if host not in entries and "*" not in entries:
+            environ[name] = ",".join([*entries, host])

@@ -33,6 +33,9 @@ def open_transport(source: "McpSource", session: "Session", errlog: Any, notice:
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
+    from asyncfc_cli.model_reach import keep_off_proxies
+
+    keep_off_proxies(server.url)  # a server on this machine is never reached through a proxy
     http = httpx2.AsyncClient(headers=server.headers, timeout=httpx2.Timeout(30.0, read=None),
                               event_hooks={"response": [capped_http(source.cfg.max_output)]})
     return streamable_http_client(server.url, http_client=http, max_sse_event_size=source.cfg.max_output), http
