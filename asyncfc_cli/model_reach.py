@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -178,20 +179,6 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower().rstrip(".") in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def keep_off_proxies(api_base: str | None, environ=None) -> None:
     """Add a loopback ``api_base``'s host to ``no_proxy``/``NO_PROXY``.
 
@@ -203,13 +190,8 @@ def keep_off_proxies(api_base: str | None, environ=None) -> None:
     "connection refused". Only loopback hosts are added (a proxy is never
     the way to them), to both spellings, since clients differ in which they read.
     Idempotent; the same for every run of the process."""
-    import os
-
     environ = os.environ if environ is None else environ
-    try:
-        host = urlsplit(api_base or "").hostname
-    except ValueError:
-        return
+    host = _hostname(api_base or "")
     if not is_loopback(host):
         return
     for name in ("no_proxy", "NO_PROXY"):
